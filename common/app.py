@@ -1,0 +1,128 @@
+"""The falcon app factory every soko service builds on.
+
+It gives each service the same edges: a transaction id on every response (taken from the
+caller when a soko service calls another, so one request can be followed end to end), an
+access log, JSON errors that never carry a traceback, domain errors mapped to HTTP once,
+and ``/healthcheck``. A service adds its routes and its auth middleware on top.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Iterable
+
+import falcon
+
+from soko.common.errors import SokoError
+from soko.common.log import current_trans_id
+
+access_log = logging.getLogger("soko.access")
+error_log = logging.getLogger("soko.error")
+
+TRANS_ID_HEADER = "X-Trans-Id"
+# A caller's id is reused only if it looks like one of ours: never echo arbitrary bytes.
+TRANS_ID_PATTERN = re.compile(r"^tx[0-9a-f]{21}-[0-9a-f]{10}$")
+
+
+def new_trans_id() -> str:
+    """Swift's shape: ``tx`` + 21 hex chars + ``-`` + the hex time, so ids sort by time."""
+    return f"tx{uuid.uuid4().hex[:21]}-{int(time.time()):010x}"
+
+
+class RequestContext:
+    """Assigns the transaction id, times the request and writes the access log line."""
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        incoming = req.get_header(TRANS_ID_HEADER)
+        trans_id = incoming if incoming and TRANS_ID_PATTERN.match(incoming) else new_trans_id()
+        req.context.trans_id = trans_id
+        req.context.started = time.monotonic()
+        req.context.trans_token = current_trans_id.set(trans_id)
+        resp.set_header(TRANS_ID_HEADER, trans_id)
+        # OpenStack clients (keystoneauth, cinderclient) log this one.
+        resp.set_header("X-Openstack-Request-Id", trans_id)
+
+    def process_response(self, req, resp, resource, req_succeeded: bool) -> None:
+        started = getattr(req.context, "started", None)
+        if started is None:
+            return
+        trans_id = req.context.trans_id
+        resp.set_header(TRANS_ID_HEADER, trans_id)
+        resp.set_header("X-Openstack-Request-Id", trans_id)
+        access_log.info(
+            '%s %s "%s %s" %s %.4f',
+            req.remote_addr,
+            trans_id,
+            req.method,
+            req.relative_uri,
+            resp.status[:3] if isinstance(resp.status, str) else resp.status,
+            time.monotonic() - started,
+        )
+        current_trans_id.reset(req.context.trans_token)
+
+
+def error_body(status: int, title: str, message: str, trans_id: str | None) -> str:
+    return json.dumps(
+        {"error": {"code": status, "title": title, "message": message, "trans_id": trans_id}}
+    )
+
+
+def serialize_http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError):
+    """Every falcon-raised error (unknown route, bad method...) as the same JSON shape."""
+    reason = exc.status[4:] if isinstance(exc.status, str) else str(exc.status)
+    title = reason if exc.title in (exc.status, None) else exc.title
+    message = exc.description or f"{title}: {req.method} {req.path}"
+    trans_id = getattr(req.context, "trans_id", None)
+    resp.content_type = falcon.MEDIA_JSON
+    resp.text = error_body(exc.status_code, title, message, trans_id)
+
+
+def handle_soko_error(req, resp, exc: SokoError, params) -> None:
+    trans_id = getattr(req.context, "trans_id", None)
+    resp.status = exc.status
+    for name, value in exc.headers.items():
+        resp.set_header(name, value)
+    resp.content_type = falcon.MEDIA_JSON
+    resp.text = error_body(exc.status, exc.title, exc.message, trans_id)
+
+
+def handle_unexpected(req, resp, exc: Exception, params) -> None:
+    """A bug: log it with its traceback, tell the client only the transaction id."""
+    trans_id = getattr(req.context, "trans_id", None)
+    error_log.exception("unhandled error in %s %s", req.method, req.path)
+    resp.status = 500
+    resp.content_type = falcon.MEDIA_JSON
+    resp.text = error_body(
+        500,
+        "Internal Server Error",
+        f"The server failed to handle this request; quote transaction {trans_id} to the operator.",
+        trans_id,
+    )
+
+
+class Healthcheck:
+    """``GET /healthcheck``: 200 ``OK`` while the process serves requests (as Swift's)."""
+
+    public = True  # auth middlewares let resources marked public through
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = falcon.MEDIA_TEXT
+        resp.text = "OK"
+
+    on_head = on_get
+
+
+def make_base_app(middleware: Iterable[object] = ()) -> falcon.App:
+    """A falcon app with soko's shared edges; the service adds routes and its middleware."""
+    app = falcon.App(middleware=[RequestContext(), *middleware])
+    app.req_options.auto_parse_qs_csv = False
+    app.req_options.strip_url_path_trailing_slash = False
+    app.set_error_serializer(serialize_http_error)
+    app.add_error_handler(Exception, handle_unexpected)
+    app.add_error_handler(SokoError, handle_soko_error)
+    app.add_route("/healthcheck", Healthcheck())
+    return app

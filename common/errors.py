@@ -1,0 +1,73 @@
+"""soko's domain errors, mapped to HTTP once by the app factory.
+
+Managers raise these (no HTTP knowledge below the API layer); the factory turns each into
+its status with a JSON body that says what went wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class SokoError(Exception):
+    """Base of every error a client may see; ``status`` is the HTTP answer."""
+
+    status = 500
+    title = "Internal Server Error"
+
+    def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None):
+        super().__init__(message or self.title)
+        self.message = message or self.title
+        self.headers = headers or {}
+
+
+class BadRequest(SokoError):
+    status, title = 400, "Bad Request"
+
+
+class Unauthorized(SokoError):
+    status, title = 401, "Unauthorized"
+
+
+class Forbidden(SokoError):
+    status, title = 403, "Forbidden"
+
+
+class NotFound(SokoError):
+    status, title = 404, "Not Found"
+
+
+class MethodNotAllowed(SokoError):
+    status, title = 405, "Method Not Allowed"
+
+
+class Conflict(SokoError):
+    status, title = 409, "Conflict"
+
+
+class LengthRequired(SokoError):
+    status, title = 411, "Length Required"
+
+
+class PreconditionFailed(SokoError):
+    status, title = 412, "Precondition Failed"
+
+
+class PayloadTooLarge(SokoError):
+    """Also Cinder's answer to an exceeded quota (OverLimit)."""
+
+    status, title = 413, "Request Entity Too Large"
+
+
+class Unprocessable(SokoError):
+    status, title = 422, "Unprocessable Entity"
+
+
+class TooManyRequests(SokoError):
+    status, title = 429, "Too Many Requests"
+
+
+class ServiceUnavailable(SokoError):
+    status, title = 503, "Service Unavailable"
+
+
+class InsufficientStorage(SokoError):
+    status, title = 507, "Insufficient Storage"

@@ -1,0 +1,55 @@
+"""Runs a service's WSGI app under gunicorn, the same way for every service.
+
+gthread workers (plain threads, no eventlet): the services spend their time in disk and
+network I/O, where threads overlap well and need no monkey-patching.
+"""
+
+from __future__ import annotations
+
+from gunicorn.app.base import BaseApplication
+
+from soko.common.config import Config
+from soko.common.service import ServiceSpec
+
+
+class ServiceApplication(BaseApplication):
+    """A gunicorn application whose settings come from the service's config section."""
+
+    def __init__(self, spec: ServiceSpec, config: Config, log_level: str = "info"):
+        self.spec = spec
+        self.config = config
+        self.log_level = log_level
+        super().__init__()
+
+    def load_config(self) -> None:
+        section = self.config.section(self.spec.name)
+        settings = {
+            "bind": f"{section.bind_ip}:{section.port}",
+            "workers": section.workers,
+            "threads": section.threads,
+            "worker_class": section.worker_class,
+            "timeout": section.timeout,
+            "graceful_timeout": 10,
+            "keepalive": 5,
+            "proc_name": f"soko-{self.spec.name}",
+            "loglevel": self.log_level,
+            "errorlog": "-",
+            "accesslog": None,  # soko's middleware writes the access log, with the trans id
+            "post_worker_init": _worker_logging,
+        }
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        return self.spec.make_app(self.config)
+
+
+def _worker_logging(worker) -> None:
+    from soko.common.log import setup_logging
+
+    setup_logging(worker.cfg.loglevel or "info")
+
+
+def serve(spec: ServiceSpec, config: Config, log_level: str = "info") -> None:
+    """Blocks serving ``spec`` until gunicorn is told to stop (SIGTERM/SIGINT)."""
+    ServiceApplication(spec, config, log_level).run()

@@ -1,0 +1,1 @@
+"""The Swift-compatible object store: the proxy (Swift API, later S3), the storage-node server for accounts, containers and objects, the on-disk layout, and the replicator, auditor, updater and expirer daemons."""

@@ -1,0 +1,17 @@
+"""``soko bench ...``: the benchmarks. Each prints a table and can write JSON; where a peer
+system runs on this machine, the benchmark runs both in one go and prints the ratio."""
+
+from __future__ import annotations
+
+import click
+
+from soko.tools.lazy import LazyGroup
+
+BENCHMARKS = {
+    "ring": "soko.ring.bench:bench_ring",
+}
+
+
+@click.group(cls=LazyGroup, lazy=BENCHMARKS)
+def bench() -> None:
+    """Measure soko (and its peers, where they run here)."""
