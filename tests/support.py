@@ -1,0 +1,103 @@
+"""Helpers for tests: free ports, real service processes, tool checks, polling.
+
+Privileged tests need root and real system components. Where one is missing they skip
+with the reason, except under ``SOKO_REQUIRE_PRIVILEGED=1`` (set by CI), where the skip
+becomes a failure so CI can't go green without exercising the real thing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from soko.common.config import Config
+
+
+def require_privileged() -> bool:
+    return os.environ.get("SOKO_REQUIRE_PRIVILEGED") == "1"
+
+
+def skip_or_fail(reason: str) -> None:
+    if require_privileged():
+        pytest.fail(f"SOKO_REQUIRE_PRIVILEGED=1 but {reason}")
+    pytest.skip(reason)
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        skip_or_fail("this test needs root")
+
+
+def require_tools(*names: str) -> None:
+    """Skips (or fails under CI) unless every named executable is installed."""
+    require_root()
+    missing = [n for n in names if shutil.which(n) is None]
+    if missing:
+        skip_or_fail(f"missing {', '.join(missing)} (run tools/install-system-deps.sh)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05,
+             what: str = "condition"):
+    """Polls ``predicate`` until it returns something truthy; fails the test on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def running_service(name: str, config: Config, timeout: float = 30.0) -> Iterator[str]:
+    """Runs ``soko serve NAME`` as a real gunicorn process; yields its endpoint."""
+    section = config.section(name)
+    endpoint = section.endpoint
+    log_path = Path(config.data_dir) / f"{name}-{section.port}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "soko.tools.cli", "serve", name, "--data-dir", str(config.data_dir)]
+    if config.path is not None:
+        argv += ["--config", str(config.path)]
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not healthy(f"{endpoint}/healthcheck"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"{name} did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.05)
+        yield endpoint
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
