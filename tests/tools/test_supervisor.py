@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+
+import pytest
+
+from soko.common.config import load_config
+from soko.tools.up import Supervisor, SupervisorError, read_state, state_path
+from tests.support import free_port, healthy, wait_for
+from tests.tools.sample_service import SERVICE
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes whose process group is ``pgid`` (gunicorn master and workers)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z" and int(fields[2]) == pgid:
+                members.append(int(entry))
+    return members
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def make_supervisor(data_dir):
+    made = []
+
+    def make(**env):
+        environ = {"SOKO_SAMPLE_PORT": str(free_port()), **env}
+        config = load_config(None, {"sample": SERVICE.section}, data_dir=data_dir, environ=environ)
+        sup = Supervisor(config, [SERVICE], health_timeout=30)
+        made.append(sup)
+        return sup
+
+    yield make
+    for sup in made:
+        sup.stop()
+
+
+def test_starts_real_service_and_stops_leaving_nothing(make_supervisor, data_dir):
+    sup = make_supervisor()
+    sup.bootstrap()
+    sup.start()
+    state = read_state(data_dir)
+    (unit,) = state["units"]
+    assert healthy(unit["health_url"])
+    assert state["summary"] == ["sample password: s3cret"]
+    assert os.stat(state_path(data_dir)).st_mode & 0o777 == 0o600
+    members = group_members(unit["pid"])
+    assert len(members) >= 3  # gunicorn master and its two workers
+    port = int(unit["endpoint"].rsplit(":", 1)[1])
+
+    sup.stop()
+    assert group_members(unit["pid"]) == []
+    assert not port_open(port)
+    assert read_state(data_dir) is None
+
+
+def test_unit_that_dies_at_start_is_reported_and_nothing_is_left(make_supervisor, data_dir):
+    sup = make_supervisor(SOKO_SAMPLE_CRASH="true")
+    with pytest.raises(SupervisorError, match="cannot bind: boom"):
+        sup.start()
+    assert sup.running == [] and read_state(data_dir) is None
+
+
+def test_dead_unit_is_restarted(make_supervisor, data_dir):
+    sup = make_supervisor()
+    sup.start()
+    first = read_state(data_dir)["units"][0]
+    watcher = threading.Thread(target=sup.watch, kwargs={"poll": 0.1})
+    watcher.start()
+    try:
+        os.killpg(first["pid"], signal.SIGKILL)
+        wait_for(lambda: read_state(data_dir)["units"][0]["pid"] != first["pid"], what="restart")
+        wait_for(lambda: healthy(first["health_url"]), timeout=30, what="restarted unit healthy")
+    finally:
+        sup.stopping = True
+        watcher.join()
+    sup.stop()
+    assert group_members(first["pid"]) == []
+
+
+def test_second_supervisor_for_the_same_data_dir_is_refused(make_supervisor, data_dir):
+    sup = make_supervisor()
+    sup.start()
+    with pytest.raises(SupervisorError, match="already running.*soko down"):
+        make_supervisor().check_not_running()
+    assert json.loads(state_path(data_dir).read_text())["status"] == "running"
