@@ -1,0 +1,280 @@
+"""Container and account databases: one SQLite file each, merged by timestamp like Swift's.
+
+A container DB lists its objects (name, timestamp, size, type, ETag, deleted) with the
+container's stats and metadata; an account DB lists its containers the same way. Every row
+and every metadata item carries the timestamp of the write that made it, and a merge keeps
+the newest, so replicas that saw updates in different orders converge.
+
+SQLite runs in WAL mode with ``synchronous=NORMAL``: a commit survives a process crash, and a
+power cut can lose only the last listing updates, never corrupt the file. That is Swift's
+trade too (its container ``.pending`` files are not fsynced): listings are repaired by
+replication and the async-pending records, while object data itself is always fsynced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from soko.common.durable import fsync_dir, makedirs_durable
+from soko.object.diskfile import name_hash
+from soko.object.timestamps import ZERO, Timestamp
+
+STAT_COLUMNS = ("put_timestamp", "delete_timestamp", "object_count", "bytes_used", "metadata")
+
+SCHEMA = {
+    "container": """
+        CREATE TABLE IF NOT EXISTS entry (
+            name TEXT PRIMARY KEY, created_at TEXT NOT NULL, size INTEGER NOT NULL,
+            content_type TEXT NOT NULL, etag TEXT NOT NULL, deleted INTEGER NOT NULL
+        ) WITHOUT ROWID;
+    """,
+    "account": """
+        CREATE TABLE IF NOT EXISTS entry (
+            name TEXT PRIMARY KEY, put_timestamp TEXT NOT NULL, delete_timestamp TEXT NOT NULL,
+            object_count INTEGER NOT NULL, bytes_used INTEGER NOT NULL, deleted INTEGER NOT NULL
+        ) WITHOUT ROWID;
+    """,
+}
+STAT_SCHEMA = """
+    CREATE TABLE IF NOT EXISTS stat (
+        id INTEGER PRIMARY KEY CHECK (id = 0), put_timestamp TEXT NOT NULL,
+        delete_timestamp TEXT NOT NULL, object_count INTEGER NOT NULL,
+        bytes_used INTEGER NOT NULL, metadata BLOB NOT NULL
+    );
+"""
+OPEN_CACHE_SIZE = 256
+
+
+def db_path(device_path: Path, kind: str, partition: str, account: str,
+            container: str | None = None) -> Path:
+    digest = name_hash(account, container)
+    return device_path / f"{kind}s" / partition / digest[-3:] / digest / f"{digest}.db"
+
+
+def upper_bound(prefix: str) -> str:
+    """The smallest string greater than every string that starts with ``prefix``."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+class _Connections:
+    """Open connections, one per DB file, kept for reuse with a lock each (gthread workers)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.open: OrderedDict[Path, tuple[sqlite3.Connection, threading.Lock]] = OrderedDict()
+
+    def get(self, path: Path) -> tuple[sqlite3.Connection, threading.Lock]:
+        with self.lock:
+            if path in self.open:
+                self.open.move_to_end(path)
+                return self.open[path]
+            conn = sqlite3.connect(path, timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self.open[path] = (conn, threading.Lock())
+            while len(self.open) > OPEN_CACHE_SIZE:
+                _, (old, old_lock) = self.open.popitem(last=False)
+                with old_lock:
+                    old.close()
+            return self.open[path]
+
+    def forget(self, path: Path) -> None:
+        with self.lock:
+            entry = self.open.pop(path, None)
+        if entry:
+            with entry[1]:
+                entry[0].close()
+
+
+CONNECTIONS = _Connections()
+
+
+class NotFoundDB(Exception):
+    """The DB file does not exist (the container or account was never created here)."""
+
+
+class ListingDB:
+    """What container and account DBs share: stats, metadata, listings, create/delete."""
+
+    kind: str = ""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    @contextlib.contextmanager
+    def transaction(self):
+        if not self.path.exists():
+            raise NotFoundDB(str(self.path))
+        conn, lock = CONNECTIONS.get(self.path)
+        with lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def initialize(self, put_timestamp: Timestamp) -> None:
+        """Creates the DB (if new) and records a PUT at ``put_timestamp``."""
+        if not self.path.exists():
+            makedirs_durable(self.path.parent)
+            conn = sqlite3.connect(self.path, isolation_level=None)
+            with contextlib.closing(conn):
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(SCHEMA[self.kind] + STAT_SCHEMA)
+                conn.execute(
+                    "INSERT OR IGNORE INTO stat VALUES (0, ?, ?, 0, 0, ?)",
+                    (ZERO.normal, ZERO.normal, msgpack.packb({})),
+                )
+            fsync_dir(self.path.parent)
+        with self.transaction() as conn:
+            conn.execute("UPDATE stat SET put_timestamp = max(put_timestamp, ?)",
+                         (put_timestamp.normal,))
+
+    def stat(self) -> dict[str, Any]:
+        with self.transaction() as conn:
+            row = conn.execute(f"SELECT {', '.join(STAT_COLUMNS)} FROM stat").fetchone()
+        info = dict(zip(STAT_COLUMNS, row, strict=True))
+        info["metadata"] = msgpack.unpackb(info["metadata"])
+        return info
+
+    def is_deleted(self, info: dict[str, Any] | None = None) -> bool:
+        info = info or self.stat()
+        return info["delete_timestamp"] > info["put_timestamp"]
+
+    def mark_deleted(self, timestamp: Timestamp) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE stat SET delete_timestamp = max(delete_timestamp, ?)",
+                         (timestamp.normal,))
+
+    def update_metadata(self, updates: dict[str, str], timestamp: Timestamp) -> None:
+        """Merges ``{header: value}`` set at ``timestamp``; an empty value removes the item."""
+        with self.transaction() as conn:
+            (raw,) = conn.execute("SELECT metadata FROM stat").fetchone()
+            metadata = msgpack.unpackb(raw)
+            for key, value in updates.items():
+                if key not in metadata or metadata[key][1] < timestamp.normal:
+                    metadata[key] = [value, timestamp.normal]
+            conn.execute("UPDATE stat SET metadata = ?", (msgpack.packb(metadata),))
+
+    def list_entries(self, columns: str, *, limit: int, marker: str = "", end_marker: str = "",
+                     prefix: str = "", delimiter: str = "", reverse: bool = False) -> list:
+        """Swift's listing: rows (tuples of ``columns``, name first) and ``{"subdir": ...}``.
+
+        With a delimiter, every name that has it after the prefix rolls up into one subdir
+        entry, and the query jumps past that subdir instead of reading its rows.
+        """
+        low_marker, high_marker = (end_marker, marker) if reverse else (marker, end_marker)
+        lower = (prefix, True) if prefix > low_marker else (low_marker, False)
+        highs = [h for h in (high_marker, upper_bound(prefix) if prefix else "") if h]
+        upper = min(highs) if highs else None  # always exclusive
+        results: list = []
+        with self.transaction() as conn:
+            while len(results) < limit:
+                where = ["deleted = 0", f"name {'>=' if lower[1] else '>'} ?"]
+                args: list = [lower[0]]
+                if upper is not None:
+                    where.append("name < ?")
+                    args.append(upper)
+                order = "DESC" if reverse else "ASC"
+                rows = conn.execute(
+                    f"SELECT {columns} FROM entry WHERE {' AND '.join(where)} "
+                    f"ORDER BY name {order} LIMIT ?",
+                    [*args, limit - len(results)],
+                ).fetchall()
+                if not rows:
+                    break
+                for row in rows:
+                    name = row[0]
+                    cut = name.find(delimiter, len(prefix)) if delimiter else -1
+                    if cut < 0:
+                        results.append(row)
+                        continue
+                    subdir = name[: cut + len(delimiter)]
+                    results.append({"subdir": subdir})
+                    if reverse:
+                        upper = subdir
+                    else:
+                        lower = (upper_bound(subdir), True)
+                    break
+                else:
+                    if not reverse:
+                        lower = (rows[-1][0], False)
+                    else:
+                        upper = rows[-1][0]
+        return results[:limit]
+
+    def remove_file(self) -> None:
+        CONNECTIONS.forget(self.path)
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(str(self.path) + suffix)
+
+
+class ContainerDB(ListingDB):
+    kind = "container"
+
+    def merge_object(self, name: str, timestamp: Timestamp, size: int, content_type: str,
+                     etag: str, deleted: bool) -> None:
+        """Applies one object PUT/DELETE unless the listing already has a newer one."""
+        with self.transaction() as conn:
+            old = conn.execute("SELECT created_at, size, deleted FROM entry WHERE name = ?",
+                               (name,)).fetchone()
+            if old is not None and old[0] >= timestamp.normal:
+                return
+            count_delta = (0 if deleted else 1) - (1 if old and not old[2] else 0)
+            bytes_delta = (0 if deleted else size) - (old[1] if old and not old[2] else 0)
+            conn.execute(
+                "INSERT OR REPLACE INTO entry VALUES (?, ?, ?, ?, ?, ?)",
+                (name, timestamp.normal, size, content_type, etag, int(deleted)),
+            )
+            conn.execute(
+                "UPDATE stat SET object_count = object_count + ?, bytes_used = bytes_used + ?",
+                (count_delta, bytes_delta),
+            )
+
+    def list_objects(self, **query) -> list:
+        return self.list_entries("name, created_at, size, content_type, etag", **query)
+
+
+class AccountDB(ListingDB):
+    kind = "account"
+
+    def merge_container(self, name: str, put_timestamp: Timestamp, delete_timestamp: Timestamp,
+                        object_count: int, bytes_used: int) -> None:
+        """Applies a container's report: its newest put/delete times and its latest stats."""
+        with self.transaction() as conn:
+            old = conn.execute(
+                "SELECT put_timestamp, delete_timestamp, object_count, bytes_used, deleted "
+                "FROM entry WHERE name = ?", (name,)).fetchone()
+            put_ts = max(put_timestamp.normal, old[0] if old else "")
+            delete_ts = max(delete_timestamp.normal, old[1] if old else "")
+            deleted = delete_ts > put_ts
+            if deleted:
+                object_count = bytes_used = 0
+            conn.execute("INSERT OR REPLACE INTO entry VALUES (?, ?, ?, ?, ?, ?)",
+                         (name, put_ts, delete_ts, object_count, bytes_used, int(deleted)))
+            totals = conn.execute(
+                "SELECT coalesce(sum(object_count), 0), coalesce(sum(bytes_used), 0) "
+                "FROM entry WHERE deleted = 0").fetchone()
+            conn.execute("UPDATE stat SET object_count = ?, bytes_used = ?", totals)
+
+    def container_count(self) -> int:
+        with self.transaction() as conn:
+            return conn.execute("SELECT count(*) FROM entry WHERE deleted = 0").fetchone()[0]
+
+    def list_containers(self, **query) -> list:
+        return self.list_entries("name, object_count, bytes_used, put_timestamp", **query)

@@ -1,0 +1,34 @@
+"""Object-store fixtures: a loop-backed XFS filesystem per test session, as devices live on."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from soko.object.xfs import ensure_mounted, unmount
+from tests.support import require_tools
+
+
+@pytest.fixture(scope="session")
+def xfs_root(tmp_path_factory) -> Iterator[Path]:
+    """A mounted XFS filesystem (sparse 4 GiB image) shared by the session's tests."""
+    require_tools("mkfs.xfs", "mount", "umount")
+    base = tmp_path_factory.mktemp("xfs")
+    mount_point = base / "mnt"
+    ensure_mounted(base / "devices.img", mount_point, 4 << 30)
+    try:
+        yield mount_point
+    finally:
+        unmount(mount_point)
+        (base / "devices.img").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def xfs_dir(xfs_root: Path) -> Path:
+    """A fresh directory on the session's XFS filesystem."""
+    path = xfs_root / uuid.uuid4().hex[:12]
+    path.mkdir()
+    return path
