@@ -17,6 +17,7 @@ from soko.tools.lazy import LazyGroup
 from soko.tools.output import emit_rows, format_option
 
 COMMANDS = {
+    "identity": "soko.identity.cli:identity",
     "bench": "soko.tools.bench:bench",
 }
 

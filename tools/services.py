@@ -12,7 +12,9 @@ import os
 from soko.common.config import Config, load_config
 from soko.common.service import ServiceSpec
 
-SERVICE_MODULES: list[str] = []
+SERVICE_MODULES: list[str] = [
+    "soko.identity.service",
+]
 
 
 def all_specs() -> list[ServiceSpec]:
