@@ -1,0 +1,246 @@
+"""The Cinder-v3-shaped volume API: thin falcon resources over ``VolumeManager``.
+
+HTTP in (parse and validate the body), one manager call, HTTP out (Cinder's JSON shapes,
+so cinderclient habits carry over). Errors are the manager's domain errors, mapped to
+HTTP once by the app factory.
+"""
+
+from __future__ import annotations
+
+import falcon
+
+from soko.block import limits
+from soko.block.manager import VolumeManager
+from soko.block.models import Volume
+from soko.common.app import make_base_app
+from soko.common.auth import AuthMiddleware, TokenValidator
+from soko.common.config import Config
+from soko.common.errors import BadRequest, Forbidden
+
+LIST_LIMIT_MAX = 1000
+
+
+def iso(value) -> str | None:
+    return value.isoformat(timespec="microseconds") if value is not None else None
+
+
+def volume_links(req: falcon.Request, volume: Volume) -> list[dict]:
+    base = f"{req.prefix}/v3/{volume.project_id}/volumes/{volume.id}"
+    return [{"rel": "self", "href": base}, {"rel": "bookmark", "href": base}]
+
+
+def volume_summary(req: falcon.Request, volume: Volume) -> dict:
+    return {"id": volume.id, "name": volume.name, "links": volume_links(req, volume)}
+
+
+def volume_detail(req: falcon.Request, volume: Volume) -> dict:
+    attachments = []
+    if volume.attachment_id and volume.status in ("in-use", "detaching"):
+        attachments.append({
+            "id": volume.id, "attachment_id": volume.attachment_id, "volume_id": volume.id,
+            "server_id": None, "host_name": None, "device": None,
+            "initiator": volume.initiator, "attached_at": iso(volume.attached_at),
+        })
+    return {
+        **volume_summary(req, volume),
+        "status": volume.status,
+        "size": volume.size,
+        "description": volume.description,
+        "metadata": volume.meta or {},
+        "availability_zone": "nova",
+        "bootable": "false",
+        "encrypted": False,
+        "multiattach": False,
+        "volume_type": "__DEFAULT__",
+        "snapshot_id": volume.snapshot_id,
+        "source_volid": volume.source_volid,
+        "attachments": attachments,
+        "user_id": volume.user_id,
+        "os-vol-tenant-attr:tenant_id": volume.project_id,
+        "created_at": iso(volume.created_at),
+        "updated_at": iso(volume.updated_at),
+    }
+
+
+def body_of(req: falcon.Request, key: str) -> dict:
+    """The object under ``key`` in the JSON body (Cinder wraps every body this way)."""
+    body = req.get_media()
+    if not isinstance(body, dict) or not isinstance(body.get(key), dict):
+        raise BadRequest(f'the body must be a JSON object {{"{key}": {{...}}}}')
+    return body[key]
+
+
+def list_params(req: falcon.Request) -> dict:
+    limit = req.get_param_as_int("limit", min_value=1, max_value=LIST_LIMIT_MAX)
+    return {"name": req.get_param("name"), "status": req.get_param("status"),
+            "limit": limit, "marker": req.get_param("marker")}
+
+
+class Volumes:
+    """``/v3/{project_id}/volumes`` (summaries) and ``.../volumes/detail``."""
+
+    def __init__(self, manager: VolumeManager, *, detail: bool):
+        self.manager = manager
+        self.detail = detail
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, project_id: str) -> None:
+        everyone = req.get_param_as_bool("all_tenants", default=False)
+        if everyone and not req.context.auth.is_admin:
+            raise Forbidden("all_tenants=1 is for admins")
+        params = list_params(req)
+        volumes = self.manager.list(None if everyone else project_id, **params)
+        show = volume_detail if self.detail else volume_summary
+        resp.media = {"volumes": [show(req, v) for v in volumes]}
+        if params["limit"] is not None and len(volumes) == params["limit"]:
+            href = falcon.to_query_str({**req.params, "marker": volumes[-1].id})
+            resp.media["volumes_links"] = [{"rel": "next", "href": req.prefix + req.path + href}]
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, project_id: str) -> None:
+        if self.detail:
+            raise falcon.HTTPMethodNotAllowed(["GET"])
+        spec = body_of(req, "volume")
+        volume = self.manager.create(
+            project_id=project_id,
+            user_id=req.context.auth.user_id,
+            size=limits.check_size(spec.get("size")),
+            name=limits.check_text(spec.get("name"), "name", limits.NAME_MAX),
+            description=limits.check_text(spec.get("description"), "description",
+                                          limits.DESCRIPTION_MAX),
+            metadata=limits.check_metadata(spec.get("metadata")),
+            source_volid=limits.check_text(spec.get("source_volid"), "source_volid", 36),
+            snapshot_id=limits.check_text(spec.get("snapshot_id"), "snapshot_id", 36),
+        )
+        resp.status = falcon.HTTP_202
+        resp.media = {"volume": volume_detail(req, volume)}
+
+
+class VolumeItem:
+    def __init__(self, manager: VolumeManager):
+        self.manager = manager
+
+    def on_get(self, req, resp, project_id: str, volume_id: str) -> None:
+        resp.media = {"volume": volume_detail(req, self.manager.get(project_id, volume_id))}
+
+    def on_put(self, req, resp, project_id: str, volume_id: str) -> None:
+        spec = body_of(req, "volume")
+        values = {}
+        if "name" in spec:
+            values["name"] = limits.check_text(spec["name"], "name", limits.NAME_MAX)
+        if "description" in spec:
+            values["description"] = limits.check_text(spec["description"], "description",
+                                                      limits.DESCRIPTION_MAX)
+        if "metadata" in spec:
+            values["meta"] = limits.check_metadata(spec["metadata"])
+        if not values:
+            raise BadRequest("nothing to update: give name, description or metadata")
+        volume = self.manager.update(project_id, volume_id, **values)
+        resp.media = {"volume": volume_detail(req, volume)}
+
+    def on_delete(self, req, resp, project_id: str, volume_id: str) -> None:
+        self.manager.delete(project_id, volume_id)
+        resp.status = falcon.HTTP_202
+
+
+def connector_initiator(args) -> str:
+    connector = args.get("connector") if isinstance(args, dict) else None
+    if not isinstance(connector, dict):
+        raise BadRequest('attach needs {"connector": {"initiator": "iqn...."}}')
+    return limits.check_iqn(connector.get("initiator"))
+
+
+class VolumeAction:
+    """``POST .../volumes/{id}/action`` with one of Cinder's action bodies."""
+
+    ACTIONS = ("os-extend", "os-attach", "os-initialize_connection", "os-detach",
+               "os-terminate_connection")
+
+    def __init__(self, manager: VolumeManager):
+        self.manager = manager
+
+    def on_post(self, req, resp, project_id: str, volume_id: str) -> None:
+        body = req.get_media()
+        names = [k for k in body if k in self.ACTIONS] if isinstance(body, dict) else []
+        if len(names) != 1 or len(body) != 1:
+            raise BadRequest(f"the body must hold exactly one action of: {', '.join(self.ACTIONS)}")
+        action, args = names[0], body[names[0]]
+        if action == "os-extend":
+            if not isinstance(args, dict):
+                raise BadRequest('os-extend needs {"new_size": GiB}')
+            new_size = limits.check_size(args.get("new_size"), "new_size")
+            self.manager.extend(project_id, volume_id, new_size)
+            resp.status = falcon.HTTP_202
+        elif action in ("os-attach", "os-initialize_connection"):
+            connection = self.manager.attach(project_id, volume_id, connector_initiator(args))
+            resp.media = {"connection_info": connection.as_cinder()}
+        else:
+            self.manager.detach(project_id, volume_id)
+            resp.status = falcon.HTTP_202
+
+
+class QuotaSets:
+    """``/v3/{project_id}/os-quota-sets/{target_id}``: read your own; admins set anyone's."""
+
+    policy = {"PUT": "admin"}
+    RESOURCES = ("volumes", "gigabytes")
+
+    def __init__(self, manager: VolumeManager):
+        self.manager = manager
+
+    def on_get(self, req, resp, project_id: str, target_id: str) -> None:
+        if target_id != req.context.auth.project_id and not req.context.auth.is_admin:
+            raise Forbidden("only admins read another project's quotas")
+        usage = self.manager.quota_usage(target_id)
+        if req.get_param_as_bool("usage", default=False):
+            quota_set = dict(usage)
+        else:
+            quota_set = {name: item["limit"] for name, item in usage.items()}
+        resp.media = {"quota_set": {"id": target_id, **quota_set}}
+
+    def on_put(self, req, resp, project_id: str, target_id: str) -> None:
+        spec = body_of(req, "quota_set")
+        values = {}
+        for name, value in spec.items():
+            if name not in self.RESOURCES:
+                raise BadRequest(f"unknown quota {name!r} (known: {', '.join(self.RESOURCES)})")
+            if isinstance(value, bool) or not isinstance(value, int) or value < -1:
+                raise BadRequest(f"quota {name} must be a whole number >= -1 (unlimited)")
+            values[name] = value
+        self.manager.set_quota(target_id, values)
+        self.on_get(req, resp, project_id, target_id)
+
+
+class Info:
+    """``GET /info``: the API's limits, as Swift publishes its constraints."""
+
+    public = True
+
+    def on_get(self, req, resp) -> None:
+        resp.media = {"block": limits.published()}
+
+
+def make_app(config: Config, *, validator: TokenValidator | None = None,
+             manager: VolumeManager | None = None) -> falcon.App:
+    """The block API. Tests inject ``validator`` and ``manager``; production builds both
+    from config, sets up the pool, reconciles, and runs the reconcile loop."""
+    if validator is None:
+        # Production wiring: identity's tokens, verified locally with the shared keys.
+        from soko.identity.tokens import FernetTokenValidator
+
+        validator = FernetTokenValidator.from_config(config)
+    if manager is None:
+        from soko.block import wiring
+
+        manager = wiring.make_manager(config)
+        wiring.start(manager)
+        interval = config.section("block").reconcile_interval
+        if interval > 0:
+            wiring.Reconciler(manager, interval)
+    app = make_base_app(middleware=[AuthMiddleware(validator)])
+    prefix = "/v3/{project_id}"
+    app.add_route(f"{prefix}/volumes", Volumes(manager, detail=False))
+    app.add_route(f"{prefix}/volumes/detail", Volumes(manager, detail=True))
+    app.add_route(f"{prefix}/volumes/{{volume_id}}", VolumeItem(manager))
+    app.add_route(f"{prefix}/volumes/{{volume_id}}/action", VolumeAction(manager))
+    app.add_route(f"{prefix}/os-quota-sets/{{target_id}}", QuotaSets(manager))
+    app.add_route("/info", Info())
+    return app

@@ -1,0 +1,194 @@
+"""The reflink pool: sparse volume files on a loop-backed XFS image with reflink enabled.
+
+The embedded default, like devstack's loop-backed volume group: on first start the
+service creates a sparse image file of the configured size, formats it with
+``mkfs.xfs -m reflink=1``, attaches it to a loop device and mounts it. Volumes are sparse
+files, so a new volume costs nothing until written; a clone is one ``FICLONE`` ioctl that
+shares every extent with its source (O(1)); extend is a truncate up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from soko.block.drivers.base import NoSuchVolume, PoolCapacity, PoolError, VolumeExists
+from soko.common.durable import fsync_dir
+
+FICLONE = 0x40049409  # _IOW(0x94, 9, int) from linux/fs.h
+VOLUME_PREFIX = "volume-"
+LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def run(argv: list[str]) -> str:
+    """Runs a system tool with a C locale; a failure becomes ``PoolError`` with its stderr."""
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "LC_ALL": "C"})
+    except FileNotFoundError:
+        raise PoolError(f"{argv[0]} is not installed (run tools/install-system-deps.sh)") from None
+    if proc.returncode != 0:
+        raise PoolError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def mount_source(mountpoint: Path) -> str | None:
+    """The device mounted at ``mountpoint`` (from /proc/self/mountinfo), or None."""
+    target = str(mountpoint)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            point = fields[4].encode().decode("unicode_escape")  # \040 for spaces
+            if point == target:
+                return fields[fields.index("-") + 2]
+    return None
+
+
+def loop_device_of(image: Path) -> str | None:
+    """The loop device already backed by ``image``, so a restart reuses it."""
+    listing = json.loads(run(["losetup", "--list", "--json", "--output", "NAME,BACK-FILE"])
+                         or '{"loopdevices": []}')
+    for dev in listing.get("loopdevices", []):
+        back = (dev.get("back-file") or "").removesuffix(" (deleted)")
+        if back == str(image):
+            return dev["name"]
+    return None
+
+
+class ReflinkPool:
+    def __init__(self, *, image: Path, mountpoint: Path, size_bytes: int):
+        self.image = image
+        self.mountpoint = mountpoint
+        self.size_bytes = size_bytes
+        self.volume_dir = mountpoint / "volumes"
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Serialises set-up and teardown across gunicorn workers starting together."""
+        self.image.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.image.parent / "pool.lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield
+
+    def setup(self) -> None:
+        with self.locked():
+            if mount_source(self.mountpoint) is None:
+                if not self.image.exists():
+                    self._format()
+                device = loop_device_of(self.image) or run(
+                    ["losetup", "--find", "--show", "--direct-io=on", str(self.image)]).strip()
+                self.mountpoint.mkdir(parents=True, exist_ok=True)
+                try:
+                    run(["mount", "-t", "xfs", "-o", "noatime", device, str(self.mountpoint)])
+                except PoolError:
+                    run(["losetup", "--detach", device])
+                    raise
+            self.volume_dir.mkdir(exist_ok=True)
+
+    def _format(self) -> None:
+        """Formats under a temporary name so a crash never leaves a half-made image."""
+        tmp = self.image.with_name(self.image.name + ".new")
+        with open(tmp, "wb") as f:
+            f.truncate(self.size_bytes)
+        run(["mkfs.xfs", "-q", "-f", "-m", "reflink=1", "-L", "soko-pool", str(tmp)])
+        os.replace(tmp, self.image)
+        fsync_dir(self.image.parent)
+
+    def teardown(self) -> None:
+        """Unmounts and detaches the loop device (tests; an operator's host keeps it)."""
+        with self.locked():
+            device = mount_source(self.mountpoint)
+            if device is not None:
+                run(["umount", str(self.mountpoint)])
+            device = loop_device_of(self.image)
+            if device is not None:
+                run(["losetup", "--detach", device])
+
+    def capacity(self) -> PoolCapacity:
+        st = os.statvfs(self.mountpoint)
+        return PoolCapacity(total_bytes=st.f_blocks * st.f_frsize,
+                            free_bytes=st.f_bavail * st.f_frsize)
+
+    def path(self, volume_id: str) -> str:
+        return str(self.volume_dir / (VOLUME_PREFIX + volume_id))
+
+    def size(self, volume_id: str) -> int | None:
+        try:
+            return os.stat(self.path(volume_id)).st_size
+        except FileNotFoundError:
+            return None
+
+    def volumes(self) -> set[str]:
+        return {name.removeprefix(VOLUME_PREFIX) for name in os.listdir(self.volume_dir)
+                if name.startswith(VOLUME_PREFIX)}
+
+    def create(self, volume_id: str, size_bytes: int) -> None:
+        with self._new_file(volume_id) as fd:
+            os.ftruncate(fd, size_bytes)
+
+    def clone(self, source_id: str, volume_id: str, size_bytes: int) -> None:
+        try:
+            src = os.open(self.path(source_id), os.O_RDONLY)
+        except FileNotFoundError:
+            raise NoSuchVolume(f"source volume {source_id} is not in the pool") from None
+        try:
+            with self._new_file(volume_id) as fd:
+                fcntl.ioctl(fd, FICLONE, src)
+                if size_bytes > os.fstat(fd).st_size:
+                    os.ftruncate(fd, size_bytes)
+        finally:
+            os.close(src)
+
+    @contextlib.contextmanager
+    def _new_file(self, volume_id: str):
+        """Yields an fd of a new volume file; removes it again if filling it fails."""
+        path = self.path(volume_id)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise VolumeExists(f"volume {volume_id} already exists in the pool") from None
+        try:
+            yield fd
+            os.fsync(fd)
+        except BaseException as exc:
+            os.close(fd)
+            os.unlink(path)
+            if isinstance(exc, OSError):
+                raise PoolError(f"could not create volume {volume_id}: {exc}") from exc
+            raise
+        os.close(fd)
+        fsync_dir(self.volume_dir)
+
+    def extend(self, volume_id: str, size_bytes: int) -> None:
+        try:
+            fd = os.open(self.path(volume_id), os.O_WRONLY)
+        except FileNotFoundError:
+            raise NoSuchVolume(f"volume {volume_id} is not in the pool") from None
+        try:
+            if size_bytes < os.fstat(fd).st_size:
+                raise PoolError(f"volume {volume_id} cannot shrink")
+            os.ftruncate(fd, size_bytes)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def delete(self, volume_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path(volume_id))
+        self.syncfs()
+
+    def syncfs(self) -> None:
+        """syncfs(2) the pool: makes the unlink durable and, on XFS, runs the deferred inode
+        inactivation that frees the blocks, so free space is right when delete returns."""
+        fd = os.open(self.mountpoint, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if LIBC.syncfs(fd) != 0:
+                err = ctypes.get_errno()
+                raise PoolError(f"syncfs {self.mountpoint}: {os.strerror(err)}")
+        finally:
+            os.close(fd)

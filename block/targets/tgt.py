@@ -1,0 +1,288 @@
+"""The tgt target helper: userspace ``tgtd`` driven through ``tgtadm``.
+
+One thin wrapper over the CLI (argv lists, ``LC_ALL=C``, typed errors) and the export
+logic on top. tgtadm exits with ``EINVAL`` for every refusal and prints one line from
+tgt's fixed ``tgtadm_strerror`` table, so the typed error comes from that table (an exact
+match on the whole message, not a substring search); a daemon that is not listening is
+``ENOTCONN``/``ECONNREFUSED``. soko looks up its targets by name, never by remembered tid,
+because tids are gone when tgtd restarts and other users of the same tgtd pick their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from soko.block.targets.base import ExportSpec, TargetError, volume_iqn, volume_of_iqn
+from soko.common.procs import DaemonError, ensure_daemon, find_pids, pid_alive
+
+
+class TgtadmError(TargetError):
+    def __init__(self, argv: list[str], message: str):
+        super().__init__(f"tgtadm {' '.join(argv[1:])}: {message}")
+        self.reason = message
+
+
+class TgtdNotRunning(TgtadmError):
+    """No tgtd answers on the control port."""
+
+
+class TargetExists(TgtadmError):
+    """The tid is taken (another export picked it at the same moment)."""
+
+
+class NoSuchTarget(TgtadmError):
+    pass
+
+
+class AccountExists(TgtadmError):
+    pass
+
+
+class NoSuchAccount(TgtadmError):
+    pass
+
+
+# tgt's usr/tgtadm.c strerror table entries soko reacts to; anything else is TgtadmError.
+ERRORS_BY_MESSAGE: dict[str, type[TgtadmError]] = {
+    "this target already exists": TargetExists,
+    "can't find the target": NoSuchTarget,
+    "this account already exists": AccountExists,
+    "can't find the account": NoSuchAccount,
+}
+NOT_RUNNING_CODES = {errno.ENOTCONN, errno.ECONNREFUSED, errno.ENOENT}
+
+
+@dataclasses.dataclass
+class TargetInfo:
+    """One target as ``tgtadm --mode target --op show`` lists it."""
+
+    tid: int
+    iqn: str
+    luns: dict[int, str] = dataclasses.field(default_factory=dict)  # lun -> backing path
+    accounts: list[str] = dataclasses.field(default_factory=list)
+    acl: list[str] = dataclasses.field(default_factory=list)
+
+
+class Tgtadm:
+    """``tgtadm`` for one tgtd, addressed by its control port (0 is tgtd's default)."""
+
+    def __init__(self, control_port: int = 0):
+        self.control_port = control_port
+
+    def run(self, *args: str) -> str:
+        argv = ["tgtadm", "-C", str(self.control_port), "--lld", "iscsi", *args]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=30,
+                                  env={**os.environ, "LC_ALL": "C"})
+        except FileNotFoundError:
+            raise TgtadmError(argv, "tgtadm is not installed (Debian package tgt)") from None
+        if proc.returncode == 0:
+            return proc.stdout
+        message = proc.stderr.strip().removeprefix("tgtadm: ")
+        if proc.returncode in NOT_RUNNING_CODES:
+            raise TgtdNotRunning(argv, message)
+        raise ERRORS_BY_MESSAGE.get(message, TgtadmError)(argv, message)
+
+    def is_serving(self) -> bool:
+        try:
+            self.run("--mode", "system", "--op", "show")
+        except TgtadmError:
+            return False
+        return True
+
+    def targets(self) -> list[TargetInfo]:
+        return parse_show(self.run("--mode", "target", "--op", "show"))
+
+    def new_target(self, tid: int, iqn: str) -> None:
+        self.run("--mode", "target", "--op", "new", "--tid", str(tid), "--targetname", iqn)
+
+    def delete_target(self, tid: int) -> None:
+        self.run("--mode", "target", "--op", "delete", "--force", "--tid", str(tid))
+
+    def new_lun(self, tid: int, lun: int, path: str, bstype: str) -> None:
+        self.run("--mode", "logicalunit", "--op", "new", "--tid", str(tid), "--lun", str(lun),
+                 "--backing-store", path, "--bstype", bstype)
+
+    def new_account(self, user: str, password: str) -> None:
+        self.run("--mode", "account", "--op", "new", "--user", user, "--password", password)
+
+    def delete_account(self, user: str) -> None:
+        self.run("--mode", "account", "--op", "delete", "--user", user)
+
+    def bind_account(self, tid: int, user: str) -> None:
+        self.run("--mode", "account", "--op", "bind", "--tid", str(tid), "--user", user)
+
+    def bind_initiator(self, tid: int, initiator: str) -> None:
+        self.run("--mode", "target", "--op", "bind", "--tid", str(tid),
+                 "--initiator-name", initiator)
+
+    def shutdown(self) -> None:
+        """tgtd ignores SIGTERM; this is its own orderly stop (what Debian's init script does)."""
+        self.run("--mode", "system", "--op", "update", "--name", "State", "--value", "offline")
+        self.run("--mode", "system", "--op", "delete")
+
+
+TARGET_LINE = re.compile(r"^Target (\d+): (\S+)$")
+LUN_LINE = re.compile(r"^ {8}LUN: (\d+)$")
+PATH_LINE = re.compile(r"^ {12}Backing store path: (.*)$")
+SECTION_LINE = re.compile(r"^ {4}(\S.*):$")
+ITEM_LINE = re.compile(r"^ {8}(\S+)$")
+
+
+def parse_show(text: str) -> list[TargetInfo]:
+    """Parses ``--mode target --op show``, whose layout is fixed by indentation."""
+    targets: list[TargetInfo] = []
+    section = lun = None
+    for line in text.splitlines():
+        if m := TARGET_LINE.match(line):
+            targets.append(TargetInfo(tid=int(m[1]), iqn=m[2]))
+            section = lun = None
+        elif not targets:
+            continue
+        elif m := SECTION_LINE.match(line):
+            section = m[1]
+        elif section == "LUN information" and (m := LUN_LINE.match(line)):
+            lun = int(m[1])
+        elif section == "LUN information" and lun and (m := PATH_LINE.match(line)):
+            targets[-1].luns[lun] = m[1]
+        elif section == "Account information" and (m := ITEM_LINE.match(line)):
+            targets[-1].accounts.append(m[1])
+        elif section == "ACL information" and (m := ITEM_LINE.match(line)):
+            targets[-1].acl.append(m[1])
+    return targets
+
+
+class TgtTarget:
+    """Exports volumes through one tgtd, starting it if nobody runs it on our control port.
+
+    Target changes from several gunicorn workers (and their reconcile passes) are
+    serialised with a file lock, so a tid is picked and used by one process at a time.
+    """
+
+    LUN = 1  # LUN 0 is tgt's controller
+
+    def __init__(self, *, portal: str, control_port: int, state_dir: Path, backing_store: str):
+        self.portal = portal
+        self.control_port = control_port
+        self.state_dir = state_dir
+        self.backing_store = backing_store
+        self.tgtadm = Tgtadm(control_port)
+
+    @contextlib.contextmanager
+    def locked(self):
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.state_dir / f"tgt-{self.control_port}.lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield
+
+    def ensure_running(self) -> None:
+        if self.tgtadm.is_serving():
+            return
+        with self.locked():
+            try:
+                ensure_daemon(
+                    "tgtd",
+                    ["tgtd", "-f", "-C", str(self.control_port), "--iscsi",
+                     f"portal={self.portal}"],
+                    log_path=self.state_dir / f"tgtd-{self.control_port}.log",
+                    ready=self.tgtadm.is_serving,
+                )
+            except DaemonError as exc:
+                raise TargetError(str(exc)) from None
+
+    def daemon_pid(self) -> int | None:
+        """The tgtd serving our control port (tgtd without ``-C`` serves port 0)."""
+        for pid in find_pids("tgtd"):
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            port = argv[argv.index(b"-C") + 1] if b"-C" in argv else b"0"
+            if port == str(self.control_port).encode():
+                return pid
+        return None
+
+    def stop_daemon(self) -> None:
+        """Stops the tgtd on our control port with every target on it: for a tgtd soko owns
+        (tests, a dedicated control port), never for a shared one."""
+        pid = self.daemon_pid()
+        if pid is None:
+            return
+        with contextlib.suppress(TgtadmError):
+            for info in self.tgtadm.targets():
+                self._remove(info)
+            self.tgtadm.shutdown()
+        if not wait_gone(pid, 5.0):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            wait_gone(pid, 5.0)
+
+    def find(self, volume_id: str) -> TargetInfo | None:
+        iqn = volume_iqn(volume_id)
+        return next((t for t in self.tgtadm.targets() if t.iqn == iqn), None)
+
+    def export(self, spec: ExportSpec) -> None:
+        self.ensure_running()
+        with self.locked():
+            self._remove(self.find(spec.volume_id))
+            with contextlib.suppress(NoSuchAccount):
+                self.tgtadm.delete_account(spec.chap_user)  # left by a crash mid-export
+            tid = max((t.tid for t in self.tgtadm.targets()), default=0) + 1
+            self.tgtadm.new_target(tid, spec.iqn)
+            try:
+                self.tgtadm.new_lun(tid, self.LUN, spec.path, self.backing_store)
+                self.tgtadm.new_account(spec.chap_user, spec.chap_secret)
+                self.tgtadm.bind_account(tid, spec.chap_user)
+                self.tgtadm.bind_initiator(tid, spec.initiator)
+            except TgtadmError:
+                self._remove(TargetInfo(tid=tid, iqn=spec.iqn, accounts=[spec.chap_user]))
+                raise
+
+    def unexport(self, volume_id: str) -> None:
+        try:
+            with self.locked():
+                self._remove(self.find(volume_id))
+        except TgtdNotRunning:
+            return  # nothing is exported by a daemon that is not running
+
+    def _remove(self, info: TargetInfo | None) -> None:
+        if info is None:
+            return
+        with contextlib.suppress(NoSuchTarget):
+            self.tgtadm.delete_target(info.tid)
+        for user in info.accounts:
+            with contextlib.suppress(NoSuchAccount):
+                self.tgtadm.delete_account(user)
+
+    def exported(self) -> dict[str, str]:
+        try:
+            targets = self.tgtadm.targets()
+        except TgtdNotRunning:
+            return {}
+        found = {}
+        for info in targets:
+            volume_id = volume_of_iqn(info.iqn)
+            if volume_id is not None and self.LUN in info.luns:
+                found[volume_id] = info.acl[0] if info.acl else ""
+        return found
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Waits for ``pid`` to exit, reaping it if this process started it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    return False

@@ -1,0 +1,83 @@
+"""Builds the block service's parts from config: DB, pool, target, manager, and the
+background reconcile loop. The API factory and ``soko up``'s bootstrap both start here."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import threading
+from pathlib import Path
+
+from soko.block.drivers import make_pool
+from soko.block.manager import QuotaDefaults, VolumeManager
+from soko.block.models import Base
+from soko.block.service import BlockConfig
+from soko.block.targets import make_target
+from soko.common.config import Config
+from soko.common.db import database_url, make_engine, make_sessionmaker
+
+log = logging.getLogger("soko.block")
+
+
+def block_dir(config: Config) -> Path:
+    return config.data_dir / "block"
+
+
+def make_manager(config: Config) -> VolumeManager:
+    section: BlockConfig = config.section("block")
+    state_dir = block_dir(config)
+    engine = make_engine(database_url(section.database_url, state_dir, "block"))
+    Base.metadata.create_all(engine)
+    pool = make_pool(section.pool_backend, data_dir=state_dir, size_gb=section.pool_size_gb,
+                     lvm_vg=section.lvm_vg, lvm_thin_pool=section.lvm_thin_pool)
+    target = make_target(section.target_helper, portal=section.target_portal,
+                         control_port=section.tgt_control_port, state_dir=state_dir,
+                         backing_store=section.tgt_backing_store)
+    return VolumeManager(
+        sessions=make_sessionmaker(engine), pool=pool, target=target, state_dir=state_dir,
+        quota_defaults=QuotaDefaults(volumes=section.quota_volumes,
+                                     gigabytes=section.quota_gigabytes),
+        over_subscription=section.max_over_subscription_ratio)
+
+
+def start(manager: VolumeManager) -> None:
+    """Every start: the pool is set up (created on the first), then the state reconciled."""
+    manager.pool.setup()
+    manager.reconcile()
+
+
+def bootstrap(config: Config) -> list[str]:
+    manager = make_manager(config)
+    start(manager)
+    cap = manager.pool.capacity()
+    return [f"block pool: {config.section('block').pool_backend}, "
+            f"{cap.total_bytes / (1 << 30):.1f} GiB, {cap.free_bytes / (1 << 30):.1f} GiB free"]
+
+
+class Reconciler:
+    """The reconcile loop, one per worker. A non-blocking file lock lets one of them act
+    per tick, so a dead tgtd is restarted and re-filled within ``interval`` seconds."""
+
+    def __init__(self, manager: VolumeManager, interval: float):
+        self.manager = manager
+        self.interval = interval
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.loop, name="block-reconcile", daemon=True)
+        self.thread.start()
+
+    def loop(self) -> None:
+        lock_path = self.manager.state_dir / "reconcile.lock"
+        while not self.stopped.wait(self.interval):
+            with open(lock_path, "a") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # another worker is on it
+                try:
+                    self.manager.reconcile()
+                except Exception:
+                    log.exception("reconcile pass failed; retrying in %.1f s", self.interval)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join()
