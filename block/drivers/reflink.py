@@ -10,7 +10,6 @@ shares every extent with its source (O(1)); extend is a truncate up.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import json
 import os
@@ -22,7 +21,6 @@ from soko.common.durable import fsync_dir
 
 FICLONE = 0x40049409  # _IOW(0x94, 9, int) from linux/fs.h
 VOLUME_PREFIX = "volume-"
-LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 def run(argv: list[str]) -> str:
@@ -178,17 +176,13 @@ class ReflinkPool:
             os.close(fd)
 
     def delete(self, volume_id: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path(volume_id))
-        self.syncfs()
-
-    def syncfs(self) -> None:
-        """syncfs(2) the pool: makes the unlink durable and, on XFS, runs the deferred inode
-        inactivation that frees the blocks, so free space is right when delete returns."""
-        fd = os.open(self.mountpoint, os.O_RDONLY | os.O_DIRECTORY)
+        """Truncates before unlinking: XFS frees a truncated file's blocks in the call,
+        while an unlinked inode is inactivated later in the background (even syncfs does
+        not reliably wait for it), so free space is right the moment delete returns."""
+        path = self.path(volume_id)
         try:
-            if LIBC.syncfs(fd) != 0:
-                err = ctypes.get_errno()
-                raise PoolError(f"syncfs {self.mountpoint}: {os.strerror(err)}")
-        finally:
-            os.close(fd)
+            os.truncate(path, 0)
+            os.unlink(path)
+        except FileNotFoundError:
+            return
+        fsync_dir(self.volume_dir)

@@ -61,6 +61,14 @@ ERRORS_BY_MESSAGE: dict[str, type[TgtadmError]] = {
 NOT_RUNNING_CODES = {errno.ENOTCONN, errno.ECONNREFUSED, errno.ENOENT}
 
 
+def classify(argv: list[str], returncode: int, stderr: str) -> TgtadmError:
+    """The typed error for a failed tgtadm call."""
+    message = stderr.strip().removeprefix("tgtadm: ")
+    if returncode in NOT_RUNNING_CODES:
+        return TgtdNotRunning(argv, message)
+    return ERRORS_BY_MESSAGE.get(message, TgtadmError)(argv, message)
+
+
 @dataclasses.dataclass
 class TargetInfo:
     """One target as ``tgtadm --mode target --op show`` lists it."""
@@ -87,10 +95,7 @@ class Tgtadm:
             raise TgtadmError(argv, "tgtadm is not installed (Debian package tgt)") from None
         if proc.returncode == 0:
             return proc.stdout
-        message = proc.stderr.strip().removeprefix("tgtadm: ")
-        if proc.returncode in NOT_RUNNING_CODES:
-            raise TgtdNotRunning(argv, message)
-        raise ERRORS_BY_MESSAGE.get(message, TgtadmError)(argv, message)
+        raise classify(argv, proc.returncode, proc.stderr)
 
     def is_serving(self) -> bool:
         try:
