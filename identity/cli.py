@@ -270,7 +270,9 @@ def token_issue(conn, fmt):
     if fmt == "json":
         emit_record({**record, "catalog": catalog}, fmt)
         return
-    emit_record(record, fmt)
+    # The token goes on a line of its own: a table cell would cut it to the terminal width.
+    click.echo(f"token: {token_id}")
+    emit_record({k: v for k, v in record.items() if k != "id"}, fmt)
     emit_rows(catalog, ["type", "name", "url"], fmt)
 
 
