@@ -12,7 +12,7 @@ import falcon
 from soko.common.app import make_base_app
 from soko.common.auth import AuthMiddleware
 from soko.common.config import Config
-from soko.common.errors import BadRequest, Forbidden, Unauthorized
+from soko.common.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from soko.identity.catalog import build_catalog
 from soko.identity.manager import IdentityManager
 from soko.identity.service import identity_section
@@ -178,7 +178,10 @@ class AuthTokens:
             return caller, caller
         if "admin" not in caller.roles:
             raise Forbidden("Only an admin may inspect or revoke another user's token.")
-        return caller, self.manager.validator.payload(subject_token)
+        try:
+            return caller, self.manager.validator.payload(subject_token)
+        except Unauthorized as exc:  # Keystone's answer for a bad subject token
+            raise NotFound(f"X-Subject-Token: {exc.message}") from None
 
     def on_get(self, req, resp):
         _, subject = self.subject(req)

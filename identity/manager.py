@@ -371,31 +371,33 @@ class IdentityManager:
             raise Unauthorized("Name the user (by name or id) to log in.")
         if not isinstance(password, str) or not password:
             raise Unauthorized("A password is needed to log in.")
-        self._refuse_if_locked(login)
         with self.session() as s:
             column = User.name if user_name is not None else User.id
             user = s.scalar(select(User).where(column == login))
             if user is not None:
                 s.expunge(user)
+        # One counter per user whether they log in by name or id; unknown names get theirs.
+        counter = user.id if user is not None else login
+        self._refuse_if_locked(counter, login)
         if user is None:
             passwords.burn_verify(password, self.settings.scrypt_log2_n)
             ok = False
         else:
             ok = passwords.verify_password(password, user.password_hash) and user.enabled
         if not ok:
-            self._record_failure(login)
+            self._record_failure(counter, login)
             log.info("failed login for %r", login)
             raise Unauthorized(BAD_CREDENTIALS)
-        self._clear_failures(login)
+        self._clear_failures(counter)
         return user
 
     # -- lockout ----------------------------------------------------------------------
 
-    def _refuse_if_locked(self, login: str) -> None:
+    def _refuse_if_locked(self, counter: str, login: str) -> None:
         if not self.settings.lockout_failures:
             return
         with self.session() as s:
-            row = s.get(LoginFailure, login)
+            row = s.get(LoginFailure, counter)
             locked_until = row.locked_until if row else 0.0
         remaining = locked_until - self.clock()
         if remaining > 0:
@@ -406,7 +408,7 @@ class IdentityManager:
                 headers={"Retry-After": str(wait)},
             )
 
-    def _record_failure(self, login: str) -> None:
+    def _record_failure(self, counter: str, login: str) -> None:
         limit, duration = self.settings.lockout_failures, self.settings.lockout_seconds
         if not limit:
             return
@@ -418,7 +420,7 @@ class IdentityManager:
                     # One UPDATE first: it takes the write lock, so concurrent failures
                     # from other workers are counted, not lost.
                     result = s.execute(
-                        update(table).where(table.c.name == login).values(
+                        update(table).where(table.c.name == counter).values(
                             failures=sqlalchemy.case(
                                 (table.c.last_failure_at < now - duration, 1),
                                 else_=table.c.failures + 1,
@@ -427,12 +429,12 @@ class IdentityManager:
                         )
                     )
                     if result.rowcount == 0:
-                        s.add(LoginFailure(name=login, failures=1, last_failure_at=now,
+                        s.add(LoginFailure(name=counter, failures=1, last_failure_at=now,
                                            locked_until=0.0))
                         s.flush()
-                    failures = s.scalar(select(table.c.failures).where(table.c.name == login))
+                    failures = s.scalar(select(table.c.failures).where(table.c.name == counter))
                     if failures >= limit:
-                        s.execute(update(table).where(table.c.name == login)
+                        s.execute(update(table).where(table.c.name == counter)
                                   .values(failures=0, locked_until=now + duration))
                         log.warning("login name %r locked for %d s after %d failed logins",
                                     login, duration, failures)
@@ -442,11 +444,11 @@ class IdentityManager:
             except IntegrityError:
                 continue  # another worker inserted the row first; count on it
 
-    def _clear_failures(self, login: str) -> None:
+    def _clear_failures(self, counter: str) -> None:
         if not self.settings.lockout_failures:
             return
         with self.session() as s:
-            s.execute(delete(LoginFailure).where(LoginFailure.name == login))
+            s.execute(delete(LoginFailure).where(LoginFailure.name == counter))
 
     # -- helpers ----------------------------------------------------------------------
 

@@ -88,8 +88,8 @@ class Revocation(Base):
 
 
 class LoginFailure(Base):
-    """Consecutive failed logins per login name (known or not, so a lockout says nothing
-    about whether a user exists)."""
+    """Consecutive failed logins per user (``name`` holds the user id), or per login name
+    when no such user exists, so a lockout says nothing about which names exist."""
 
     __tablename__ = "login_failures"
 

@@ -78,6 +78,8 @@ def test_only_admin_inspects_or_revokes_others_tokens(client, tokens):
     assert denied.status_code == 403
     assert client.simulate_get("/v3/auth/tokens", headers=auth_headers(tokens["bob"], **subject)).status_code == 200
     assert client.simulate_delete("/v3/auth/tokens", headers=auth_headers(tokens["ops"], **subject)).status_code == 204
+    revoked = client.simulate_get("/v3/auth/tokens", headers=auth_headers(tokens["ops"], **subject))
+    assert revoked.status_code == 404 and "revoked" in revoked.json["error"]["message"]
     assert client.simulate_get("/v3/projects/x", headers=auth_headers(tokens["bob"])).status_code == 401
 
 

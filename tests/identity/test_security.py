@@ -216,3 +216,15 @@ def test_passwords_never_reach_the_logs(config, client, manager, tokens):
     assert "created user" in captured
     for secret in secrets:
         assert secret not in captured
+
+
+def test_logging_in_by_id_shares_the_lockout_counter(client, manager):
+    alice = manager.get_user("alice")["id"]
+    by_id = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "id": alice, "password": "wrong-guess"}}}}}
+    client.simulate_post("/v3/auth/tokens", json=by_id)
+    for _ in range(2):
+        client.simulate_post("/v3/auth/tokens", json=password_auth("alice", "wrong-guess"))
+    by_id["auth"]["identity"]["password"]["user"]["password"] = "alice-password"
+    resp = client.simulate_post("/v3/auth/tokens", json=by_id)
+    assert resp.status_code == 401 and "Too many failed logins" in message(resp)
