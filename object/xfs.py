@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 
@@ -36,6 +37,13 @@ def ensure_mounted(image: Path, mount_point: Path, size_bytes: int) -> None:
     _run(["mount", "-o", "loop,noatime", str(image), str(mount_point)])
 
 
-def unmount(mount_point: Path) -> None:
-    if os.path.ismount(mount_point):
-        _run(["umount", str(mount_point)])
+def unmount(mount_point: Path, wait: float = 10.0) -> None:
+    """Unmounts, waiting for processes that are still exiting to let go of their files."""
+    deadline = time.monotonic() + wait
+    while os.path.ismount(mount_point):
+        try:
+            _run(["umount", str(mount_point)])
+        except XfsError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

@@ -48,7 +48,10 @@ def load_or_fail(config_path, data_dir):
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True))
 @data_dir_option
 @click.option("--log-level", default="info", show_default=True)
-def serve(service: str, config_path: str | None, data_dir: Path, log_level: str) -> None:
+@click.option("--node", type=int, default=None,
+              help="Which node to serve, for a service that runs several per host (storage).")
+def serve(service: str, config_path: str | None, data_dir: Path, log_level: str,
+          node: int | None) -> None:
     """Serve one SERVICE under gunicorn (what `soko up` runs for each service)."""
     from soko.common.serve import serve as run
 
@@ -56,7 +59,16 @@ def serve(service: str, config_path: str | None, data_dir: Path, log_level: str)
         spec = services.spec_named(service)
     except KeyError as exc:
         raise click.ClickException(exc.args[0]) from None
-    run(spec, load_or_fail(config_path, data_dir), log_level)
+    config = load_or_fail(config_path, data_dir)
+    if node is not None:
+        section = config.section(service)
+        if not hasattr(section, "for_node"):
+            raise click.ClickException(f"{service} runs one process per host: no --node")
+        try:
+            config.sections[service] = section.for_node(node)
+        except ConfigError as exc:
+            raise click.ClickException(f"bad configuration: {exc}") from None
+    run(spec, config, log_level)
 
 
 @cli.command()

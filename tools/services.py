@@ -14,6 +14,8 @@ from soko.common.service import ServiceSpec
 
 SERVICE_MODULES: list[str] = [
     "soko.identity.service",
+    "soko.object.storage_service",
+    "soko.object.proxy_service",
 ]
 
 

@@ -32,3 +32,18 @@ def xfs_dir(xfs_root: Path) -> Path:
     path = xfs_root / uuid.uuid4().hex[:12]
     path.mkdir()
     return path
+
+
+@pytest.fixture(scope="session")
+def cluster(xfs_root: Path):
+    """The session's 3-node cluster with a proxy (see ``tests/object/cluster.py``)."""
+    from tests.object.cluster import Cluster
+
+    data_dir = xfs_root / "cluster"
+    data_dir.mkdir()
+    cluster = Cluster(data_dir)
+    try:
+        cluster.setup()
+        yield cluster
+    finally:
+        cluster.teardown()

@@ -1,0 +1,95 @@
+"""Swift's API constraints: what the proxy refuses with a 4xx before anything is stored.
+
+The same numbers are published at ``GET /info`` (as Swift does), so clients can check
+before they send.
+"""
+
+from __future__ import annotations
+
+from soko.common.errors import BadRequest, PayloadTooLarge, PreconditionFailed
+
+MAX_FILE_SIZE = 5 * 1024**3
+MAX_META_NAME_LENGTH = 128
+MAX_META_VALUE_LENGTH = 256
+MAX_META_COUNT = 90
+MAX_META_OVERALL_SIZE = 4096
+MAX_HEADER_SIZE = 8192
+MAX_OBJECT_NAME_LENGTH = 1024
+CONTAINER_LISTING_LIMIT = 10_000
+ACCOUNT_LISTING_LIMIT = 10_000
+MAX_ACCOUNT_NAME_LENGTH = 256
+MAX_CONTAINER_NAME_LENGTH = 256
+
+SWIFT_INFO = {
+    "max_file_size": MAX_FILE_SIZE,
+    "max_meta_name_length": MAX_META_NAME_LENGTH,
+    "max_meta_value_length": MAX_META_VALUE_LENGTH,
+    "max_meta_count": MAX_META_COUNT,
+    "max_meta_overall_size": MAX_META_OVERALL_SIZE,
+    "max_header_size": MAX_HEADER_SIZE,
+    "max_object_name_length": MAX_OBJECT_NAME_LENGTH,
+    "container_listing_limit": CONTAINER_LISTING_LIMIT,
+    "account_listing_limit": ACCOUNT_LISTING_LIMIT,
+    "max_account_name_length": MAX_ACCOUNT_NAME_LENGTH,
+    "max_container_name_length": MAX_CONTAINER_NAME_LENGTH,
+    "extra_header_count": 0,
+    "valid_api_versions": ["v1"],
+    "strict_cors_mode": True,
+    "allow_account_management": False,
+    "account_autocreate": True,
+    "policies": [{"name": "default", "default": True}],
+}
+
+
+def check_utf8(raw_path: str) -> None:
+    """WSGI hands the path over as latin-1: it must be valid UTF-8 without NUL (412, as Swift)."""
+    try:
+        text = raw_path.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        raise PreconditionFailed("Invalid UTF8 or contains NULL") from None
+    if "\x00" in text:
+        raise PreconditionFailed("Invalid UTF8 or contains NULL")
+
+
+def check_names(account: str, container: str | None = None, obj: str | None = None) -> None:
+    if len(account.encode()) > MAX_ACCOUNT_NAME_LENGTH:
+        raise BadRequest(f"Account name length of {len(account.encode())} longer than "
+                         f"{MAX_ACCOUNT_NAME_LENGTH}")
+    if container is not None:
+        if not container:
+            raise BadRequest("Container name is empty")
+        if len(container.encode()) > MAX_CONTAINER_NAME_LENGTH:
+            raise BadRequest(f"Container name length of {len(container.encode())} longer than "
+                             f"{MAX_CONTAINER_NAME_LENGTH}")
+    if obj is not None and len(obj.encode()) > MAX_OBJECT_NAME_LENGTH:
+        raise BadRequest(f"Object name length of {len(obj.encode())} longer than "
+                         f"{MAX_OBJECT_NAME_LENGTH}")
+
+
+def check_metadata(headers: dict[str, str], kind: str) -> None:
+    """``X-<Kind>-Meta-*`` limits: name and value length, item count, overall size (400)."""
+    prefix = f"X-{kind.upper()}-META-"
+    count = size = 0
+    for key, value in headers.items():
+        if not key.upper().startswith(prefix):
+            continue
+        name = key[len(prefix):]
+        if not name:
+            raise BadRequest("Metadata name cannot be empty")
+        count += 1
+        size += len(name.encode()) + len(value.encode())
+        if len(name.encode()) > MAX_META_NAME_LENGTH:
+            raise BadRequest(f"Metadata name too long: {name[:64]}...; max "
+                             f"{MAX_META_NAME_LENGTH}")
+        if len(value.encode()) > MAX_META_VALUE_LENGTH:
+            raise BadRequest(f"Metadata value longer than {MAX_META_VALUE_LENGTH}: {name}")
+        if count > MAX_META_COUNT:
+            raise BadRequest(f"Too many metadata items; max {MAX_META_COUNT}")
+        if size > MAX_META_OVERALL_SIZE:
+            raise BadRequest(f"Total metadata too large; max {MAX_META_OVERALL_SIZE}")
+
+
+def check_object_size(content_length: int | None) -> None:
+    if content_length is not None and content_length > MAX_FILE_SIZE:
+        raise PayloadTooLarge(f"Your request is too large: objects are at most "
+                              f"{MAX_FILE_SIZE} bytes; upload larger ones as segments")

@@ -1,0 +1,94 @@
+"""HTTP between soko's object processes (proxy → storage nodes, node → node): pooled
+keep-alive ``http.client`` connections with a short connect timeout and a longer read one.
+
+A connection idle longer than the server's keep-alive (gunicorn's is 5 s) may already be
+closed on the far side; it is dropped rather than reused, so a streamed PUT never starts on
+a dead socket. Small requests are retried once on a fresh connection when a reused one
+turns out dead.
+"""
+
+from __future__ import annotations
+
+import collections
+import http.client
+import socket
+import threading
+import time
+from urllib.parse import quote
+
+MAX_IDLE_AGE = 2.0
+MAX_IDLE_PER_NODE = 32
+STREAM_CHUNK = 64 * 1024
+
+
+class NodeConnection(http.client.HTTPConnection):
+    idle_since = 0.0
+
+
+class ConnectionPool:
+    """Idle connections per ``(ip, port)``, shared by a process's threads."""
+
+    def __init__(self, conn_timeout: float = 0.5, node_timeout: float = 10.0):
+        self.conn_timeout = conn_timeout
+        self.node_timeout = node_timeout
+        self.idle: dict[tuple[str, int], collections.deque] = collections.defaultdict(
+            collections.deque)
+        self.lock = threading.Lock()
+
+    def acquire(self, ip: str, port: int) -> tuple[NodeConnection, bool]:
+        """A connected connection and whether it was reused; raises OSError if unreachable."""
+        now = time.monotonic()
+        with self.lock:
+            idle = self.idle[(ip, port)]
+            while idle:
+                conn = idle.pop()
+                if now - conn.idle_since < MAX_IDLE_AGE:
+                    return conn, True
+                conn.close()
+        conn = NodeConnection(ip, port, timeout=self.conn_timeout)
+        conn.connect()
+        conn.sock.settimeout(self.node_timeout)
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn, False
+
+    def release(self, conn: NodeConnection, response: http.client.HTTPResponse | None) -> None:
+        """Returns a connection whose response was read to the end; closes any other."""
+        if response is None or response.will_close or not response.isclosed():
+            conn.close()
+            return
+        conn.idle_since = time.monotonic()
+        with self.lock:
+            idle = self.idle[(conn.host, conn.port)]
+            if len(idle) < MAX_IDLE_PER_NODE:
+                idle.append(conn)
+                return
+        conn.close()
+
+    def request(self, node: dict, method: str, path: str, headers: dict[str, str],
+                body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+        """One small request, answer read whole; raises OSError/HTTPException if it fails."""
+        for attempt in (0, 1):
+            conn, reused = self.acquire(node["ip"], node["port"])
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                conn.close()
+                if reused and attempt == 0:
+                    continue
+                raise
+            except BaseException:
+                conn.close()
+                raise
+            self.release(conn, response)
+            return response.status, dict(response.getheaders()), data
+        raise AssertionError("unreachable")
+
+
+def backend_path(kind: str, node: dict, partition: int | str, account: str,
+                 container: str | None = None, obj: str | None = None) -> str:
+    """``/<kind>/<device>/<partition>/<account>[/<container>[/<object>]]``, quoted."""
+    parts = [kind, node["device"], str(partition), account]
+    parts += [p for p in (container, obj) if p is not None]
+    return "/" + "/".join(quote(p, safe="") for p in parts)

@@ -1,0 +1,79 @@
+"""The Swift API proxy: ``/v1/<account>[/<container>[/<object>]]``, ``/info``, tempauth.
+
+It holds no state but the rings: every request becomes requests to the replicas the rings
+name (``replicas.Replicas``). Controllers are split by what they serve
+(``proxy_accounts``, ``proxy_containers``, ``proxy_objects``); this module builds the app and
+``proxy_base`` holds what they share.
+"""
+
+from __future__ import annotations
+
+import json
+
+import falcon
+
+from soko.common.app import make_base_app
+from soko.common.auth import AuthMiddleware, TokenValidator
+from soko.common.config import Config
+from soko.object.constraints import SWIFT_INFO, check_utf8
+from soko.object.nodeclient import ConnectionPool
+from soko.object.proxy_accounts import AccountController
+from soko.object.proxy_base import ProxyState
+from soko.object.proxy_containers import ContainerController
+from soko.object.proxy_objects import ObjectController
+
+
+class Info:
+    """``GET /info``: capabilities and constraints, as Swift clients read them."""
+
+    public = True
+
+    def on_get(self, req, resp):
+        resp.content_type = falcon.MEDIA_JSON
+        resp.text = json.dumps({"swift": {"version": "soko", **SWIFT_INFO},
+                                "tempauth": {"account_acls": False}})
+
+
+class PathCheck:
+    """Refuses a ``/v1`` path that is not valid UTF-8 or holds NUL (412), before routing."""
+
+    def process_request(self, req, resp):
+        if req.env.get("PATH_INFO", "").startswith("/v1/"):
+            check_utf8(req.env["PATH_INFO"])
+
+
+def load_rings(config: Config) -> dict:
+    from soko.ring.ring import Ring
+
+    section = config.section("proxy")
+    directory = section.rings_dir(config.data_dir)
+    return {name: Ring(directory / f"{name}.ring", hash_prefix=section.hash_path_prefix,
+                       hash_suffix=section.hash_path_suffix)
+            for name in ("account", "container", "object")}
+
+
+def make_app(config: Config, *, validator: TokenValidator | None = None, tempauth=None,
+             rings: dict | None = None, pool: ConnectionPool | None = None) -> falcon.App:
+    """The proxy app; tests inject a validator, tempauth resource, rings or pool."""
+    section = config.section("proxy")
+    if validator is None:
+        from soko.identity.tokens import FernetTokenValidator
+
+        validator = FernetTokenValidator.from_config(config)
+    if tempauth is None:
+        from soko.identity.tempauth import TempAuth
+
+        tempauth = TempAuth.from_config(config, storage_url_base=section.public_url or None)
+    state = ProxyState(rings or load_rings(config),
+                       pool or ConnectionPool(section.conn_timeout, section.node_timeout),
+                       section.container_info_ttl)
+    app = make_base_app(middleware=[PathCheck(), AuthMiddleware(validator)])
+    app.add_route("/info", Info())
+    app.add_route("/auth/v1.0", tempauth)
+    accounts, containers = AccountController(state), ContainerController(state)
+    app.add_route("/v1/{account}", accounts)
+    app.add_route("/v1/{account}/", accounts)
+    app.add_route("/v1/{account}/{container}", containers)
+    app.add_route("/v1/{account}/{container}/", containers)
+    app.add_route("/v1/{account}/{container}/{obj:path}", ObjectController(state))
+    return app

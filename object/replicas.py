@@ -1,0 +1,277 @@
+"""How the proxy talks to the replicas of an account, container or object.
+
+Placement comes only from the ring. Writes go to every primary at once and succeed on a
+quorum; a primary that cannot be reached, or answers 5xx/507, is replaced by the next
+handoff (for a body the proxy still holds: bodies up to ``REPLAY_LIMIT`` are kept so a node
+that fails after the body can be replaced too). Reads try primaries, then handoffs only
+if a primary failed, and stream the first good answer.
+
+Parallelism without threads: each request is sent to every node first, then the answers
+are read in turn, so the nodes work at the same time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import logging
+import random
+from collections.abc import Iterable, Iterator
+
+from soko.object.nodeclient import STREAM_CHUNK, ConnectionPool, NodeConnection, backend_path
+from soko.object.timestamps import InvalidTimestamp, Timestamp
+
+log = logging.getLogger(__name__)
+
+REPLAY_LIMIT = 1024 * 1024
+FAILED = 503  # the status recorded for a node that could not be reached or answered
+
+
+@dataclasses.dataclass
+class NodeResponse:
+    node: dict
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+
+    def read_all(self) -> bytes:
+        return self.body
+
+    @property
+    def failed(self) -> bool:
+        return self.status >= 500 or self.status == 507
+
+    @property
+    def timestamp(self) -> Timestamp:
+        for key in ("x-backend-timestamp", "x-backend-put-timestamp", "x-timestamp"):
+            try:
+                return Timestamp.parse(self.headers.get(key))
+            except InvalidTimestamp:
+                continue
+        return Timestamp(0)
+
+
+class StreamedResponse:
+    """A node's answer whose body streams to the client; returns the connection at the end."""
+
+    def __init__(self, pool: ConnectionPool, conn: NodeConnection,
+                 response: http.client.HTTPResponse, node: dict):
+        self.pool, self.conn, self.response, self.node = pool, conn, response, node
+        self.status = response.status
+        self.headers = lower_headers(response)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            chunk = self.response.read(STREAM_CHUNK)
+            if not chunk:
+                break
+            yield chunk
+        self.close()
+
+    def read_all(self) -> bytes:
+        return b"".join(self)
+
+    def close(self) -> None:
+        """Called by the WSGI server when the client is done (or gone)."""
+        if self.conn is not None:
+            self.pool.release(self.conn, self.response)
+            self.conn = None
+
+    @property
+    def timestamp(self) -> Timestamp:
+        return NodeResponse(self.node, self.status, self.headers).timestamp
+
+
+def quorum_size(replicas: int) -> int:
+    return replicas // 2 + 1
+
+
+def best_status(responses: list[NodeResponse], replicas: int) -> int:
+    """Swift's answer for a set of replica answers: the status class a quorum agrees on."""
+    quorum = quorum_size(replicas)
+    for low in (200, 400, 300):
+        matching = [r.status for r in responses if low <= r.status < low + 100]
+        if len(matching) >= quorum:
+            return max(set(matching), key=matching.count)
+    return FAILED
+
+
+class Replicas:
+    """One ring's placement plus the pool: the proxy's view of a kind of data."""
+
+    def __init__(self, kind: str, ring, pool: ConnectionPool):
+        self.kind = kind
+        self.ring = ring
+        self.pool = pool
+
+    @property
+    def replica_count(self) -> int:
+        return int(self.ring.replica_count)
+
+    def nodes(self, account: str, container: str | None = None,
+              obj: str | None = None) -> tuple[int, list[dict]]:
+        return self.ring.get_nodes(account, container, obj)
+
+    def path(self, node: dict, part: int, names: tuple) -> str:
+        return backend_path(self.kind, node, part, *names)
+
+    def open(self, node: dict, method: str, path: str, headers: dict[str, str],
+             chunked: bool = False) -> NodeConnection | None:
+        """Connects and sends the request line and headers; None if the node is unreachable."""
+        try:
+            conn, _ = self.pool.acquire(node["ip"], node["port"])
+            conn.putrequest(method, path, skip_accept_encoding=True)
+            for key, value in headers.items():
+                conn.putheader(key, value)
+            if chunked:
+                conn.putheader("Transfer-Encoding", "chunked")
+            conn.endheaders()
+            return conn
+        except (OSError, http.client.HTTPException) as exc:
+            log.warning("%s %s: %s:%s unreachable: %r", method, path, node["ip"], node["port"], exc)
+            return None
+
+    def finish(self, node: dict, conn: NodeConnection | None) -> NodeResponse:
+        if conn is None:
+            return NodeResponse(node, FAILED, {})
+        try:
+            response = conn.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            log.warning("%s:%s failed: %r", node["ip"], node["port"], exc)
+            return NodeResponse(node, FAILED, {})
+        self.pool.release(conn, response)
+        return NodeResponse(node, response.status, lower_headers(response), body)
+
+    def write(self, part: int, primaries: list[dict], method: str, names: tuple,
+              headers_for, body: Iterable[bytes] | bytes = b"",
+              content_length: int | None = 0) -> list[NodeResponse]:
+        """Sends one write to every primary, replacing failed ones with handoffs.
+
+        ``headers_for(node, index)`` gives each node's headers (the replica index picks the
+        listing replica it updates). ``body`` is bytes or an iterable of chunks; with
+        ``content_length`` None it goes chunked.
+        """
+        handoffs = self.ring.handoff_nodes(part)
+        chunked = content_length is None
+        targets: list[tuple[dict, int, NodeConnection | None]] = []
+        for index, node in enumerate(primaries):
+            conn = self.open(node, method, self.path(node, part, names),
+                             headers_for(node, index), chunked)
+            while conn is None:
+                node = next(handoffs, None)
+                if node is None:
+                    break
+                conn = self.open(node, method, self.path(node, part, names),
+                                 headers_for(node, index), chunked)
+            targets.append((node, index, conn))
+        replay: list[bytes] | None = []
+        replay_size = 0
+        chunks = [body] if isinstance(body, bytes) else body
+        try:
+            for chunk in chunks:
+                if not chunk:
+                    continue
+                if replay is not None:
+                    replay.append(chunk)
+                    replay_size += len(chunk)
+                    if replay_size > REPLAY_LIMIT:
+                        replay = None
+                targets = [(n, i, self.send(c, chunk, chunked)) for n, i, c in targets]
+        except BaseException:
+            # The client's body failed: the nodes must see the connection end, not commit.
+            for _, _, conn in targets:
+                if conn is not None:
+                    conn.close()
+            raise
+        if chunked:
+            targets = [(n, i, self.send(c, b"", True)) for n, i, c in targets]
+        responses = []
+        for node, index, conn in targets:
+            response = self.finish(node, conn)
+            while response.failed and replay is not None:
+                node = next(handoffs, None)
+                if node is None:
+                    break
+                conn = self.open(node, method, self.path(node, part, names),
+                                 headers_for(node, index), chunked)
+                for chunk in replay:
+                    conn = self.send(conn, chunk, chunked)
+                if chunked:
+                    conn = self.send(conn, b"", True)
+                response = self.finish(node, conn)
+            responses.append(response)
+        return responses
+
+    def send(self, conn: NodeConnection | None, chunk: bytes, chunked: bool):
+        """Sends one chunk (an empty one ends a chunked body); a node that fails is dropped."""
+        if conn is None:
+            return None
+        try:
+            if chunked:
+                conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            else:
+                conn.send(chunk)
+            return conn
+        except OSError as exc:
+            log.warning("sending to %s:%s failed: %r", conn.host, conn.port, exc)
+            conn.close()
+            return None
+
+    def read_nodes(self, part: int, primaries: list[dict]) -> Iterator[dict]:
+        """Primaries in random order (spreads reads), then handoffs."""
+        shuffled = random.sample(primaries, len(primaries))
+        yield from shuffled
+        yield from self.ring.handoff_nodes(part)
+
+    def read(self, method: str, names: tuple, headers: dict[str, str], *,
+             newest: bool = False, query: str = "") -> StreamedResponse | NodeResponse:
+        """The first good answer (or with ``newest``, the newest of all primaries')."""
+        part, primaries = self.nodes(*names)
+        failures = 0
+        last: StreamedResponse | NodeResponse | None = None
+        candidates: list[StreamedResponse | NodeResponse] = []
+        for tried, node in enumerate(self.read_nodes(part, primaries)):
+            if tried >= len(primaries) and (failures == 0 or tried >= 2 * len(primaries)):
+                break
+            path = self.path(node, part, names) + (f"?{query}" if query else "")
+            answer = self.request_streamed(node, method, path, headers)
+            if answer.status >= 500 or answer.status == 507:
+                failures += 1
+                continue
+            if answer.status == 404:
+                if last is None or answer.timestamp > last.timestamp:
+                    last = answer
+                continue
+            if not newest:
+                return answer
+            candidates.append(answer)
+        if candidates:
+            best = max(candidates, key=lambda a: a.timestamp)
+            for other in candidates:
+                if other is not best and isinstance(other, StreamedResponse):
+                    other.close()
+            return best
+        return last or NodeResponse({}, FAILED, {})
+
+    def request_streamed(self, node, method, path, headers) -> StreamedResponse | NodeResponse:
+        """A request whose 2xx body is left unread for streaming; other answers read whole."""
+        conn = self.open(node, method, path, headers)
+        if conn is None:
+            return NodeResponse(node, FAILED, {})
+        try:
+            response = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            log.warning("%s %s on %s:%s failed: %r", method, path, node["ip"], node["port"], exc)
+            return NodeResponse(node, FAILED, {})
+        if response.status // 100 == 2 and method == "GET":
+            return StreamedResponse(self.pool, conn, response, node)
+        body = response.read()
+        self.pool.release(conn, response)
+        return NodeResponse(node, response.status, lower_headers(response), body)
+
+
+def lower_headers(response: http.client.HTTPResponse) -> dict[str, str]:
+    return {k.lower(): v for k, v in response.getheaders()}

@@ -1,0 +1,55 @@
+"""The storage-node app: Swift's object, container and account servers in one process.
+
+Routes are prefixed by the server they stand for, so one node process can serve all three
+without ambiguity (an object PUT and the listing update it causes share a path shape):
+
+- ``/object/<device>/<partition>/<account>/<container>/<object>``
+- ``/container/<device>/<partition>/<account>/<container>[/<object>]`` (``/<object>``: a
+  listing row update sent by an object node)
+- ``/account/<device>/<partition>/<account>[/<container>]`` (``/<container>``: a container's
+  report of its put/delete times and stats)
+
+Every write carries the proxy's ``X-Timestamp``; requests carry its ``X-Trans-Id``.
+"""
+
+from __future__ import annotations
+
+import falcon
+
+from soko.common.app import make_base_app
+from soko.common.config import Config
+from soko.object.diskfile import Devices, remove_stale_temps
+from soko.object.listing_server import (
+    AccountContainerResource,
+    AccountResource,
+    ContainerObjectResource,
+    ContainerResource,
+    StatsReporter,
+)
+from soko.object.nodeclient import ConnectionPool
+from soko.object.object_server import ObjectResource
+
+
+def make_app(config: Config, *, devices: Devices | None = None,
+             pool: ConnectionPool | None = None) -> falcon.App:
+    """Builds one node's app; ``devices`` and ``pool`` may be injected by tests."""
+    section = config.section("storage")
+    if devices is None:
+        devices = Devices(section.node_devices(config.data_dir), section.mount_check)
+    if pool is None:
+        pool = ConnectionPool(section.conn_timeout, section.node_timeout)
+    for name in devices.names():
+        remove_stale_temps(devices.root / name)
+    reporter = StatsReporter(pool)
+    app = make_base_app()
+    app.req_options.auto_parse_qs_csv = False
+    app.add_route("/object/{device}/{partition}/{account}/{container}/{obj:path}",
+                  ObjectResource(devices, pool))
+    app.add_route("/container/{device}/{partition}/{account}/{container}",
+                  ContainerResource(devices, reporter))
+    app.add_route("/container/{device}/{partition}/{account}/{container}/{obj:path}",
+                  ContainerObjectResource(devices, reporter))
+    app.add_route("/account/{device}/{partition}/{account}", AccountResource(devices))
+    app.add_route("/account/{device}/{partition}/{account}/{container}",
+                  AccountContainerResource(devices))
+    return app
