@@ -81,3 +81,17 @@ class Reconciler:
     def stop(self) -> None:
         self.stopped.set()
         self.thread.join()
+
+
+def teardown(config: Config) -> None:
+    """Undoes what ``start`` set up on this host: the tgtd on a dedicated control port
+    (never the system's, port 0) and the reflink pool's mount and loop device. For
+    ``soko down`` and test clean-up; the pool image and the DB stay for the next start."""
+    manager = make_manager(config)
+    section: BlockConfig = config.section("block")
+    stop_daemon = getattr(manager.target, "stop_daemon", None)
+    if stop_daemon is not None and section.tgt_control_port != 0:
+        stop_daemon()
+    pool_teardown = getattr(manager.pool, "teardown", None)
+    if pool_teardown is not None:
+        pool_teardown()

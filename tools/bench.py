@@ -9,6 +9,7 @@ from soko.tools.lazy import LazyGroup
 
 BENCHMARKS = {
     "ring": "soko.ring.bench:bench_ring",
+    "block": "soko.block.bench:bench_block",
 }
 
 

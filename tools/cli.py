@@ -18,6 +18,7 @@ from soko.tools.output import emit_rows, format_option
 
 COMMANDS = {
     "identity": "soko.identity.cli:identity",
+    "volume": "soko.block.cli:volume",
     "bench": "soko.tools.bench:bench",
 }
 

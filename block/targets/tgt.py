@@ -15,6 +15,7 @@ import dataclasses
 import errno
 import fcntl
 import os
+import random
 import re
 import signal
 import subprocess
@@ -59,6 +60,16 @@ ERRORS_BY_MESSAGE: dict[str, type[TgtadmError]] = {
     "can't find the account": NoSuchAccount,
 }
 NOT_RUNNING_CODES = {errno.ENOTCONN, errno.ECONNREFUSED, errno.ENOENT}
+
+# iSCSI session parameters the target offers. tgt's defaults (8 KiB data segments, 256 KiB
+# bursts, InitialR2T) split a 1 MiB write into 128 PDUs and 4 R2T round trips.
+ISCSI_PARAMS = {
+    "MaxRecvDataSegmentLength": "262144",
+    "MaxXmitDataSegmentLength": "262144",
+    "FirstBurstLength": "262144",
+    "MaxBurstLength": "1048576",
+    "InitialR2T": "No",
+}
 
 
 def classify(argv: list[str], returncode: int, stderr: str) -> TgtadmError:
@@ -112,6 +123,10 @@ class Tgtadm:
 
     def delete_target(self, tid: int) -> None:
         self.run("--mode", "target", "--op", "delete", "--force", "--tid", str(tid))
+
+    def set_param(self, tid: int, name: str, value: str) -> None:
+        self.run("--mode", "target", "--op", "update", "--tid", str(tid), "--name", name,
+                 "--value", value)
 
     def new_lun(self, tid: int, lun: int, path: str, bstype: str) -> None:
         self.run("--mode", "logicalunit", "--op", "new", "--tid", str(tid), "--lun", str(lun),
@@ -244,6 +259,8 @@ class TgtTarget:
             tid = max((t.tid for t in self.tgtadm.targets()), default=0) + 1
             self.tgtadm.new_target(tid, spec.iqn)
             try:
+                for name, value in ISCSI_PARAMS.items():
+                    self.tgtadm.set_param(tid, name, value)
                 self.tgtadm.new_lun(tid, self.LUN, spec.path, self.backing_store)
                 self.tgtadm.new_account(spec.chap_user, spec.chap_secret)
                 self.tgtadm.bind_account(tid, spec.chap_user)
@@ -279,6 +296,15 @@ class TgtTarget:
             if volume_id is not None and self.LUN in info.luns:
                 found[volume_id] = info.acl[0] if info.acl else ""
         return found
+
+
+def unused_control_port() -> int:
+    """A tgtd control port nobody serves (each is a unix socket /var/run/tgtd/socket.N), for
+    a private tgtd (tests, benchmarks) that must not touch the system's."""
+    while True:
+        port = random.randint(20000, 29999)
+        if not Path(f"/var/run/tgtd/socket.{port}").exists():
+            return port
 
 
 def wait_gone(pid: int, timeout: float) -> bool:

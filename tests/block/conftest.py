@@ -3,7 +3,6 @@ session (on a private tgtd control port and portal) for the data path."""
 
 from __future__ import annotations
 
-import random
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from soko.block.api import make_app
 from soko.block.manager import QuotaDefaults, VolumeManager
 from soko.block.models import Base
 from soko.block.service import BlockConfig
+from soko.block.targets.tgt import unused_control_port
 from soko.common.config import Config
 from soko.common.db import make_engine, make_sessionmaker
 from tests.block.fakes import FixedTokens, MemoryPool, MemoryTarget
@@ -51,14 +51,6 @@ def client(tmp_path: Path, manager: VolumeManager) -> falcon.testing.TestClient:
     return falcon.testing.TestClient(make_app(config, validator=FixedTokens(), manager=manager))
 
 
-def unused_control_port() -> int:
-    """A tgtd management port nobody serves (each is a unix socket /var/run/tgtd/socket.N)."""
-    while True:
-        port = random.randint(20000, 29999)
-        if not Path(f"/var/run/tgtd/socket.{port}").exists():
-            return port
-
-
 @pytest.fixture(scope="session")
 def real_block(tmp_path_factory) -> Iterator[Config]:
     """One reflink pool (loop-backed XFS) and one private tgtd for the whole session; both
@@ -75,8 +67,7 @@ def real_block(tmp_path_factory) -> Iterator[Config]:
         manager.target.ensure_running()
         yield config
     finally:
-        manager.target.stop_daemon()
-        manager.pool.teardown()
+        wiring.teardown(config)
     leftover = subprocess.run(["losetup", "--associated", str(manager.pool.image)],
                               capture_output=True, text=True).stdout
     assert not leftover, f"loop device left behind: {leftover}"

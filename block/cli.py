@@ -1,0 +1,309 @@
+"""``soko volume``: cinderclient's verbs over the block API.
+
+Where to connect, first found wins (as openstack-client and cinderclient):
+
+1. a token and the volume endpoint: ``--os-token``/``$OS_TOKEN`` with
+   ``--os-url``/``$SOKO_BLOCK_URL`` (the endpoint includes the project, as in the catalog:
+   ``http://127.0.0.1:8776/v3/<project_id>``);
+2. otherwise a password login through identity (``OS_AUTH_URL``, ``OS_USERNAME``,
+   ``OS_PASSWORD``, ``OS_PROJECT_NAME``, or the all-in-one's saved admin credentials in
+   the data dir), taking the ``volumev3`` endpoint from the token's catalog.
+
+Commands that start a change wait for it to settle (with a spinner) unless ``--no-wait``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import click
+import requests
+
+from soko.tools.output import emit_record, emit_rows, format_option
+
+TRANSITIONAL = ("creating", "attaching", "detaching", "extending", "deleting")
+LIST_COLUMNS = ["id", "name", "status", "size", "attached_to"]
+
+
+class BlockClient:
+    """The block endpoint and a token, resolved on first use so ``--help`` needs neither."""
+
+    def __init__(self, url, token, data_dir: Path, identity_options: dict):
+        self.url, self.token = (url.rstrip("/") if url else None), token
+        self.data_dir = data_dir
+        self.identity_options = identity_options
+        self.http = requests.Session()
+
+    def resolve(self) -> None:
+        if self.url and self.token:
+            return
+        from soko.identity.cli import Connection
+        from soko.identity.client import IdentityClient, IdentityClientError
+
+        conn = Connection(self.data_dir, **self.identity_options)
+        auth_url, username, password, project = conn.resolve()
+        try:
+            token, body = IdentityClient(auth_url, username=username, password=password,
+                                         project_name=project).issue_token()
+        except IdentityClientError as exc:
+            raise click.ClickException(f"login failed: {exc}") from None
+        self.token = self.token or token
+        if not self.url:
+            self.url = volume_endpoint(body["token"].get("catalog", []))
+
+    def call(self, method: str, path: str, *, ok_missing: bool = False, **kwargs):
+        self.resolve()
+        try:
+            resp = self.http.request(method, self.url + path, timeout=60,
+                                     headers={"X-Auth-Token": self.token}, **kwargs)
+        except requests.RequestException as exc:
+            raise click.ClickException(
+                f"cannot reach {self.url}: {exc.__class__.__name__}") from None
+        if ok_missing and resp.status_code == 404:
+            return None
+        if resp.status_code >= 400:
+            try:
+                message = resp.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = resp.reason
+            raise click.ClickException(f"{resp.status_code}: {message}")
+        return resp.json() if resp.content else {}
+
+    def find(self, ref: str) -> dict:
+        """A volume by id, or by name when exactly one volume has it."""
+        found = self.call("GET", f"/volumes/{ref}", ok_missing=True)
+        if found is not None:
+            return found["volume"]
+        named = self.call("GET", "/volumes/detail", params={"name": ref})["volumes"]
+        if len(named) == 1:
+            return named[0]
+        if not named:
+            raise click.ClickException(f"no volume with id or name {ref!r}")
+        raise click.ClickException(f"{len(named)} volumes are named {ref!r}; use the id")
+
+    def wait(self, volume_id: str, *, gone: bool = False, timeout: float = 300) -> dict | None:
+        """Polls until the volume leaves its transitional status (or, ``gone``, vanishes)."""
+        from rich.console import Console
+
+        deadline = time.monotonic() + timeout
+        with Console(stderr=True).status(f"waiting for volume {volume_id}..."):
+            while True:
+                found = self.call("GET", f"/volumes/{volume_id}", ok_missing=True)
+                volume = found["volume"] if found else None
+                if volume is None or (not gone and volume["status"] not in TRANSITIONAL):
+                    return volume
+                if time.monotonic() > deadline:
+                    raise click.ClickException(f"volume {volume_id} is still "
+                                               f"{volume['status']} after {timeout:.0f} s")
+                time.sleep(0.5)
+
+
+def volume_endpoint(catalog: list[dict]) -> str:
+    for entry in catalog:
+        if entry.get("type") == "volumev3":
+            for endpoint in entry["endpoints"]:
+                if endpoint["interface"] == "public":
+                    return endpoint["url"].rstrip("/")
+    raise click.ClickException("the token's catalog has no volumev3 endpoint; "
+                               "give --os-url (or $SOKO_BLOCK_URL)")
+
+
+def row(volume: dict) -> dict:
+    attached = [a.get("initiator") for a in volume.get("attachments", [])]
+    return {**volume, "attached_to": ", ".join(filter(None, attached))}
+
+
+def record(volume: dict) -> dict:
+    return {k: v for k, v in row(volume).items() if k not in ("links", "attachments")}
+
+
+def parse_metadata(pairs: tuple[str, ...]) -> dict[str, str]:
+    metadata = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--metadata")
+        metadata[key] = value
+    return metadata
+
+
+no_wait_option = click.option("--no-wait", is_flag=True, help="Return at once; don't poll.")
+metadata_option = click.option("--metadata", multiple=True, metavar="KEY=VALUE",
+                               help="Metadata item (repeatable).")
+
+
+@click.group()
+@click.option("--os-url", envvar="SOKO_BLOCK_URL",
+              help="Volume endpoint with project, e.g. http://127.0.0.1:8776/v3/<project> "
+                   "($SOKO_BLOCK_URL).")
+@click.option("--os-token", envvar="OS_TOKEN", help="A token ($OS_TOKEN).")
+@click.option("--os-auth-url", envvar="OS_AUTH_URL", help="Identity endpoint ($OS_AUTH_URL).")
+@click.option("--os-username", envvar="OS_USERNAME", help="($OS_USERNAME)")
+@click.option("--os-password", envvar="OS_PASSWORD", help="($OS_PASSWORD)")
+@click.option("--os-project-name", envvar="OS_PROJECT_NAME", help="($OS_PROJECT_NAME)")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=lambda: os.environ.get("SOKO_DATA_DIR", ".soko"), show_default=".soko",
+              help="The all-in-one's data dir (saved admin credentials, soko.toml).")
+@click.pass_context
+def volume(ctx, os_url, os_token, os_auth_url, os_username, os_password, os_project_name,
+           data_dir):
+    """Block volumes: create, attach over iSCSI, extend, delete."""
+    ctx.obj = BlockClient(os_url, os_token, data_dir.absolute(), dict(
+        auth_url=os_auth_url, username=os_username, password=os_password,
+        project_name=os_project_name))
+
+
+pass_client = click.make_pass_decorator(BlockClient)
+
+
+@volume.command("create")
+@click.argument("size", type=click.IntRange(min=1), metavar="SIZE")
+@click.option("--name")
+@click.option("--description")
+@click.option("--snapshot-id", help="Create from this snapshot.")
+@click.option("--source-volid", help="Clone this volume (copy-on-write, instant).")
+@metadata_option
+@no_wait_option
+@format_option
+@pass_client
+def create(client, size, name, description, snapshot_id, source_volid, metadata, no_wait, fmt):
+    """Create a volume of SIZE GiB."""
+    spec = {"size": size, "name": name, "description": description,
+            "snapshot_id": snapshot_id, "source_volid": source_volid,
+            "metadata": parse_metadata(metadata)}
+    created = client.call("POST", "/volumes", json={"volume": {
+        k: v for k, v in spec.items() if v is not None}})["volume"]
+    if not no_wait:
+        created = client.wait(created["id"])
+    emit_record(record(created), fmt)
+
+
+@volume.command("list")
+@click.option("--all-projects", is_flag=True, help="Every project's volumes (admin).")
+@click.option("--name")
+@click.option("--status")
+@click.option("--limit", type=click.IntRange(min=1))
+@click.option("--marker", help="List after this volume id.")
+@format_option
+@pass_client
+def list_volumes(client, all_projects, name, status, limit, marker, fmt):
+    """List volumes, newest first."""
+    params = {k: v for k, v in dict(name=name, status=status, limit=limit, marker=marker,
+                                    all_tenants=1 if all_projects else None).items()
+              if v is not None}
+    volumes = client.call("GET", "/volumes/detail", params=params)["volumes"]
+    emit_rows([row(v) for v in volumes], LIST_COLUMNS, fmt)
+
+
+@volume.command("show")
+@click.argument("volume_ref", metavar="VOLUME")
+@format_option
+@pass_client
+def show(client, volume_ref, fmt):
+    """Show one volume (by id or name)."""
+    emit_record(record(client.find(volume_ref)), fmt)
+
+
+@volume.command("delete")
+@click.argument("volume_refs", metavar="VOLUME...", nargs=-1, required=True)
+@no_wait_option
+@pass_client
+def delete(client, volume_refs, no_wait):
+    """Delete volumes (they must be detached)."""
+    for ref in volume_refs:
+        found = client.find(ref)
+        client.call("DELETE", f"/volumes/{found['id']}")
+        if not no_wait:
+            client.wait(found["id"], gone=True)
+        click.echo(f"deleted volume {found['id']}")
+
+
+@volume.command("extend")
+@click.argument("volume_ref", metavar="VOLUME")
+@click.argument("new_size", type=click.IntRange(min=1), metavar="NEW_SIZE")
+@no_wait_option
+@format_option
+@pass_client
+def extend(client, volume_ref, new_size, no_wait, fmt):
+    """Grow a detached volume to NEW_SIZE GiB."""
+    found = client.find(volume_ref)
+    client.call("POST", f"/volumes/{found['id']}/action",
+                json={"os-extend": {"new_size": new_size}})
+    emit_record(record(found if no_wait else client.wait(found["id"])), fmt)
+
+
+def update_volume(client, volume_ref, values: dict, fmt) -> None:
+    found = client.find(volume_ref)
+    updated = client.call("PUT", f"/volumes/{found['id']}", json={"volume": values})["volume"]
+    emit_record(record(updated), fmt)
+
+
+@volume.command("rename")
+@click.argument("volume_ref", metavar="VOLUME")
+@click.argument("new_name")
+@format_option
+@pass_client
+def rename(client, volume_ref, new_name, fmt):
+    """Give a volume a new name."""
+    update_volume(client, volume_ref, {"name": new_name}, fmt)
+
+
+@volume.command("update")
+@click.argument("volume_ref", metavar="VOLUME")
+@click.option("--name")
+@click.option("--description")
+@metadata_option
+@format_option
+@pass_client
+def update(client, volume_ref, name, description, metadata, fmt):
+    """Change name, description or metadata (metadata given replaces the old)."""
+    values = {k: v for k, v in dict(name=name, description=description).items()
+              if v is not None}
+    if metadata:
+        values["metadata"] = parse_metadata(metadata)
+    if not values:
+        raise click.UsageError("give --name, --description or --metadata")
+    update_volume(client, volume_ref, values, fmt)
+
+
+@volume.command("attach")
+@click.argument("volume_ref", metavar="VOLUME")
+@click.option("--initiator", required=True, metavar="IQN",
+              help="The iSCSI name of the host that will log in (the only one allowed).")
+@format_option
+@pass_client
+def attach(client, volume_ref, initiator, fmt):
+    """Export a volume to one initiator; prints the portal, target and CHAP credentials."""
+    found = client.find(volume_ref)
+    info = client.call("POST", f"/volumes/{found['id']}/action", json={
+        "os-initialize_connection": {"connector": {"initiator": initiator}}})
+    emit_record(info["connection_info"]["data"], fmt)
+
+
+@volume.command("detach")
+@click.argument("volume_ref", metavar="VOLUME")
+@no_wait_option
+@pass_client
+def detach(client, volume_ref, no_wait):
+    """Remove a volume's export (its target, ACL and credentials)."""
+    found = client.find(volume_ref)
+    client.call("POST", f"/volumes/{found['id']}/action", json={"os-detach": {}})
+    if not no_wait:
+        client.wait(found["id"])
+    click.echo(f"detached volume {found['id']}")
+
+
+@volume.command("quota-show")
+@click.argument("project_id", required=False)
+@format_option
+@pass_client
+def quota_show(client, project_id, fmt):
+    """Limits and usage of a project (your own by default)."""
+    client.resolve()
+    project_id = project_id or client.url.rsplit("/", 1)[1]
+    quota = client.call("GET", f"/os-quota-sets/{project_id}", params={"usage": "true"})
+    rows = [{"resource": name, **item} for name, item in quota["quota_set"].items()
+            if isinstance(item, dict)]
+    emit_rows(rows, ["resource", "limit", "in_use", "reserved"], fmt)
