@@ -9,6 +9,9 @@ PACKAGES=(
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config gcc
   dnsmasq-base iptables iproute2 xfsprogs e2fsprogs util-linux lvm2
   python3-venv
+  # shared libraries that the test guest's qemu-ga is linked against (tools/guest_image.py
+  # copies them from the host into the image, as ldd resolves them)
+  libglib2.0-0 libudev1 libnuma1 liburing2 libpcre2-8-0
 )
 
 if [ "$(id -u)" != 0 ]; then
@@ -36,6 +39,8 @@ mkdir -p /var/log/libvirt /var/run/libvirt /var/lib/libvirt
 # QEMU runs as root with no security driver: there is no AppArmor/SELinux label to apply
 # on this kind of host, and iSCSI disks need no file ownership changes.
 conf=/etc/libvirt/qemu.conf
+# Minimal images may drop the package's conffile; an empty one means "all defaults".
+[ -f "$conf" ] || { mkdir -p /etc/libvirt; : >"$conf"; }
 if [ -f "$conf" ] && ! grep -q '^# soko settings' "$conf"; then
   cat >>"$conf" <<'CONF'
 # soko settings

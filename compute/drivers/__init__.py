@@ -1,0 +1,1 @@
+"""Hypervisor drivers behind the ``Hypervisor`` protocol in ``base``: one module per backend."""
