@@ -40,6 +40,9 @@ class ServiceSpec:
     ``soko up`` before the first start; it may return lines to print (credentials, rings).
     ``units`` (optional) is ``"module:function"`` returning the processes to run, for a
     service that runs more than one (storage nodes, daemons); by default, one gunicorn.
+    ``teardown`` (optional) is ``"module:function"``, called as ``function(config)`` after
+    ``soko up`` stopped the units: it undoes what bootstrap set up on the host (mounts,
+    loop devices) so a stopped all-in-one leaves nothing behind.
     """
 
     name: str
@@ -48,6 +51,7 @@ class ServiceSpec:
     app_factory: str
     bootstrap: str | None = None
     units: str | None = None
+    teardown: str | None = None
 
     def make_app(self, config: Config):
         return import_ref(self.app_factory)(config)
@@ -56,6 +60,10 @@ class ServiceSpec:
         if self.bootstrap is None:
             return []
         return list(import_ref(self.bootstrap)(config) or [])
+
+    def run_teardown(self, config: Config) -> None:
+        if self.teardown is not None:
+            import_ref(self.teardown)(config)
 
     def list_units(self, config: Config) -> list[Unit]:
         if self.units is not None:

@@ -171,6 +171,11 @@ class Supervisor:
                 r.proc.wait()
             kill_group_leftovers(r.proc.pid)
         self.running = []
+        for spec in reversed(self.specs):
+            try:
+                spec.run_teardown(self.config)
+            except Exception as exc:  # one failed teardown must not strand the others
+                print(f"soko up: teardown of {spec.name} failed: {exc}", flush=True)
         state_path(self.data_dir).unlink(missing_ok=True)
 
     def write_state(self, status: str) -> None:

@@ -26,6 +26,10 @@ def bootstrap(config):
     return ["sample password: s3cret"]
 
 
+def teardown(config):
+    (config.data_dir / "torn-down").write_text("yes")
+
+
 def units(config):
     section = config.section("sample")
     argv = [sys.executable, "-m", "gunicorn", "--pythonpath", str(REPO), "-w", "2",
@@ -43,4 +47,5 @@ SERVICE = ServiceSpec(
     app_factory="tests.tools.sample_service:make_wsgi",
     bootstrap="tests.tools.sample_service:bootstrap",
     units="tests.tools.sample_service:units",
+    teardown="tests.tools.sample_service:teardown",
 )

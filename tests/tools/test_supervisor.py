@@ -67,6 +67,7 @@ def test_starts_real_service_and_stops_leaving_nothing(make_supervisor, data_dir
     assert group_members(unit["pid"]) == []
     assert not port_open(port)
     assert read_state(data_dir) is None
+    assert (data_dir / "torn-down").read_text() == "yes"
 
 
 def test_unit_that_dies_at_start_is_reported_and_nothing_is_left(make_supervisor, data_dir):
