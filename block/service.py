@@ -53,4 +53,5 @@ SERVICE = ServiceSpec(
     section=BlockConfig,
     app_factory="soko.block.api:make_app",
     bootstrap="soko.block.wiring:bootstrap",
+    teardown="soko.block.wiring:teardown",
 )

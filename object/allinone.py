@@ -13,7 +13,7 @@ import shutil
 
 from soko.common.config import Config
 from soko.common.service import Unit, serve_argv
-from soko.object.xfs import ensure_mounted
+from soko.object.xfs import ensure_mounted, unmount
 
 DEVICES_PER_NODE = 2
 PART_POWER = 10
@@ -79,3 +79,15 @@ def storage_units(config: Config) -> list[Unit]:
                           argv=serve_argv("storage", config, "--node", str(node)),
                           endpoint=endpoint, health_url=f"{endpoint}/healthcheck"))
     return units
+
+
+def teardown(config: Config) -> None:
+    """Unmounts the device images ``prepare_devices`` mounted (their loop devices autoclear)."""
+    section = config.section("storage")
+    if not section.mount_check:
+        return
+    for node in range(section.nodes):
+        for device in node_device_names(node):
+            mount_point = section.node_devices(config.data_dir, node) / device
+            if os.path.ismount(mount_point):
+                unmount(mount_point)

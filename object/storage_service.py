@@ -51,4 +51,5 @@ SERVICE = ServiceSpec(
     app_factory="soko.object.storage:make_app",
     bootstrap="soko.object.allinone:bootstrap",
     units="soko.object.allinone:storage_units",
+    teardown="soko.object.allinone:teardown",
 )

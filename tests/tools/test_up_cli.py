@@ -1,0 +1,99 @@
+"""`soko up` as a user runs it: every registered service comes up healthy, `soko status`
+shows them, and Ctrl-C (or `soko down` after `--detach`) leaves no process behind."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from soko.tools import services
+from soko.tools.up import read_state
+from tests.support import free_port, wait_for
+
+pytestmark = [pytest.mark.privileged, pytest.mark.slow]
+
+
+def soko(*args, env, check=True, timeout=120):
+    return subprocess.run([sys.executable, "-m", "soko.tools.cli", *args], env=env,
+                          capture_output=True, text=True, check=check, timeout=timeout)
+
+
+@pytest.fixture
+def up_env(data_dir):
+    """The environment for `soko up`: every service on a free port, no clash with a real one."""
+    env = dict(os.environ, SOKO_DATA_DIR=str(data_dir))
+    for spec in services.all_specs():
+        if "port" in {f for f in spec.section.__dataclass_fields__}:
+            env[f"SOKO_{spec.name.upper().replace('-', '_')}_PORT"] = str(free_port())
+    return env
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def mounts_under(path) -> list[str]:
+    with open("/proc/mounts") as f:
+        return [line.split()[1] for line in f if line.split()[1].startswith(str(path))]
+
+
+def loops_under(path) -> list[str]:
+    """Loop devices whose backing file is under ``path`` (they detach once unmounted)."""
+    found = []
+    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+        with contextlib.suppress(OSError):
+            if backing.read_text().startswith(str(path)):
+                found.append(backing.parts[3])
+    return found
+
+
+def nothing_left(data_dir) -> bool:
+    return not mounts_under(data_dir) and not loops_under(data_dir)
+
+
+def test_up_status_ctrl_c(up_env, data_dir):
+    assert services.all_specs(), "no service is registered in tools/services.py"
+    proc = subprocess.Popen([sys.executable, "-m", "soko.tools.cli", "up"], env=up_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: (read_state(data_dir) or {}).get("status") == "running" or
+                 proc.poll() is not None, timeout=180, what="soko up")
+        assert proc.poll() is None, proc.stdout.read()
+        rows = json.loads(soko("status", "--format", "json", env=up_env).stdout)
+        running = {r["service"] for r in rows}
+        for spec in services.all_specs():  # a service may run several units (storage-1...)
+            assert any(n == spec.name or n.startswith(spec.name + "-") for n in running), spec
+        assert all(r["healthy"] for r in rows), rows
+        pids = [r["pid"] for r in rows]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "soko stopped." in out
+    assert not any(alive(pid) for pid in pids)
+    assert read_state(data_dir) is None
+    wait_for(lambda: nothing_left(data_dir), what="mounts and loop devices to go")
+
+
+def test_detach_status_down(up_env, data_dir):
+    out = soko("up", "--detach", env=up_env, timeout=240).stdout
+    assert "soko down" in out
+    state = read_state(data_dir)
+    pids = [state["supervisor_pid"]] + [u["pid"] for u in state["units"]]
+    assert all(alive(pid) for pid in pids)
+    soko("down", env=up_env)
+    assert not any(alive(pid) for pid in pids)
+    wait_for(lambda: nothing_left(data_dir), what="mounts and loop devices to go")
+    status = soko("status", env=up_env, check=False)
+    assert status.returncode != 0 and "nothing is running" in status.stderr
