@@ -24,6 +24,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -58,46 +59,69 @@ def run(argv: list[str], **kwargs) -> str:
 # --------------------------------------------------------------------------- packages
 
 
-def candidate(package: str) -> tuple[str, str, str]:
-    """(version, architecture, Depends) of the version ``apt-get download`` would fetch."""
-    fields = dict(re.findall(r"^([A-Za-z-]+): (.*)$", run(["apt-cache", "show", "--no-all-versions", package]), re.M))
-    return fields["Version"], fields["Architecture"], fields.get("Depends", "")
+@dataclass(frozen=True)
+class Candidate:
+    """The version of a package that ``apt-get download`` would fetch."""
+
+    package: str
+    version: str
+    arch: str
+    depends: str
+
+    @property
+    def stem(self) -> str:  # how apt-get download names the .deb
+        return f"{self.package}_{self.version.replace(':', '%3a')}_{self.arch}"
+
+
+def candidates(*packages: str) -> dict[str, Candidate]:
+    """One apt-cache call for all ``packages`` (each call spends most of a second loading
+    apt's cache, so asking per package would dominate a cached build)."""
+    found = {}
+    for stanza in run(["apt-cache", "show", "--no-all-versions", *packages]).split("\n\n"):
+        fields = dict(re.findall(r"^([A-Za-z-]+): (.*)$", stanza, re.M))
+        if "Package" in fields:
+            found[fields["Package"]] = Candidate(fields["Package"], fields["Version"],
+                                                 fields["Architecture"], fields.get("Depends", ""))
+    return found
 
 
 class PackageCache:
-    """Debian packages downloaded and unpacked once per version, under ``root``."""
+    """Debian packages downloaded and unpacked once per version, under ``root``.
+
+    Concurrent builds (parallel test runs) may share it: every entry is made in a private
+    temporary directory and renamed into place whole, so nobody sees half a .deb or tree.
+    """
 
     def __init__(self, root: Path = CACHE_DIR):
+        self.root = root
         self.debs = root / "debs"
         self.trees = root / "trees"
 
-    def tree(self, package: str) -> Path:
-        """The unpacked contents of the candidate version of ``package``."""
-        version, arch, _ = candidate(package)
-        stem = f"{package}_{version.replace(':', '%3a')}_{arch}"
-        tree = self.trees / stem
+    def tree(self, package: Candidate) -> Path:
+        """The unpacked contents of ``package``, downloaded and unpacked on first use."""
+        tree = self.trees / package.stem
         if tree.is_dir():
             return tree
-        deb = self.debs / f"{stem}.deb"
-        if not deb.exists():
-            self.debs.mkdir(parents=True, exist_ok=True)
-            run(["apt-get", "download", "-q", f"{package}={version}"], cwd=self.debs)
-        partial = Path(tempfile.mkdtemp(dir=self.debs.parent, prefix=".unpack-"))
-        try:
-            run(["dpkg-deb", "-x", str(deb), str(partial)])
-            self.trees.mkdir(parents=True, exist_ok=True)
-            partial.rename(tree)
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
+        deb = self.debs / f"{package.stem}.deb"
+        self.debs.mkdir(parents=True, exist_ok=True)
+        self.trees.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.root, prefix=".partial-") as tmp:
+            if not deb.exists():
+                run(["apt-get", "download", "-q", f"{package.package}={package.version}"], cwd=tmp)
+                os.replace(Path(tmp) / deb.name, deb)
+            run(["dpkg-deb", "-x", str(deb), str(Path(tmp) / "tree")])
+            with contextlib.suppress(OSError):  # another build got there first: same content
+                (Path(tmp) / "tree").rename(tree)
         return tree
 
 
-def kernel_package() -> str:
-    """The versioned kernel package the cloud-kernel metapackage currently points at."""
-    match = re.search(r"(linux-image-[0-9][^ ,]*)", candidate(KERNEL_META)[2])
+def resolve_packages() -> list[Candidate]:
+    """The kernel the cloud-kernel metapackage points at, then the tool packages."""
+    found = candidates(KERNEL_META, *TOOL_PACKAGES)
+    match = re.search(r"(linux-image-[0-9][^ ,]*)", found[KERNEL_META].depends)
     if not match:
         raise GuestImageError(f"cannot resolve the kernel package from {KERNEL_META}")
-    return match.group(1)
+    return [*candidates(match.group(1)).values(), *(found[p] for p in TOOL_PACKAGES)]
 
 
 # --------------------------------------------------------------------------- kernel modules
@@ -238,7 +262,7 @@ def build_initramfs(busybox: Path, kernel: Path, kver: str, staging: Path) -> by
     for path in sorted(staging.rglob("*")):
         rel = str(path.relative_to(staging))
         entries.append((rel, 0o040755, b"", 0) if path.is_dir() else (rel, 0o100644, path.read_bytes(), 0))
-    return gzip.compress(cpio_newc(entries), compresslevel=9, mtime=0)
+    return gzip.compress(cpio_newc(entries), compresslevel=6, mtime=0)
 
 
 # --------------------------------------------------------------------------- disk
@@ -288,9 +312,9 @@ def build(out: Path, size_mib: int = 64, cache: PackageCache | None = None) -> d
     if size_mib < 48:
         raise GuestImageError("the guest image needs at least 48 MiB (the kernel alone is 14 MB)")
     cache = cache or PackageCache()
-    kpkg = kernel_package()
-    kernel = cache.tree(kpkg)
-    tools = {pkg: cache.tree(pkg) for pkg in TOOL_PACKAGES}
+    packages = resolve_packages()
+    kernel = cache.tree(packages[0])
+    tools = {pkg.package: cache.tree(pkg) for pkg in packages[1:]}
     kver = next((kernel / "lib" / "modules").iterdir()).name
     syslinux = tools["syslinux-common"] / "usr" / "lib" / "syslinux"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -312,17 +336,17 @@ def build(out: Path, size_mib: int = 64, cache: PackageCache | None = None) -> d
             shutil.copyfile(syslinux / "modules" / "bios" / "ldlinux.c32", mnt / "boot" / "extlinux" / "ldlinux.c32")
             os.sync()
             run([str(tools["extlinux"] / "usr" / "bin" / "extlinux"), "--install", str(mnt / "boot" / "extlinux")])
-        partial = out.with_name(f".{out.name}.partial")
-        with open(partial, "wb") as f:
+        disk = work / "disk.img"
+        with open(disk, "wb") as f:
             f.truncate(size_mib << 20)
             f.write((syslinux / "mbr" / "mbr.bin").read_bytes()[:440])
             f.seek(446)
             f.write(mbr_partition_table(size_mib << 20))
         # ldlinux finds its partition from the MBR's handover, so building the filesystem at
         # offset 0 and moving it to 1 MiB afterwards is fine (no partition scanning needed).
-        copy_sparse(fs_image, partial, PART_START)
-        partial.rename(out)
-    return {pkg: candidate(pkg)[0] for pkg in (kpkg, *TOOL_PACKAGES)}
+        copy_sparse(fs_image, disk, PART_START)
+        disk.rename(out)
+    return {pkg.package: pkg.version for pkg in packages}
 
 
 @click.command("build-test-guest")

@@ -112,6 +112,9 @@ class Hypervisor(Protocol):
 
     def ping_agent(self, name: str, timeout: float = 5.0) -> bool: ...
 
+    def mountpoints(self, name: str, target: str) -> list[str]:
+        """Where the guest mounted disk ``target``: what to freeze to quiesce one volume."""
+
     def freeze(self, name: str, mountpoints: list[str] | None = None,
                max_seconds: float = 60.0) -> int:
         """Freezes guest filesystems; they are thawed after ``max_seconds`` whatever happens."""

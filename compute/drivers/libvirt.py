@@ -28,7 +28,7 @@ import libvirt
 import libvirt_qemu
 
 from soko.common.durable import atomic_write, makedirs_durable
-from soko.common.procs import ensure_daemon
+from soko.common.procs import ensure_daemon, pid_alive
 from soko.compute.drivers import libvirt_xml as lx
 from soko.compute.drivers.base import (
     AgentUnavailable,
@@ -59,6 +59,7 @@ POWER_STATES = {
 }
 # Through the guest agent first (the test guest has no ACPI daemon), ACPI if there is none.
 POLITE = libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT | libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN
+AGENT_TIMEOUT = 10  # seconds libvirt waits for a guest agent reply
 QMP_QUERY_KVM = '{"execute":"qmp_capabilities"}\n{"execute":"query-kvm"}\n{"execute":"quit"}\n'
 
 
@@ -343,39 +344,61 @@ class LibvirtDriver:
 
     # ------------------------------------------------------------------ freeze
 
+    def _agent_domain(self, name: str) -> libvirt.virDomain:
+        """The domain, with a bound on how long libvirt waits for its agent (by default it
+        would wait forever for a hung agent, and a thaw must never hang)."""
+        dom = self._domain(name)
+        with contextlib.suppress(libvirt.libvirtError):  # not running: the call itself will say
+            dom.agentSetResponseTimeout(AGENT_TIMEOUT, 0)
+        return dom
+
+    def mountpoints(self, name: str, target: str) -> list[str]:
+        """Where the guest mounted disk ``target`` (vdb...), as its agent reports."""
+        try:
+            fs_info = self._agent_domain(name).fsInfo(0)
+        except libvirt.libvirtError as exc:
+            raise AgentUnavailable(f"filesystems of {name!r}: {exc}") from None
+        return [mountpoint for mountpoint, _dev, _fstype, disks in fs_info if target in disks]
+
     def freeze(self, name: str, mountpoints: list[str] | None = None, max_seconds: float = 60.0) -> int:
         """Freezes the guest's filesystems (or only ``mountpoints``); returns how many.
 
         The freeze is recorded durably first, so a crash between freeze and thaw is undone by
         the next ``reconcile``; a watchdog thaws after ``max_seconds`` if nobody else did.
         """
-        dom = self._domain(name)
-        domain = dom.name()
+        dom = self._agent_domain(name)
+        record = self.freeze_dir / dom.name()
         with self._lock:
-            if domain in self._watchdogs:
+            if dom.name() in self._watchdogs:
                 raise HypervisorError(f"instance {name!r} is already frozen")
-            record = {"mountpoints": mountpoints, "since": time.time(), "max_seconds": max_seconds}
-            atomic_write(self.freeze_dir / domain, json.dumps(record).encode())
+            atomic_write(record, json.dumps({"pid": os.getpid(), "until": time.time() + max_seconds,
+                                             "mountpoints": mountpoints}).encode())
             try:
                 count = dom.fsFreeze(mountpoints, 0)
             except libvirt.libvirtError as exc:
                 with contextlib.suppress(libvirt.libvirtError):  # a partial freeze must not stay
                     dom.fsThaw(None, 0)
-                (self.freeze_dir / domain).unlink(missing_ok=True)
+                record.unlink(missing_ok=True)
                 raise AgentUnavailable(f"freezing {name!r}: {exc}") from None
-            watchdog = threading.Timer(max_seconds, self._watchdog_thaw, args=(name,))
+            watchdog = threading.Timer(max_seconds, lambda: self._watchdog_thaw(name, watchdog))
             watchdog.daemon = True
-            self._watchdogs[domain] = watchdog
+            self._watchdogs[dom.name()] = watchdog
             watchdog.start()
         return count
 
     def thaw(self, name: str) -> int:
         """Thaws every frozen filesystem of the guest; the record goes only once that worked."""
-        dom = self._domain(name)
+        return self._thaw(name, watchdog=None)
+
+    def _thaw(self, name: str, watchdog: threading.Timer | None) -> int:
+        dom = self._agent_domain(name)
         with self._lock:
-            watchdog = self._watchdogs.pop(dom.name(), None)
-            if watchdog is not None:
-                watchdog.cancel()
+            current = self._watchdogs.get(dom.name())
+            if watchdog is not None and current is not watchdog:
+                return 0  # the freeze this watchdog guarded already ended
+            if current is not None:
+                current.cancel()
+                del self._watchdogs[dom.name()]
             try:
                 count = dom.fsThaw(None, 0)
             except libvirt.libvirtError as exc:
@@ -383,10 +406,10 @@ class LibvirtDriver:
             (self.freeze_dir / dom.name()).unlink(missing_ok=True)
         return count
 
-    def _watchdog_thaw(self, name: str) -> None:
-        log.warning("instance %s stayed frozen past its limit; thawing it", name)
+    def _watchdog_thaw(self, name: str, watchdog: threading.Timer) -> None:
         try:
-            self.thaw(name)
+            if self._thaw(name, watchdog):
+                log.warning("instance %s stayed frozen past its limit; thawed it", name)
         except HypervisorError:
             log.exception("watchdog could not thaw %s; reconcile will retry", name)
 
@@ -399,17 +422,27 @@ class LibvirtDriver:
 
     # ------------------------------------------------------------------ reconcile
 
+    def _abandoned(self, record: Path) -> bool:
+        """A freeze whose process died, or that outlived its limit (its watchdog is gone too)."""
+        try:
+            freeze = json.loads(record.read_bytes())
+            return not pid_alive(freeze["pid"]) or time.time() > freeze["until"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return True
+
     def reconcile(self) -> dict[str, PowerState]:
+        """Thaws abandoned freezes; returns every domain of this prefix with its power state."""
         for record in sorted(self.freeze_dir.iterdir()):
-            if record.name.startswith(self.prefix):
-                name = record.name[len(self.prefix):]
-                try:
-                    self.thaw(name)
-                    log.warning("thawed %s, left frozen by an interrupted freeze", name)
-                except InstanceNotFound:
-                    record.unlink(missing_ok=True)
-                except AgentUnavailable as exc:
-                    log.warning("%s is recorded frozen and could not be thawed yet: %s", name, exc)
+            if not record.name.startswith(self.prefix) or not self._abandoned(record):
+                continue
+            name = record.name[len(self.prefix):]
+            try:
+                self.thaw(name)
+                log.warning("thawed %s, left frozen by an interrupted freeze", name)
+            except InstanceNotFound:
+                record.unlink(missing_ok=True)
+            except AgentUnavailable as exc:
+                log.warning("%s is recorded frozen and could not be thawed yet: %s", name, exc)
         return {dom.name()[len(self.prefix):]: POWER_STATES.get(dom.state()[0], PowerState.NOSTATE)
                 for dom in self.conn.listAllDomains(0) if dom.name().startswith(self.prefix)}
 

@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 
 from soko.compute.drivers.base import (
+    AgentUnavailable,
     FileDisk,
+    Hypervisor,
     HypervisorError,
     InstanceNotFound,
     InstanceSpec,
@@ -78,8 +80,13 @@ def test_guest_boots_to_its_ready_marker_with_a_running_agent(driver, instance):
     assert driver.reconcile()[instance] is PowerState.RUNNING
 
 
+def test_driver_conforms_to_the_hypervisor_protocol(driver):
+    assert isinstance(driver, Hypervisor)
+
+
 def test_hot_plugged_blank_disk_is_formatted_and_mounted(driver, instance, data_disk):
     assert f" {data_disk} ext4 rw" in mounts(driver, instance)
+    assert driver.mountpoints(instance, data_disk.removeprefix("/mnt/")) == [data_disk]
 
 
 def test_detach_releases_the_disk_in_the_guest_and_in_the_definition(driver, instance, tmp_path):
@@ -155,6 +162,12 @@ def test_freeze_left_by_a_crashed_process_is_thawed_by_reconcile(driver, instanc
         d.freeze({instance!r}, max_seconds=600)
         os.kill(os.getpid(), signal.SIGKILL)
     """)
+    # A live freeze of a live process is not reconcile's to end.
+    driver.freeze(instance, max_seconds=60)
+    driver.reconcile()
+    assert driver.agent_command(instance, "guest-fsfreeze-status") == "frozen"
+    driver.thaw(instance)
+
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           cwd=Path(__file__).parents[2])
     assert proc.returncode == -9, proc.stderr
@@ -179,9 +192,16 @@ def test_stop_then_start(driver, instance, data_disk):
     assert f" {data_disk} ext4 rw" in mounts(driver, instance)
 
 
-def test_delete_of_a_running_instance_leaves_nothing(driver, guest_image, tmp_path):
+def test_forced_stop_hard_reboot_and_delete_of_a_running_instance(driver, guest_image, tmp_path):
     driver.spawn(spec("short-lived", FileDisk(boot_disk(guest_image, tmp_path))))
     wait_console(driver, "short-lived", "SeaBIOS", timeout=60)
+    with pytest.raises(AgentUnavailable):  # still in the BIOS: no agent to freeze with
+        driver.freeze("short-lived")
+    assert not any(driver.freeze_dir.iterdir())
+    driver.stop("short-lived", timeout=1)  # nothing in the guest answers: forced off
+    assert driver.state("short-lived") is PowerState.SHUTOFF
+    driver.reboot("short-lived", hard=True)  # a power cycle also starts a stopped instance
+    assert driver.state("short-lived") is PowerState.RUNNING
     driver.delete("short-lived")
     with pytest.raises(InstanceNotFound):
         driver.state("short-lived")
@@ -222,6 +242,8 @@ def test_iscsi_disks_keep_the_chap_password_in_a_libvirt_secret(driver):
         driver.detach_disk("iscsi", "vdb")
         assert list(soko_secrets(driver).values()) == ["s3cret-not-in-xml"]
         assert driver.state("iscsi") is PowerState.SHUTOFF
+        with pytest.raises(AgentUnavailable, match="not running"):
+            driver.freeze("iscsi")
     finally:
         driver.delete("iscsi")
     assert soko_secrets(driver) == {}
