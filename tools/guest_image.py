@@ -307,10 +307,10 @@ def loop_mounted(fs_image: Path, mountpoint: Path):
 
 def build(out: Path, size_mib: int = 64, cache: PackageCache | None = None) -> dict[str, str]:
     """Builds the guest disk at ``out``; returns the package versions it was built from."""
-    if os.geteuid() != 0:
-        raise GuestImageError("building the guest image needs root (extlinux needs a mounted filesystem)")
     if size_mib < 48:
         raise GuestImageError("the guest image needs at least 48 MiB (the kernel alone is 14 MB)")
+    if os.geteuid() != 0:
+        raise GuestImageError("building the guest image needs root (extlinux needs a mounted filesystem)")
     cache = cache or PackageCache()
     packages = resolve_packages()
     kernel = cache.tree(packages[0])

@@ -5,6 +5,8 @@ boot times every test records, summarised at the end of the run."""
 from __future__ import annotations
 
 import base64
+import os
+import re
 import shutil
 import statistics
 import time
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from soko.common.procs import pid_alive
 from soko.compute.guest_files import READY_MARKER
 from tests.support import require_tools, skip_or_fail
 
@@ -48,13 +51,30 @@ def guest_image(tmp_path_factory) -> Path:
     return out
 
 
+def sweep_dead_runs(state_dir: Path) -> None:
+    """Deletes what killed test runs left: a leaked TCG guest would eat a shared CPU for good.
+    A run's prefix carries its pid, so live concurrent runs are left alone."""
+    from soko.compute.drivers.libvirt import LibvirtDriver
+
+    lister = LibvirtDriver(state_dir, prefix="soko-test-")
+    dead = {m.group(0) for name in lister.reconcile()
+            if (m := re.match(r"(\d+)-", name)) and not pid_alive(int(m.group(1)))}
+    lister.close()
+    for prefix in dead:
+        leftover = LibvirtDriver(state_dir, prefix=f"soko-test-{prefix}")
+        for name in leftover.reconcile():
+            leftover.delete(name)
+        leftover.close()
+
+
 @pytest.fixture(scope="session")
 def driver(tmp_path_factory) -> Iterator:
     require_libvirt()
     from soko.compute.drivers.libvirt import LibvirtDriver
 
-    driver = LibvirtDriver(tmp_path_factory.mktemp("compute-state"),
-                           prefix=f"soko-test-{uuid.uuid4().hex[:6]}-")
+    state_dir = tmp_path_factory.mktemp("compute-state")
+    sweep_dead_runs(state_dir)
+    driver = LibvirtDriver(state_dir, prefix=f"soko-test-{os.getpid()}-")
     yield driver
     for name in driver.reconcile():
         driver.delete(name)

@@ -7,6 +7,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from soko.compute.guest_files import verify_writer_records
 from soko.tools import guest_image as builder
@@ -59,3 +60,9 @@ def test_built_image_boots_from_mbr_into_an_ext4_root(guest_image: Path):
     # 64bit would make extlinux 6.04 unable to read the filesystem
     assert not struct.unpack_from("<I", superblock, 0x60)[0] & 0x80
     assert guest_image.stat().st_blocks * 512 < 48 << 20  # sparse: holes stay holes
+
+
+def test_command_refuses_a_disk_too_small_for_the_kernel(tmp_path: Path):
+    result = CliRunner().invoke(builder.build_test_guest, [str(tmp_path / "g.img"), "--size-mib", "16"])
+    assert result.exit_code == 1
+    assert "at least 48 MiB" in result.output and not (tmp_path / "g.img").exists()
