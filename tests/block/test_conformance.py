@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 
 from soko.block.drivers.base import NoSuchVolume, PoolError, VolumeExists
-from soko.block.drivers.lvm import LvmThinPool, device_mapper_available
-from soko.block.targets import lio_available
+from soko.block.drivers.lvm import LvmThinPool
 from soko.block.targets.base import ExportSpec
 from soko.block.targets.tgt import TgtTarget
 from tests.block.fakes import MemoryPool, MemoryTarget
-from tests.support import require_tools, skip_or_fail
+from tests.support import require_tools, skip_without_kernel_feature
 
 GiB = 1 << 30
 
@@ -25,8 +24,7 @@ GiB = 1 << 30
 @contextlib.contextmanager
 def lvm_pool(tmp_path: Path):
     """A throw-away volume group on a loop device, removed afterwards."""
-    if not device_mapper_available():
-        skip_or_fail("the lvm pool needs device-mapper; /dev/mapper/control is missing")
+    skip_without_kernel_feature("/dev/mapper/control", "the lvm pool needs device-mapper")
     require_tools("losetup", "vgcreate", "lvcreate")
     image = tmp_path / "pv.img"
     with open(image, "wb") as f:
@@ -91,8 +89,7 @@ def target(request):
         manager = wiring.make_manager(request.getfixturevalue("real_block"))
         assert isinstance(manager.target, TgtTarget)
         return manager.target
-    if not lio_available():
-        skip_or_fail("LIO needs configfs; /sys/kernel/config/target is missing")
+    skip_without_kernel_feature("/sys/kernel/config/target", "LIO needs configfs")
     from soko.block.targets.lio import LioTarget
 
     return LioTarget(portal="127.0.0.1:3260")

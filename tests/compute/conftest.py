@@ -18,7 +18,7 @@ import pytest
 
 from soko.common.procs import pid_alive
 from soko.compute.guest_files import READY_MARKER
-from tests.support import require_tools, skip_or_fail
+from tests.support import require_tools, skip_or_fail, wait_for
 
 BOOT_TIMES: list[float] = []
 BOOT_TIMEOUT = 120.0
@@ -109,6 +109,8 @@ def timed_boot(driver, name: str, start, *, count: int = 1) -> float:
     wait_console(driver, name, READY_MARKER, count=count)
     elapsed = time.monotonic() - began
     BOOT_TIMES.append(elapsed)
+    # qemu-ga runs by the marker, but libvirt may connect to it a moment later.
+    wait_for(lambda: driver.ping_agent(name, timeout=2), timeout=60, what=f"{name}'s guest agent")
     return elapsed
 
 
