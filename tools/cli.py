@@ -19,6 +19,7 @@ from soko.tools.output import emit_rows, format_option
 COMMANDS = {
     "identity": "soko.identity.cli:identity",
     "volume": "soko.block.cli:volume",
+    "image": "soko.compute.image_cli:image",
     "bench": "soko.tools.bench:bench",
 }
 
