@@ -16,15 +16,18 @@ class StorageSection(ServerSection):
     under ``<devices_dir>/node<N>/``: ``d<N>`` in the all-in-one (one device per node)."""
 
     port: int = 6200
+    # Object PUTs wait on a container update served by another node's threads: a node
+    # needs room for every write a proxy can have in flight plus the updates they cause,
+    # or the nodes starve each other (measured: 8 threads deadlock at c=16 until timeouts).
     workers: int = 2
-    threads: int = 8
+    threads: int = 32
     nodes: int = 3  # how many nodes soko up runs on this host
     node: int = 0  # which node this process is: set by `soko serve storage --node N`
     devices_dir: Path | None = None  # default: <data_dir>/object/devices
     mount_check: bool = True  # a device must be a mount point, not just a directory
     device_size_gib: int = 8  # size of each loop-backed XFS image soko up creates (sparse)
     conn_timeout: float = 0.5  # node → node (container/account updates)
-    node_timeout: float = 5.0
+    node_timeout: float = 2.0  # a listing update slower than this becomes an async pending
 
     def validate(self) -> None:
         super().validate()

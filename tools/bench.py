@@ -9,6 +9,7 @@ from soko.tools.lazy import LazyGroup
 
 BENCHMARKS = {
     "ring": "soko.ring.bench:bench_ring",
+    "object": "soko.object.bench:bench_object",
     "block": "soko.block.bench:bench_block",
 }
 

@@ -53,9 +53,8 @@ class Cluster:
         self.config_path = data_dir / "soko.toml"
         self.config_path.write_text(dump_toml({
             "identity": {"port": free_port(), "scrypt_log2_n": 10},
-            "storage": {"port": self.storage_port, "nodes": 3, "mount_check": False,
-                        "workers": 1, "threads": 8},
-            "proxy": {"port": self.proxy_port, "workers": 2, "threads": 8},
+            "storage": {"port": self.storage_port, "nodes": 3, "mount_check": False},
+            "proxy": {"port": self.proxy_port},
         }))
         self.config = services.load(self.config_path, data_dir)
         self.procs: dict[str, subprocess.Popen] = {}
