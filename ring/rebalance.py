@@ -1,19 +1,22 @@
 """Assigning every (partition, replica) slot to a device: balanced by weight, dispersed
 across failure domains, moving as little as possible.
 
-Each pass gathers the slots that must or should move (lost with a removed device, crowded
-into one failure domain, or sitting on a device above its quota), then places each one by
-walking down the failure-domain tree, at every level taking the child that still has room
-for this partition (holds fewer of its replicas than it wants) and, among those, the one
-furthest below its quota. A few passes settle what dispersion forced off target.
+Slots that must move (their device was removed, or their partition is crowded into one
+failure domain) are placed by walking down the failure-domain tree, at every level taking
+the child that still has room for this partition (holds fewer of its replicas than it
+wants) and, among those, the one furthest below its quota. Balance is then restored by
+pulling: each device below quota takes replicas straight from devices above it, where
+dispersion allows, so every such move is one the new weights require.
 
 A fresh ring is filled differently, because walking the tree for every slot is slow in
 Python: the weighted devices are laid end to end on a line, each as long as the replicas
 per partition it wants (at most 1), and a partition's replicas sit at ``u, u+1, u+2…`` for
 an offset ``u`` spread evenly over [0, 1). Every failure domain is an interval, so each
 gets ``floor`` or ``ceil`` of its wanted replicas of every partition: exact dispersion and
-balance to within a slot or so per device, in one bisect per slot. Several orderings of the
-line keep each device's replica partners many, so a failed disk is rebuilt from many others.
+balance to within a slot or so per device, in one bisect per slot. Every small group of
+partitions gets its own random ordering of the line, so a device's replica partners are
+many (a failed disk is rebuilt from many others, and a removed one's partitions have many
+places to go); the passes then even out what the groups left uneven.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import math
 import random
 from array import array
 from bisect import bisect_right
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import accumulate
@@ -33,7 +36,11 @@ from soko.ring.topology import LEVELS, Topology, build_topology
 NONE_DEV = 0xFFFF  # an unassigned slot
 ID_SPACE = NONE_DEV + 1
 MAX_PASSES = 8
-MAX_ORDERINGS = 32
+MAX_ORDERINGS = 4096
+MIN_GROUP = 16  # partitions sharing one ordering of the line
+SETTLE_DEPTH = 3
+SETTLE_VISITS = 16  # partition visits per partition, at most, to settle balance
+PLACE_TRIES = 4
 _ROOM = 1 << 40  # outranks any quota difference: room for the partition comes first
 
 
@@ -76,9 +83,11 @@ class _Rebalancer:
         self.replicas = replicas
         total = sum(len(row) for row in rows)
         self.topo: Topology = build_topology(devices, replicas, total, rng)
+        self.ids = sorted(dev.id for dev in devices)
+        self.domains = {dev.id: (dev.region, dev.zone, dev.ip) for dev in devices}
         self.known = bytearray(ID_SPACE)
-        for dev in devices:
-            self.known[dev.id] = 1
+        for dev_id in self.ids:
+            self.known[dev_id] = 1
         self.before = [array("H", row) for row in rows]
         self.locked = bytearray(1 if hours < min_part_hours else 0 for hours in last_moved)
         self.last_moved = last_moved
@@ -86,6 +95,10 @@ class _Rebalancer:
         self.count = [0] * ID_SPACE  # slots per device id
         self.gathered: list[tuple[int, int]] = []
         self.crowded: list[int] = []
+        self.budget = 0
+        unique_level, counted_levels = self._dispersion_checks()
+        self.unique_nodes = self._node_map(unique_level)
+        self.counted_nodes = [self._node_map(level) for level in counted_levels]
 
     def run(self) -> RebalanceOutcome:
         spread_rows = self._fresh_whole_rows()
@@ -97,10 +110,10 @@ class _Rebalancer:
         passes = 0
         for passes in range(1, MAX_PASSES + 1):
             self._gather_crowded(None if passes == 1 else self.crowded)
-            self._gather_overweight()
             if not self.gathered:
                 break
             self._place()
+        self._settle()
         return self._finish(passes)
 
     # -- bookkeeping ---------------------------------------------------------------------
@@ -113,7 +126,12 @@ class _Rebalancer:
                 assigned[node] += sign * n
 
     def _take(self, p: int, r: int) -> None:
-        """Unassigns one slot; moving live data locks the partition for min_part_hours."""
+        """Unassigns one slot to be placed later."""
+        self._unassign(p, r)
+        self.gathered.append((p, r))
+
+    def _unassign(self, p: int, r: int) -> None:
+        """Moving live data locks the partition for min_part_hours."""
         row = self.rows[r]
         dev = row[p]
         row[p] = NONE_DEV
@@ -124,7 +142,22 @@ class _Rebalancer:
             self.fresh[r][p] = 1
             if self.min_part_hours:
                 self.locked[p] = 1
-        self.gathered.append((p, r))
+
+    def _assign(self, p: int, r: int, dev: int) -> None:
+        self.rows[r][p] = dev
+        self.count[dev] += 1
+        for node in self.topo.path[dev]:
+            self.topo.assigned[node] += 1
+
+    def _held(self, p: int, skip: int) -> dict[int, int]:
+        """Replicas of partition ``p`` per tree node, leaving out replica ``skip``."""
+        held: dict[int, int] = {}
+        path = self.topo.path
+        for r, row in enumerate(self.rows):
+            if r != skip and p < len(row):
+                for node in path.get(row[p], ()):
+                    held[node] = held.get(node, 0) + 1
+        return held
 
     def _devices_of(self, p: int) -> list[tuple[int, int]]:
         return [(r, row[p]) for r, row in enumerate(self.rows) if p < len(row)]
@@ -143,7 +176,7 @@ class _Rebalancer:
         if not row_ids:
             return
         topo, rng, parts = self.topo, self.rng, self.parts
-        orderings = min(MAX_ORDERINGS, max(1, parts >> 8))
+        orderings = min(MAX_ORDERINGS, max(1, parts // MIN_GROUP))
         per_group = parts // orderings
         for group in range(orderings):
             leaves = self._shuffled_leaves(0)
@@ -183,9 +216,8 @@ class _Rebalancer:
         """Partitions with more replicas in a failure domain than it wants, all of them
         (``None``) or those a previous pass had to crowd."""
         limits = self.topo.max_per_part
-        unique_level, counted_levels = self._dispersion_checks()
-        node_of = self._node_map(unique_level).__getitem__
-        counted = [self._node_map(level).__getitem__ for level in counted_levels]
+        node_of = self.unique_nodes.__getitem__
+        counted = [nodes.__getitem__ for nodes in self.counted_nodes]
         if partitions is None:
             candidates: Iterable = enumerate(partition_devices(self.rows, self.parts))
         else:
@@ -244,75 +276,142 @@ class _Rebalancer:
             r, _ = max(movable, key=lambda rd: self.count[rd[1]] - topo.quota[topo.path[rd[1]][-1]])
             self._take(p, r)
 
-    def _gather_overweight(self) -> None:
-        """Takes slots from devices above quota (draining devices have none), visiting
-        partitions in a seeded pseudo-random order, one replica per partition per pass."""
+    def _excess(self) -> list[int]:
+        """Slots above quota per device id (a draining device's quota is zero)."""
         topo, count = self.topo, self.count
         over = [0] * ID_SPACE
-        for dev in range(NONE_DEV):
-            if count[dev]:
-                path = topo.path.get(dev)
-                over[dev] = max(0, count[dev] - (topo.quota[path[-1]] if path else 0))
-        remaining = sum(over)
-        if not remaining:
-            return
-        rows, locked, fresh = self.rows, self.locked, self.fresh
-        lengths = [len(row) for row in rows]
-        nrows = range(len(rows))
+        for dev in self.ids:
+            path = topo.path.get(dev)
+            over[dev] = max(0, count[dev] - (topo.quota[path[-1]] if path else 0))
+        return over
+
+    def _scan_order(self) -> Iterator[int]:
+        """Every partition once, in a seeded pseudo-random order (parts is a power of two,
+        so any odd stride visits all)."""
         mask = self.parts - 1
         start, stride = self.rng.randrange(self.parts), self.rng.randrange(self.parts) | 1
-        for i in range(self.parts):
-            p = (start + i * stride) & mask
-            best, best_r, is_locked = 0, -1, locked[p]
-            for r in nrows:
-                if p < lengths[r]:
-                    excess = over[rows[r][p]]
-                    if excess > best and (not is_locked or fresh[r][p]):
-                        best, best_r = excess, r
-            if best_r >= 0:
-                over[rows[best_r][p]] -= 1
-                self._take(p, best_r)
-                remaining -= 1
-                if not remaining:
-                    return
+        return ((start + i * stride) & mask for i in range(self.parts))
 
     # -- placing -------------------------------------------------------------------------
 
     def _place(self) -> None:
-        topo, rows, count = self.topo, self.rows, self.count
-        path, children, device_of = topo.path, topo.children, topo.device_of
-        ndev, max_per_part, quota, assigned = (
-            topo.ndev,
-            topo.max_per_part,
-            topo.quota,
-            topo.assigned,
-        )
+        """Places every gathered slot. When the walk ends on a device already at quota (the
+        emptier devices of that domain hold this partition already), the walk is retried
+        with that device ruled out, a few times, before settling for the first choice."""
+        topo = self.topo
+        quota, assigned = topo.quota, topo.assigned
         for p, r in self.gathered:
-            held: dict[int, int] = {}
-            for other, row in enumerate(rows):
-                if other != r and p < len(row):
-                    for node in path.get(row[p], ()):
-                        held[node] = held.get(node, 0) + 1
-            node, crowded = 0, False
-            kids = children[0]
-            while kids:
-                best, best_score = -1, 0
-                for kid in kids:
-                    n = held.get(kid, 0)
-                    if n < ndev[kid]:
-                        score = quota[kid] - assigned[kid] + (_ROOM if n < max_per_part[kid] else 0)
-                        if best < 0 or score > best_score:
-                            best, best_score = kid, score
-                crowded = crowded or held.get(best, 0) >= max_per_part[best]
-                node, kids = best, children[best]
-            dev = device_of[node]
-            rows[r][p] = dev
-            count[dev] += 1
-            for n in path[dev]:
-                assigned[n] += 1
+            held = self._held(p, r)
+            blocked: dict[int, int] = {}
+            first = None
+            for _ in range(PLACE_TRIES):
+                choice = self._descend(held, blocked)
+                if choice is None:
+                    break
+                first = first or choice
+                leaf, crowded = choice
+                if quota[leaf] > assigned[leaf] and crowded <= first[1]:
+                    first = choice
+                    break
+                for node in topo.path[topo.device_of[leaf]]:
+                    blocked[node] = blocked.get(node, 0) + 1
+            leaf, crowded = first
+            self._assign(p, r, topo.device_of[leaf])
             if crowded:
                 self.crowded.append(p)
         self.gathered = []
+
+    def _descend(self, held: dict[int, int], blocked: dict[int, int]) -> tuple[int, bool] | None:
+        """From the root, the child with room for the partition and furthest below quota,
+        down to a device: (leaf node, whether some level had to crowd)."""
+        topo = self.topo
+        children, ndev, max_per_part = topo.children, topo.ndev, topo.max_per_part
+        quota, assigned = topo.quota, topo.assigned
+        node, crowded = 0, False
+        kids = children[0]
+        while kids:
+            best, best_score = -1, 0
+            for kid in kids:
+                n = held.get(kid, 0)
+                if n + blocked.get(kid, 0) < ndev[kid]:
+                    score = quota[kid] - assigned[kid] + (_ROOM if n < max_per_part[kid] else 0)
+                    if best < 0 or score > best_score:
+                        best, best_score = kid, score
+            if best < 0:
+                return None
+            crowded = crowded or held.get(best, 0) >= max_per_part[best]
+            node, kids = best, children[best]
+        return node, crowded
+
+    def _settle(self) -> None:
+        """Brings every device to its quota by moves into devices below it. A move comes
+        from a device above quota if one fits; else from a device sharing an ip, a zone or
+        a region with one above quota, which then refills itself the same way (the
+        under-filled and the over-filled device may have no partition they can trade).
+        Partition visits are budgeted: what locked partitions or dispersion make
+        impossible must not cost a full scan per device, again and again."""
+        topo = self.topo
+        over = self._excess()
+        self.budget = SETTLE_VISITS * self.parts + 4096
+        queue = deque((d, 0) for d in self.ids if d in topo.path)
+        queued = set(self.ids)
+        while queue and self.budget > 0 and any(over[d] for d in self.ids):
+            dev, depth = queue.popleft()
+            queued.discard(dev)
+            need = topo.quota[topo.path[dev][-1]] - self.count[dev]
+            if need > 0:
+                need -= len(self._fill(dev, need, over, None))
+            for depth_of_domain in (3, 2, 1):  # same ip, same zone, same region
+                if need <= 0 or depth >= SETTLE_DEPTH:
+                    break
+                near = {self.domains[d][:depth_of_domain] for d in self.ids if over[d]}
+                allowed = {
+                    d for d in topo.path if d != dev and self.domains[d][:depth_of_domain] in near
+                }
+                donors = self._fill(dev, need, over, allowed)
+                need -= len(donors)
+                for donor in donors:
+                    if donor not in queued:
+                        queued.add(donor)
+                        queue.append((donor, depth + 1))
+
+    def _fill(self, dev: int, need: int, over: list[int], allowed: set[int] | None) -> list[int]:
+        """Moves up to ``need`` replicas onto ``dev`` where dispersion allows, from devices
+        above quota (``allowed`` None) or from ``allowed``; returns the donors."""
+        topo, donors = self.topo, []
+        path, max_per_part, locked, fresh = topo.path, topo.max_per_part, self.locked, self.fresh
+        target = path[dev]
+        for p in self._scan_order():
+            if len(donors) == need or self.budget <= 0:
+                break
+            self.budget -= 1
+            replicas = self._devices_of(p)
+            eligible = [
+                (over[d], r, d)
+                for r, d in replicas
+                if (over[d] if allowed is None else d in allowed) and (not locked[p] or fresh[r][p])
+            ]
+            if not eligible or any(d == dev for _, d in replicas):
+                continue
+            held = self._held(p, -1)
+            chosen = next(
+                (
+                    (r, d)
+                    for _, r, d in sorted(eligible, reverse=True)
+                    if all(
+                        held.get(n, 0) - (n in path.get(d, ())) < max_per_part[n] for n in target
+                    )
+                ),
+                None,
+            )
+            if chosen is None:
+                continue
+            r, donor = chosen
+            self._unassign(p, r)
+            self._assign(p, r, dev)
+            over[donor] = max(0, over[donor] - 1)
+            donors.append(donor)
+        return donors
 
     def _finish(self, passes: int) -> RebalanceOutcome:
         moved_parts: set[int] = set()

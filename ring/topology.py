@@ -113,17 +113,19 @@ def water_fill(total: float, weights: list[float], caps: list[int]) -> list[floa
 
 
 def _slot_quotas(topo: Topology, replicas: float, total_slots: int) -> list[int]:
-    """Integer slots per node: largest remainder over the devices, sums for the tiers."""
-    leaves = sorted(topo.device_of)
-    exact = {n: total_slots * topo.wanted[n] / replicas for n in leaves}
+    """Integer slots per node, apportioned top-down (largest remainder among siblings), so
+    each node's quota is exactly the sum of its children's: a bottom-up rounding could ask
+    an ip that holds one replica of every partition for more slots than there are
+    partitions."""
     quota = [0] * len(topo.children)
-    for n in leaves:
-        quota[n] = int(exact[n])
-    spare = total_slots - sum(quota[n] for n in leaves)
-    by_remainder = sorted(leaves, key=lambda n: (quota[n] - exact[n], topo.device_of[n]))
-    for n in by_remainder[: max(0, spare)]:
-        quota[n] += 1
-    for node in range(len(quota) - 1, -1, -1):  # children are numbered after their parents
-        for kid in topo.children[node]:
-            quota[node] += quota[kid]
+    quota[0] = round(total_slots * topo.wanted[0] / replicas)
+    for node, kids in enumerate(topo.children):  # parents are numbered before children
+        if not kids:
+            continue
+        exact = {k: quota[node] * topo.wanted[k] / topo.wanted[node] for k in kids}
+        for k in kids:
+            quota[k] = int(exact[k])
+        spare = quota[node] - sum(quota[k] for k in kids)
+        for k in sorted(kids, key=lambda k: (quota[k] - exact[k], k))[: max(0, spare)]:
+            quota[k] += 1
     return quota
