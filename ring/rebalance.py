@@ -16,7 +16,7 @@ gets ``floor`` or ``ceil`` of its wanted replicas of every partition: exact disp
 balance to within a slot or so per device, in one bisect per slot. Every small group of
 partitions gets its own random ordering of the line, so a device's replica partners are
 many (a failed disk is rebuilt from many others, and a removed one's partitions have many
-places to go); the passes then even out what the groups left uneven.
+places to go); pulling then evens out what the groups left uneven.
 """
 
 from __future__ import annotations
@@ -118,12 +118,12 @@ class _Rebalancer:
 
     # -- bookkeeping ---------------------------------------------------------------------
 
-    def _count(self, row: array, sign: int = 1) -> None:
+    def _count(self, row: array) -> None:
         path, assigned, count = self.topo.path, self.topo.assigned, self.count
         for dev, n in Counter(row).items():
-            count[dev] += sign * n
+            count[dev] += n
             for node in path.get(dev, ()):
-                assigned[node] += sign * n
+                assigned[node] += n
 
     def _take(self, p: int, r: int) -> None:
         """Unassigns one slot to be placed later."""
