@@ -17,6 +17,7 @@ from soko.tools.lazy import LazyGroup
 from soko.tools.output import emit_rows, format_option
 
 COMMANDS = {
+    "ring": "soko.ring.cli:ring",
     "identity": "soko.identity.cli:identity",
     "volume": "soko.block.cli:volume",
     "image": "soko.compute.image_cli:image",
