@@ -161,8 +161,8 @@ class DiskFile:
             return ObjectState(timestamp=ts, data_path=path, metadata=metadata)
         return ObjectState()
 
-    def writer(self) -> DiskFileWriter:
-        return DiskFileWriter(self)
+    def writer(self, size: int | None = None) -> DiskFileWriter:
+        return DiskFileWriter(self, size)
 
     def write_marker(self, timestamp: Timestamp, kind: str, metadata: dict[str, str]) -> None:
         """Writes an empty ``.ts`` (delete) or ``.meta`` (POST) file durably."""
@@ -213,7 +213,7 @@ POST_REPLACEABLE = frozenset(
 class DiskFileWriter:
     """Streams one body to a temp file computing its MD5; ``commit`` makes it the object."""
 
-    def __init__(self, diskfile: DiskFile):
+    def __init__(self, diskfile: DiskFile, size: int | None = None):
         self.diskfile = diskfile
         tmp_dir = diskfile.device_path / "tmp"
         try:
@@ -221,6 +221,13 @@ class DiskFileWriter:
         except FileNotFoundError:
             makedirs_durable(tmp_dir)
             self.fd, self.tmp_path = tempfile.mkstemp(dir=tmp_dir, prefix=".tmp-")
+        if size:
+            # One up-front allocation: contiguous extents, and ENOSPC before any byte is sent.
+            try:
+                os.posix_fallocate(self.fd, 0, size)
+            except OSError:
+                self.close()
+                raise
         self.md5 = hashlib.md5(usedforsecurity=False)
         self.size = 0
         self.unsynced = 0

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 MAX_IDLE_AGE = 2.0
 MAX_IDLE_PER_NODE = 32
-STREAM_CHUNK = 64 * 1024
+STREAM_CHUNK = 1024 * 1024  # bounded memory per stream, few syscalls and Python steps per MiB
 
 
 class NodeConnection(http.client.HTTPConnection):

@@ -97,7 +97,7 @@ class ObjectResource:
                 and not is_expired(existing.metadata):
             raise PreconditionFailed("the object exists (If-None-Match: *)")
         expected_length = req.content_length
-        with df.writer() as writer:
+        with df.writer(expected_length) as writer:
             while True:
                 chunk = req.stream.read(STREAM_CHUNK)
                 if not chunk:

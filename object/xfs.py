@@ -2,7 +2,9 @@
 
 This is how a Swift all-in-one gets XFS devices (ext4 caps a file's xattrs at about one
 block, which Swift-sized metadata overflows). The image is sparse; ``mount -o loop`` sets
-up the loop device and ``umount`` releases it (autoclear), so nothing lingers.
+up the loop device and ``umount`` releases it (autoclear), so nothing lingers. The loop
+device is switched to direct I/O: otherwise every block is cached twice (the XFS page cache
+and the image file's), which halved 64 MiB PUT throughput when measured (99 → 182 MB/s).
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ def ensure_mounted(image: Path, mount_point: Path, size_bytes: int) -> None:
             f.truncate(size_bytes)
         _run(["mkfs.xfs", "-q", "-f", str(image)])
     _run(["mount", "-o", "loop,noatime", str(image), str(mount_point)])
+    for line in subprocess.run(["losetup", "-j", str(image)], capture_output=True,
+                               text=True).stdout.splitlines():
+        _run(["losetup", "--direct-io=on", line.split(":", 1)[0]])
 
 
 def unmount(mount_point: Path, wait: float = 10.0) -> None:

@@ -14,11 +14,11 @@ from tests.support import require_tools
 
 @pytest.fixture(scope="session")
 def xfs_root(tmp_path_factory) -> Iterator[Path]:
-    """A mounted XFS filesystem (sparse 4 GiB image) shared by the session's tests."""
+    """A mounted XFS filesystem (sparse 8 GiB image) shared by the session's tests."""
     require_tools("mkfs.xfs", "mount", "umount")
     base = tmp_path_factory.mktemp("xfs")
     mount_point = base / "mnt"
-    ensure_mounted(base / "devices.img", mount_point, 4 << 30)
+    ensure_mounted(base / "devices.img", mount_point, 8 << 30)
     try:
         yield mount_point
     finally:
