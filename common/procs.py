@@ -111,3 +111,21 @@ def stop_pid(pid: int, timeout: float = 10.0) -> None:
         return
     while pid_alive(pid):
         time.sleep(0.02)
+
+
+def stop_process_group(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    """Stops a child started with ``start_new_session``: SIGTERM to its group, SIGKILL after
+    ``timeout``, then SIGKILL for any worker that outlived its leader (it would keep a port)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

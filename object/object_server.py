@@ -89,10 +89,7 @@ class ObjectResource:
     def on_put(self, req, resp, device, partition, account, container, obj):
         timestamp = request_timestamp(req)
         df = self.diskfile(device, partition, account, container, obj)
-        existing = df.read_state()
-        if existing.timestamp is not None and existing.timestamp >= timestamp:
-            raise Conflict("a newer write exists",
-                           headers={"X-Backend-Timestamp": existing.timestamp.normal})
+        existing = newer_write_refused(df, timestamp)
         if req.get_header("IF-NONE-MATCH") == "*" and existing.exists \
                 and not is_expired(existing.metadata):
             raise PreconditionFailed("the object exists (If-None-Match: *)")
@@ -128,10 +125,7 @@ class ObjectResource:
     def on_delete(self, req, resp, device, partition, account, container, obj):
         timestamp = request_timestamp(req)
         df = self.diskfile(device, partition, account, container, obj)
-        existing = df.read_state()
-        if existing.timestamp is not None and existing.timestamp >= timestamp:
-            raise Conflict("a newer write exists",
-                           headers={"X-Backend-Timestamp": existing.timestamp.normal})
+        existing = newer_write_refused(df, timestamp)
         df.write_marker(timestamp, "ts", {"name": df.name, "X-Timestamp": timestamp.normal})
         self.update_container(req, df, "DELETE", account, container, obj, {})
         # Like Swift: the tombstone is written either way, the status says what was there.
@@ -227,3 +221,11 @@ def save_async_pending(df: DiskFile, method: str, node: dict, partition: str, pa
     target = df.device_path / "async_pending" / digest[-3:] / f"{digest}-{headers['X-Timestamp']}"
     atomic_write(target, msgpack.packb(record))
 
+
+def newer_write_refused(df, timestamp):
+    """The object's current state; 409 if a write at least as new as ``timestamp`` exists."""
+    existing = df.read_state()
+    if existing.timestamp is not None and existing.timestamp >= timestamp:
+        raise Conflict("a newer write exists",
+                       headers={"X-Backend-Timestamp": existing.timestamp.normal})
+    return existing

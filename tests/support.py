@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from soko.common.config import Config
+from soko.common.procs import stop_process_group
 
 
 def require_privileged() -> bool:
@@ -101,10 +101,4 @@ def running_service(name: str, config: Config, timeout: float = 30.0) -> Iterato
             time.sleep(0.05)
         yield endpoint
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc)

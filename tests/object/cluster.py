@@ -8,8 +8,6 @@ and a ``soko serve proxy`` process. Nodes can be stopped and restarted by a test
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +17,7 @@ from pathlib import Path
 import requests
 
 from soko.common.config import dump_toml
+from soko.common.procs import stop_process_group
 from soko.object.allinone import ensure_rings, node_device_names
 from soko.tools import services
 from tests.support import free_port, healthy
@@ -113,15 +112,7 @@ class Cluster:
         proc = self.procs.pop(name, None)
         if proc is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # any worker that outlived its master
+        stop_process_group(proc)
 
     @contextlib.contextmanager
     def node_stopped(self, node: int):
