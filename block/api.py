@@ -38,7 +38,7 @@ def volume_detail(req: falcon.Request, volume: Volume) -> dict:
     if volume.attachment_id and volume.status in ("in-use", "detaching"):
         attachments.append({
             "id": volume.id, "attachment_id": volume.attachment_id, "volume_id": volume.id,
-            "server_id": None, "host_name": None, "device": None,
+            "server_id": volume.server_id, "host_name": None, "device": None,
             "initiator": volume.initiator, "attached_at": iso(volume.attached_at),
         })
     return {
@@ -170,7 +170,10 @@ class VolumeAction:
             self.manager.extend(project_id, volume_id, new_size)
             resp.status = falcon.HTTP_202
         elif action in ("os-attach", "os-initialize_connection"):
-            connection = self.manager.attach(project_id, volume_id, connector_initiator(args))
+            initiator = connector_initiator(args)  # checks that args is an object
+            server_id = limits.check_text(args.get("instance_uuid"), "instance_uuid", 36)
+            connection = self.manager.attach(project_id, volume_id, initiator,
+                                             server_id=server_id)
             resp.media = {"connection_info": connection.as_cinder()}
         else:
             self.manager.detach(project_id, volume_id)

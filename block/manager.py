@@ -45,7 +45,7 @@ GiB = 1 << 30
 TRANSITIONAL = ("creating", "attaching", "detaching", "extending", "deleting")
 LIVE_EXPORT = ("attaching", "in-use")  # a target for any other status is stale
 CLEARED_ATTACHMENT = dict(attachment_id=None, initiator=None, attached_at=None,
-                          chap_user=None, chap_secret=None)
+                          chap_user=None, chap_secret=None, server_id=None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,14 +231,15 @@ class VolumeManager:
             raise ServiceUnavailable(f"the pool could not extend the volume: {exc}") from exc
         return self.transition(project_id, volume_id, ("extending",), "available")
 
-    def attach(self, project_id: str, volume_id: str, initiator: str) -> Connection:
+    def attach(self, project_id: str, volume_id: str, initiator: str,
+               server_id: str | None = None) -> Connection:
         limits.check_iqn(initiator)
         user = "soko" + secrets.token_hex(8)
         secret = secrets.token_urlsafe(12)  # 16 chars: within what every initiator accepts
         with self.exports_locked():
             self.transition(project_id, volume_id, ("available",), "attaching", "attach",
                             attachment_id=str(uuid.uuid4()), initiator=initiator,
-                            chap_user=user, chap_secret=secret)
+                            chap_user=user, chap_secret=secret, server_id=server_id)
             spec = ExportSpec(volume_id, self.pool.path(volume_id), initiator, user, secret)
             try:
                 self.target.export(spec)

@@ -47,6 +47,8 @@ class Volume(Base):
     attached_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     chap_user: Mapped[str | None] = mapped_column(String(64))
     chap_secret: Mapped[str | None] = mapped_column(String(64))
+    # The compute instance the attachment belongs to (Cinder's instance_uuid), if any.
+    server_id: Mapped[str | None] = mapped_column(String(36))
 
 
 class Quota(Base):
