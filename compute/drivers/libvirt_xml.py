@@ -86,6 +86,8 @@ def disk_element(disk: Disk, target: str, *, secret_uuid: str | None = None,
         sub(element, "driver", name="qemu", type="raw", cache="none")
         source = sub(element, "source", protocol="iscsi", name=name)
         sub(source, "host", name=host, port=port)
+        if disk.connection_info.get("initiator"):  # the target's ACL admits only this name
+            sub(sub(source, "initiator"), "iqn", name=str(disk.connection_info["initiator"]))
         if secret_uuid is not None:
             auth = sub(element, "auth", username=str(disk.connection_info["auth_username"]))
             sub(auth, "secret", type="iscsi", uuid=secret_uuid)

@@ -38,7 +38,14 @@ def test_iscsi_disk_refers_to_the_secret_and_never_holds_the_password():
     assert "p4ss" not in text
     assert element.find("auth/secret").attrib == {"type": "iscsi", "uuid": "8d8f1b0e-0000-4000-8000-000000000001"}
     assert element.find("source").get("name") == "iqn.2026-11.dev.soko:v1/1"
+    assert element.find("source/initiator") is None  # QEMU's default name unless one is given
     assert lx.secret_uuids(element) == ["8d8f1b0e-0000-4000-8000-000000000001"]
+
+
+def test_iscsi_disk_logs_in_as_the_attachment_initiator():
+    info = {**CHAP, "initiator": "iqn.2026-11.dev.soko:compute-host1"}
+    element = lx.disk_element(IscsiDisk(info), "vda")
+    assert element.find("source/initiator/iqn").get("name") == info["initiator"]
 
 
 def test_domain_xml_has_serial_log_agent_channel_and_boot_disk(tmp_path: Path):
