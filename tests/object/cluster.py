@@ -66,14 +66,20 @@ class Cluster:
         return self.config.section("storage").node_devices(self.data_dir, node)
 
     def setup(self) -> None:
-        from soko.common.db import make_engine
-        from soko.identity.manager import IdentityManager
-        from soko.identity.service import db_url
-
         for node in range(3):
             for device in node_device_names(node):
                 (self.node_devices(node) / device).mkdir(parents=True, exist_ok=True)
         ensure_rings(self.config)
+        self.create_users()
+        for node in range(3):
+            self.start_node(node)
+        self.spawn("proxy", ["serve", "proxy"], f"{self.proxy_url}/healthcheck")
+
+    def create_users(self) -> None:
+        from soko.common.db import make_engine
+        from soko.identity.manager import IdentityManager
+        from soko.identity.service import db_url
+
         engine = make_engine(db_url(self.config))
         try:
             manager = IdentityManager.from_config(self.config, engine=engine)
@@ -84,13 +90,12 @@ class Cluster:
                 manager.grant_role(project, name, "member")
         finally:
             engine.dispose()  # no open file may keep the XFS mount busy at the end
-        for node in range(3):
-            self.start_node(node)
-        self.spawn("proxy", ["serve", "proxy"], f"{self.proxy_url}/healthcheck")
 
-    def spawn(self, name: str, args: list[str], health_url: str) -> None:
-        argv = [sys.executable, "-m", "soko.tools.cli", *args, "--config",
-                str(self.config_path), "--data-dir", str(self.data_dir)]
+    def spawn(self, name: str, args: list[str], health_url: str, *,
+              config_path: Path | None = None, wrapper: tuple[str, ...] = ()) -> None:
+        """Starts ``soko ARGS`` (under ``wrapper``, e.g. nsenter) and waits until healthy."""
+        argv = [*wrapper, sys.executable, "-m", "soko.tools.cli", *args, "--config",
+                str(config_path or self.config_path), "--data-dir", str(self.data_dir)]
         log_path = self.data_dir / f"{name}.log"
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,

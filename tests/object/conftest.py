@@ -47,3 +47,20 @@ def cluster(xfs_root: Path):
         yield cluster
     finally:
         cluster.teardown()
+
+
+@pytest.fixture(scope="session")
+def netns_cluster(tmp_path_factory):
+    """3 storage nodes each in its own network namespace (see ``tests/object/netns_cluster.py``)."""
+    from tests.object.netns_cluster import NetnsCluster
+
+    require_tools("ip", "nsenter", "mkfs.xfs", "mount", "umount", "losetup")
+    base = tmp_path_factory.mktemp("netns-cluster")
+    (base / "data").mkdir()
+    (base / "images").mkdir()
+    cluster = NetnsCluster(base / "data", base / "images")
+    try:
+        cluster.setup()
+        yield cluster
+    finally:
+        cluster.teardown()
