@@ -52,4 +52,9 @@ def _worker_logging(worker) -> None:
 
 def serve(spec: ServiceSpec, config: Config, log_level: str = "info") -> None:
     """Blocks serving ``spec`` until gunicorn is told to stop (SIGTERM/SIGINT)."""
+    if spec.main is not None:
+        from soko.common.service import import_ref
+
+        import_ref(spec.main)(config, log_level)
+        return
     ServiceApplication(spec, config, log_level).run()

@@ -43,15 +43,18 @@ class ServiceSpec:
     ``teardown`` (optional) is ``"module:function"``, called as ``function(config)`` after
     ``soko up`` stopped the units: it undoes what bootstrap set up on the host (mounts,
     loop devices) so a stopped all-in-one leaves nothing behind.
+    ``main`` (instead of ``app_factory``) is ``"module:function"`` for a service that is not
+    an HTTP app (background daemons): ``soko serve`` calls ``function(config, log_level)``.
     """
 
     name: str
     summary: str
     section: type  # a dataclass; HTTP services extend ServerSection (its default port is theirs)
-    app_factory: str
+    app_factory: str | None = None
     bootstrap: str | None = None
     units: str | None = None
     teardown: str | None = None
+    main: str | None = None
 
     def make_app(self, config: Config):
         return import_ref(self.app_factory)(config)

@@ -28,6 +28,7 @@ from soko.object.listing_server import (
 )
 from soko.object.nodeclient import ConnectionPool
 from soko.object.object_server import ObjectResource
+from soko.object.recon import ReconResource
 
 
 def make_app(config: Config, *, devices: Devices | None = None,
@@ -52,4 +53,5 @@ def make_app(config: Config, *, devices: Devices | None = None,
     app.add_route("/account/{device}/{partition}/{account}", AccountResource(devices))
     app.add_route("/account/{device}/{partition}/{account}/{container}",
                   AccountContainerResource(devices))
+    app.add_route("/recon", ReconResource(config, devices))
     return app

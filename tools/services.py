@@ -16,6 +16,7 @@ SERVICE_MODULES: list[str] = [
     "soko.identity.service",
     "soko.object.storage_service",
     "soko.object.proxy_service",
+    "soko.object.daemon_service",
     "soko.block.service",
 ]
 
