@@ -18,6 +18,7 @@ SERVICE_MODULES: list[str] = [
     "soko.object.proxy_service",
     "soko.object.daemon_service",
     "soko.block.service",
+    "soko.compute.image_service",
 ]
 
 
