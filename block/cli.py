@@ -28,7 +28,11 @@ LIST_COLUMNS = ["id", "name", "status", "size", "attached_to"]
 
 
 class BlockClient:
-    """The block endpoint and a token, resolved on first use so ``--help`` needs neither."""
+    """The block endpoint and a token, resolved on first use so ``--help`` needs neither.
+    A subclass for another service's API names its catalog type and URL option."""
+
+    catalog_type = "volumev3"
+    url_option = "--os-url (or $SOKO_BLOCK_URL)"
 
     def __init__(self, url, token, data_dir: Path, identity_options: dict):
         self.url, self.token = (url.rstrip("/") if url else None), token
@@ -51,7 +55,8 @@ class BlockClient:
             raise click.ClickException(f"login failed: {exc}") from None
         self.token = self.token or token
         if not self.url:
-            self.url = volume_endpoint(body["token"].get("catalog", []))
+            self.url = catalog_endpoint(body["token"].get("catalog", []), self.catalog_type,
+                                        self.url_option)
 
     def call(self, method: str, path: str, *, ok_missing: bool = False, **kwargs):
         self.resolve()
@@ -100,14 +105,13 @@ class BlockClient:
                 time.sleep(0.5)
 
 
-def volume_endpoint(catalog: list[dict]) -> str:
+def catalog_endpoint(catalog: list[dict], kind: str, url_option: str) -> str:
     for entry in catalog:
-        if entry.get("type") == "volumev3":
+        if entry.get("type") == kind:
             for endpoint in entry["endpoints"]:
                 if endpoint["interface"] == "public":
                     return endpoint["url"].rstrip("/")
-    raise click.ClickException("the token's catalog has no volumev3 endpoint; "
-                               "give --os-url (or $SOKO_BLOCK_URL)")
+    raise click.ClickException(f"the token's catalog has no {kind} endpoint; give {url_option}")
 
 
 def row(volume: dict) -> dict:
