@@ -5,6 +5,11 @@ A connection idle longer than the server's keep-alive (gunicorn's is 5 s) may al
 closed on the far side; it is dropped rather than reused, so a streamed PUT never starts on
 a dead socket. Small requests are retried once on a fresh connection when a reused one
 turns out dead.
+
+A node that keeps failing to connect or to answer in time is error-limited, as Swift's
+proxy does: after ``error_limit`` such errors, each within ``error_interval`` of the last,
+the pool refuses it at once (``ErrorLimited``) until ``error_interval`` passes without a new
+error, so a dead or cut-off node does not cost every request a timeout.
 """
 
 from __future__ import annotations
@@ -25,18 +30,48 @@ class NodeConnection(http.client.HTTPConnection):
     idle_since = 0.0
 
 
+class ErrorLimited(ConnectionError):
+    """The node failed too often lately; it is skipped without trying."""
+
+
+def is_node_error(exc: BaseException) -> bool:
+    """A failure that says the node is down or stuck (not a stale keep-alive connection)."""
+    return isinstance(exc, OSError) and not isinstance(
+        exc, (ErrorLimited, ConnectionResetError, BrokenPipeError))
+
+
 class ConnectionPool:
     """Idle connections per ``(ip, port)``, shared by a process's threads."""
 
-    def __init__(self, conn_timeout: float = 0.5, node_timeout: float = 10.0):
+    def __init__(self, conn_timeout: float = 0.5, node_timeout: float = 10.0,
+                 error_limit: int = 3, error_interval: float = 30.0):
         self.conn_timeout = conn_timeout
         self.node_timeout = node_timeout
+        self.error_limit = error_limit
+        self.error_interval = error_interval
         self.idle: dict[tuple[str, int], collections.deque] = collections.defaultdict(
             collections.deque)
+        self.errors: dict[tuple[str, int], tuple[int, float]] = {}  # (count, last error)
         self.lock = threading.Lock()
 
+    def error(self, ip: str, port: int) -> None:
+        """Counts a connect failure or timeout against the node."""
+        now = time.monotonic()
+        with self.lock:
+            count, last = self.errors.get((ip, port), (0, now))
+            if now - last > self.error_interval:
+                count = 0
+            self.errors[(ip, port)] = (count + 1, now)
+
+    def limited(self, ip: str, port: int) -> bool:
+        count, last = self.errors.get((ip, port), (0, 0.0))
+        return count >= self.error_limit and time.monotonic() - last <= self.error_interval
+
     def acquire(self, ip: str, port: int) -> tuple[NodeConnection, bool]:
-        """A connected connection and whether it was reused; raises OSError if unreachable."""
+        """A connected connection and whether it was reused; raises OSError if unreachable
+        (``ErrorLimited`` at once for a node that keeps failing)."""
+        if self.limited(ip, port):
+            raise ErrorLimited(f"{ip}:{port} is error-limited after repeated failures")
         now = time.monotonic()
         with self.lock:
             idle = self.idle[(ip, port)]
@@ -46,7 +81,11 @@ class ConnectionPool:
                     return conn, True
                 conn.close()
         conn = NodeConnection(ip, port, timeout=self.conn_timeout)
-        conn.connect()
+        try:
+            conn.connect()
+        except OSError:
+            self.error(ip, port)
+            raise
         conn.sock.settimeout(self.node_timeout)
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn, False
@@ -78,8 +117,10 @@ class ConnectionPool:
                 if reused and attempt == 0:
                     continue
                 raise
-            except BaseException:
+            except BaseException as exc:
                 conn.close()
+                if is_node_error(exc):
+                    self.error(node["ip"], node["port"])
                 raise
             self.release(conn, response)
             return response.status, dict(response.getheaders()), data

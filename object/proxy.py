@@ -65,7 +65,8 @@ def make_app(config: Config, *, validator: TokenValidator | None = None, tempaut
 
         tempauth = TempAuth.from_config(config, storage_url_base=section.public_url or None)
     state = ProxyState(rings or load_rings(config),
-                       pool or ConnectionPool(section.conn_timeout, section.node_timeout),
+                       pool or ConnectionPool(section.conn_timeout, section.node_timeout,
+                                              section.error_limit, section.error_interval),
                        section.container_info_ttl)
     app = make_base_app(middleware=[PathCheck(), AuthMiddleware(validator)])
     app.add_route("/info", Info())

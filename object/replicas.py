@@ -6,6 +6,13 @@ handoff (for a body the proxy still holds: bodies up to ``REPLAY_LIMIT`` are kep
 that fails after the body can be replaced too). Reads try primaries, then handoffs only
 if a primary failed, and stream the first good answer.
 
+A read fails over to the next node on a connect error, a timeout, a 5xx or 507, and on a
+body that breaks off or fails its MD5 before the client got a byte: the first chunk is read
+before a node is chosen (a small object is then whole and checked). Past that point the
+stream reads one chunk ahead, so the last chunk leaves only after the MD5 matched; a body
+that breaks off or mismatches raises ``BodyError`` and the client's connection is cut:
+a short or corrupt body must never look complete.
+
 Parallelism without threads: each request is sent to every node first, then the answers
 are read in turn, so the nodes work at the same time.
 """
@@ -13,12 +20,20 @@ are read in turn, so the nodes work at the same time.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import http.client
 import logging
 import random
 from collections.abc import Iterable, Iterator
 
-from soko.object.nodeclient import STREAM_CHUNK, ConnectionPool, NodeConnection, backend_path
+from soko.object.nodeclient import (
+    STREAM_CHUNK,
+    ConnectionPool,
+    ErrorLimited,
+    NodeConnection,
+    backend_path,
+    is_node_error,
+)
 from soko.object.timestamps import InvalidTimestamp, Timestamp
 
 log = logging.getLogger(__name__)
@@ -51,6 +66,10 @@ class NodeResponse:
         return Timestamp(0)
 
 
+class BodyError(Exception):
+    """A node's body broke off, came up short or failed its MD5."""
+
+
 class StreamedResponse:
     """A node's answer whose body streams to the client; returns the connection at the end."""
 
@@ -59,14 +78,55 @@ class StreamedResponse:
         self.pool, self.conn, self.response, self.node = pool, conn, response, node
         self.status = response.status
         self.headers = lower_headers(response)
+        length = self.headers.get("content-length", "")
+        self.expected = int(length) if length.isdigit() else None
+        self.received = 0
+        self.complete = False
+        whole = self.status == 200 and "content-range" not in self.headers
+        self.md5 = hashlib.md5(usedforsecurity=False) \
+            if whole and "etag" in self.headers else None
+        self.first = self.read_chunk()  # raises BodyError: the caller tries another node
+
+    def read_chunk(self) -> bytes:
+        """The next chunk, b"" after the end; checks length and MD5 on reaching the end."""
+        if self.complete:
+            return b""
+        want = STREAM_CHUNK if self.expected is None else min(STREAM_CHUNK,
+                                                              self.expected - self.received)
+        try:
+            chunk = self.response.read(want)
+        except (OSError, http.client.HTTPException) as exc:
+            if is_node_error(exc):
+                self.pool.error(self.node["ip"], self.node["port"])
+            raise BodyError(f"{self.where}: body broke off: {exc!r}") from exc
+        self.received += len(chunk)
+        if self.md5 is not None:
+            self.md5.update(chunk)
+        if not chunk or self.received == self.expected:
+            self.complete = True
+            if self.expected is not None and self.received < self.expected:
+                raise BodyError(f"{self.where}: body ended at {self.received} of "
+                                f"{self.expected} bytes")
+            if self.md5 is not None and self.md5.hexdigest() != self.headers["etag"].strip('"'):
+                raise BodyError(f"{self.where}: body does not match its ETag (corrupt)")
+        return chunk
+
+    @property
+    def where(self) -> str:
+        return f"{self.node['ip']}:{self.node['port']}/{self.node['device']}"
 
     def __iter__(self) -> Iterator[bytes]:
-        while True:
-            chunk = self.response.read(STREAM_CHUNK)
-            if not chunk:
-                break
-            yield chunk
-        self.close()
+        try:
+            chunk = self.first
+            while chunk:
+                following = self.read_chunk()  # read ahead: the last chunk waits for the MD5
+                yield chunk
+                chunk = following
+        except BodyError as exc:
+            log.error("cutting the client off: %s", exc)
+            raise
+        finally:
+            self.close()
 
     def read_all(self) -> bytes:
         return b"".join(self)
@@ -127,6 +187,8 @@ class Replicas:
                 conn.putheader("Transfer-Encoding", "chunked")
             conn.endheaders()
             return conn
+        except ErrorLimited:
+            return None
         except (OSError, http.client.HTTPException) as exc:
             log.warning("%s %s: %s:%s unreachable: %r", method, path, node["ip"], node["port"], exc)
             return None
@@ -138,11 +200,17 @@ class Replicas:
             response = conn.getresponse()
             body = response.read()
         except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            log.warning("%s:%s failed: %r", node["ip"], node["port"], exc)
+            self.failed(node, conn, exc)
             return NodeResponse(node, FAILED, {})
         self.pool.release(conn, response)
         return NodeResponse(node, response.status, lower_headers(response), body)
+
+    def failed(self, node: dict, conn: NodeConnection, exc: BaseException) -> None:
+        """Drops the connection; a timeout or refusal counts toward error-limiting the node."""
+        conn.close()
+        if is_node_error(exc):
+            self.pool.error(node["ip"], node["port"])
+        log.warning("%s:%s failed: %r", node["ip"], node["port"], exc)
 
     def write(self, part: int, primaries: list[dict], method: str, names: tuple,
               headers_for, body: Iterable[bytes] | bytes = b"",
@@ -262,13 +330,16 @@ class Replicas:
             return NodeResponse(node, FAILED, {})
         try:
             response = conn.getresponse()
+            if response.status // 100 == 2 and method == "GET":
+                return StreamedResponse(self.pool, conn, response, node)
+            body = response.read()
         except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            log.warning("%s %s on %s:%s failed: %r", method, path, node["ip"], node["port"], exc)
+            self.failed(node, conn, exc)
             return NodeResponse(node, FAILED, {})
-        if response.status // 100 == 2 and method == "GET":
-            return StreamedResponse(self.pool, conn, response, node)
-        body = response.read()
+        except BodyError as exc:
+            conn.close()
+            log.warning("%s %s: %s; trying another node", method, path, exc)
+            return NodeResponse(node, FAILED, {})
         self.pool.release(conn, response)
         return NodeResponse(node, response.status, lower_headers(response), body)
 
