@@ -18,6 +18,7 @@ import pytest
 
 from soko.common.procs import pid_alive
 from soko.compute.guest_files import READY_MARKER
+from tests.compute.image_stack import image_stack  # noqa: F401 (images: cluster + soko-image)
 from tests.support import require_tools, skip_or_fail, wait_for
 
 BOOT_TIMES: list[float] = []
