@@ -5,19 +5,26 @@ boot times every test records, summarised at the end of the run."""
 from __future__ import annotations
 
 import base64
+import contextlib
+import dataclasses
 import os
 import re
 import shutil
 import statistics
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
+import requests
 
 from soko.common.procs import pid_alive
 from soko.compute.guest_files import READY_MARKER
+from tests.block.conftest import real_block  # noqa: F401 (the session's block storage)
 from tests.compute.image_stack import image_stack  # noqa: F401 (images: cluster + soko-image)
 from tests.support import require_tools, skip_or_fail, wait_for
 
@@ -127,3 +134,109 @@ def guest_exec(driver, name: str, *argv: str, timeout: float = 30.0) -> tuple[in
         if time.monotonic() > deadline:
             pytest.fail(f"guest command {argv} still running after {timeout:.0f} s")
         time.sleep(0.1)
+
+
+class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def served(app) -> Iterator[str]:
+    """Serves a WSGI app over real HTTP on a loopback port (threads, like gunicorn's gthread)."""
+    server = make_server("127.0.0.1", 0, app, server_class=ThreadingWSGIServer,
+                         handler_class=QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclasses.dataclass
+class Stack:
+    """Block (real reflink pool and tgtd) and compute (real libvirt) served over HTTP, with
+    the test tokens of tests/block/fakes.py (tok-a: project proj-a, tok-b: proj-b)."""
+
+    block_url: str
+    compute_url: str
+    block: object  # the block VolumeManager
+    compute: object  # the ComputeManager
+    driver: object
+
+    def call(self, method: str, url: str, token: str = "tok-a", **kwargs):
+        return requests.request(method, url, headers={"X-Auth-Token": token}, timeout=120,
+                                **kwargs)
+
+    def volumes(self, method: str, path: str, token: str = "tok-a", project: str = "proj-a",
+                **kwargs):
+        return self.call(method, f"{self.block_url}/v3/{project}{path}", token, **kwargs)
+
+    def servers(self, method: str, path: str = "", token: str = "tok-a", **kwargs):
+        return self.call(method, f"{self.compute_url}/v2.1/servers{path}", token, **kwargs)
+
+    def create_volume(self, size: int = 1, token: str = "tok-a", project: str = "proj-a",
+                      **extra) -> str:
+        resp = self.volumes("POST", "/volumes", token, project,
+                            json={"volume": {"size": size, **extra}})
+        assert resp.status_code == 202, resp.text
+        return resp.json()["volume"]["id"]
+
+    def volume(self, volume_id: str, token: str = "tok-a", project: str = "proj-a") -> dict | None:
+        resp = self.volumes("GET", f"/volumes/{volume_id}", token, project)
+        return resp.json()["volume"] if resp.status_code == 200 else None
+
+    def server(self, server_id: str) -> dict | None:
+        resp = self.servers("GET", f"/{server_id}")
+        return resp.json()["server"] if resp.status_code == 200 else None
+
+    def wait_server(self, server_id: str, *statuses: str, timeout: float = 180) -> dict | None:
+        """Until the server has one of ``statuses`` and no task (None: until it is gone)."""
+        def settled():
+            server = self.server(server_id)
+            if not statuses:
+                return server is None or None
+            if server and server["status"] in statuses and not server["OS-EXT-STS:task_state"]:
+                return server
+            return None
+        found = wait_for(settled, timeout=timeout, interval=0.2,
+                         what=f"server {server_id} to become {statuses or 'gone'}")
+        return found if statuses else None
+
+    def action(self, server_id: str, body: dict, expect: int = 202):
+        resp = self.servers("POST", f"/{server_id}/action", json=body)
+        assert resp.status_code == expect, resp.text
+        return resp.json() if resp.content else None
+
+    def exported(self) -> dict[str, str]:
+        return self.block.target.exported()
+
+
+@pytest.fixture(scope="session")
+def stack(real_block, driver) -> Iterator[Stack]:  # noqa: F811
+    """The compute service over real block storage; every domain it makes carries the
+    session driver's prefix, so the driver fixture removes any that a failed test left."""
+    from soko.block import api as block_api
+    from soko.block import wiring as block_wiring
+    from soko.common.config import Config
+    from soko.compute import api as compute_api
+    from soko.compute import wiring as compute_wiring
+    from soko.compute.service import ComputeConfig
+    from tests.block.fakes import FixedTokens
+
+    block_manager = block_wiring.make_manager(real_block)
+    with served(block_api.make_app(real_block, validator=FixedTokens(),
+                                   manager=block_manager)) as block_url:
+        section = ComputeConfig(domain_prefix=driver.prefix, block_url=block_url,
+                                reconcile_interval=0, stop_timeout=30)
+        config = Config(data_dir=real_block.data_dir, sections={"compute": section})
+        manager = compute_wiring.make_manager(config, driver=driver)
+        app = compute_api.make_app(config, validator=FixedTokens(), manager=manager)
+        with served(app) as compute_url:
+            yield Stack(block_url, compute_url, block_manager, manager, driver)

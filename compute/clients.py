@@ -1,0 +1,95 @@
+"""The block and image APIs as compute uses them, with the user's own token (as Nova calls
+Cinder and Glance): those services, not compute, decide what the user may see and use.
+
+Their errors come back as ``RemoteError`` carrying the remote status and message; the
+compute manager turns them into its own answers (an unknown volume is a bad request to
+``server create``, not a missing server).
+"""
+
+from __future__ import annotations
+
+import time
+
+import requests
+
+from soko.common.errors import SokoError
+
+
+class RemoteError(SokoError):
+    """Another service refused or failed a call; ``status`` is its HTTP status."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class ServiceClient:
+    """JSON calls to one service with one token; errors as ``RemoteError``."""
+
+    def __init__(self, base: str, token: str, *, timeout: float = 60.0):
+        self.base = base.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self.http = requests.Session()
+
+    def call(self, method: str, path: str, **kwargs) -> dict:
+        try:
+            resp = self.http.request(method, self.base + path, timeout=self.timeout,
+                                     headers={"X-Auth-Token": self.token}, **kwargs)
+        except requests.RequestException as exc:
+            raise RemoteError(503, f"{self.base} is unreachable: "
+                                   f"{exc.__class__.__name__}") from None
+        if resp.status_code >= 400:
+            try:
+                message = resp.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = resp.reason
+            raise RemoteError(resp.status_code, message)
+        return resp.json() if resp.content else {}
+
+
+class ImageClient(ServiceClient):
+    """The image API (Glance v2 shape) at ``<image_url>``."""
+
+    def get(self, image_id: str) -> dict:
+        return self.call("GET", f"/v2/images/{image_id}")
+
+
+class VolumeClient(ServiceClient):
+    """One project's volumes at ``<block_url>/v3/<project_id>``."""
+
+    def __init__(self, block_url: str, project_id: str, token: str):
+        super().__init__(f"{block_url.rstrip('/')}/v3/{project_id}", token)
+
+    def get(self, volume_id: str) -> dict:
+        return self.call("GET", f"/volumes/{volume_id}")["volume"]
+
+    def create(self, size: int, *, name: str, image_ref: str | None = None) -> dict:
+        spec = {"size": size, "name": name, **({"imageRef": image_ref} if image_ref else {})}
+        return self.call("POST", "/volumes", json={"volume": spec})["volume"]
+
+    def wait_available(self, volume_id: str, timeout: float) -> dict:
+        """Polls a new volume until it leaves ``creating`` (or whatever fills it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            volume = self.get(volume_id)
+            if volume["status"] == "available":
+                return volume
+            if volume["status"] not in ("creating", "downloading"):
+                raise RemoteError(409, f"volume {volume_id} became {volume['status']}")
+            if time.monotonic() > deadline:
+                raise RemoteError(504, f"volume {volume_id} is still {volume['status']} "
+                                       f"after {timeout:.0f} s")
+            time.sleep(0.5)
+
+    def attach(self, volume_id: str, *, initiator: str, server_id: str) -> dict:
+        """Exports the volume to this host for ``server_id``; returns the iSCSI connection
+        data (portal, IQN, LUN, CHAP credentials)."""
+        body = {"os-attach": {"connector": {"initiator": initiator}, "instance_uuid": server_id}}
+        return self.call("POST", f"/volumes/{volume_id}/action", json=body)["connection_info"]["data"]
+
+    def detach(self, volume_id: str) -> None:
+        self.call("POST", f"/volumes/{volume_id}/action", json={"os-detach": {}})
+
+    def delete(self, volume_id: str) -> None:
+        self.call("DELETE", f"/volumes/{volume_id}")

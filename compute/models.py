@@ -1,0 +1,67 @@
+"""The compute service's persistent state: flavors, instances and their volume attachments.
+
+An instance row is the durable record of what must exist on the hypervisor: its vm_state
+says whether its domain should run; a task_state with an owner says which process is in the
+middle of changing it, so ``reconcile`` can finish or fail the step when that process died.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAME_MAX = 255
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Flavor(Base):
+    __tablename__ = "flavors"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX), unique=True)
+    vcpus: Mapped[int] = mapped_column(Integer)
+    ram: Mapped[int] = mapped_column(Integer)  # MiB, as Nova
+    disk: Mapped[int] = mapped_column(Integer, default=0)  # GiB; instances boot from volumes
+
+
+class Instance(Base):
+    __tablename__ = "instances"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(NAME_MAX))
+    flavor_id: Mapped[str] = mapped_column(String(36))
+    vcpus: Mapped[int] = mapped_column(Integer)  # copied from the flavor at boot, as Nova
+    ram: Mapped[int] = mapped_column(Integer)
+    image_id: Mapped[str | None] = mapped_column(String(64))
+    vm_state: Mapped[str] = mapped_column(String(16), index=True)
+    task_state: Mapped[str | None] = mapped_column(String(16))
+    power_state: Mapped[str] = mapped_column(String(16), default="nostate")
+    owner: Mapped[str | None] = mapped_column(String(128))  # who runs the current task
+    fault: Mapped[dict | None] = mapped_column(JSON)
+    meta: Mapped[dict] = mapped_column("metadata", JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, onupdate=utcnow)
+
+
+class Attachment(Base):
+    """A volume of an instance; the boot volume has device ``vda``."""
+
+    __tablename__ = "attachments"
+
+    volume_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    server_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("instances.id", ondelete="CASCADE"), index=True)
+    device: Mapped[str | None] = mapped_column(String(16))  # vda, vdb... once attached
+    boot: Mapped[bool] = mapped_column(Boolean, default=False)
+    delete_on_termination: Mapped[bool] = mapped_column(Boolean, default=False)

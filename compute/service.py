@@ -1,0 +1,66 @@
+"""What ``soko-compute`` is to the rest of soko: its config section and how it starts.
+
+Imports only the config dataclass, so ``soko --help`` and ``soko up`` stay cheap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import socket
+
+from soko.common.config import ConfigError, ServerSection
+from soko.common.service import ServiceSpec
+
+
+def default_initiator() -> str:
+    """This host's iSCSI name, as os-brick derives one when /etc/iscsi has none."""
+    host = re.sub(r"[^a-z0-9.-]", "-", socket.gethostname().lower()) or "host"
+    return f"iqn.2026-11.dev.soko:compute-{host}"
+
+
+@dataclasses.dataclass
+class ComputeConfig(ServerSection):
+    port: int = 8774  # Nova's
+    # One process: the libvirt connection and the freeze watchdogs live in it, so a freeze
+    # and its thaw (two requests) meet the same watchdog. Threads serve the concurrency.
+    workers: int = 1
+    database_url: str | None = None  # default: sqlite in <data_dir>/compute/
+    # The block API without the project (http://host:8776); empty: the [block] section's.
+    block_url: str = ""
+    libvirt_uri: str = "qemu:///system"
+    virt_type: str = "auto"  # auto (kvm where a probe shows it works, else qemu/TCG) | kvm | qemu
+    domain_prefix: str = "soko-"  # every domain soko-compute owns is named <prefix><server id>
+    initiator: str = ""  # this host's iSCSI name; empty: derived from the host name
+    bridge: str = ""  # instances get a virtio NIC on this existing bridge; empty: no NIC
+    reconcile_interval: float = 5.0  # seconds between power-state syncs; 0 turns them off
+    stop_timeout: float = 60.0  # seconds a guest gets to shut down before it is forced off
+    freeze_max_seconds: float = 10.0  # a guest freeze is thawed after this, whatever happens
+    volume_timeout: float = 600.0  # seconds to wait for a boot volume to be filled
+
+    def validate(self) -> None:
+        super().validate()
+        if self.workers != 1:
+            raise ConfigError("workers: soko-compute runs one worker (use threads to scale)")
+        if self.virt_type not in ("auto", "kvm", "qemu"):
+            raise ConfigError(f"virt_type: must be auto, kvm or qemu, got {self.virt_type!r}")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,24}", self.domain_prefix):
+            raise ConfigError(f"domain_prefix: 1-24 of letters, digits, '_.-', got "
+                              f"{self.domain_prefix!r}")
+        if self.initiator and not self.initiator.startswith(("iqn.", "eui.", "naa.")):
+            raise ConfigError(f"initiator: not an iSCSI name: {self.initiator!r}")
+        for key in ("stop_timeout", "freeze_max_seconds", "volume_timeout"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key}: must be positive")
+
+    @property
+    def initiator_name(self) -> str:
+        return self.initiator or default_initiator()
+
+
+SERVICE = ServiceSpec(
+    name="compute",
+    summary="Nova-shaped compute API: flavors, instances on libvirt booted from iSCSI volumes",
+    section=ComputeConfig,
+    app_factory="soko.compute.api:make_app",
+)

@@ -1,0 +1,73 @@
+"""Builds the compute service's parts from config: DB, libvirt driver, manager, and the
+power-state sync loop. The API factory starts here."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from soko.common.config import Config, ConfigError
+from soko.common.db import database_url, make_engine, make_sessionmaker
+from soko.compute.manager import ComputeManager, Settings
+from soko.compute.models import Base
+from soko.compute.service import ComputeConfig
+
+log = logging.getLogger("soko.compute")
+
+
+def compute_dir(config: Config) -> Path:
+    return config.data_dir / "compute"
+
+
+def peer_url(config: Config, explicit: str, section_name: str) -> str:
+    """A service this one calls: the configured URL, else that service's own section."""
+    if explicit:
+        return explicit.rstrip("/")
+    from soko.identity.service import advertised_endpoint
+
+    try:
+        return advertised_endpoint(config.section(section_name))
+    except ConfigError:
+        return ""  # not part of this deployment: the calls say so when made
+
+
+def make_manager(config: Config, driver=None) -> ComputeManager:
+    section: ComputeConfig = config.section("compute")
+    state_dir = compute_dir(config)
+    engine = make_engine(database_url(section.database_url, state_dir, "compute"))
+    Base.metadata.create_all(engine)
+    if driver is None:
+        from soko.compute.drivers.libvirt import LibvirtDriver
+
+        driver = LibvirtDriver(state_dir, uri=section.libvirt_uri, prefix=section.domain_prefix,
+                               virt_type=section.virt_type)
+    settings = Settings(
+        block_url=peer_url(config, section.block_url, "block"),
+        image_url=peer_url(config, "", "image"),
+        initiator=section.initiator_name, bridge=section.bridge,
+        stop_timeout=section.stop_timeout, freeze_max_seconds=section.freeze_max_seconds,
+        volume_timeout=section.volume_timeout)
+    return ComputeManager(sessions=make_sessionmaker(engine), driver=driver, settings=settings)
+
+
+class Reconciler:
+    """Syncs power states every ``interval`` seconds (Nova's _sync_power_states)."""
+
+    def __init__(self, manager: ComputeManager, interval: float):
+        self.manager = manager
+        self.interval = interval
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.loop, name="compute-reconcile", daemon=True)
+        self.thread.start()
+
+    def loop(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                self.manager.reconcile()
+            except Exception:
+                log.exception("reconcile pass failed; retrying in %.1f s", self.interval)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join()

@@ -1,0 +1,113 @@
+"""The compute API over real block storage and real libvirt, where no guest has to boot:
+flavors, bad input that must leave nothing behind, and illegal transitions."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.block.iscsi import qemu_io
+
+pytestmark = pytest.mark.privileged
+
+OTHER_HOST = "iqn.2026-11.org.test:another-host"
+
+
+def boot_body(volume_id: str, flavor: str = "m1.tiny", **mapping) -> dict:
+    return {"server": {"name": "bad", "flavorRef": flavor, "block_device_mapping_v2": [
+        {"boot_index": 0, "uuid": volume_id, "source_type": "volume",
+         "destination_type": "volume", **mapping}]}}
+
+
+@pytest.fixture
+def nothing_new(stack):
+    """Asserts that the test left no domain, server, export or secret behind."""
+    domains, exports = set(stack.driver.reconcile()), stack.exported()
+    secrets = {s.usageID() for s in stack.driver.conn.listAllSecrets(0)}
+    yield
+    assert set(stack.driver.reconcile()) == domains
+    assert stack.exported() == exports
+    assert {s.usageID() for s in stack.driver.conn.listAllSecrets(0)} == secrets
+    assert stack.servers("GET").json()["servers"] == []
+
+
+def test_default_flavors_and_admin_only_changes(stack):
+    url = f"{stack.compute_url}/v2.1/flavors"
+    names = {f["name"]: f for f in stack.call("GET", url + "/detail").json()["flavors"]}
+    assert {"m1.tiny", "m1.small"} <= set(names)
+    assert names["m1.tiny"]["vcpus"] == 1 and names["m1.tiny"]["ram"] == 512
+    body = {"flavor": {"name": "t.custom", "vcpus": 2, "ram": 256}}
+    assert stack.call("POST", url, json=body).status_code == 403  # a member
+    created = stack.call("POST", url, "tok-admin", json=body)
+    assert created.status_code == 200, created.text
+    flavor_id = created.json()["flavor"]["id"]
+    assert stack.call("POST", url, "tok-admin", json=body).status_code == 409  # same name
+    assert stack.call("GET", f"{url}/{flavor_id}").json()["flavor"]["name"] == "t.custom"
+    assert stack.call("DELETE", f"{url}/{flavor_id}").status_code == 403
+    assert stack.call("DELETE", f"{url}/{flavor_id}", "tok-admin").status_code == 202
+    assert stack.call("GET", f"{url}/{flavor_id}").status_code == 404
+    bad = stack.call("POST", url, "tok-admin", json={"flavor": {"name": "x", "vcpus": 0,
+                                                               "ram": 64}})
+    assert bad.status_code == 400 and "vcpus" in bad.json()["error"]["message"]
+
+
+def test_unknown_flavor_or_volume_is_a_400_and_leaves_nothing(stack, nothing_new):
+    volume_id = stack.create_volume()
+    try:
+        resp = stack.servers("POST", json=boot_body(volume_id, flavor="m9.huge"))
+        assert resp.status_code == 400 and "Flavor m9.huge" in resp.json()["error"]["message"]
+        resp = stack.servers("POST", json=boot_body("4b0c5e0e-0000-4000-8000-00000000dead"))
+        assert resp.status_code == 400
+        assert "could not be found" in resp.json()["error"]["message"]
+        assert stack.volume(volume_id)["status"] == "available"
+    finally:
+        stack.volumes("DELETE", f"/volumes/{volume_id}")
+
+
+def test_another_projects_volume_is_not_found(stack, nothing_new):
+    theirs = stack.create_volume(token="tok-b", project="proj-b")
+    try:
+        resp = stack.servers("POST", json=boot_body(theirs))
+        assert resp.status_code == 400 and theirs in resp.json()["error"]["message"]
+        assert stack.volume(theirs, "tok-b", "proj-b")["status"] == "available"
+    finally:
+        stack.volumes("DELETE", f"/volumes/{theirs}", "tok-b", "proj-b")
+
+
+def test_a_volume_in_use_is_refused(stack, nothing_new):
+    volume_id = stack.create_volume()
+    resp = stack.volumes("POST", f"/volumes/{volume_id}/action", json={
+        "os-attach": {"connector": {"initiator": OTHER_HOST}}})
+    assert resp.status_code == 200
+    data = resp.json()["connection_info"]["data"]
+    try:
+        resp = stack.servers("POST", json=boot_body(volume_id))
+        assert resp.status_code == 400 and "in-use" in resp.json()["error"]["message"]
+        qemu_io(data, OTHER_HOST, "read 0 4k")  # the other host's attachment is untouched
+    finally:
+        stack.volumes("POST", f"/volumes/{volume_id}/action", json={"os-detach": {}})
+        stack.volumes("DELETE", f"/volumes/{volume_id}")
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"server": {"name": "x", "flavorRef": "1"}}, "block_device_mapping_v2"),
+    ({"server": {"name": "x", "flavorRef": "1", "imageRef": "abc"}}, "--boot-volume-size"),
+    (boot_body("v", source_type="blank"), "source_type"),
+    (boot_body("v", destination_type="local"), "destination_type"),
+    (boot_body("v", delete_on_termination="yes"), "delete_on_termination"),
+    ({"server": {"flavorRef": "1"}}, "name"),
+    ({"srv": {}}, '{"server"'),
+])
+def test_malformed_create_bodies_are_400(stack, nothing_new, body, message):
+    resp = stack.servers("POST", json=body)
+    assert resp.status_code == 400, resp.text
+    assert message in resp.json()["error"]["message"]
+
+
+def test_unknown_server_and_bad_actions(stack):
+    missing = "4b0c5e0e-0000-4000-8000-00000000beef"
+    assert stack.servers("GET", f"/{missing}").status_code == 404
+    assert stack.servers("DELETE", f"/{missing}").status_code == 404
+    assert stack.servers("POST", f"/{missing}/action", json={"os-start": None}).status_code == 404
+    resp = stack.servers("POST", f"/{missing}/action", json={"os-fly": {}})
+    assert resp.status_code == 400 and "os-start" in resp.json()["error"]["message"]
+    assert stack.servers("GET", token="tok-nobody").status_code == 401
