@@ -20,6 +20,7 @@ COMMANDS = {
     "ring": "soko.ring.cli:ring",
     "identity": "soko.identity.cli:identity",
     "volume": "soko.block.cli:volume",
+    "object": "soko.object.cli:object_group",
     "image": "soko.compute.image_cli:image",
     "bench": "soko.tools.bench:bench",
 }
