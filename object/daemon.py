@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # name -> "module:Class"; imported only when the daemon runs. The interval setting of
 # a daemon is ``<prefix>_interval``, its prefix the last word of its name.
 DAEMONS: dict[str, str] = {
+    "object-replicator": "soko.object.replicator:ObjectReplicator",
     "updater": "soko.object.updater:Updater",
 }
 JOIN_TIMEOUT = 10.0

@@ -28,6 +28,7 @@ import xxhash
 
 from soko.common.durable import fsync_dir, makedirs_durable
 from soko.common.errors import InsufficientStorage
+from soko.object.suffixes import invalidate_suffix
 from soko.object.timestamps import InvalidTimestamp, Timestamp
 
 XATTR_NAME = "user.soko.metadata"
@@ -125,6 +126,18 @@ class DiskFile:
         digest = name_hash(account, container, obj)
         self.hash_dir = device_path / "objects" / partition / digest[-3:] / digest
 
+    @classmethod
+    def at_hash(cls, device_path: Path, partition: str, digest: str) -> DiskFile:
+        """The hash dir of an object known only by its hash (replication receives these)."""
+        df = cls.__new__(cls)
+        df.device_path, df.name = device_path, None
+        df.hash_dir = device_path / "objects" / partition / digest[-3:] / digest
+        return df
+
+    def invalidate(self) -> None:
+        """Tells replication this object's suffix changed."""
+        invalidate_suffix(self.hash_dir.parent.parent, self.hash_dir.parent.name)
+
     def files(self) -> list[tuple[Timestamp, str, str]]:
         """(timestamp, kind, file name), newest first."""
         try:
@@ -190,6 +203,7 @@ class DiskFile:
         except FileNotFoundError:
             return
         fsync_dir(target.parent)
+        self.invalidate()
 
 
 def apply_post(data_meta: dict[str, str], post_meta: dict[str, str]) -> dict[str, str]:
@@ -260,6 +274,7 @@ class DiskFileWriter:
         newest = self.diskfile.files()
         keep = next((ts for ts, k, _ in newest if k != "meta"), timestamp)
         self.diskfile.cleanup(keep)
+        self.diskfile.invalidate()
 
     def close(self) -> None:
         """Closes the temp file and removes it unless it was committed."""

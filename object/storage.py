@@ -29,6 +29,11 @@ from soko.object.listing_server import (
 from soko.object.nodeclient import ConnectionPool
 from soko.object.object_server import ObjectResource
 from soko.object.recon import ReconResource
+from soko.object.replication_server import (
+    MissingResource,
+    ReplicatedFileResource,
+    ReplicateResource,
+)
 
 
 def make_app(config: Config, *, devices: Devices | None = None,
@@ -54,4 +59,16 @@ def make_app(config: Config, *, devices: Devices | None = None,
     app.add_route("/account/{device}/{partition}/{account}/{container}",
                   AccountContainerResource(devices))
     app.add_route("/recon", ReconResource(config, devices))
+    add_replication_routes(app, config, devices)
     return app
+
+
+def add_replication_routes(app: falcon.App, config: Config, devices: Devices) -> None:
+    """The internal calls the replicators of other nodes make (``replication_server``)."""
+    from soko.object.daemon_service import DaemonsSection
+
+    reclaim_age = (config.sections.get("object-daemons") or DaemonsSection()).reclaim_age
+    base = "/replicate/object/{device}/{partition}"
+    app.add_route(base, ReplicateResource(devices, reclaim_age))
+    app.add_route(f"{base}/missing", MissingResource(devices))
+    app.add_route(f"{base}/{{digest}}/{{filename}}", ReplicatedFileResource(devices))
