@@ -27,6 +27,12 @@ class BlockConfig(ServerSection):
     reconcile_interval: float = 2.0  # seconds between export checks; 0 turns the loop off
     quota_volumes: int = 10
     quota_gigabytes: int = 1000
+    quota_snapshots: int = 10
+    # Named quiesce plans (block/quiesce.py): {name = [{kind = ..., ...}, ...]}. Requests
+    # only name a plan; nothing a request carries is ever run.
+    quiesce_plans: dict[str, list] = dataclasses.field(default_factory=dict)
+    quiesce_volume_plans: dict[str, str] = dataclasses.field(default_factory=dict)  # volume id -> plan
+    quiesce_max_freeze_seconds: float = 10.0  # the watchdog thaws after this
 
     def validate(self) -> None:
         super().validate()
@@ -42,6 +48,14 @@ class BlockConfig(ServerSection):
             raise ConfigError(f"pool_size_gb: must be at least 1, got {self.pool_size_gb}")
         if self.max_over_subscription_ratio <= 0:
             raise ConfigError("max_over_subscription_ratio: must be positive")
+        if self.quiesce_max_freeze_seconds <= 0:
+            raise ConfigError("quiesce_max_freeze_seconds: must be positive")
+        from soko.block.quiesce import QuiesceError, check_plans
+
+        try:
+            check_plans(self.quiesce_plans)
+        except QuiesceError as exc:
+            raise ConfigError(str(exc)) from None
         host, _, port = self.target_portal.rpartition(":")
         if not host or not port.isdigit():
             raise ConfigError(f"target_portal: must be host:port, got {self.target_portal!r}")
