@@ -33,6 +33,13 @@ class BlockConfig(ServerSection):
     quiesce_plans: dict[str, list] = dataclasses.field(default_factory=dict)
     quiesce_volume_plans: dict[str, str] = dataclasses.field(default_factory=dict)  # volume id -> plan
     quiesce_max_freeze_seconds: float = 10.0  # the watchdog thaws after this
+    # Backups: the Swift API they go through (empty: the catalog's object-store endpoint),
+    # the container in each project's account, chunking, compression (auto: zstd, else zlib).
+    backup_object_store_url: str = ""
+    backup_container: str = "volumebackups"
+    backup_chunk_size_mb: int = 4
+    backup_compression: str = "auto"  # auto | zstd | zlib | none
+    backup_workers: int = 4  # concurrent chunk uploads/downloads per job
 
     def validate(self) -> None:
         super().validate()
@@ -56,6 +63,11 @@ class BlockConfig(ServerSection):
             check_plans(self.quiesce_plans)
         except QuiesceError as exc:
             raise ConfigError(str(exc)) from None
+        if self.backup_compression not in ("auto", "zstd", "zlib", "none"):
+            raise ConfigError(f"backup_compression: must be auto, zstd, zlib or none, got "
+                              f"{self.backup_compression!r}")
+        if not 1 <= self.backup_chunk_size_mb <= 64 or self.backup_workers < 1:
+            raise ConfigError("backup_chunk_size_mb: must be 1..64, backup_workers: >= 1")
         host, _, port = self.target_portal.rpartition(":")
         if not host or not port.isdigit():
             raise ConfigError(f"target_portal: must be host:port, got {self.target_portal!r}")
