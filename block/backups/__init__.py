@@ -1,0 +1,1 @@
+"""Volume backups to the object store: chunked, compressed, content-addressed, incremental."""

@@ -1,0 +1,339 @@
+"""Reading a volume into the chunk store and writing it back: the data path of backups.
+
+Backup reads the source in windows of ``chunk_size`` (4 MiB), hashes each 64 KiB block
+(xxh3-128) into the block map, and sorts blocks into zeros (stored nowhere), blocks the
+parent backup already holds (its extents are reused) and new data. New data is packed
+into chunks of up to ``chunk_size``, named by their digest: a chunk the store already
+holds is not uploaded again. Windows that are holes in the source are not even read.
+
+Restore fetches each chunk the manifest names once, verifies its digest and length,
+and writes its extents in place; zeros are left as holes (a truncated file) or written
+out on a block device. Any mismatch raises, so a wrong volume is never silently made.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import errno
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable
+
+import xxhash
+
+from soko.block.backups import codec
+from soko.block.backups.codec import CorruptChunk
+from soko.block.backups.manifest import (
+    Extent,
+    Manifest,
+    append_extent,
+    block_map_name,
+    chunk_name,
+    seal,
+    slice_extents,
+    unseal,
+)
+from soko.block.backups.store import ObjectStore
+
+MiB = 1 << 20
+BLOCK_SIZE = 64 << 10
+DIGEST_SIZE = 16
+ZERO_BLOCK = bytes(BLOCK_SIZE)
+ZERO_DIGEST = xxhash.xxh3_128_digest(ZERO_BLOCK)
+
+Progress = Callable[[float], None]  # fraction done, 0..1
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    chunk_size: int = 4 * MiB
+    compression: str = "zstd"
+    workers: int = 4  # concurrent chunk PUTs/GETs
+
+
+@dataclasses.dataclass
+class Stats:
+    """What a backup or restore did, recorded on the backup for users and benchmarks."""
+
+    bytes_read: int = 0  # from the source volume
+    bytes_new: int = 0  # data not in the parent backup (all non-zero data for a full)
+    bytes_zero: int = 0  # zero blocks: stored nowhere
+    bytes_uploaded: int = 0  # compressed chunk bytes sent to the store
+    chunks_uploaded: int = 0
+    chunks_deduplicated: int = 0  # new data whose chunk the store already held
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class BackupCorrupt(RuntimeError):
+    """A chunk or block map does not match its manifest; the restore stops."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Parent:
+    manifest: Manifest
+    block_map: bytes
+
+    def starts(self) -> list[int]:
+        return [e.offset for e in self.manifest.extents]
+
+
+class Pack:
+    """A chunk being filled with new data; its digest names it once it is full."""
+
+    def __init__(self):
+        self.data = bytearray()
+        self.digest: bytes | None = None
+        self.size = 0
+
+
+class ChunkUploader:
+    """Uploads each distinct chunk once, a few at a time, with bounded memory."""
+
+    def __init__(self, store: ObjectStore, settings: Settings, known: set[bytes], stats: Stats):
+        self.store, self.settings, self.known, self.stats = store, settings, known, stats
+        self.pool = concurrent.futures.ThreadPoolExecutor(settings.workers,
+                                                          thread_name_prefix="backup-put")
+        self.pending: list[concurrent.futures.Future] = []
+        self.lock = threading.Lock()
+
+    def upload(self, data: bytes) -> bytes:
+        digest = xxhash.xxh3_128_digest(data)
+        if digest in self.known:
+            self.stats.chunks_deduplicated += 1
+            return digest
+        self.known.add(digest)
+        while len(self.pending) >= 2 * self.settings.workers:
+            self.pending.pop(0).result()
+        self.pending.append(self.pool.submit(self._put, digest, data))
+        return digest
+
+    def _put(self, digest: bytes, data: bytes) -> None:
+        blob = codec.encode(data, self.settings.compression)
+        self.store.put(chunk_name(digest), blob)
+        with self.lock:
+            self.stats.bytes_uploaded += len(blob)
+            self.stats.chunks_uploaded += 1
+
+    def finish(self) -> None:
+        try:
+            for future in self.pending:
+                future.result()
+        finally:
+            self.pool.shutdown(cancel_futures=True)
+
+
+def known_chunks(store: ObjectStore) -> set[bytes]:
+    return {bytes.fromhex(name.removeprefix("chunks/")) for name in store.names("chunks/")}
+
+
+def has_data(fd: int, offset: int, length: int) -> bool:
+    """Whether ``[offset, offset+length)`` holds any data (SEEK_DATA), so holes are skipped."""
+    try:
+        return os.lseek(fd, offset, os.SEEK_DATA) < offset + length
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # only a hole after offset
+            return False
+        if exc.errno == errno.EINVAL:  # no SEEK_DATA here (a block device): read it
+            return True
+        raise
+
+
+class BackupWriter:
+    """Builds one backup's extents and block map, window by window."""
+
+    def __init__(self, uploader: ChunkUploader, parent: Parent | None, chunk_size: int):
+        self.uploader, self.parent, self.chunk_size = uploader, parent, chunk_size
+        self.parent_starts = parent.starts() if parent else []
+        self.extents: list[Extent] = []
+        self.block_map = bytearray()
+        self.pack = Pack()
+
+    def zeros(self, offset: int, length: int) -> None:
+        self.uploader.stats.bytes_zero += length
+        append_extent(self.extents, Extent(offset, length, None))
+        self.block_map += ZERO_DIGEST * -(-length // BLOCK_SIZE)
+
+    def window(self, offset: int, data: bytes) -> None:
+        view = memoryview(data)
+        runs: list[tuple[str, int, int]] = []  # (kind, start, stop) within the window
+        for start in range(0, len(data), BLOCK_SIZE):
+            block = view[start:start + BLOCK_SIZE]
+            digest = xxhash.xxh3_128_digest(block)
+            self.block_map += digest
+            if digest == ZERO_DIGEST or block == ZERO_BLOCK[:len(block)]:
+                kind = "zero"
+            elif self.parent_has((offset + start) // BLOCK_SIZE, digest):
+                kind = "same"
+            else:
+                kind = "new"
+            if runs and runs[-1][0] == kind:
+                runs[-1] = (kind, runs[-1][1], start + len(block))
+            else:
+                runs.append((kind, start, start + len(block)))
+        for kind, start, stop in runs:
+            if kind == "zero":
+                self.uploader.stats.bytes_zero += stop - start
+                append_extent(self.extents, Extent(offset + start, stop - start, None))
+            elif kind == "same":
+                for part in slice_extents(self.parent.manifest.extents, self.parent_starts,
+                                          offset + start, offset + stop):
+                    append_extent(self.extents, part)
+            else:
+                self.new_data(offset + start, view[start:stop])
+
+    def parent_has(self, index: int, digest: bytes) -> bool:
+        if self.parent is None:
+            return False
+        stored = self.parent.block_map[index * DIGEST_SIZE:(index + 1) * DIGEST_SIZE]
+        return stored == digest
+
+    def new_data(self, offset: int, data: memoryview) -> None:
+        self.uploader.stats.bytes_new += len(data)
+        if len(self.pack.data) + len(data) > self.chunk_size:
+            self.flush()
+        append_extent(self.extents, Extent(offset, len(data), self.pack, len(self.pack.data)))
+        self.pack.data += data
+
+    def flush(self) -> None:
+        if self.pack.data:
+            self.pack.digest = self.uploader.upload(bytes(self.pack.data))
+            self.pack.size = len(self.pack.data)
+            self.pack.data = bytearray()  # the extents keep the Pack for its digest only
+            self.pack = Pack()
+
+    def finish(self) -> tuple[list[Extent], dict[bytes, int]]:
+        """Names every packed extent by its chunk's digest; each referenced chunk's raw size
+        (restore checks it), from the pack or from the parent's manifest."""
+        self.flush()
+        extents, sizes = [], {}
+        for extent in self.extents:
+            if isinstance(extent.digest, Pack):
+                sizes[extent.digest.digest] = extent.digest.size
+                extent = dataclasses.replace(extent, digest=extent.digest.digest)
+            elif extent.digest is not None:
+                sizes[extent.digest] = self.parent.manifest.chunk_sizes[extent.digest]
+            extents.append(extent)
+        return extents, sizes
+
+
+def backup(source: str, size: int, store: ObjectStore, *, backup_id: str, volume_id: str,
+           parent: Parent | None, settings: Settings, progress: Progress) -> tuple[Manifest, Stats]:
+    """Backs up ``size`` bytes of ``source``: uploads new chunks and the block map, and
+    returns the manifest (the caller stores it last, once the backup is complete)."""
+    started = time.monotonic()
+    stats = Stats()
+    store.ensure_container()
+    uploader = ChunkUploader(store, settings, known_chunks(store), stats)
+    writer = BackupWriter(uploader, parent, settings.chunk_size)
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        for offset in range(0, size, settings.chunk_size):
+            length = min(settings.chunk_size, size - offset)
+            if has_data(fd, offset, length):
+                data = os.pread(fd, length, offset)
+                if len(data) != length:
+                    raise OSError(errno.EIO, f"short read at {offset} of {source}")
+                stats.bytes_read += length
+                writer.window(offset, data)
+            else:
+                writer.zeros(offset, length)
+            progress((offset + length) / size)
+        extents, sizes = writer.finish()
+        uploader.finish()
+    finally:
+        os.close(fd)
+        uploader.pool.shutdown(cancel_futures=True)
+    manifest = Manifest(backup_id, volume_id, size, BLOCK_SIZE, settings.chunk_size,
+                        settings.compression, parent.manifest.backup_id if parent else None,
+                        extents, sizes)
+    store.put(block_map_name(backup_id), seal(codec.encode(bytes(writer.block_map),
+                                                           settings.compression)))
+    stats.seconds = time.monotonic() - started
+    return manifest, stats
+
+
+def load_block_map(store: ObjectStore, manifest: Manifest) -> bytes:
+    expected = -(-manifest.size // manifest.block_size) * DIGEST_SIZE
+    block_map = codec.decode(unseal(store.get(block_map_name(manifest.backup_id))), expected)
+    if len(block_map) != expected:
+        raise BackupCorrupt(f"the block map of backup {manifest.backup_id} has "
+                            f"{len(block_map)} bytes, not {expected}")
+    return block_map
+
+
+def restore(manifest: Manifest, store: ObjectStore, target: str, *, settings: Settings,
+            progress: Progress) -> Stats:
+    """Writes the backup over ``target`` (a file or block device at least as large)."""
+    started = time.monotonic()
+    stats = Stats()
+    by_chunk: dict[bytes, list[Extent]] = {}
+    for extent in manifest.extents:
+        if extent.digest is not None:
+            by_chunk.setdefault(extent.digest, []).append(extent)
+    total = sum(e.length for e in manifest.extents if e.digest is not None) or 1
+    done = 0
+    lock = threading.Lock()
+    fd = os.open(target, os.O_WRONLY)
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            keep = max(os.fstat(fd).st_size, manifest.size)
+            os.ftruncate(fd, 0)  # every old block goes; zeros stay holes
+            os.ftruncate(fd, keep)
+        else:
+            write_zeros(fd, manifest)
+
+        def restore_chunk(digest: bytes, extents: list[Extent]) -> None:
+            nonlocal done
+            raw = fetch_chunk(store, digest, manifest.chunk_sizes[digest])
+            for extent in extents:
+                os.pwrite(fd, raw[extent.chunk_offset:extent.chunk_offset + extent.length],
+                          extent.offset)
+            with lock:
+                stats.bytes_read += len(raw)
+                done += sum(e.length for e in extents)
+                progress(done / total)
+
+        with concurrent.futures.ThreadPoolExecutor(settings.workers,
+                                                   thread_name_prefix="restore-get") as pool:
+            futures = [pool.submit(restore_chunk, d, x) for d, x in by_chunk.items()]
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    future.result()
+            except BaseException:
+                pool.shutdown(cancel_futures=True)
+                raise
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    stats.seconds = time.monotonic() - started
+    return stats
+
+
+def fetch_chunk(store: ObjectStore, digest: bytes, raw_length: int) -> bytes:
+    from soko.block.backups.store import MissingObject
+
+    try:
+        raw = codec.decode(store.get(chunk_name(digest)), raw_length)
+    except MissingObject:
+        raise BackupCorrupt(f"chunk {digest.hex()} is missing from the object store") from None
+    except CorruptChunk as exc:
+        raise BackupCorrupt(f"chunk {digest.hex()}: {exc}") from None
+    if len(raw) != raw_length or xxhash.xxh3_128_digest(raw) != digest:
+        raise BackupCorrupt(f"chunk {digest.hex()} does not match its digest: the stored "
+                            "object is corrupted")
+    return raw
+
+
+def write_zeros(fd: int, manifest: Manifest) -> None:
+    """A block device has no holes: its zero extents are written out."""
+    zeros = bytes(manifest.chunk_size)
+    for extent in manifest.extents:
+        if extent.digest is None:
+            for offset in range(extent.offset, extent.end, len(zeros)):
+                os.pwrite(fd, zeros[:min(len(zeros), extent.end - offset)], offset)

@@ -1,0 +1,108 @@
+"""The chunk store: one container (``volumebackups``) in the project's object-store
+account, spoken to through the Swift API with the requesting user's token, as Cinder's
+Swift backup driver does. The account URL comes from the block config
+(``backup_object_store_url``) or else the catalog's ``object-store`` endpoint."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Protocol
+from urllib.parse import quote
+
+import requests
+
+from soko.common.config import Config
+
+RETRIES = 3
+
+
+class StoreError(RuntimeError):
+    """The object store refused or could not be reached; the message says which."""
+
+
+class MissingObject(StoreError):
+    pass
+
+
+class ObjectStore(Protocol):
+    def ensure_container(self) -> None: ...
+
+    def put(self, name: str, data: bytes) -> None: ...
+
+    def get(self, name: str) -> bytes:
+        """Raises ``MissingObject`` when there is no such object."""
+
+    def delete(self, name: str) -> None:
+        """Succeeds when the object is already gone."""
+
+    def names(self, prefix: str) -> Iterator[str]: ...
+
+
+def account_url(config: Config, project_id: str) -> str:
+    """The project's Swift account URL: the configured one, else the catalog's."""
+    from soko.identity.catalog import build_catalog
+
+    base = config.section("block").backup_object_store_url
+    if base:
+        return f"{base.rstrip('/')}/v1/AUTH_{project_id}"
+    for entry in build_catalog(config, project_id):
+        if entry["type"] == "object-store":
+            return next(e["url"] for e in entry["endpoints"] if e["interface"] == "internal")
+    raise StoreError("no object store is configured for backups: set [block] "
+                     "backup_object_store_url, or run the object proxy in the same config")
+
+
+class SwiftStore:
+    """A Swift container through python-requests (a pooled session per backup job)."""
+
+    def __init__(self, account_url: str, token: str, container: str, timeout: float = 60):
+        self.url = f"{account_url.rstrip('/')}/{quote(container)}"
+        self.session = requests.Session()
+        self.session.headers["X-Auth-Token"] = token
+        self.timeout = timeout
+
+    def request(self, method: str, name: str = "", ok=(200,), **kwargs) -> requests.Response:
+        """One call, retried on connection errors and 5xx (a node restarting)."""
+        url = f"{self.url}/{quote(name)}" if name else self.url
+        for attempt in range(RETRIES):
+            try:
+                resp = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            except requests.RequestException as exc:
+                error = f"cannot reach the object store at {url}: {exc.__class__.__name__}"
+            else:
+                if resp.status_code in ok:
+                    return resp
+                if resp.status_code == 404 and 404 not in ok:
+                    raise MissingObject(f"{method} {name or 'container'}: 404 not found")
+                error = f"{method} {name or 'container'}: object store answered " \
+                        f"{resp.status_code} {resp.text[:200]}"
+                if resp.status_code < 500:
+                    raise StoreError(error)
+            time.sleep(0.2 * (attempt + 1))
+        raise StoreError(error)
+
+    def ensure_container(self) -> None:
+        self.request("PUT", ok=(201, 202))
+
+    def put(self, name: str, data: bytes) -> None:
+        self.request("PUT", name, ok=(201,), data=data,
+                     headers={"Content-Type": "application/octet-stream"})
+
+    def get(self, name: str) -> bytes:
+        return self.request("GET", name).content
+
+    def delete(self, name: str) -> None:
+        self.request("DELETE", name, ok=(204, 404))
+
+    def names(self, prefix: str) -> Iterator[str]:
+        marker = ""
+        while True:
+            listing = self.request("GET", params={"format": "json", "prefix": prefix,
+                                                  "marker": marker}, ok=(200, 204))
+            entries = listing.json() if listing.status_code == 200 else []
+            if not entries:
+                return
+            for entry in entries:
+                yield entry["name"]
+            marker = entries[-1]["name"]
