@@ -11,7 +11,7 @@ import falcon
 
 from soko.block import limits
 from soko.block.manager import VolumeManager
-from soko.block.models import Volume
+from soko.block.models import Snapshot, Volume
 from soko.common.app import make_base_app
 from soko.common.auth import AuthMiddleware, TokenValidator
 from soko.common.config import Config
@@ -62,6 +62,62 @@ def volume_detail(req: falcon.Request, volume: Volume) -> dict:
     }
 
 
+def snapshot_detail(req: falcon.Request, snapshot: Snapshot) -> dict:
+    href = f"{req.prefix}/v3/{snapshot.project_id}/snapshots/{snapshot.id}"
+    return {
+        "id": snapshot.id,
+        "name": snapshot.name,
+        "description": snapshot.description,
+        "status": snapshot.status,
+        "size": snapshot.size,
+        "volume_id": snapshot.volume_id,
+        "metadata": snapshot.meta or {},
+        "progress": "100%" if snapshot.status == "available" else "0%",
+        "user_id": snapshot.user_id,
+        "os-extended-snapshot-attributes:project_id": snapshot.project_id,
+        "os-extended-snapshot-attributes:progress":
+            "100%" if snapshot.status == "available" else "0%",
+        "created_at": iso(snapshot.created_at),
+        "updated_at": iso(snapshot.updated_at),
+        "links": [{"rel": "self", "href": href}, {"rel": "bookmark", "href": href}],
+    }
+
+
+def snapshot_summary(req: falcon.Request, snapshot: Snapshot) -> dict:
+    detail = snapshot_detail(req, snapshot)
+    return {k: v for k, v in detail.items() if not k.startswith("os-extended")}
+
+
+def check_bool(value, what: str) -> bool:
+    """A JSON boolean, or the strings cinderclient sends ("True", "false", ...)."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    if not isinstance(value, bool):
+        raise BadRequest(f"{what} must be true or false, got {value!r}")
+    return value
+
+
+def check_quiesce(value) -> bool | str:
+    """``true`` (the volume's default plan), a plan name, or false/absent (no quiesce)."""
+    if value is None or value is False:
+        return False
+    if value is True:
+        return True
+    if isinstance(value, str) and 0 < len(value) <= limits.NAME_MAX:
+        return value
+    raise BadRequest('quiesce must be true (the volume\'s default plan) or the name of a '
+                     'quiesce plan from the service\'s config; commands are never accepted')
+
+
+def list_page(req: falcon.Request, resp: falcon.Response, key: str, rows: list, show,
+              limit: int | None) -> None:
+    """``{key: [...]}`` plus Cinder's ``<key>_links`` next link when the page is full."""
+    resp.media = {key: [show(req, row) for row in rows]}
+    if limit is not None and len(rows) == limit:
+        href = falcon.to_query_str({**req.params, "marker": rows[-1].id})
+        resp.media[f"{key}_links"] = [{"rel": "next", "href": req.prefix + req.path + href}]
+
+
 def body_of(req: falcon.Request, key: str) -> dict:
     """The object under ``key`` in the JSON body (Cinder wraps every body this way)."""
     body = req.get_media()
@@ -89,11 +145,8 @@ class Volumes:
             raise Forbidden("all_tenants=1 is for admins")
         params = list_params(req)
         volumes = self.manager.list(None if everyone else project_id, **params)
-        show = volume_detail if self.detail else volume_summary
-        resp.media = {"volumes": [show(req, v) for v in volumes]}
-        if params["limit"] is not None and len(volumes) == params["limit"]:
-            href = falcon.to_query_str({**req.params, "marker": volumes[-1].id})
-            resp.media["volumes_links"] = [{"rel": "next", "href": req.prefix + req.path + href}]
+        list_page(req, resp, "volumes", volumes,
+                  volume_detail if self.detail else volume_summary, params["limit"])
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, project_id: str) -> None:
         if self.detail:
@@ -114,6 +167,21 @@ class Volumes:
         resp.media = {"volume": volume_detail(req, volume)}
 
 
+def text_updates(spec: dict) -> dict:
+    """The name/description/metadata changes of a PUT body, checked."""
+    values = {}
+    if "name" in spec:
+        values["name"] = limits.check_text(spec["name"], "name", limits.NAME_MAX)
+    if "description" in spec:
+        values["description"] = limits.check_text(spec["description"], "description",
+                                                  limits.DESCRIPTION_MAX)
+    if "metadata" in spec:
+        values["meta"] = limits.check_metadata(spec["metadata"])
+    if not values:
+        raise BadRequest("nothing to update: give name, description or metadata")
+    return values
+
+
 class VolumeItem:
     def __init__(self, manager: VolumeManager):
         self.manager = manager
@@ -122,17 +190,7 @@ class VolumeItem:
         resp.media = {"volume": volume_detail(req, self.manager.get(project_id, volume_id))}
 
     def on_put(self, req, resp, project_id: str, volume_id: str) -> None:
-        spec = body_of(req, "volume")
-        values = {}
-        if "name" in spec:
-            values["name"] = limits.check_text(spec["name"], "name", limits.NAME_MAX)
-        if "description" in spec:
-            values["description"] = limits.check_text(spec["description"], "description",
-                                                      limits.DESCRIPTION_MAX)
-        if "metadata" in spec:
-            values["meta"] = limits.check_metadata(spec["metadata"])
-        if not values:
-            raise BadRequest("nothing to update: give name, description or metadata")
+        values = text_updates(body_of(req, "volume"))
         volume = self.manager.update(project_id, volume_id, **values)
         resp.media = {"volume": volume_detail(req, volume)}
 
@@ -180,11 +238,68 @@ class VolumeAction:
             resp.status = falcon.HTTP_202
 
 
+class Snapshots:
+    """``/v3/{project_id}/snapshots`` and ``.../snapshots/detail``."""
+
+    def __init__(self, manager: VolumeManager, *, detail: bool):
+        self.snapshots = manager.snapshots
+        self.detail = detail
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, project_id: str) -> None:
+        everyone = req.get_param_as_bool("all_tenants", default=False)
+        if everyone and not req.context.auth.is_admin:
+            raise Forbidden("all_tenants=1 is for admins")
+        params = list_params(req)
+        rows = self.snapshots.list(None if everyone else project_id,
+                                   volume_id=req.get_param("volume_id"), **params)
+        list_page(req, resp, "snapshots", rows,
+                  snapshot_detail if self.detail else snapshot_summary, params["limit"])
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, project_id: str) -> None:
+        if self.detail:
+            raise falcon.HTTPMethodNotAllowed(["GET"])
+        spec = body_of(req, "snapshot")
+        volume_id = limits.check_text(spec.get("volume_id"), "volume_id", 36)
+        if not volume_id:
+            raise BadRequest("snapshot.volume_id is required")
+        snapshot = self.snapshots.create(
+            project_id=project_id,
+            user_id=req.context.auth.user_id,
+            volume_id=volume_id,
+            force=check_bool(spec.get("force", False), "force"),
+            name=limits.check_text(spec.get("name"), "name", limits.NAME_MAX),
+            description=limits.check_text(spec.get("description"), "description",
+                                          limits.DESCRIPTION_MAX),
+            metadata=limits.check_metadata(spec.get("metadata")),
+            quiesce=check_quiesce(spec.get("quiesce")),
+        )
+        resp.status = falcon.HTTP_202
+        resp.media = {"snapshot": snapshot_detail(req, snapshot)}
+
+
+class SnapshotItem:
+    def __init__(self, manager: VolumeManager):
+        self.snapshots = manager.snapshots
+
+    def on_get(self, req, resp, project_id: str, snapshot_id: str) -> None:
+        snapshot = self.snapshots.get(project_id, snapshot_id)
+        resp.media = {"snapshot": snapshot_detail(req, snapshot)}
+
+    def on_put(self, req, resp, project_id: str, snapshot_id: str) -> None:
+        values = text_updates(body_of(req, "snapshot"))
+        snapshot = self.snapshots.update(project_id, snapshot_id, **values)
+        resp.media = {"snapshot": snapshot_detail(req, snapshot)}
+
+    def on_delete(self, req, resp, project_id: str, snapshot_id: str) -> None:
+        self.snapshots.delete(project_id, snapshot_id)
+        resp.status = falcon.HTTP_202
+
+
 class QuotaSets:
     """``/v3/{project_id}/os-quota-sets/{target_id}``: read your own; admins set anyone's."""
 
     policy = {"PUT": "admin"}
-    RESOURCES = ("volumes", "gigabytes")
+    RESOURCES = ("volumes", "gigabytes", "snapshots")
 
     def __init__(self, manager: VolumeManager):
         self.manager = manager
@@ -244,6 +359,9 @@ def make_app(config: Config, *, validator: TokenValidator | None = None,
     app.add_route(f"{prefix}/volumes/detail", Volumes(manager, detail=True))
     app.add_route(f"{prefix}/volumes/{{volume_id}}", VolumeItem(manager))
     app.add_route(f"{prefix}/volumes/{{volume_id}}/action", VolumeAction(manager))
+    app.add_route(f"{prefix}/snapshots", Snapshots(manager, detail=False))
+    app.add_route(f"{prefix}/snapshots/detail", Snapshots(manager, detail=True))
+    app.add_route(f"{prefix}/snapshots/{{snapshot_id}}", SnapshotItem(manager))
     app.add_route(f"{prefix}/os-quota-sets/{{target_id}}", QuotaSets(manager))
     app.add_route("/info", Info())
     return app

@@ -27,8 +27,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from soko.block import limits
 from soko.block.drivers.base import PoolError, VolumePool
-from soko.block.models import Quota, Volume, utcnow
+from soko.block.models import Quota, Snapshot, Volume, newest_first, utcnow
 from soko.block.owner import current_owner, owner_alive
+from soko.block.quiesce import Quiescer
+from soko.block.snapshots import SnapshotManager
 from soko.block.targets.base import ExportSpec, ExportTarget, TargetError
 from soko.common.db import session_scope
 from soko.common.errors import (
@@ -52,6 +54,7 @@ CLEARED_ATTACHMENT = dict(attachment_id=None, initiator=None, attached_at=None,
 class QuotaDefaults:
     volumes: int
     gigabytes: int
+    snapshots: int = 10  # Cinder's default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,13 +93,14 @@ class Connection:
 class VolumeManager:
     def __init__(self, *, sessions: sessionmaker[Session], pool: VolumePool,
                  target: ExportTarget, state_dir: Path, quota_defaults: QuotaDefaults,
-                 over_subscription: float):
+                 over_subscription: float, quiescer: Quiescer | None = None):
         self.sessions = sessions
         self.pool = pool
         self.target = target
         self.state_dir = state_dir
         self.quota_defaults = quota_defaults
         self.over_subscription = over_subscription
+        self.snapshots = SnapshotManager(self, quiescer or Quiescer(state_dir))
 
     # -- reading --------------------------------------------------------------------
 
@@ -111,31 +115,20 @@ class VolumeManager:
              status: str | None = None, limit: int | None = None,
              marker: str | None = None) -> list[Volume]:
         """Newest first, as Cinder lists; ``project_id=None`` lists every project (admin)."""
-        query = select(Volume).order_by(Volume.created_at.desc(), Volume.id.desc())
-        if project_id is not None:
-            query = query.where(Volume.project_id == project_id)
-        if name is not None:
-            query = query.where(Volume.name == name)
-        if status is not None:
-            query = query.where(Volume.status == status)
+        filters = [getattr(Volume, key) == value for key, value in
+                   (("name", name), ("status", status)) if value is not None]
         with session_scope(self.sessions) as s:
-            if marker is not None:
-                last = s.get(Volume, marker)
-                if last is None or (project_id is not None and last.project_id != project_id):
-                    raise BadRequest(f"marker {marker} is not a volume in this listing")
-                query = query.where(
-                    (Volume.created_at < last.created_at)
-                    | ((Volume.created_at == last.created_at) & (Volume.id < last.id)))
-            if limit is not None:
-                query = query.limit(limit)
-            return list(s.scalars(query))
+            return newest_first(s, Volume, project_id, filters, limit, marker, "volume")
 
     def quota_usage(self, project_id: str) -> dict[str, dict[str, int]]:
         with session_scope(self.sessions) as s:
             count, gigabytes = usage(s, project_id)
+            snapshots = s.scalar(select(func.count(Snapshot.id))
+                                 .where(Snapshot.project_id == project_id))
             quota = self.limits_of(s, project_id)
         return {"volumes": {"limit": quota["volumes"], "in_use": count, "reserved": 0},
-                "gigabytes": {"limit": quota["gigabytes"], "in_use": gigabytes, "reserved": 0}}
+                "gigabytes": {"limit": quota["gigabytes"], "in_use": gigabytes, "reserved": 0},
+                "snapshots": {"limit": quota["snapshots"], "in_use": snapshots, "reserved": 0}}
 
     def limits_of(self, s: Session, project_id: str) -> dict[str, int]:
         quota = dataclasses.asdict(self.quota_defaults)
@@ -153,26 +146,34 @@ class VolumeManager:
     def create(self, *, project_id: str, user_id: str, size: int, name: str | None = None,
                description: str | None = None, metadata: dict | None = None,
                source_volid: str | None = None, snapshot_id: str | None = None) -> Volume:
-        if snapshot_id is not None:
-            raise NotFound(f"Snapshot {snapshot_id} could not be found.")
+        if snapshot_id is not None and source_volid is not None:
+            raise BadRequest("give snapshot_id or source_volid, not both")
         source = None
+        if snapshot_id is not None:
+            source = self.snapshots.get(project_id, snapshot_id)
+            if source.status != "available":
+                raise Conflict(f"snapshot {snapshot_id} is {source.status}; a volume is made "
+                               "only from an available snapshot")
         if source_volid is not None:
             source = self.get(project_id, source_volid)
             if source.status not in ("available", "in-use"):
                 raise Conflict(f"source volume {source_volid} is {source.status}; "
                                "a clone needs it available or in-use")
-            if size < source.size:
-                raise BadRequest(f"size {size} GiB is smaller than the source volume's "
-                                 f"{source.size} GiB")
+        if source is not None and size < source.size:
+            what = "snapshot" if snapshot_id is not None else "source volume"
+            raise BadRequest(f"size {size} GiB is smaller than the {what}'s {source.size} GiB")
         volume = Volume(id=str(uuid.uuid4()), project_id=project_id, user_id=user_id,
                         name=name, description=description, size=size, status="creating",
-                        meta=metadata or {}, source_volid=source_volid, owner=current_owner())
+                        meta=metadata or {}, source_volid=source_volid,
+                        snapshot_id=snapshot_id, owner=current_owner())
         with session_scope(self.sessions) as s:
             s.add(volume)
             s.flush()  # takes SQLite's write lock: the checks below see every racing create
             self.check_limits(s, project_id, add_volumes=1, add_gigabytes=size)
         try:
-            if source is not None:
+            if snapshot_id is not None:
+                self.pool.clone_snapshot(snapshot_id, volume.id, size * GiB)
+            elif source is not None:
                 self.pool.clone(source.id, volume.id, size * GiB)
             else:
                 self.pool.create(volume.id, size * GiB)
@@ -264,7 +265,13 @@ class VolumeManager:
                                    **CLEARED_ATTACHMENT)
 
     def delete(self, project_id: str, volume_id: str) -> None:
-        self.transition(project_id, volume_id, ("available", "error"), "deleting", "delete")
+        with session_scope(self.sessions) as s:
+            self._swap(s, project_id, volume_id, ("available", "error"), "deleting", "delete")
+            snapshots = s.scalar(select(func.count(Snapshot.id))
+                                 .where(Snapshot.volume_id == volume_id))
+            if snapshots:
+                raise Conflict(f"Invalid volume: volume {volume_id} has {snapshots} "
+                               "snapshot(s); delete them first.")
         self._finish_delete(volume_id)
 
     def _finish_delete(self, volume_id: str) -> None:
@@ -310,6 +317,7 @@ class VolumeManager:
     def reconcile(self) -> None:
         """Finishes or undoes the steps of dead processes, then makes the target's exports
         match the DB (re-exporting after a target daemon restart, dropping stale ones)."""
+        self.snapshots.reconcile()
         with session_scope(self.sessions) as s:
             stuck = [(v.id, v.project_id, v.status, v.owner) for v in
                      s.scalars(select(Volume).where(Volume.status.in_(TRANSITIONAL)))]

@@ -11,6 +11,7 @@ from pathlib import Path
 from soko.block.drivers import make_pool
 from soko.block.manager import QuotaDefaults, VolumeManager
 from soko.block.models import Base
+from soko.block.quiesce import Quiescer
 from soko.block.service import BlockConfig
 from soko.block.targets import make_target
 from soko.common.config import Config
@@ -36,8 +37,11 @@ def make_manager(config: Config) -> VolumeManager:
     return VolumeManager(
         sessions=make_sessionmaker(engine), pool=pool, target=target, state_dir=state_dir,
         quota_defaults=QuotaDefaults(volumes=section.quota_volumes,
-                                     gigabytes=section.quota_gigabytes),
-        over_subscription=section.max_over_subscription_ratio)
+                                     gigabytes=section.quota_gigabytes,
+                                     snapshots=section.quota_snapshots),
+        over_subscription=section.max_over_subscription_ratio,
+        quiescer=Quiescer(state_dir, section.quiesce_plans, section.quiesce_volume_plans,
+                          section.quiesce_max_freeze_seconds))
 
 
 def start(manager: VolumeManager) -> None:

@@ -1,7 +1,8 @@
 """The ``VolumePool`` interface: a place that holds volumes as exportable paths.
 
-Sizes are bytes here (the API speaks GiB). Clones are copy-on-write where the backend can
-(FICLONE on XFS, thin snapshots on LVM), so a clone costs O(1) whatever the volume size.
+Sizes are bytes here (the API speaks GiB). Clones and snapshots are copy-on-write where the
+backend can (FICLONE on XFS, thin snapshots on LVM), so they cost O(1) whatever the volume
+size.
 Every operation is safe to repeat after a crash: ``delete`` of a missing volume succeeds,
 ``create`` of an existing one fails with ``VolumeExists``.
 """
@@ -21,6 +22,10 @@ class VolumeExists(PoolError):
 
 
 class NoSuchVolume(PoolError):
+    pass
+
+
+class NoSuchSnapshot(PoolError):
     pass
 
 
@@ -54,3 +59,18 @@ class VolumePool(Protocol):
 
     def volumes(self) -> set[str]:
         """Ids of every volume in the pool (to find leftovers of interrupted creates)."""
+
+    def snapshot(self, volume_id: str, snapshot_id: str) -> None:
+        """A read-only, copy-on-write, point-in-time copy of the volume (O(1))."""
+
+    def clone_snapshot(self, snapshot_id: str, volume_id: str, size_bytes: int) -> None:
+        """A new writable volume from a snapshot, grown to ``size_bytes`` if larger."""
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        """Removes a snapshot; a missing one is fine."""
+
+    def snapshot_path(self, snapshot_id: str) -> str:
+        """The snapshot's file or block device (for backups and read-only local attach)."""
+
+    def snapshots(self) -> set[str]:
+        """Ids of every snapshot in the pool."""

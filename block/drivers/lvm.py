@@ -2,8 +2,9 @@
 
 Needs device-mapper (``/dev/mapper/control``). Every query goes through
 ``lvs --reportformat json`` with byte units, so nothing parses human-formatted columns.
-A clone is a thin snapshot (O(1), copy-on-write in the pool), activated with ``-K``
-because LVM marks thin snapshots skip-activation; extend is ``lvextend``.
+A clone is a thin snapshot (O(1), copy-on-write in the pool), created active although
+LVM marks thin snapshots skip-activation by default; extend is ``lvextend``. A volume
+snapshot is the same thin snapshot named ``snapshot-<id>``, activated read-only.
 """
 
 from __future__ import annotations
@@ -11,8 +12,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from soko.block.drivers.base import NoSuchVolume, PoolCapacity, PoolError, VolumeExists
-from soko.block.drivers.reflink import VOLUME_PREFIX, run
+from soko.block.drivers.base import (
+    NoSuchSnapshot,
+    NoSuchVolume,
+    PoolCapacity,
+    PoolError,
+    VolumeExists,
+)
+from soko.block.drivers.reflink import SNAPSHOT_PREFIX, VOLUME_PREFIX, run
 
 
 def device_mapper_available() -> bool:
@@ -56,12 +63,45 @@ class LvmThinPool:
     def path(self, volume_id: str) -> str:
         return f"/dev/{self.vg}/{self.lv_name(volume_id)}"
 
+    def snapshot_path(self, snapshot_id: str) -> str:
+        return f"/dev/{self.vg}/{SNAPSHOT_PREFIX}{snapshot_id}"
+
     def size(self, volume_id: str) -> int | None:
-        name = self.lv_name(volume_id)
+        return self._lv_size(self.lv_name(volume_id))
+
+    def _lv_size(self, name: str) -> int | None:
         for lv in self.lvs("lv_size"):
             if lv["lv_name"] == name:
                 return int(lv["lv_size"])
         return None
+
+    def snapshots(self) -> set[str]:
+        return {lv["lv_name"].removeprefix(SNAPSHOT_PREFIX) for lv in self.lvs()
+                if lv["lv_name"].startswith(SNAPSHOT_PREFIX)}
+
+    def snapshot(self, volume_id: str, snapshot_id: str) -> None:
+        if self.size(volume_id) is None:
+            raise NoSuchVolume(f"volume {volume_id} is not in {self.vg}")
+        self._thin_snapshot(self.lv_name(volume_id), SNAPSHOT_PREFIX + snapshot_id, "r")
+
+    def clone_snapshot(self, snapshot_id: str, volume_id: str, size_bytes: int) -> None:
+        if self._lv_size(SNAPSHOT_PREFIX + snapshot_id) is None:
+            raise NoSuchSnapshot(f"snapshot {snapshot_id} is not in {self.vg}")
+        self._thin_snapshot(SNAPSHOT_PREFIX + snapshot_id, self.lv_name(volume_id), "rw")
+        if size_bytes > (self.size(volume_id) or 0):
+            self.extend(volume_id, size_bytes)
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        if self._lv_size(SNAPSHOT_PREFIX + snapshot_id) is not None:
+            run(["lvremove", "--yes", "-f", f"{self.vg}/{SNAPSHOT_PREFIX}{snapshot_id}"])
+
+    def _thin_snapshot(self, source: str, name: str, permission: str) -> None:
+        """A thin snapshot of LV ``source`` with ``permission`` (r or rw), active at once
+        (thin snapshots skip activation unless told ``--setactivationskip n``)."""
+        if self._lv_size(name) is not None:
+            raise VolumeExists(f"{name} already exists in {self.vg}")
+        run(["lvcreate", "--yes", "--snapshot", "--setactivationskip", "n", "--permission",
+             permission, "-n", name, f"{self.vg}/{source}"])
 
     def volumes(self) -> set[str]:
         return {lv["lv_name"].removeprefix(VOLUME_PREFIX) for lv in self.lvs()
@@ -76,11 +116,7 @@ class LvmThinPool:
     def clone(self, source_id: str, volume_id: str, size_bytes: int) -> None:
         if self.size(source_id) is None:
             raise NoSuchVolume(f"source volume {source_id} is not in {self.vg}")
-        if self.size(volume_id) is not None:
-            raise VolumeExists(f"volume {volume_id} already exists in {self.vg}")
-        run(["lvcreate", "--yes", "--snapshot", "-n", self.lv_name(volume_id),
-             f"{self.vg}/{self.lv_name(source_id)}"])
-        run(["lvchange", "-ay", "-K", f"{self.vg}/{self.lv_name(volume_id)}"])
+        self._thin_snapshot(self.lv_name(source_id), self.lv_name(volume_id), "rw")
         if size_bytes > (self.size(volume_id) or 0):
             self.extend(volume_id, size_bytes)
 

@@ -4,7 +4,8 @@ The embedded default, like devstack's loop-backed volume group: on first start t
 service creates a sparse image file of the configured size, formats it with
 ``mkfs.xfs -m reflink=1``, attaches it to a loop device and mounts it. Volumes are sparse
 files, so a new volume costs nothing until written; a clone is one ``FICLONE`` ioctl that
-shares every extent with its source (O(1)); extend is a truncate up.
+shares every extent with its source (O(1)); extend is a truncate up. A snapshot is the
+same ``FICLONE`` into ``snapshots/`` with the file made read-only (mode 0400).
 """
 
 from __future__ import annotations
@@ -16,11 +17,18 @@ import os
 import subprocess
 from pathlib import Path
 
-from soko.block.drivers.base import NoSuchVolume, PoolCapacity, PoolError, VolumeExists
+from soko.block.drivers.base import (
+    NoSuchSnapshot,
+    NoSuchVolume,
+    PoolCapacity,
+    PoolError,
+    VolumeExists,
+)
 from soko.common.durable import fsync_dir
 
 FICLONE = 0x40049409  # _IOW(0x94, 9, int) from linux/fs.h
 VOLUME_PREFIX = "volume-"
+SNAPSHOT_PREFIX = "snapshot-"
 
 
 def run(argv: list[str]) -> str:
@@ -64,6 +72,7 @@ class ReflinkPool:
         self.mountpoint = mountpoint
         self.size_bytes = size_bytes
         self.volume_dir = mountpoint / "volumes"
+        self.snapshot_dir = mountpoint / "snapshots"
 
     @contextlib.contextmanager
     def locked(self):
@@ -87,6 +96,7 @@ class ReflinkPool:
                     run(["losetup", "--detach", device])
                     raise
             self.volume_dir.mkdir(exist_ok=True)
+            self.snapshot_dir.mkdir(exist_ok=True)
 
     def _format(self) -> None:
         """Formats under a temporary name so a crash never leaves a half-made image."""
@@ -125,17 +135,41 @@ class ReflinkPool:
         return {name.removeprefix(VOLUME_PREFIX) for name in os.listdir(self.volume_dir)
                 if name.startswith(VOLUME_PREFIX)}
 
+    def snapshot_path(self, snapshot_id: str) -> str:
+        return str(self.snapshot_dir / (SNAPSHOT_PREFIX + snapshot_id))
+
+    def snapshots(self) -> set[str]:
+        return {name.removeprefix(SNAPSHOT_PREFIX) for name in os.listdir(self.snapshot_dir)
+                if name.startswith(SNAPSHOT_PREFIX)}
+
     def create(self, volume_id: str, size_bytes: int) -> None:
-        with self._new_file(volume_id) as fd:
+        with self._new_file(self.path(volume_id), f"volume {volume_id}") as fd:
             os.ftruncate(fd, size_bytes)
 
     def clone(self, source_id: str, volume_id: str, size_bytes: int) -> None:
+        self._reflink(self.path(source_id), NoSuchVolume(f"source volume {source_id} is not in "
+                                                         "the pool"),
+                      self.path(volume_id), f"volume {volume_id}", size_bytes)
+
+    def snapshot(self, volume_id: str, snapshot_id: str) -> None:
+        self._reflink(self.path(volume_id), NoSuchVolume(f"volume {volume_id} is not in the "
+                                                         "pool"),
+                      self.snapshot_path(snapshot_id), f"snapshot {snapshot_id}", 0, mode=0o400)
+
+    def clone_snapshot(self, snapshot_id: str, volume_id: str, size_bytes: int) -> None:
+        self._reflink(self.snapshot_path(snapshot_id),
+                      NoSuchSnapshot(f"snapshot {snapshot_id} is not in the pool"),
+                      self.path(volume_id), f"volume {volume_id}", size_bytes)
+
+    def _reflink(self, source: str, missing: PoolError, path: str, what: str,
+                 size_bytes: int, mode: int = 0o600) -> None:
+        """One FICLONE of ``source`` into the new file ``path``, grown to ``size_bytes``."""
         try:
-            src = os.open(self.path(source_id), os.O_RDONLY)
+            src = os.open(source, os.O_RDONLY)
         except FileNotFoundError:
-            raise NoSuchVolume(f"source volume {source_id} is not in the pool") from None
+            raise missing from None
         try:
-            with self._new_file(volume_id) as fd:
+            with self._new_file(path, what, mode) as fd:
                 fcntl.ioctl(fd, FICLONE, src)
                 if size_bytes > os.fstat(fd).st_size:
                     os.ftruncate(fd, size_bytes)
@@ -143,24 +177,25 @@ class ReflinkPool:
             os.close(src)
 
     @contextlib.contextmanager
-    def _new_file(self, volume_id: str):
-        """Yields an fd of a new volume file; removes it again if filling it fails."""
-        path = self.path(volume_id)
+    def _new_file(self, path: str, what: str, mode: int = 0o600):
+        """Yields an fd of a new pool file; removes it again if filling it fails. The file
+        is opened for writing before ``mode`` (which may be read-only) applies."""
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
-            raise VolumeExists(f"volume {volume_id} already exists in the pool") from None
+            raise VolumeExists(f"{what} already exists in the pool") from None
         try:
             yield fd
+            os.fchmod(fd, mode)
             os.fsync(fd)
         except BaseException as exc:
             os.close(fd)
             os.unlink(path)
             if isinstance(exc, OSError):
-                raise PoolError(f"could not create volume {volume_id}: {exc}") from exc
+                raise PoolError(f"could not create {what}: {exc}") from exc
             raise
         os.close(fd)
-        fsync_dir(self.volume_dir)
+        fsync_dir(os.path.dirname(path))
 
     def extend(self, volume_id: str, size_bytes: int) -> None:
         try:
@@ -176,13 +211,19 @@ class ReflinkPool:
             os.close(fd)
 
     def delete(self, volume_id: str) -> None:
-        """Truncates before unlinking: XFS frees a truncated file's blocks in the call,
-        while an unlinked inode is inactivated later in the background (even syncfs does
-        not reliably wait for it), so free space is right the moment delete returns."""
-        path = self.path(volume_id)
-        try:
-            os.truncate(path, 0)
-            os.unlink(path)
-        except FileNotFoundError:
-            return
-        fsync_dir(self.volume_dir)
+        remove_file(self.path(volume_id))
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        remove_file(self.snapshot_path(snapshot_id))
+
+
+def remove_file(path: str) -> None:
+    """Truncates before unlinking: XFS frees a truncated file's blocks in the call,
+    while an unlinked inode is inactivated later in the background (even syncfs does
+    not reliably wait for it), so free space is right the moment delete returns."""
+    try:
+        os.truncate(path, 0)
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+    fsync_dir(os.path.dirname(path))

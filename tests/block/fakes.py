@@ -3,7 +3,13 @@ same conformance cases as the real implementations (tests/block/test_conformance
 
 from __future__ import annotations
 
-from soko.block.drivers.base import NoSuchVolume, PoolCapacity, PoolError, VolumeExists
+from soko.block.drivers.base import (
+    NoSuchSnapshot,
+    NoSuchVolume,
+    PoolCapacity,
+    PoolError,
+    VolumeExists,
+)
 from soko.block.targets.base import ExportSpec
 from soko.common.auth import AuthContext
 from soko.common.errors import Unauthorized
@@ -13,6 +19,7 @@ class MemoryPool:
     def __init__(self, size_bytes: int = 100 << 30):
         self.size_bytes = size_bytes
         self.sizes: dict[str, int] = {}
+        self.snapshot_sizes: dict[str, int] = {}
 
     def setup(self) -> None:
         pass
@@ -48,6 +55,27 @@ class MemoryPool:
 
     def volumes(self) -> set[str]:
         return set(self.sizes)
+
+    def snapshot(self, volume_id: str, snapshot_id: str) -> None:
+        if volume_id not in self.sizes:
+            raise NoSuchVolume(volume_id)
+        if snapshot_id in self.snapshot_sizes:
+            raise VolumeExists(snapshot_id)
+        self.snapshot_sizes[snapshot_id] = self.sizes[volume_id]
+
+    def clone_snapshot(self, snapshot_id: str, volume_id: str, size_bytes: int) -> None:
+        if snapshot_id not in self.snapshot_sizes:
+            raise NoSuchSnapshot(snapshot_id)
+        self.create(volume_id, max(size_bytes, self.snapshot_sizes[snapshot_id]))
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        self.snapshot_sizes.pop(snapshot_id, None)
+
+    def snapshot_path(self, snapshot_id: str) -> str:
+        return f"memory:snapshot-{snapshot_id}"
+
+    def snapshots(self) -> set[str]:
+        return set(self.snapshot_sizes)
 
 
 class MemoryTarget:

@@ -195,7 +195,8 @@ def test_quotas_give_413_and_leave_nothing(client, manager):
                                json={"quota_set": {"volumes": 2}}).status_code == 403
     resp = client.simulate_put("/v3/proj-admin/os-quota-sets/proj-a", headers=ADMIN,
                                json={"quota_set": {"volumes": 2, "gigabytes": 5}})
-    assert resp.json["quota_set"] == {"id": "proj-a", "volumes": 2, "gigabytes": 5}
+    assert resp.json["quota_set"] == {"id": "proj-a", "volumes": 2, "gigabytes": 5,
+                                      "snapshots": 10}
     first = create(client, 3).json["volume"]["id"]
     assert create(client, 3).status_code == 413  # 6 GiB > 5
     create(client, 1)

@@ -66,7 +66,8 @@ def test_volume_lifecycle_through_the_cli(run, manager):
     run("rename", "data", "renamed")
     run("update", "renamed", "--description", "desc")
     quota = json.loads(run("quota-show", "--format", "json").output)
-    assert {q["resource"]: q["in_use"] for q in quota} == {"volumes": 2, "gigabytes": 6}
+    assert {q["resource"]: q["in_use"] for q in quota} == {"volumes": 2, "gigabytes": 6,
+                                                           "snapshots": 0}
     run("delete", "renamed", clone["id"])
     assert manager.pool.volumes() == set()
     assert "no volume with id or name" in run("show", "renamed", ok=False).output

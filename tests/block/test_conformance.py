@@ -5,13 +5,14 @@ doubles (so the API tests' doubles behave like the real thing), the reflink pool
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 
-from soko.block.drivers.base import NoSuchVolume, PoolError, VolumeExists
+from soko.block.drivers.base import NoSuchSnapshot, NoSuchVolume, PoolError, VolumeExists
 from soko.block.drivers.lvm import LvmThinPool
 from soko.block.targets.base import ExportSpec
 from soko.block.targets.tgt import TgtTarget
@@ -76,6 +77,47 @@ def test_pool_lifecycle(pool):
     assert pool.size(a) is None and not {a, b} & pool.volumes()
     cap = pool.capacity()
     assert 0 < cap.free_bytes <= cap.total_bytes
+
+
+def write_at(path: str, offset: int, data: bytes) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(data)
+
+
+def read_at(path: str, offset: int, length: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(length)
+
+
+def test_pool_snapshots(pool):
+    a, snap, c = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    pool.create(a, GiB)
+    real = os.path.exists(pool.path(a))  # the in-memory pool has no bytes to compare
+    if real:
+        write_at(pool.path(a), 5 << 20, b"before" * 100)
+    pool.snapshot(a, snap)
+    assert snap in pool.snapshots()
+    with pytest.raises(VolumeExists):
+        pool.snapshot(a, snap)
+    with pytest.raises(NoSuchVolume):
+        pool.snapshot(str(uuid.uuid4()), str(uuid.uuid4()))
+    pool.clone_snapshot(snap, c, 2 * GiB)
+    assert pool.size(c) == 2 * GiB
+    with pytest.raises(NoSuchSnapshot):
+        pool.clone_snapshot(str(uuid.uuid4()), str(uuid.uuid4()), GiB)
+    if real:  # copy-on-write: later writes to the volume change neither copy
+        write_at(pool.path(a), 5 << 20, b"after!" * 100)
+        assert read_at(pool.snapshot_path(snap), 5 << 20, 600) == b"before" * 100
+        assert read_at(pool.path(c), 5 << 20, 600) == b"before" * 100
+    pool.delete_snapshot(snap)
+    pool.delete_snapshot(snap)  # idempotent
+    assert snap not in pool.snapshots()
+    if real:  # a volume made from a snapshot outlives it
+        assert read_at(pool.path(c), 5 << 20, 600) == b"before" * 100
+    pool.delete(a)
+    pool.delete(c)
 
 
 @pytest.fixture(params=["memory", "tgt", "lio"])
