@@ -311,3 +311,7 @@ def quota_show(client, project_id, fmt):
     rows = [{"resource": name, **item} for name, item in quota["quota_set"].items()
             if isinstance(item, dict)]
     emit_rows(rows, ["resource", "limit", "in_use", "reserved"], fmt)
+
+
+# The backup-* commands register themselves on the group above.
+from soko.block.backups import cli as backup_cli  # noqa: E402, F401
