@@ -1,0 +1,69 @@
+"""Shared by the backup tests: an in-memory chunk store (the real one is Swift, exercised by
+the privileged tests against a real object cluster) and volume-file helpers."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+
+from soko.block.backups.store import MissingObject
+
+MiB = 1 << 20
+
+
+class MemoryStore:
+    """The ``ObjectStore`` interface over a dict, counting PUTs."""
+
+    def __init__(self):
+        self.objects: dict[str, bytes] = {}
+        self.puts = 0
+        self.lock = threading.Lock()
+
+    def ensure_container(self) -> None:
+        pass
+
+    def put(self, name: str, data: bytes) -> None:
+        with self.lock:
+            self.objects[name] = bytes(data)
+            self.puts += 1
+
+    def get(self, name: str) -> bytes:
+        try:
+            return self.objects[name]
+        except KeyError:
+            raise MissingObject(f"{name}: 404") from None
+
+    def delete(self, name: str) -> None:
+        self.objects.pop(name, None)
+
+    def names(self, prefix: str):
+        return sorted(n for n in list(self.objects) if n.startswith(prefix))
+
+    def chunks(self) -> dict[str, bytes]:
+        return {n: d for n, d in self.objects.items() if n.startswith("chunks/")}
+
+
+def write_random(path, offset: int, length: int, rng: random.Random) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(rng.randbytes(length))
+
+
+def sparse_file(path, size: int) -> None:
+    with open(path, "wb") as f:
+        f.truncate(size)
+
+
+def same_content(a, b) -> bool:
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            x, y = fa.read(4 * MiB), fb.read(4 * MiB)
+            if x != y:
+                return False
+            if not x:
+                return True
+
+
+def allocated(path) -> int:
+    return os.stat(path).st_blocks * 512
