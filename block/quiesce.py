@@ -219,25 +219,26 @@ class HoldStep:
         timeout = min(timeout, self.timeout)
         try:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, text=True, bufsize=1,
-                                         start_new_session=True)
+                                         stderr=subprocess.PIPE, start_new_session=True)
         except OSError as exc:
             raise QuiesceError(f"{self.argv[0]}: {exc.strerror}") from None
         deadline = time.monotonic() + timeout
         try:
-            self.proc.stdin.write(self.input)
+            self.proc.stdin.write(self.input.encode())
             self.proc.stdin.flush()
-            while True:
+            out = self.proc.stdout.fileno()
+            seen = b""
+            while self.ready.encode() not in seen.splitlines():
                 left = deadline - time.monotonic()
-                if left <= 0 or not select.select([self.proc.stdout], [], [], left)[0]:
+                if left <= 0 or not select.select([out], [], [], left)[0]:
                     raise QuiesceError(f"{self.argv[0]} did not print {self.ready!r} within "
                                        f"{timeout:.1f} s")
-                line = self.proc.stdout.readline()
-                if line.strip() == self.ready:
-                    return
-                if not line:
+                chunk = os.read(out, 4096)
+                if not chunk:
+                    err = self.proc.stderr.read().decode(errors="replace")
                     raise QuiesceError(f"{self.argv[0]} exited with status {self.proc.wait()}: "
-                                       f"{tail(self.proc.stderr.read())}")
+                                       f"{tail(err)}")
+                seen = seen[-4096:] + chunk
         except (QuiesceError, OSError) as exc:
             self._stop()
             if isinstance(exc, QuiesceError):
@@ -248,7 +249,7 @@ class HoldStep:
         if self.proc is None:
             return  # rebuilt from a record: the holder died with the process that ran it
         with contextlib.suppress(OSError):
-            self.proc.stdin.write(self.release)
+            self.proc.stdin.write(self.release.encode())
             self.proc.stdin.close()
         try:
             self.proc.wait(min(timeout, self.timeout))
@@ -259,7 +260,10 @@ class HoldStep:
     def _stop(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.communicate()
+        self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            with contextlib.suppress(OSError):
+                pipe.close()
         self.proc = None
 
     def record(self) -> dict:
