@@ -185,6 +185,7 @@ class ComputeManager:
             power_state=PowerState.NOSTATE.value, owner=current_owner(), meta={})
         with session_scope(self.sessions) as s:
             s.add(instance)
+            s.flush()  # the instance row first: the attachment refers to it
             if source.volume_id is not None:
                 s.add(Attachment(volume_id=source.volume_id, server_id=instance.id, boot=True,
                                  delete_on_termination=source.delete_on_termination))
