@@ -337,9 +337,9 @@ class Info:
 
 
 def make_app(config: Config, *, validator: TokenValidator | None = None,
-             manager: VolumeManager | None = None) -> falcon.App:
-    """The block API. Tests inject ``validator`` and ``manager``; production builds both
-    from config, sets up the pool, reconciles, and runs the reconcile loop."""
+             manager: VolumeManager | None = None, backups=None) -> falcon.App:
+    """The block API. Tests inject ``validator``, ``manager`` and ``backups``; production
+    builds them from config, sets up the pool, reconciles, and runs the reconcile loop."""
     if validator is None:
         # Production wiring: identity's tokens, verified locally with the shared keys.
         from soko.identity.tokens import FernetTokenValidator
@@ -363,5 +363,12 @@ def make_app(config: Config, *, validator: TokenValidator | None = None,
     app.add_route(f"{prefix}/snapshots/detail", Snapshots(manager, detail=True))
     app.add_route(f"{prefix}/snapshots/{{snapshot_id}}", SnapshotItem(manager))
     app.add_route(f"{prefix}/os-quota-sets/{{target_id}}", QuotaSets(manager))
+    from soko.block.backups import api as backup_api
+    from soko.block.backups import wiring as backup_wiring
+
+    if backups is None:
+        backups = backup_wiring.make_manager(config, manager)
+        backups.recover()
+    backup_api.add_routes(app, backups)
     app.add_route("/info", Info())
     return app

@@ -35,7 +35,6 @@ from soko.block.backups.store import MissingObject, ObjectStore, StoreError
 from soko.block.manager import VolumeManager
 from soko.block.models import Snapshot, utcnow
 from soko.block.owner import current_owner, owner_alive
-from soko.block.snapshots import SnapshotManager
 from soko.common.db import session_scope
 from soko.common.errors import BadRequest, Conflict, NotFound
 
@@ -53,10 +52,10 @@ def log_failure(what: str, exc: Exception) -> None:
 
 
 class BackupManager:
-    def __init__(self, volumes: VolumeManager, snapshots: SnapshotManager, stores: StoreFactory,
-                 *, settings: engine.Settings, container: str):
+    def __init__(self, volumes: VolumeManager, stores: StoreFactory, *,
+                 settings: engine.Settings, container: str):
         self.volumes = volumes
-        self.snapshots = snapshots
+        self.snapshots = volumes.snapshots
         self.sessions = volumes.sessions
         self.stores = stores
         self.settings = settings

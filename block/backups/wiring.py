@@ -6,15 +6,16 @@ from __future__ import annotations
 from soko.block.backups import codec
 from soko.block.backups.engine import MiB, Settings
 from soko.block.backups.manager import BackupManager
+from soko.block.backups.models import Backup
 from soko.block.backups.store import SwiftStore, account_url
 from soko.block.manager import VolumeManager
-from soko.block.snapshots import SnapshotManager
 from soko.common.config import Config
 
 
-def make_manager(config: Config, volumes: VolumeManager,
-                 snapshots: SnapshotManager) -> BackupManager:
+def make_manager(config: Config, volumes: VolumeManager) -> BackupManager:
     section = config.section("block")
+    # The volume manager created the block DB's other tables before this module loaded.
+    Backup.__table__.create(volumes.sessions.kw["bind"], checkfirst=True)
 
     def stores(project_id: str, token: str) -> SwiftStore:
         return SwiftStore(account_url(config, project_id), token, section.backup_container)
@@ -22,5 +23,5 @@ def make_manager(config: Config, volumes: VolumeManager,
     settings = Settings(chunk_size=section.backup_chunk_size_mb * MiB,
                         compression=codec.resolve(section.backup_compression),
                         workers=section.backup_workers)
-    return BackupManager(volumes, snapshots, stores, settings=settings,
+    return BackupManager(volumes, stores, settings=settings,
                          container=section.backup_container)
