@@ -48,7 +48,8 @@ def volume_detail(req: falcon.Request, volume: Volume) -> dict:
         "description": volume.description,
         "metadata": volume.meta or {},
         "availability_zone": "nova",
-        "bootable": "false",
+        "bootable": "true" if volume.bootable else "false",
+        **({"volume_image_metadata": volume.image_meta} if volume.image_meta else {}),
         "encrypted": False,
         "multiattach": False,
         "volume_type": "__DEFAULT__",
@@ -355,10 +356,13 @@ def make_app(config: Config, *, validator: TokenValidator | None = None,
             wiring.Reconciler(manager, interval)
     app = make_base_app(middleware=[AuthMiddleware(validator)])
     prefix = "/v3/{project_id}"
-    app.add_route(f"{prefix}/volumes", Volumes(manager, detail=False))
+    from soko.block.images import image_resources
+
+    volumes, actions = image_resources(manager, config)  # imageRef, os-volume_upload_image
+    app.add_route(f"{prefix}/volumes", volumes)
     app.add_route(f"{prefix}/volumes/detail", Volumes(manager, detail=True))
     app.add_route(f"{prefix}/volumes/{{volume_id}}", VolumeItem(manager))
-    app.add_route(f"{prefix}/volumes/{{volume_id}}/action", VolumeAction(manager))
+    app.add_route(f"{prefix}/volumes/{{volume_id}}/action", actions)
     app.add_route(f"{prefix}/snapshots", Snapshots(manager, detail=False))
     app.add_route(f"{prefix}/snapshots/detail", Snapshots(manager, detail=True))
     app.add_route(f"{prefix}/snapshots/{{snapshot_id}}", SnapshotItem(manager))

@@ -23,7 +23,8 @@ import requests
 
 from soko.tools.output import emit_record, emit_rows, format_option
 
-TRANSITIONAL = ("creating", "attaching", "detaching", "extending", "deleting")
+TRANSITIONAL = ("creating", "attaching", "detaching", "extending", "deleting", "downloading",
+                "uploading")
 LIST_COLUMNS = ["id", "name", "status", "size", "attached_to"]
 
 
@@ -168,20 +169,43 @@ pass_client = click.make_pass_decorator(BlockClient)
 @click.option("--description")
 @click.option("--snapshot-id", help="Create from this snapshot.")
 @click.option("--source-volid", help="Clone this volume (copy-on-write, instant).")
+@click.option("--image-id", help="Fill it from this image (it becomes bootable).")
 @metadata_option
 @no_wait_option
 @format_option
 @pass_client
-def create(client, size, name, description, snapshot_id, source_volid, metadata, no_wait, fmt):
+def create(client, size, name, description, snapshot_id, source_volid, image_id, metadata,
+           no_wait, fmt):
     """Create a volume of SIZE GiB."""
     spec = {"size": size, "name": name, "description": description,
-            "snapshot_id": snapshot_id, "source_volid": source_volid,
+            "snapshot_id": snapshot_id, "source_volid": source_volid, "imageRef": image_id,
             "metadata": parse_metadata(metadata)}
     created = client.call("POST", "/volumes", json={"volume": {
         k: v for k, v in spec.items() if v is not None}})["volume"]
     if not no_wait:
         created = client.wait(created["id"])
+        if created["status"] == "error":
+            raise click.ClickException(f"volume {created['id']} could not be filled (the block "
+                                       "service's log says why); delete it and try again")
     emit_record(record(created), fmt)
+
+
+@volume.command("upload-to-image")
+@click.argument("volume_ref", metavar="VOLUME")
+@click.argument("image_name", metavar="NAME")
+@click.option("--disk-format", type=click.Choice(["raw", "qcow2"]), default="raw",
+              show_default=True)
+@no_wait_option
+@format_option
+@pass_client
+def upload_to_image(client, volume_ref, image_name, disk_format, no_wait, fmt):
+    """Upload a detached volume as a new image NAME (`soko image show` follows it)."""
+    found = client.find(volume_ref)
+    info = client.call("POST", f"/volumes/{found['id']}/action", json={
+        "os-volume_upload_image": {"image_name": image_name, "disk_format": disk_format}})
+    if not no_wait:
+        client.wait(found["id"])
+    emit_record(info["os-volume_upload_image"], fmt)
 
 
 @volume.command("list")

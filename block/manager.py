@@ -44,7 +44,8 @@ from soko.common.errors import (
 log = logging.getLogger("soko.block.manager")
 
 GiB = 1 << 30
-TRANSITIONAL = ("creating", "attaching", "detaching", "extending", "deleting")
+TRANSITIONAL = ("creating", "attaching", "detaching", "extending", "deleting",
+                "downloading", "uploading")  # the last two: block/images.py
 LIVE_EXPORT = ("attaching", "in-use")  # a target for any other status is stale
 CLEARED_ATTACHMENT = dict(attachment_id=None, initiator=None, attached_at=None,
                           chap_user=None, chap_secret=None, server_id=None)
@@ -145,7 +146,9 @@ class VolumeManager:
 
     def create(self, *, project_id: str, user_id: str, size: int, name: str | None = None,
                description: str | None = None, metadata: dict | None = None,
-               source_volid: str | None = None, snapshot_id: str | None = None) -> Volume:
+               source_volid: str | None = None, snapshot_id: str | None = None,
+               ready_status: str = "available") -> Volume:
+        """``ready_status="downloading"`` hands the new volume to a filler (block/images.py)."""
         if snapshot_id is not None and source_volid is not None:
             raise BadRequest("give snapshot_id or source_volid, not both")
         source = None
@@ -181,7 +184,7 @@ class VolumeManager:
             with session_scope(self.sessions) as s:
                 s.execute(delete(Volume).where(Volume.id == volume.id))
             raise ServiceUnavailable(f"the pool could not create the volume: {exc}") from exc
-        return self.transition(project_id, volume.id, ("creating",), "available")
+        return self.transition(project_id, volume.id, ("creating",), ready_status)
 
     def check_limits(self, s: Session, project_id: str, *, add_volumes: int,
                      add_gigabytes: int) -> None:
@@ -336,7 +339,7 @@ class VolumeManager:
         if not claimed:
             return
         log.warning("recovering volume %s left %s by a process that died", volume_id, status)
-        if status in ("creating", "deleting"):
+        if status in ("creating", "deleting", "downloading"):
             self._finish_delete(volume_id)
         elif status in ("attaching", "detaching"):
             with self.exports_locked():
@@ -346,6 +349,8 @@ class VolumeManager:
         elif status == "extending":
             size = math.ceil((self.pool.size(volume_id) or 0) / GiB)
             self.transition(project_id, volume_id, (status,), "available", size=size)
+        elif status == "uploading":  # the image it fed stays killed, for its owner to delete
+            self.transition(project_id, volume_id, (status,), "available")
 
     def reconcile_exports(self) -> None:
         with self.exports_locked():

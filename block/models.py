@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, DateTime, Integer, String, Text, select
+from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from soko.block.limits import NAME_MAX
@@ -51,6 +51,10 @@ class Volume(Base):
     chap_secret: Mapped[str | None] = mapped_column(String(64))
     # The compute instance the attachment belongs to (Cinder's instance_uuid), if any.
     server_id: Mapped[str | None] = mapped_column(String(36))
+    # Filled from an image (block/images.py): bootable, and the image's record as Cinder's
+    # ``volume_image_metadata`` (image_id, image_name, checksum, disk_format, ...).
+    bootable: Mapped[bool] = mapped_column(Boolean, default=False)
+    image_meta: Mapped[dict | None] = mapped_column("volume_image_metadata", JSON)
 
 
 class Snapshot(Base):
