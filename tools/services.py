@@ -19,6 +19,7 @@ SERVICE_MODULES: list[str] = [
     "soko.object.daemon_service",
     "soko.block.service",
     "soko.compute.image_service",
+    "soko.compute.service",
 ]
 
 
