@@ -22,6 +22,8 @@ COMMANDS = {
     "volume": "soko.block.cli:volume",
     "object": "soko.object.cli:object_group",
     "image": "soko.compute.image_cli:image",
+    "server": "soko.compute.cli:server",
+    "flavor": "soko.compute.cli:flavor",
     "bench": "soko.tools.bench:bench",
 }
 
