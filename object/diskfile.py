@@ -174,8 +174,8 @@ class DiskFile:
             return ObjectState(timestamp=ts, data_path=path, metadata=metadata)
         return ObjectState()
 
-    def writer(self, size: int | None = None) -> DiskFileWriter:
-        return DiskFileWriter(self, size)
+    def writer(self, size: int | None = None, md5: bool = True) -> DiskFileWriter:
+        return DiskFileWriter(self, size, md5)
 
     def write_marker(self, timestamp: Timestamp, kind: str, metadata: dict[str, str]) -> None:
         """Writes an empty ``.ts`` (delete) or ``.meta`` (POST) file durably."""
@@ -227,7 +227,7 @@ POST_REPLACEABLE = frozenset(
 class DiskFileWriter:
     """Streams one body to a temp file computing its MD5; ``commit`` makes it the object."""
 
-    def __init__(self, diskfile: DiskFile, size: int | None = None):
+    def __init__(self, diskfile: DiskFile, size: int | None = None, md5: bool = True):
         self.diskfile = diskfile
         tmp_dir = diskfile.device_path / "tmp"
         try:
@@ -242,7 +242,8 @@ class DiskFileWriter:
             except OSError:
                 self.close()
                 raise
-        self.md5 = hashlib.md5(usedforsecurity=False)
+        # No MD5 when the caller checks the body another way (the proxy's footer, footer.py).
+        self.md5 = hashlib.md5(usedforsecurity=False) if md5 else None
         self.size = 0
         self.unsynced = 0
 
@@ -251,7 +252,8 @@ class DiskFileWriter:
         while view:
             written = os.write(self.fd, view)
             view = view[written:]
-        self.md5.update(chunk)
+        if self.md5 is not None:
+            self.md5.update(chunk)
         self.size += len(chunk)
         self.unsynced += len(chunk)
         if self.unsynced >= SYNC_EVERY:
@@ -297,12 +299,15 @@ class DiskFileWriter:
 
 def read_range(path: Path, start: int, end: int, verify_etag: str | None = None,
                on_corrupt=None) -> Iterator[bytes]:
-    """Yields bytes ``[start, end)`` of ``path``; reading it all checks the MD5 on the way.
+    """Yields bytes ``[start, end)`` of ``path``; with ``verify_etag`` (a whole-object read)
+    the MD5 is checked on the way and the last chunk held back until it matches.
 
-    A whole-object read whose MD5 differs from the stored ETag calls ``on_corrupt``
-    (quarantine) at the end: the bytes already went out, but no later reader gets them.
+    On a mismatch ``on_corrupt`` (quarantine) runs and DiskFileError is raised: the server
+    aborts the connection short of Content-Length, so the client never gets a complete
+    wrong body (and the proxy knows to try another replica).
     """
     md5 = hashlib.md5(usedforsecurity=False) if verify_etag is not None else None
+    held = None
     with open(path, "rb", buffering=0) as f:
         f.seek(start)
         remaining = end - start
@@ -311,11 +316,28 @@ def read_range(path: Path, start: int, end: int, verify_etag: str | None = None,
             if not chunk:
                 break
             remaining -= len(chunk)
-            if md5 is not None:
-                md5.update(chunk)
-            yield chunk
-    if md5 is not None and md5.hexdigest() != verify_etag and on_corrupt is not None:
-        on_corrupt()
+            if md5 is None:
+                yield chunk
+                continue
+            md5.update(chunk)
+            if held is not None:
+                yield held
+            held = chunk
+    if md5 is not None:
+        if md5.hexdigest() != verify_etag:
+            if on_corrupt is not None:
+                on_corrupt()
+            raise DiskFileError(f"{path}: body MD5 differs from its ETag; quarantined")
+        if held is not None:
+            yield held
+
+
+def read_verified(path: Path, etag: str) -> bytes | None:
+    """The whole body if its MD5 is ``etag``, else None (small objects: checked before
+    a single header goes out)."""
+    with open(path, "rb", buffering=0) as f:
+        body = f.read()
+    return body if hashlib.md5(body, usedforsecurity=False).hexdigest() == etag else None
 
 
 def remove_stale_temps(device_path: Path) -> None:

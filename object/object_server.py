@@ -12,6 +12,7 @@ import http.client
 import logging
 import math
 import time
+from collections.abc import Iterator
 
 import falcon
 import msgpack
@@ -24,7 +25,8 @@ from soko.common.errors import (
     SokoError,
     Unprocessable,
 )
-from soko.object.diskfile import Devices, DiskFile, ObjectState, read_range
+from soko.object.diskfile import Devices, DiskFile, ObjectState, read_range, read_verified
+from soko.object.footer import FOOTER_HEADER, FOOTER_KIND, FOOTER_SIZE, FooterMismatch, FooterReader
 from soko.object.internal import (
     OBJECT_SYSTEM_HEADERS,
     prefixed_headers,
@@ -41,6 +43,11 @@ from soko.object.ranges import (
 from soko.object.timestamps import Timestamp
 
 log = logging.getLogger(__name__)
+
+# Whole-object GETs up to this size are read and MD5-checked before any header goes out (a
+# mismatch is quarantined and answered 404, so the proxy reads another replica); larger
+# ones are checked while streaming, holding the last chunk back (see ``read_range``).
+VERIFY_BEFORE_SENDING = 4 * 1024 * 1024
 
 
 class ClientDisconnect(SokoError):
@@ -93,34 +100,41 @@ class ObjectResource:
         if req.get_header("IF-NONE-MATCH") == "*" and existing.exists \
                 and not is_expired(existing.metadata):
             raise PreconditionFailed("the object exists (If-None-Match: *)")
+        footer = req.get_header(FOOTER_HEADER) == FOOTER_KIND  # the proxy hashed the body
         expected_length = req.content_length
-        with df.writer(expected_length) as writer:
-            while True:
-                chunk = req.stream.read(STREAM_CHUNK)
-                if not chunk:
-                    break
+        if footer and expected_length is not None:
+            expected_length -= FOOTER_SIZE
+        body = request_chunks(req)
+        if footer:
+            body = FooterReader(body)
+        with df.writer(expected_length, md5=not footer) as writer:
+            for chunk in body:
                 writer.write(chunk)
             if expected_length is not None and writer.size != expected_length:
                 raise ClientDisconnect(f"got {writer.size} of {expected_length} bytes")
+            try:
+                etag = body.etag if footer else writer.etag
+            except FooterMismatch as exc:
+                raise ClientDisconnect(str(exc)) from None
             client_etag = (req.get_header("ETAG") or "").strip('"').lower()
-            if client_etag and client_etag != writer.etag:
+            if client_etag and client_etag != etag:
                 raise Unprocessable(f"ETag {client_etag} does not match the body's MD5")
             metadata = {
                 "name": df.name,
                 "X-Timestamp": timestamp.normal,
                 "Content-Type": req.content_type or "application/octet-stream",
                 "Content-Length": str(writer.size),
-                "ETag": writer.etag,
+                "ETag": etag,
                 **prefixed_headers(req, "X-OBJECT-META-"),
                 **{h: req.get_header(h) for h in OBJECT_SYSTEM_HEADERS if req.get_header(h)},
             }
             writer.commit(timestamp, "data", metadata)
         self.update_container(req, df, "PUT", account, container, obj, {
-            "X-Size": metadata["Content-Length"], "X-Etag": writer.etag,
+            "X-Size": metadata["Content-Length"], "X-Etag": etag,
             "X-Content-Type": metadata["Content-Type"],
         })
         resp.status = falcon.HTTP_201
-        resp.set_header("ETag", writer.etag)
+        resp.set_header("ETag", etag)
 
     def on_delete(self, req, resp, device, partition, account, container, obj):
         timestamp = request_timestamp(req)
@@ -174,7 +188,13 @@ class ObjectResource:
         path = state.data_path
         if ranges is None:
             resp.content_length = size
-            if body:
+            if body and size <= VERIFY_BEFORE_SENDING:
+                resp.data = read_verified(path, headers["ETag"])
+                if resp.data is None:
+                    df.quarantine()
+                    resp.content_length = None
+                    raise NotFound("the object failed its checksum here and was quarantined")
+            elif body:
                 resp.stream = read_range(path, 0, size, headers["ETag"], df.quarantine)
             return
         resp.status = falcon.HTTP_206
@@ -210,6 +230,12 @@ class ObjectResource:
         log.warning("container update %s %s failed (%s); saving async pending",
                     method, path, reason)
         save_async_pending(df, method, node, partition, path, headers)
+
+
+def request_chunks(req) -> Iterator[bytes]:
+    """The request body as it arrives, up to ``STREAM_CHUNK`` bytes at a time."""
+    while chunk := req.stream.read(STREAM_CHUNK):
+        yield chunk
 
 
 def save_async_pending(df: DiskFile, method: str, node: dict, partition: str, path: str,

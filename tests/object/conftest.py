@@ -64,3 +64,19 @@ def netns_cluster(tmp_path_factory):
         yield cluster
     finally:
         cluster.teardown()
+
+
+@pytest.fixture(scope="module")
+def cluster_api(cluster):
+    """A Swift API session on the session's cluster (the test:tester account)."""
+    from tests.object.test_cluster import Api
+
+    return Api(*cluster.auth())
+
+
+@pytest.fixture
+def cluster_container(cluster_api) -> str:
+    """A fresh container on the session's cluster."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    assert cluster_api.put(f"{cluster_api.base}/{name}").status_code == 201
+    return name

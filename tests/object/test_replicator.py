@@ -14,21 +14,8 @@ from soko.object.suffixes import INVALID_FILE, get_hashes
 from soko.object.timestamps import Timestamp
 from soko.ring.ring import Ring
 from tests.object.daemons import run_pass
-from tests.object.test_cluster import Api
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def api(cluster) -> Api:
-    return Api(*cluster.auth())
-
-
-@pytest.fixture
-def container(api) -> str:
-    name = f"r-{uuid.uuid4().hex[:8]}"
-    assert api.put(f"{api.base}/{name}").status_code == 201
-    return name
 
 
 def object_on_node(cluster, api, container, node: int) -> tuple[str, list[dict]]:
@@ -59,7 +46,8 @@ def replicate_all(cluster) -> list[dict]:
     return run_pass(cluster, ObjectReplicator)
 
 
-def test_missed_write_returns_and_handoff_goes_home(api, cluster, container):
+def test_missed_write_returns_and_handoff_goes_home(cluster_api, cluster, cluster_container):
+    api, container = cluster_api, cluster_container
     name, primaries = object_on_node(cluster, api, container, 0)
     with cluster.node_stopped(0):
         assert api.put(f"{api.base}/{container}/{name}", data=b"missed").status_code == 201
@@ -71,7 +59,8 @@ def test_missed_write_returns_and_handoff_goes_home(api, cluster, container):
     assert holders(cluster, api, container, name) == primary_places(cluster, primaries)
 
 
-def test_delete_while_down_stays_deleted(api, cluster, container):
+def test_delete_while_down_stays_deleted(cluster_api, cluster, cluster_container):
+    api, container = cluster_api, cluster_container
     name, primaries = object_on_node(cluster, api, container, 1)
     assert api.put(f"{api.base}/{container}/{name}", data=b"doomed").status_code == 201
     with cluster.node_stopped(1):
@@ -84,7 +73,8 @@ def test_delete_while_down_stays_deleted(api, cluster, container):
     assert r.status_code == 404
 
 
-def test_second_pass_moves_nothing(api, cluster, container):
+def test_second_pass_moves_nothing(cluster_api, cluster, cluster_container):
+    api, container = cluster_api, cluster_container
     for i in range(5):
         api.put(f"{api.base}/{container}/s{i}", data=b"x" * i)
     replicate_all(cluster)
