@@ -31,6 +31,7 @@ from soko.object.constraints import (
     check_names,
     check_object_size,
 )
+from soko.object.footer import FOOTER_HEADER, FOOTER_KIND, FOOTER_SIZE, FooterBody
 from soko.object.internal import OBJECT_SYSTEM_HEADERS
 from soko.object.nodeclient import STREAM_CHUNK
 from soko.object.proxy_accounts import user_metadata
@@ -135,7 +136,10 @@ class ObjectController:
         timestamp = self.state.new_timestamp()
         container_part, container_nodes = self.state.containers.nodes(account, container)
         part, nodes = self.state.objects.nodes(account, container, obj)
+        # The MD5 is computed here once, not on every replica (footer.py says why).
+        body, headers[FOOTER_HEADER] = FooterBody(body), FOOTER_KIND
         if length is not None:
+            length += FOOTER_SIZE
             headers["Content-Length"] = str(length)
 
         def headers_for(node: dict, index: int) -> dict[str, str]:
