@@ -8,16 +8,22 @@ kill it. Node processes enter only the network namespace (``nsenter --net``), no
 namespace, so each node's devices (loop-backed XFS images, ``mount_check`` on) are the
 same mounts the test sees and can unmount, and teardown releases every loop device.
 
+Each node also runs its durability daemons process (``soko serve object-daemons``) in its
+namespace. Their intervals are long, so after the first pass they wait; tests drive passes
+deterministically with ``run_passes`` (``soko object pass`` in the node's namespace).
+
 Names carry a uuid suffix; teardown removes processes, mounts, images, links, namespaces.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import signal
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -37,6 +43,7 @@ DEVICE_BYTES = 1 << 30  # sparse XFS image per device
 # own (a healthy node may spend that long on a listing update to a dead container node).
 PROXY_TIMEOUTS = {"conn_timeout": 0.5, "node_timeout": 3.0}
 NODE_TIMEOUTS = {"conn_timeout": 0.5, "node_timeout": 1.0}
+DAEMON_INTERVAL = 3600.0  # passes are driven by the tests
 
 
 def ip(*args: str, check: bool = True) -> None:
@@ -72,6 +79,8 @@ class NetnsCluster(Cluster):
             "storage": {"port": STORAGE_PORT, "nodes": NODES, "mount_check": True,
                         **NODE_TIMEOUTS},
             "proxy": {"port": self.proxy_port, **PROXY_TIMEOUTS},
+            "object-daemons": {f"{name}_interval": DAEMON_INTERVAL
+                               for name in ("replicator", "auditor", "updater", "expirer")},
         }
         self.config_path.write_text(dump_toml(base))
         self.node_config_paths = []
@@ -160,18 +169,53 @@ class NetnsCluster(Cluster):
     def node_url(self, node: int) -> str:
         return f"http://{self.node_ips[node]}:{STORAGE_PORT + node}"
 
+    def in_namespace(self, node: int) -> tuple[str, ...]:
+        return ("nsenter", f"--net=/run/netns/{self.namespaces[node]}")
+
+    def soko_argv(self, node: int, *args: str) -> list[str]:
+        """``soko ARGS`` as node ``node`` runs it: in its namespace, with its config."""
+        return [*self.in_namespace(node), sys.executable, "-m", "soko.tools.cli", *args,
+                "--config", str(self.node_config_paths[node]), "--data-dir", str(self.data_dir)]
+
     def start_node(self, node: int) -> None:
+        """The node's storage server (waits until healthy) and its daemons process."""
         self.spawn(f"storage-{node}", ["serve", "storage", "--node", str(node)],
                    f"{self.node_url(node)}/healthcheck",
-                   config_path=self.node_config_paths[node],
-                   wrapper=("nsenter", f"--net=/run/netns/{self.namespaces[node]}"))
+                   config_path=self.node_config_paths[node], wrapper=self.in_namespace(node))
+        with open(self.data_dir / f"daemons-{node}.log", "ab") as log:
+            self.procs[f"daemons-{node}"] = subprocess.Popen(
+                self.soko_argv(node, "serve", "object-daemons", "--node", str(node)),
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def kill_node(self, node: int) -> None:
-        """SIGKILL to the node's whole process group: a crash, no graceful shutdown."""
-        proc = self.procs.pop(f"storage-{node}")
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        stop_process_group(proc)
+        """SIGKILL to the node's storage and daemons processes: a host crash."""
+        for name in (f"storage-{node}", f"daemons-{node}"):
+            proc = self.procs.pop(name)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            stop_process_group(proc)
+
+    @contextlib.contextmanager
+    def node_stopped(self, node: int):
+        self.kill_node(node)
+        try:
+            yield
+        finally:
+            self.start_node(node)
+
+    def run_passes(self, daemon: str, nodes=range(NODES)) -> list[dict]:
+        """One pass of ``daemon`` on each of ``nodes`` at the same time: their stats."""
+        procs = [subprocess.Popen(self.soko_argv(node, "object", "pass", daemon, "--node",
+                                                 str(node), "--format", "json"),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for node in nodes]
+        results = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=300)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{daemon} pass failed: {err.decode()[-2000:]}")
+            results.append(json.loads(out))
+        return results
 
     def set_link(self, node: int, up: bool) -> None:
         """Cuts a node off the network (its veth down: SYNs and packets vanish) or back."""
