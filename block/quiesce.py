@@ -67,10 +67,14 @@ class QuiesceError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """What a plan quiesces: the volume, and where it is attached on this host, if it is."""
+    """What a plan quiesces: the volume, where it is attached on this host (if it is), the
+    compute server it is attached to (if any), and the caller's token for steps that act
+    as the caller (never written to a freeze record)."""
 
     volume_id: str
     local_device: str | None = None
+    server_id: str | None = None
+    token: str | None = dataclasses.field(default=None, repr=False)
 
 
 def tail(text: str) -> str:
@@ -272,7 +276,10 @@ class HoldStep:
 
 # Kinds by name: a class, or "module:Class" imported on first use (so block does not import
 # compute). Compute registers its guest-agent freeze here.
-KINDS: dict[str, type | str] = {"exec": ExecStep, "fsfreeze": FsfreezeStep, "hold": HoldStep}
+KINDS: dict[str, type | str] = {"exec": ExecStep, "fsfreeze": FsfreezeStep, "hold": HoldStep,
+                                "guest-agent": "soko.compute.quiesce_step:GuestAgentStep"}
+# The plan a volume attached to a server gets by default (when compute is configured).
+GUEST_AGENT_PLAN = "guest-agent"
 
 
 def kind_class(name) -> type:
@@ -375,12 +382,15 @@ class Quiescer:
         self.max_freeze_seconds = max_freeze_seconds
         check_plans(self.plans)
 
-    def plan_name(self, choice, volume_id: str, metadata: dict) -> str:
+    def plan_name(self, choice, volume_id: str, metadata: dict,
+                  server_id: str | None = None) -> str:
         """``True`` picks the volume's default: config's ``quiesce_volume_plans``, then the
-        volume's ``quiesce_plan`` metadata item."""
+        volume's ``quiesce_plan`` metadata item, then (attached to a server) its guest agent."""
         name = choice
         if choice is True:
             name = self.volume_plans.get(volume_id) or metadata.get("quiesce_plan")
+            if name is None and server_id is not None and GUEST_AGENT_PLAN in self.plans:
+                name = GUEST_AGENT_PLAN
             if name is None:
                 raise QuiesceError(
                     f"volume {volume_id} has no default quiesce plan: set its metadata "

@@ -71,7 +71,8 @@ class SnapshotManager:
 
     def create(self, *, project_id: str, user_id: str, volume_id: str, force: bool = False,
                name: str | None = None, description: str | None = None,
-               metadata: dict | None = None, quiesce: bool | str = False) -> Snapshot:
+               metadata: dict | None = None, quiesce: bool | str = False,
+               token: str | None = None) -> Snapshot:
         """Takes the snapshot now (inside the quiesce plan, if one is asked for) and
         returns it available, or in error if the watchdog had to thaw first."""
         snapshot = Snapshot(id=str(uuid.uuid4()), project_id=project_id, user_id=user_id,
@@ -95,7 +96,7 @@ class SnapshotManager:
             self.check_quota(s, project_id)
             steps = None
             if quiesce:
-                plan, steps = self._plan(s, quiesce, volume)
+                plan, steps = self._plan(s, quiesce, volume, token)
                 snapshot.meta = {**snapshot.meta, "quiesce_plan": plan}
         try:
             if steps is None:
@@ -114,12 +115,14 @@ class SnapshotManager:
         return self._finish(snapshot.id, "error" if outcome.expired else "available",
                             self._freeze_metadata(outcome))
 
-    def _plan(self, s: Session, choice: bool | str, volume: Volume) -> tuple[str, list]:
+    def _plan(self, s: Session, choice: bool | str, volume: Volume,
+              token: str | None) -> tuple[str, list]:
         local = s.scalar(select(LocalAttachment.device)
                          .where(LocalAttachment.volume_id == volume.id))
         try:
-            name = self.quiescer.plan_name(choice, volume.id, volume.meta or {})
-            steps = self.quiescer.steps(name, Target(volume.id, local))
+            name = self.quiescer.plan_name(choice, volume.id, volume.meta or {},
+                                           volume.server_id)
+            steps = self.quiescer.steps(name, Target(volume.id, local, volume.server_id, token))
         except QuiesceError as exc:
             raise BadRequest(str(exc)) from None
         return name, steps

@@ -11,7 +11,7 @@ from pathlib import Path
 from soko.block.drivers import make_pool
 from soko.block.manager import QuotaDefaults, VolumeManager
 from soko.block.models import Base
-from soko.block.quiesce import Quiescer
+from soko.block.quiesce import GUEST_AGENT_PLAN, Quiescer
 from soko.block.service import BlockConfig
 from soko.block.targets import make_target
 from soko.common.config import Config
@@ -40,8 +40,20 @@ def make_manager(config: Config) -> VolumeManager:
                                      gigabytes=section.quota_gigabytes,
                                      snapshots=section.quota_snapshots),
         over_subscription=section.max_over_subscription_ratio,
-        quiescer=Quiescer(state_dir, section.quiesce_plans, section.quiesce_volume_plans,
+        quiescer=Quiescer(state_dir, quiesce_plans(config), section.quiesce_volume_plans,
                           section.quiesce_max_freeze_seconds))
+
+
+def quiesce_plans(config: Config) -> dict:
+    """The configured plans, plus the guest-agent plan where compute runs in this cloud:
+    a volume attached to a server is then frozen through the server's guest agent."""
+    plans = dict(config.section("block").quiesce_plans)
+    if "compute" in config.sections:
+        from soko.identity.service import advertised_endpoint
+
+        url = advertised_endpoint(config.section("compute")) + "/v2.1"
+        plans.setdefault(GUEST_AGENT_PLAN, [{"kind": "guest-agent", "compute_url": url}])
+    return plans
 
 
 def start(manager: VolumeManager) -> None:
