@@ -273,6 +273,7 @@ class Snapshots:
                                           limits.DESCRIPTION_MAX),
             metadata=limits.check_metadata(spec.get("metadata")),
             quiesce=check_quiesce(spec.get("quiesce")),
+            token=req.get_header("X-Auth-Token"),  # a guest-agent step acts as the caller
         )
         resp.status = falcon.HTTP_202
         resp.media = {"snapshot": snapshot_detail(req, snapshot)}
