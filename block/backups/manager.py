@@ -271,14 +271,14 @@ class BackupManager:
             s.delete(s.get(Backup, backup.id))
 
     def sweep(self, project_id: str, store: ObjectStore) -> int:
-        """Deletes every chunk that no manifest of the project names; returns how many.
-        A manifest that cannot be read stops the sweep: never delete on partial knowledge."""
+        """Deletes every chunk that no manifest in the store names; returns how many. The
+        manifests, not the DB, are the truth (a backup exists once its manifest does), and
+        one that cannot be read stops the sweep: never delete on partial knowledge."""
         with self.chunks_locked(project_id, exclusive=True):
             live: set[str] = set()
-            for backup in self.list(project_id):
-                if backup.status in ("available", "restoring"):
-                    live |= Manifest.unpack(store.get(manifest_name(backup.id))).chunk_names()
             try:
+                for name in list(store.names("manifests/")):
+                    live |= Manifest.unpack(store.get(name)).chunk_names()
                 garbage = [n for n in store.names("chunks/") if n not in live]
             except MissingObject:  # no container: nothing to sweep
                 return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
 import threading
 
 from soko.block.backups.store import MissingObject
@@ -67,3 +68,43 @@ def same_content(a, b) -> bool:
 
 def allocated(path) -> int:
     return os.stat(path).st_blocks * 512
+
+
+class FilePool:
+    """Wraps the in-memory pool's bookkeeping around real sparse files in a directory (a
+    snapshot is a plain copy), so the backup engine reads and writes real volume files
+    without root; the reflink pool itself is exercised by the privileged tests."""
+
+    def __init__(self, root):
+        from tests.block.fakes import MemoryPool
+
+        self.root = root
+        self.memory = MemoryPool()
+
+    def __getattr__(self, name):
+        return getattr(self.memory, name)
+
+    def path(self, volume_id: str) -> str:
+        return str(self.root / f"volume-{volume_id}")
+
+    def snapshot_path(self, snapshot_id: str) -> str:
+        return str(self.root / f"snapshot-{snapshot_id}")
+
+    def create(self, volume_id: str, size_bytes: int) -> None:
+        self.memory.create(volume_id, size_bytes)
+        sparse_file(self.path(volume_id), size_bytes)
+
+    def snapshot(self, volume_id: str, snapshot_id: str) -> None:
+        self.memory.snapshot(volume_id, snapshot_id)
+        subprocess.run(["cp", "--sparse=always", "--reflink=auto", self.path(volume_id),
+                        self.snapshot_path(snapshot_id)], check=True)
+
+    def delete(self, volume_id: str) -> None:
+        self.memory.delete(volume_id)
+        if os.path.exists(self.path(volume_id)):
+            os.unlink(self.path(volume_id))
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        self.memory.delete_snapshot(snapshot_id)
+        if os.path.exists(self.snapshot_path(snapshot_id)):
+            os.unlink(self.snapshot_path(snapshot_id))
