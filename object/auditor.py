@@ -18,25 +18,14 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from soko.common.durable import fsync_dir, makedirs_durable
 from soko.object.diskfile import READ_CHUNK, DiskFile
 from soko.object.ratelimit import RateLimiter
+from soko.object.suffixes import hash_dirs
 
 log = logging.getLogger(__name__)
-
-
-def hash_dirs(root: Path) -> Iterator[tuple[str, Path]]:
-    """``(partition, hash dir)`` of every object (or DB) under ``<device>/<kind>s``."""
-    for part in os.scandir(root) if root.is_dir() else ():
-        if not part.name.isdigit():
-            continue
-        for suffix in os.scandir(part.path):
-            if suffix.is_dir():
-                for entry in os.scandir(suffix.path):
-                    yield part.name, Path(entry.path)
 
 
 class Auditor:

@@ -34,6 +34,7 @@ DAEMONS: dict[str, str] = {
     "object-replicator": "soko.object.replicator:ObjectReplicator",
     "auditor": "soko.object.auditor:Auditor",
     "updater": "soko.object.updater:Updater",
+    "expirer": "soko.object.expirer:Expirer",
 }
 JOIN_TIMEOUT = 10.0
 

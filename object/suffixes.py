@@ -17,6 +17,7 @@ import fcntl
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgpack
@@ -28,6 +29,17 @@ from soko.object.timestamps import InvalidTimestamp, Timestamp
 HASHES_FILE = "hashes.msgpack"
 INVALID_FILE = "hashes.invalid"
 LOCK_FILE = ".lock"
+
+
+def hash_dirs(root: Path) -> Iterator[tuple[str, Path]]:
+    """``(partition, hash dir)`` of every object (or DB) under ``<device>/<kind>s``."""
+    for part in os.scandir(root) if root.is_dir() else ():
+        if not part.name.isdigit():
+            continue
+        for suffix in os.scandir(part.path):
+            if suffix.is_dir():
+                for entry in os.scandir(suffix.path):
+                    yield part.name, Path(entry.path)
 
 
 @contextlib.contextmanager

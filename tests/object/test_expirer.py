@@ -1,0 +1,38 @@
+"""The expirer on the real cluster: an object past its X-Delete-At is gone from every
+replica's disk (a tombstone at the X-Delete-At time) and from the listing."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from soko.object.diskfile import name_hash
+from soko.object.expirer import Expirer
+from tests.object.daemons import run_pass
+from tests.object.test_updater import listed_on
+
+pytestmark = [pytest.mark.privileged, pytest.mark.slow]
+
+
+def test_expired_object_leaves_disk_and_listing(cluster, cluster_api, cluster_container):
+    api, container = cluster_api, cluster_container
+    delete_at = int(time.time()) + 2
+    r = api.put(f"{api.base}/{container}/brief", data=b"soon gone",
+                headers={"X-Delete-At": str(delete_at)})
+    assert r.status_code == 201
+    api.put(f"{api.base}/{container}/stays", data=b"here")
+    assert sum(s["expired"] for s in run_pass(cluster, Expirer)) == 0  # not yet
+    time.sleep(max(0.0, delete_at - time.time()) + 0.2)
+    stats = run_pass(cluster, Expirer)
+    assert sum(s["expired"] for s in stats) == 3
+    assert cluster.object_files(api.account, container, "brief") == []
+    digest = name_hash(api.account, container, "brief")
+    names = {p.name for p in cluster.data_dir.glob(
+        f"object/devices/node*/d*/objects/*/{digest[-3:]}/{digest}/*")}
+    assert names == {f"{delete_at:010d}.00000.ts"}  # the same tombstone on every replica
+    listing = [e["name"] for e in api.get(f"{api.base}/{container}?format=json").json()]
+    assert listing == ["stays"]
+    for node in range(3):
+        assert listed_on(cluster, node, api.account, container) == ["stays"]
+    assert sum(s["expired"] for s in run_pass(cluster, Expirer)) == 0
