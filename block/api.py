@@ -11,7 +11,7 @@ import falcon
 
 from soko.block import limits
 from soko.block.manager import VolumeManager
-from soko.block.models import Snapshot, Volume
+from soko.block.models import LocalAttachment, Snapshot, Volume
 from soko.common.app import make_base_app
 from soko.common.auth import AuthMiddleware, TokenValidator
 from soko.common.config import Config
@@ -38,7 +38,9 @@ def volume_detail(req: falcon.Request, volume: Volume) -> dict:
     if volume.attachment_id and volume.status in ("in-use", "detaching"):
         attachments.append({
             "id": volume.id, "attachment_id": volume.attachment_id, "volume_id": volume.id,
-            "server_id": volume.server_id, "host_name": None, "device": None,
+            "server_id": volume.server_id,
+            "host_name": volume.local.host if volume.local else None,
+            "device": volume.local.device if volume.local else None,
             "initiator": volume.initiator, "attached_at": iso(volume.attached_at),
         })
     return {
@@ -73,6 +75,7 @@ def snapshot_detail(req: falcon.Request, snapshot: Snapshot) -> dict:
         "size": snapshot.size,
         "volume_id": snapshot.volume_id,
         "metadata": snapshot.meta or {},
+        "local_attachment": local_attachment(snapshot.local),
         "progress": "100%" if snapshot.status == "available" else "0%",
         "user_id": snapshot.user_id,
         "os-extended-snapshot-attributes:project_id": snapshot.project_id,
@@ -117,6 +120,14 @@ def list_page(req: falcon.Request, resp: falcon.Response, key: str, rows: list, 
     if limit is not None and len(rows) == limit:
         href = falcon.to_query_str({**req.params, "marker": rows[-1].id})
         resp.media[f"{key}_links"] = [{"rel": "next", "href": req.prefix + req.path + href}]
+
+
+def local_attachment(row: LocalAttachment | None) -> dict | None:
+    if row is None:
+        return None
+    return {"attachment_id": row.id, "volume_id": row.volume_id,
+            "snapshot_id": row.snapshot_id, "host_name": row.host, "device": row.device,
+            "read_only": row.snapshot_id is not None, "attached_at": iso(row.created_at)}
 
 
 def body_of(req: falcon.Request, key: str) -> dict:
@@ -211,7 +222,7 @@ class VolumeAction:
     """``POST .../volumes/{id}/action`` with one of Cinder's action bodies."""
 
     ACTIONS = ("os-extend", "os-attach", "os-initialize_connection", "os-detach",
-               "os-terminate_connection")
+               "os-terminate_connection", "os-local_attach", "os-local_detach")
 
     def __init__(self, manager: VolumeManager):
         self.manager = manager
@@ -234,6 +245,12 @@ class VolumeAction:
             connection = self.manager.attach(project_id, volume_id, initiator,
                                              server_id=server_id)
             resp.media = {"connection_info": connection.as_cinder()}
+        elif action == "os-local_attach":
+            row = self.manager.local.attach_volume(project_id, volume_id)
+            resp.media = {"local_attachment": local_attachment(row)}
+        elif action == "os-local_detach":
+            self.manager.local.detach_volume(project_id, volume_id)
+            resp.status = falcon.HTTP_202
         else:
             self.manager.detach(project_id, volume_id)
             resp.status = falcon.HTTP_202
@@ -295,6 +312,27 @@ class SnapshotItem:
     def on_delete(self, req, resp, project_id: str, snapshot_id: str) -> None:
         self.snapshots.delete(project_id, snapshot_id)
         resp.status = falcon.HTTP_202
+
+
+class SnapshotAction:
+    """``POST .../snapshots/{id}/action``: ``os-local_attach`` (read-only) or
+    ``os-local_detach``, on the storage host."""
+
+    def __init__(self, manager: VolumeManager):
+        self.local = manager.local
+
+    def on_post(self, req, resp, project_id: str, snapshot_id: str) -> None:
+        body = req.get_media()
+        if not isinstance(body, dict) or list(body) not in (["os-local_attach"],
+                                                            ["os-local_detach"]):
+            raise BadRequest("the body must hold exactly one action of: os-local_attach, "
+                             "os-local_detach")
+        if "os-local_attach" in body:
+            row = self.local.attach_snapshot(project_id, snapshot_id)
+            resp.media = {"local_attachment": local_attachment(row)}
+        else:
+            self.local.detach_snapshot(project_id, snapshot_id)
+            resp.status = falcon.HTTP_202
 
 
 class QuotaSets:
@@ -367,6 +405,7 @@ def make_app(config: Config, *, validator: TokenValidator | None = None,
     app.add_route(f"{prefix}/snapshots", Snapshots(manager, detail=False))
     app.add_route(f"{prefix}/snapshots/detail", Snapshots(manager, detail=True))
     app.add_route(f"{prefix}/snapshots/{{snapshot_id}}", SnapshotItem(manager))
+    app.add_route(f"{prefix}/snapshots/{{snapshot_id}}/action", SnapshotAction(manager))
     app.add_route(f"{prefix}/os-quota-sets/{{target_id}}", QuotaSets(manager))
     from soko.block.backups import api as backup_api
     from soko.block.backups import wiring as backup_wiring

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from soko.block import limits
 from soko.block.drivers.base import PoolError, VolumePool
+from soko.block.local_attach import LocalAttacher
 from soko.block.models import Quota, Snapshot, Volume, newest_first, utcnow
 from soko.block.owner import current_owner, owner_alive
 from soko.block.quiesce import Quiescer
@@ -102,6 +103,7 @@ class VolumeManager:
         self.quota_defaults = quota_defaults
         self.over_subscription = over_subscription
         self.snapshots = SnapshotManager(self, quiescer or Quiescer(state_dir))
+        self.local = LocalAttacher(self)
 
     # -- reading --------------------------------------------------------------------
 
@@ -318,8 +320,9 @@ class VolumeManager:
             yield
 
     def reconcile(self) -> None:
-        """Finishes or undoes the steps of dead processes, then makes the target's exports
-        match the DB (re-exporting after a target daemon restart, dropping stale ones)."""
+        """Finishes or undoes the steps of dead processes (thawing their freezes first), then
+        makes the target's exports and this host's loop devices match the DB (re-exporting
+        after a target daemon restart, dropping stale ones)."""
         self.snapshots.reconcile()
         with session_scope(self.sessions) as s:
             stuck = [(v.id, v.project_id, v.status, v.owner) for v in
@@ -344,6 +347,7 @@ class VolumeManager:
         elif status in ("attaching", "detaching"):
             with self.exports_locked():
                 self.target.unexport(volume_id)
+                self.local.forget_volume(volume_id)
                 self.transition(project_id, volume_id, (status,), "available",
                                 **CLEARED_ATTACHMENT)
         elif status == "extending":
@@ -356,7 +360,7 @@ class VolumeManager:
         with self.exports_locked():
             with session_scope(self.sessions) as s:
                 rows = list(s.scalars(select(Volume).where(Volume.status.in_(LIVE_EXPORT))))
-            wanted = {v.id: v for v in rows if v.status == "in-use"}
+            wanted = {v.id: v for v in rows if v.status == "in-use" and v.initiator}
             if wanted:
                 self.target.ensure_running()
             exported = self.target.exported()
@@ -370,6 +374,7 @@ class VolumeManager:
             for volume_id in set(exported) - live:
                 log.warning("removing stale export of volume %s", volume_id)
                 self.target.unexport(volume_id)
+            self.local.reconcile()
 
 
 def usage(s: Session, project_id: str) -> tuple[int, int]:

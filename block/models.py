@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from soko.block.limits import NAME_MAX
 from soko.common.errors import BadRequest
@@ -55,6 +55,11 @@ class Volume(Base):
     # ``volume_image_metadata`` (image_id, image_name, checksum, disk_format, ...).
     bootable: Mapped[bool] = mapped_column(Boolean, default=False)
     image_meta: Mapped[dict | None] = mapped_column("volume_image_metadata", JSON)
+    # Its loop device on the storage host, when locally attached (loaded with the row; no
+    # foreign key, so rows come and go independently).
+    local: Mapped[LocalAttachment | None] = relationship(
+        uselist=False, lazy="joined", viewonly=True,
+        primaryjoin="foreign(LocalAttachment.volume_id) == Volume.id")
 
 
 class Snapshot(Base):
@@ -74,6 +79,9 @@ class Snapshot(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, onupdate=utcnow)
     owner: Mapped[str | None] = mapped_column(String(128))  # as Volume.owner
+    local: Mapped[LocalAttachment | None] = relationship(
+        uselist=False, lazy="joined", viewonly=True,
+        primaryjoin="foreign(LocalAttachment.snapshot_id) == Snapshot.id")
 
 
 class LocalAttachment(Base):
