@@ -55,15 +55,18 @@ def prepare_devices(config: Config) -> list[str]:
 
 
 def ensure_rings(config: Config) -> list[str]:
+    from soko.object.hash_secret import create_secret
     from soko.ring.builder import build_rings
 
     ring_dir = config.section("proxy").rings_dir(config.data_dir)
     if all((ring_dir / f"{name}.ring").exists() for name in ("account", "container", "object")):
         return []
     ring_dir.mkdir(parents=True, exist_ok=True)
+    create_secret(ring_dir)  # before the rings: new rings always come with a salt
     build_rings(ring_dir, ring_devices(config.section("storage")), part_power=PART_POWER,
                 replicas=3)
-    return [f"object rings: 3 replicas, 2^{PART_POWER} partitions, in {ring_dir}"]
+    return [f"object rings: 3 replicas, 2^{PART_POWER} partitions, in {ring_dir} "
+            f"(with a new hash path secret)"]
 
 
 def bootstrap(config: Config) -> list[str]:

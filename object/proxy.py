@@ -43,12 +43,13 @@ class PathCheck:
 
 
 def load_rings(config: Config) -> dict:
+    from soko.object.hash_secret import hash_salt
     from soko.ring.ring import Ring
 
     section = config.section("proxy")
     directory = section.rings_dir(config.data_dir)
-    return {name: Ring(directory / f"{name}.ring", hash_prefix=section.hash_path_prefix,
-                       hash_suffix=section.hash_path_suffix)
+    prefix, suffix = hash_salt(section, directory)
+    return {name: Ring(directory / f"{name}.ring", hash_prefix=prefix, hash_suffix=suffix)
             for name in ("account", "container", "object")}
 
 

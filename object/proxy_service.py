@@ -15,7 +15,8 @@ class ProxySection(ServerSection):
     workers: int = 2
     threads: int = 16
     ring_dir: Path | None = None  # default: <data_dir>/object/rings
-    hash_path_prefix: str = ""  # the cluster's secret ring salt; the same on every proxy
+    # The ring hash salt; empty: the secret file next to the rings (object/hash_secret.py).
+    hash_path_prefix: str = ""
     hash_path_suffix: str = ""
     conn_timeout: float = 0.5  # connecting to a storage node
     node_timeout: float = 10.0  # waiting for a storage node's answer
