@@ -77,32 +77,34 @@ class BlockClient:
             raise click.ClickException(f"{resp.status_code}: {message}")
         return resp.json() if resp.content else {}
 
-    def find(self, ref: str) -> dict:
-        """A volume by id, or by name when exactly one volume has it."""
-        found = self.call("GET", f"/volumes/{ref}", ok_missing=True)
+    def find(self, ref: str, kind: str = "volume") -> dict:
+        """A volume (or ``kind``) by id, or by name when exactly one has it."""
+        found = self.call("GET", f"/{kind}s/{ref}", ok_missing=True)
         if found is not None:
-            return found["volume"]
-        named = self.call("GET", "/volumes/detail", params={"name": ref})["volumes"]
+            return found[kind]
+        named = self.call("GET", f"/{kind}s/detail", params={"name": ref})[f"{kind}s"]
         if len(named) == 1:
             return named[0]
         if not named:
-            raise click.ClickException(f"no volume with id or name {ref!r}")
-        raise click.ClickException(f"{len(named)} volumes are named {ref!r}; use the id")
+            raise click.ClickException(f"no {kind} with id or name {ref!r}")
+        raise click.ClickException(f"{len(named)} {kind}s are named {ref!r}; use the id")
 
-    def wait(self, volume_id: str, *, gone: bool = False, timeout: float = 300) -> dict | None:
-        """Polls until the volume leaves its transitional status (or, ``gone``, vanishes)."""
+    def wait(self, ref_id: str, *, gone: bool = False, timeout: float = 300,
+             kind: str = "volume") -> dict | None:
+        """Polls until the volume (or ``kind``) leaves its transitional status (or, ``gone``,
+        vanishes)."""
         from rich.console import Console
 
         deadline = time.monotonic() + timeout
-        with Console(stderr=True).status(f"waiting for volume {volume_id}..."):
+        with Console(stderr=True).status(f"waiting for {kind} {ref_id}..."):
             while True:
-                found = self.call("GET", f"/volumes/{volume_id}", ok_missing=True)
-                volume = found["volume"] if found else None
-                if volume is None or (not gone and volume["status"] not in TRANSITIONAL):
-                    return volume
+                found = self.call("GET", f"/{kind}s/{ref_id}", ok_missing=True)
+                item = found[kind] if found else None
+                if item is None or (not gone and item["status"] not in TRANSITIONAL):
+                    return item
                 if time.monotonic() > deadline:
-                    raise click.ClickException(f"volume {volume_id} is still "
-                                               f"{volume['status']} after {timeout:.0f} s")
+                    raise click.ClickException(f"{kind} {ref_id} is still "
+                                               f"{item['status']} after {timeout:.0f} s")
                 time.sleep(0.5)
 
 
@@ -335,6 +337,127 @@ def quota_show(client, project_id, fmt):
     rows = [{"resource": name, **item} for name, item in quota["quota_set"].items()
             if isinstance(item, dict)]
     emit_rows(rows, ["resource", "limit", "in_use", "reserved"], fmt)
+
+
+
+
+# -- snapshots and local attach -------------------------------------------------------
+
+SNAPSHOT_COLUMNS = ["id", "name", "status", "size", "volume_id", "created_at"]
+
+
+def snapshot_record(snapshot: dict) -> dict:
+    local = snapshot.get("local_attachment")
+    return {**{k: v for k, v in snapshot.items() if k not in ("links", "local_attachment")},
+            "local_device": local["device"] if local else None}
+
+
+@volume.command("snapshot-create")
+@click.argument("volume_ref", metavar="VOLUME")
+@click.option("--force", is_flag=True, help="Snapshot an in-use volume (with --quiesce for a "
+                                            "consistent copy).")
+@click.option("--name")
+@click.option("--description")
+@click.option("--quiesce", is_flag=False, flag_value="", default=None, metavar="[PLAN]",
+              help="Run a quiesce plan from the service's config around the copy: PLAN, or "
+                   "without a value the volume's default (its quiesce_plan metadata).")
+@metadata_option
+@no_wait_option
+@format_option
+@pass_client
+def snapshot_create(client, volume_ref, force, name, description, quiesce, metadata, no_wait,
+                    fmt):
+    """Take an O(1) snapshot of VOLUME (frozen for a moment if --quiesce)."""
+    found = client.find(volume_ref)
+    spec = {"volume_id": found["id"], "force": force, "name": name,
+            "description": description, "metadata": parse_metadata(metadata),
+            "quiesce": (quiesce or True) if quiesce is not None else None}
+    snapshot = client.call("POST", "/snapshots", json={"snapshot": {
+        k: v for k, v in spec.items() if v is not None}})["snapshot"]
+    if not no_wait:
+        snapshot = client.wait(snapshot["id"], kind="snapshot")
+    if snapshot["status"] == "error":
+        raise click.ClickException(f"snapshot {snapshot['id']} is in error: "
+                                   f"{snapshot['metadata'].get('error', 'see the service log')}; "
+                                   "delete it and try again")
+    emit_record(snapshot_record(snapshot), fmt)
+
+
+@volume.command("snapshot-list")
+@click.option("--all-projects", is_flag=True, help="Every project's snapshots (admin).")
+@click.option("--volume-id", help="Only this volume's snapshots.")
+@click.option("--name")
+@click.option("--status")
+@click.option("--limit", type=click.IntRange(min=1))
+@click.option("--marker", help="List after this snapshot id.")
+@format_option
+@pass_client
+def snapshot_list(client, all_projects, volume_id, name, status, limit, marker, fmt):
+    """List snapshots, newest first."""
+    params = {k: v for k, v in dict(volume_id=volume_id, name=name, status=status, limit=limit,
+                                    marker=marker,
+                                    all_tenants=1 if all_projects else None).items()
+              if v is not None}
+    snapshots = client.call("GET", "/snapshots/detail", params=params)["snapshots"]
+    emit_rows(snapshots, SNAPSHOT_COLUMNS, fmt)
+
+
+@volume.command("snapshot-show")
+@click.argument("snapshot_ref", metavar="SNAPSHOT")
+@format_option
+@pass_client
+def snapshot_show(client, snapshot_ref, fmt):
+    """Show one snapshot (by id or name), with its freeze window if it was quiesced."""
+    emit_record(snapshot_record(client.find(snapshot_ref, "snapshot")), fmt)
+
+
+@volume.command("snapshot-delete")
+@click.argument("snapshot_refs", metavar="SNAPSHOT...", nargs=-1, required=True)
+@no_wait_option
+@pass_client
+def snapshot_delete(client, snapshot_refs, no_wait):
+    """Delete snapshots (they must not be locally attached)."""
+    for ref in snapshot_refs:
+        found = client.find(ref, "snapshot")
+        client.call("DELETE", f"/snapshots/{found['id']}")
+        if not no_wait:
+            client.wait(found["id"], gone=True, kind="snapshot")
+        click.echo(f"deleted snapshot {found['id']}")
+
+
+def local_target(client, ref: str | None, snapshot: str | None) -> str:
+    """The action URL of VOLUME or of --snapshot SNAPSHOT (exactly one of them)."""
+    if (ref is None) == (snapshot is None):
+        raise click.UsageError("give a VOLUME or --snapshot SNAPSHOT")
+    if snapshot is not None:
+        return f"/snapshots/{client.find(snapshot, 'snapshot')['id']}/action"
+    return f"/volumes/{client.find(ref)['id']}/action"
+
+
+@volume.command("local-attach")
+@click.argument("volume_ref", metavar="[VOLUME]", required=False)
+@click.option("--snapshot", metavar="SNAPSHOT", help="Map this snapshot, read-only.")
+@format_option
+@pass_client
+def local_attach(client, volume_ref, snapshot, fmt):
+    """Map a volume (or --snapshot, read-only) to a loop device on the storage host and
+    print the device. Run on the host that holds the pool; local-detach undoes it."""
+    info = client.call("POST", local_target(client, volume_ref, snapshot),
+                       json={"os-local_attach": {}})["local_attachment"]
+    if fmt == "json":
+        emit_record(info, fmt)
+    else:
+        click.echo(info["device"])
+
+
+@volume.command("local-detach")
+@click.argument("volume_ref", metavar="[VOLUME]", required=False)
+@click.option("--snapshot", metavar="SNAPSHOT", help="Unmap this snapshot.")
+@pass_client
+def local_detach(client, volume_ref, snapshot):
+    """Remove a local attachment (unmount the device first)."""
+    client.call("POST", local_target(client, volume_ref, snapshot), json={"os-local_detach": {}})
+    click.echo("detached")
 
 
 # The backup-* commands register themselves on the group above.

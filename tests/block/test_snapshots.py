@@ -4,11 +4,14 @@ quota, volumes from snapshots, and recovery of a snapshot left half-done by a cr
 
 from __future__ import annotations
 
+import json
 import socket
 
 from soko.block.models import Snapshot
+from soko.block.quiesce import Quiescer
 from soko.common.db import session_scope
 from tests.block.test_api import ADMIN, A, B, attach, create
+from tests.block.test_cli import endpoint, run  # noqa: F401 (fixtures)
 
 SNAPS = "/v3/proj-a/snapshots"
 
@@ -141,3 +144,39 @@ def test_reconcile_removes_a_snapshot_left_creating_by_a_dead_process(client, ma
     manager.reconcile()
     assert client.simulate_get(f"{SNAPS}/{snapshot_id}", headers=A).status_code == 404
     assert manager.pool.snapshots() == set()
+
+
+def test_snapshot_verbs_through_the_cli(run, manager, tmp_path):  # noqa: F811
+    log = tmp_path / "hooks.log"
+    manager.snapshots.quiescer = Quiescer(tmp_path, {"app": [{
+        "kind": "exec", "pre": ["sh", "-c", f"echo pre >> {log}"],
+        "post": ["sh", "-c", f"echo post >> {log}"]}]})
+    run("create", "--name", "data", "--metadata", "quiesce_plan=app", "1")
+    run("attach", "data", "--initiator", "iqn.2026-11.org.test:h")
+    assert "needs force" in run("snapshot-create", "data", ok=False).output
+    snap_a = json.loads(run("snapshot-create", "--force", "--quiesce", "--name", "a", "data",
+                            "--format", "json").output)
+    assert snap_a["status"] == "available" and snap_a["metadata"]["quiesce_plan"] == "app"
+    assert float(snap_a["metadata"]["freeze_window_ms"]) > 0
+    assert log.read_text() == "pre\npost\n"
+    snap_b = json.loads(run("snapshot-create", "--force", "--quiesce", "app", "--name", "b",
+                            "data", "--format", "json").output)
+    assert snap_b["metadata"]["quiesce_plan"] == "app"
+    plain = json.loads(run("snapshot-create", "--force", "data", "--format", "json").output)
+    assert "quiesce_plan" not in plain["metadata"]
+    assert "no quiesce plan named 'nope'" in run("snapshot-create", "--force", "--quiesce",
+                                                 "nope", "data", ok=False).output
+    listed = run("snapshot-list").output
+    assert "a" in listed and snap_b["id"][:8] in listed
+    only = json.loads(run("snapshot-list", "--name", "b", "--format", "json").output)
+    assert [s["id"] for s in only] == [snap_b["id"]]
+    assert json.loads(run("snapshot-show", "a", "--format", "json").output)["id"] == snap_a["id"]
+    copy = json.loads(run("create", "--snapshot-id", snap_a["id"], "1", "--format",
+                          "json").output)
+    assert copy["snapshot_id"] == snap_a["id"]
+    run("detach", "data")
+    assert "snapshot(s)" in run("delete", "data", ok=False).output
+    run("snapshot-delete", "a", "b", plain["id"])
+    assert manager.pool.snapshots() == set()
+    run("delete", "data", copy["id"])
+    assert "give a VOLUME or --snapshot" in run("local-attach", ok=False).output
