@@ -26,7 +26,7 @@ from soko.common.procs import pid_alive
 from soko.compute.guest_files import READY_MARKER
 from tests.block.conftest import real_block  # noqa: F401 (the session's block storage)
 from tests.compute.image_stack import image_stack  # noqa: F401 (images: cluster + soko-image)
-from tests.support import require_tools, skip_or_fail, wait_for
+from tests.support import free_port, require_tools, skip_or_fail, wait_for
 
 BOOT_TIMES: list[float] = []
 BOOT_TIMEOUT = 120.0
@@ -146,9 +146,9 @@ class QuietHandler(WSGIRequestHandler):
 
 
 @contextlib.contextmanager
-def served(app) -> Iterator[str]:
+def served(app, port: int = 0) -> Iterator[str]:
     """Serves a WSGI app over real HTTP on a loopback port (threads, like gunicorn's gthread)."""
-    server = make_server("127.0.0.1", 0, app, server_class=ThreadingWSGIServer,
+    server = make_server("127.0.0.1", port, app, server_class=ThreadingWSGIServer,
                          handler_class=QuietHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -230,13 +230,16 @@ def stack(real_block, driver) -> Iterator[Stack]:  # noqa: F811
     from soko.compute.service import ComputeConfig
     from tests.block.fakes import FixedTokens
 
-    block_manager = block_wiring.make_manager(real_block)
-    with served(block_api.make_app(real_block, validator=FixedTokens(),
+    # One cloud: block knows compute (for guest-agent quiesce), compute knows block.
+    section = ComputeConfig(port=free_port(), domain_prefix=driver.prefix,
+                            reconcile_interval=0, stop_timeout=30)
+    config = Config(data_dir=real_block.data_dir,
+                    sections={"block": real_block.section("block"), "compute": section})
+    block_manager = block_wiring.make_manager(config)
+    with served(block_api.make_app(config, validator=FixedTokens(),
                                    manager=block_manager)) as block_url:
-        section = ComputeConfig(domain_prefix=driver.prefix, block_url=block_url,
-                                reconcile_interval=0, stop_timeout=30)
-        config = Config(data_dir=real_block.data_dir, sections={"compute": section})
+        section.block_url = block_url
         manager = compute_wiring.make_manager(config, driver=driver)
         app = compute_api.make_app(config, validator=FixedTokens(), manager=manager)
-        with served(app) as compute_url:
+        with served(app, section.port) as compute_url:
             yield Stack(block_url, compute_url, block_manager, manager, driver)

@@ -134,41 +134,45 @@ def read_only_mount(image: str, mountpoint: Path):
         subprocess.run(["losetup", "-d", loop], check=True)
 
 
+def snapshot(stack, volume_id: str, **options):
+    return stack.volumes("POST", "/snapshots", json={"snapshot": {
+        "volume_id": volume_id, "force": True, **options}})
+
+
+def delete_snapshot(stack, snapshot_id: str) -> None:
+    assert stack.volumes("DELETE", f"/snapshots/{snapshot_id}").status_code == 202
+
+
 def test_quiesced_snapshot_under_a_running_writer_holds_every_acknowledged_record(
         stack, server, data_volume, tmp_path):
-    require_tools("losetup", "fsck.ext4", "cp")
+    """snapshot-create --force --quiesce of the data volume: the guest's filesystem on it is
+    frozen through its agent, the O(1) copy taken, the guest thawed."""
+    require_tools("losetup", "fsck.ext4")
     volume_id, device = data_volume
     code, _ = guest_exec(stack.driver, server["id"], "/bin/sh", "-c",
                          f"soko-writer /mnt/{device} 0.02 </dev/null >/dev/null 2>&1 &")
     assert code == 0
     wait_for(lambda: acked(stack, server["id"]) >= 10, timeout=60, what="writer records")
-    # On the pool's filesystem: a reflink copy cannot leave it.
-    snapshot = Path(stack.block.pool.path(volume_id)).with_name(f"e2e-snapshot-{os.getpid()}")
     try:
         before = acked(stack, server["id"])
-        began = time.monotonic()
-        frozen = stack.action(server["id"], {"soko-quiesce": {"volume_id": volume_id}},
-                              expect=200)["quiesce"]
-        try:
-            assert frozen["frozen"] == 1 and frozen["mountpoints"] == [f"/mnt/{device}"]
-            # The O(1) copy of the volume's pool file (what a snapshot is on this pool).
-            subprocess.run(["cp", "--reflink=always", stack.block.pool.path(volume_id),
-                            str(snapshot)], check=True)
-        finally:
-            thawed = stack.action(server["id"], {"soko-unquiesce": {}}, expect=200)
-        window = time.monotonic() - began
-        assert thawed["quiesce"]["thawed"] == 1
-        print(f"guest-agent freeze window (API round trips included): {window * 1000:.0f} ms")
+        resp = snapshot(stack, volume_id, quiesce=True, name="e2e-quiesced")
+        assert resp.status_code == 202, resp.text
+        taken = resp.json()["snapshot"]
+        assert taken["status"] == "available"
+        assert taken["metadata"]["quiesce_plan"] == "guest-agent"
+        window_ms = float(taken["metadata"]["freeze_window_ms"])
+        print(f"guest-agent freeze window: {window_ms:.0f} ms")
+        assert stack.driver.agent_command(server["id"], "guest-fsfreeze-status") == "thawed"
         wait_for(lambda: acked(stack, server["id"]) > before + 5, timeout=30,
                  what="the writer to go on after the thaw")
     finally:
         guest_exec(stack.driver, server["id"], "/bin/sh", "-c",
                    "kill $(cat /run/soko-writer.pid)")
     try:
-        with read_only_mount(str(snapshot), tmp_path / "mnt") as mnt:
+        with read_only_mount(stack.block.pool.snapshot_path(taken["id"]), tmp_path / "mnt") as mnt:
             records = (mnt / WRITER_RECORDS).read_text()
     finally:
-        snapshot.unlink(missing_ok=True)
+        delete_snapshot(stack, taken["id"])
     assert verify_writer_records(records) >= before
 
 
@@ -178,7 +182,7 @@ def test_quiesce_of_a_volume_not_on_the_server_is_a_400(stack, server):
     assert resp.status_code == 400 and "not attached" in resp.json()["error"]["message"]
 
 
-def test_stop_then_start(stack, server):
+def test_stop_then_start(stack, server, data_volume):
     stack.action(server["id"], {"os-stop": None})
     stopped = stack.wait_server(server["id"], "SHUTOFF", timeout=90)
     assert stopped["OS-EXT-STS:power_state"] == 4
@@ -186,6 +190,16 @@ def test_stop_then_start(stack, server):
     assert resp.status_code == 409 and "vm_state stopped" in resp.json()["error"]["message"]
     resp = stack.servers("POST", f"/{server['id']}/action", json={"soko-quiesce": {}})
     assert resp.status_code == 409
+    # No agent to freeze with: --quiesce fails clearly, and takes no snapshot...
+    volume_id = data_volume[0]
+    refused = snapshot(stack, volume_id, quiesce=True)
+    assert refused.status_code == 409 and "must be active" in refused.json()["error"]["message"]
+    assert stack.volumes("GET", "/snapshots", params={"volume_id": volume_id}).json()[
+        "snapshots"] == []
+    # ...while a crash-consistent one is there for whoever asks for it (no --quiesce).
+    crash_consistent = snapshot(stack, volume_id)
+    assert crash_consistent.status_code == 202, crash_consistent.text
+    delete_snapshot(stack, crash_consistent.json()["snapshot"]["id"])
     timed_boot(stack.driver, server["id"], lambda: stack.action(server["id"], {"os-start": None}))
     assert stack.wait_server(server["id"], "ACTIVE")["OS-EXT-STS:power_state"] == 1
 
