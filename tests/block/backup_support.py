@@ -108,3 +108,41 @@ class FilePool:
         self.memory.delete_snapshot(snapshot_id)
         if os.path.exists(self.snapshot_path(snapshot_id)):
             os.unlink(self.snapshot_path(snapshot_id))
+
+
+class Stores:
+    """One in-memory store per project; remembers the tokens it was reached with."""
+
+    def __init__(self):
+        self.by_project: dict[str, MemoryStore] = {}
+        self.tokens: set[str] = set()
+
+    def __call__(self, project_id: str, token: str) -> MemoryStore:
+        self.tokens.add(token)
+        return self.by_project.setdefault(project_id, MemoryStore())
+
+
+class BackupEnv:
+    """The block API in-process with backups: file-backed volumes, in-memory chunk stores."""
+
+    def __init__(self, tmp_path):
+        import falcon.testing
+
+        from soko.block.api import make_app
+        from soko.block.backups.engine import Settings
+        from soko.block.backups.manager import BackupManager
+        from soko.block.backups.models import Backup
+        from soko.block.service import BlockConfig
+        from tests.block.conftest import block_config, memory_manager
+        from tests.block.fakes import FixedTokens
+
+        (tmp_path / "pool").mkdir()
+        self.volumes = memory_manager(tmp_path)
+        self.volumes.pool = FilePool(tmp_path / "pool")
+        self.stores = Stores()
+        self.backups = BackupManager(self.volumes, self.stores, container="volumebackups",
+                                     settings=Settings(chunk_size=1 * MiB, workers=2))
+        Backup.__table__.create(self.volumes.sessions.kw["bind"], checkfirst=True)
+        self.app = make_app(block_config(tmp_path, BlockConfig()), validator=FixedTokens(),
+                            manager=self.volumes, backups=self.backups)
+        self.client = falcon.testing.TestClient(self.app)

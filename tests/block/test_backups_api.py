@@ -10,52 +10,22 @@ import socket
 import threading
 import time
 
-import falcon.testing
 import pytest
 
-from soko.block.api import make_app
-from soko.block.backups.engine import Settings
-from soko.block.backups.manager import BackupManager
 from soko.block.backups.models import Backup
-from soko.block.service import BlockConfig
 from soko.common.db import session_scope
-from tests.block.backup_support import FilePool, MemoryStore, MiB, same_content, write_random
-from tests.block.conftest import block_config, memory_manager
-from tests.block.fakes import FixedTokens
+from tests.block.backup_support import BackupEnv, MiB, same_content, write_random
 
 A = {"X-Auth-Token": "tok-a"}
 B = {"X-Auth-Token": "tok-b"}
 GiB = 1 << 30
 
 
-class Stores:
-    """One in-memory store per project; remembers the tokens it was reached with."""
-
-    def __init__(self):
-        self.by_project: dict[str, MemoryStore] = {}
-        self.tokens: set[str] = set()
-
-    def __call__(self, project_id: str, token: str) -> MemoryStore:
-        self.tokens.add(token)
-        return self.by_project.setdefault(project_id, MemoryStore())
-
-
 @pytest.fixture
 def env(tmp_path):
-    (tmp_path / "pool").mkdir()
-    volumes = memory_manager(tmp_path)
-    volumes.pool = FilePool(tmp_path / "pool")
-    stores = Stores()
-    backups = BackupManager(volumes, stores, container="volumebackups",
-                            settings=Settings(chunk_size=1 * MiB, workers=2))
-    Backup.__table__.create(volumes.sessions.kw["bind"], checkfirst=True)
-    client = falcon.testing.TestClient(make_app(block_config(tmp_path, BlockConfig()),
-                                                validator=FixedTokens(), manager=volumes,
-                                                backups=backups))
-    env = type("Env", (), {})()
-    env.client, env.volumes, env.backups, env.stores = client, volumes, backups, stores
+    env = BackupEnv(tmp_path)
     yield env
-    backups.wait_idle(30)
+    env.backups.wait_idle(30)
 
 
 def new_volume(env, data_at=(0,), seed=1):
