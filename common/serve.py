@@ -41,7 +41,31 @@ class ServiceApplication(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        return self.spec.make_app(self.config)
+        return honour_connection_close(self.spec.make_app(self.config))
+
+
+def honour_connection_close(app):
+    """Makes gunicorn close the connection when the app answers ``Connection: close``.
+
+    gunicorn drops an app's hop-by-hop headers and keeps the connection alive, so an app
+    that refused a body without reading it (a 413, a 401 on a PUT) could not stop the
+    client from sending that body on a connection gunicorn then tries to reuse. The
+    ``start_response`` gunicorn passes is a method of its response object, whose
+    ``force_close`` makes it announce ``Connection: close`` and close after answering.
+    """
+
+    def wsgi(environ, start_response):
+        def start(status, headers, exc_info=None):
+            if any(k.lower() == "connection" and v.lower() == "close" for k, v in headers):
+                force_close = getattr(getattr(start_response, "__self__", None),
+                                      "force_close", None)
+                if force_close is not None:
+                    force_close()
+            return start_response(status, headers, exc_info)
+
+        return app(environ, start)
+
+    return wsgi
 
 
 def _worker_logging(worker) -> None:

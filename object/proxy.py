@@ -42,6 +42,21 @@ class PathCheck:
             check_utf8(req.env["PATH_INFO"])
 
 
+class CloseAfterRefusedBody:
+    """An error answer to a request that came with a body closes the connection.
+
+    The body was most likely not read (413 too large, 411, 401...), and the client may still
+    be sending it: reading it all to keep the connection could mean gigabytes, and reusing
+    the connection without reading it would parse body bytes as the next request.
+    """
+
+    def process_response(self, req, resp, resource, req_succeeded):
+        has_body = req.get_header("Content-Length") not in (None, "0") or "chunked" in (
+            req.get_header("Transfer-Encoding") or "").lower()
+        if has_body and int(resp.status_code) >= 400:
+            resp.set_header("Connection", "close")
+
+
 def load_rings(config: Config) -> dict:
     from soko.object.hash_secret import hash_salt
     from soko.ring.ring import Ring
@@ -69,7 +84,8 @@ def make_app(config: Config, *, validator: TokenValidator | None = None, tempaut
                        pool or ConnectionPool(section.conn_timeout, section.node_timeout,
                                               section.error_limit, section.error_interval),
                        section.container_info_ttl)
-    app = make_base_app(middleware=[PathCheck(), AuthMiddleware(validator)])
+    app = make_base_app(middleware=[CloseAfterRefusedBody(), PathCheck(),
+                                          AuthMiddleware(validator)])
     app.add_route("/info", Info())
     app.add_route("/auth/v1.0", tempauth)
     accounts, containers = AccountController(state), ContainerController(state)
