@@ -64,9 +64,9 @@ class ImageAPI:
             raise BadRequest("this block service has no image service configured "
                              "([image] in soko.toml)")
         try:
+            headers = {"X-Auth-Token": token, **kwargs.pop("headers", {})}
             resp = self.http.request(method, self.endpoint + path, stream=stream,
-                                     timeout=(10, 600), headers={"X-Auth-Token": token},
-                                     **kwargs)
+                                     timeout=(10, 600), headers=headers, **kwargs)
         except requests.RequestException as exc:
             raise ServiceUnavailable(f"the image service did not answer: "
                                      f"{exc.__class__.__name__}") from None

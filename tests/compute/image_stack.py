@@ -24,7 +24,7 @@ from soko.tools import services
 from tests.object.cluster import USERS, Cluster
 from tests.support import free_port, require_tools, running_service
 
-SEGMENT_SIZE = 64 * 1024
+SEGMENT_SIZE = 1 << 20  # a 64 MiB guest image is 64 segments
 ADMIN = ("test:imgadmin", "imgadmin-pw1")
 
 
