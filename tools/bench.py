@@ -11,6 +11,7 @@ BENCHMARKS = {
     "ring": "soko.ring.bench:bench_ring",
     "object": "soko.object.bench:bench_object",
     "block": "soko.block.bench:bench_block",
+    "backup": "soko.block.backups.bench:bench_backup",
 }
 
 
