@@ -67,10 +67,10 @@ class ConnectionPool:
         count, last = self.errors.get((ip, port), (0, 0.0))
         return count >= self.error_limit and time.monotonic() - last <= self.error_interval
 
-    def acquire(self, ip: str, port: int) -> tuple[NodeConnection, bool]:
+    def acquire(self, ip: str, port: int, force: bool = False) -> tuple[NodeConnection, bool]:
         """A connected connection and whether it was reused; raises OSError if unreachable
-        (``ErrorLimited`` at once for a node that keeps failing)."""
-        if self.limited(ip, port):
+        (``ErrorLimited`` at once for a node that keeps failing, unless ``force``)."""
+        if not force and self.limited(ip, port):
             raise ErrorLimited(f"{ip}:{port} is error-limited after repeated failures")
         now = time.monotonic()
         with self.lock:

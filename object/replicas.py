@@ -13,6 +13,11 @@ stream reads one chunk ahead, so the last chunk leaves only after the MD5 matche
 that breaks off or mismatches raises ``BodyError`` and the client's connection is cut:
 a short or corrupt body must never look complete.
 
+Within one request a host that failed to connect or timed out is not asked again (its
+other devices are no better), and error-limited nodes (``nodeclient``) are skipped, but as
+a last resort they are still tried: a node that just came back may still be limited, and
+skipping it must not be what fails a request.
+
 Parallelism without threads: each request is sent to every node first, then the answers
 are read in turn, so the nodes work at the same time.
 """
@@ -48,6 +53,7 @@ class NodeResponse:
     status: int
     headers: dict[str, str]
     body: bytes = b""
+    unreachable: bool = False  # connect failure or timeout: the whole host is suspect
 
     def read_all(self) -> bytes:
         return self.body
@@ -156,6 +162,32 @@ def best_status(responses: list[NodeResponse], replicas: int) -> int:
     return FAILED
 
 
+def host(node: dict) -> tuple[str, int]:
+    return node["ip"], node["port"]
+
+
+class Spares:
+    """Per request: who else to ask. Handoffs on hosts not yet failed in this request, then
+    (``forcing``) the nodes skipped as error-limited."""
+
+    def __init__(self, handoffs: Iterator[dict]):
+        self.handoffs = handoffs
+        self.limited: list[dict] = []
+        self.dead: set[tuple[str, int]] = set()
+        self.forcing = False
+
+    def next(self) -> dict | None:
+        for node in self.handoffs:
+            if host(node) not in self.dead:
+                return node
+        self.forcing = True
+        while self.limited:
+            node = self.limited.pop(0)
+            if host(node) not in self.dead:
+                return node
+        return None
+
+
 class Replicas:
     """One ring's placement plus the pool: the proxy's view of a kind of data."""
 
@@ -176,10 +208,12 @@ class Replicas:
         return backend_path(self.kind, node, part, *names)
 
     def open(self, node: dict, method: str, path: str, headers: dict[str, str],
-             chunked: bool = False) -> NodeConnection | None:
-        """Connects and sends the request line and headers; None if the node is unreachable."""
+             chunked: bool = False, spares: Spares | None = None) -> NodeConnection | None:
+        """Connects and sends the request line and headers; None if the node is unreachable
+        (noted in ``spares``: as dead, or as error-limited and so left for last)."""
         try:
-            conn, _ = self.pool.acquire(node["ip"], node["port"])
+            conn, _ = self.pool.acquire(node["ip"], node["port"],
+                                        force=spares is not None and spares.forcing)
             conn.putrequest(method, path, skip_accept_encoding=True)
             for key, value in headers.items():
                 conn.putheader(key, value)
@@ -188,8 +222,12 @@ class Replicas:
             conn.endheaders()
             return conn
         except ErrorLimited:
+            if spares is not None:
+                spares.limited.append(node)
             return None
         except (OSError, http.client.HTTPException) as exc:
+            if spares is not None:
+                spares.dead.add(host(node))
             log.warning("%s %s: %s:%s unreachable: %r", method, path, node["ip"], node["port"], exc)
             return None
 
@@ -200,17 +238,18 @@ class Replicas:
             response = conn.getresponse()
             body = response.read()
         except (OSError, http.client.HTTPException) as exc:
-            self.failed(node, conn, exc)
-            return NodeResponse(node, FAILED, {})
+            return self.failed(node, conn, exc)
         self.pool.release(conn, response)
         return NodeResponse(node, response.status, lower_headers(response), body)
 
-    def failed(self, node: dict, conn: NodeConnection, exc: BaseException) -> None:
+    def failed(self, node: dict, conn: NodeConnection, exc: BaseException) -> NodeResponse:
         """Drops the connection; a timeout or refusal counts toward error-limiting the node."""
         conn.close()
+        log.warning("%s:%s failed: %r", node["ip"], node["port"], exc)
         if is_node_error(exc):
             self.pool.error(node["ip"], node["port"])
-        log.warning("%s:%s failed: %r", node["ip"], node["port"], exc)
+            return NodeResponse(node, FAILED, {}, unreachable=True)
+        return NodeResponse(node, FAILED, {})
 
     def write(self, part: int, primaries: list[dict], method: str, names: tuple,
               headers_for, body: Iterable[bytes] | bytes = b"",
@@ -221,18 +260,21 @@ class Replicas:
         listing replica it updates). ``body`` is bytes or an iterable of chunks; with
         ``content_length`` None it goes chunked.
         """
-        handoffs = self.ring.handoff_nodes(part)
+        spares = Spares(self.ring.handoff_nodes(part))
         chunked = content_length is None
+
+        def connect(node: dict, index: int) -> NodeConnection | None:
+            return self.open(node, method, self.path(node, part, names),
+                             headers_for(node, index), chunked, spares)
+
         targets: list[tuple[dict, int, NodeConnection | None]] = []
         for index, node in enumerate(primaries):
-            conn = self.open(node, method, self.path(node, part, names),
-                             headers_for(node, index), chunked)
+            conn = connect(node, index)
             while conn is None:
-                node = next(handoffs, None)
+                node = spares.next()
                 if node is None:
                     break
-                conn = self.open(node, method, self.path(node, part, names),
-                                 headers_for(node, index), chunked)
+                conn = connect(node, index)
             targets.append((node, index, conn))
         replay: list[bytes] | None = []
         replay_size = 0
@@ -259,11 +301,12 @@ class Replicas:
         for node, index, conn in targets:
             response = self.finish(node, conn)
             while response.failed and replay is not None:
-                node = next(handoffs, None)
+                if response.unreachable:
+                    spares.dead.add(host(node))
+                node = spares.next()
                 if node is None:
                     break
-                conn = self.open(node, method, self.path(node, part, names),
-                                 headers_for(node, index), chunked)
+                conn = connect(node, index)
                 for chunk in replay:
                     conn = self.send(conn, chunk, chunked)
                 if chunked:
@@ -297,14 +340,22 @@ class Replicas:
              newest: bool = False, query: str = "") -> StreamedResponse | NodeResponse:
         """The first good answer (or with ``newest``, the newest of all primaries')."""
         part, primaries = self.nodes(*names)
+        spares = Spares(iter(()))
         failures = 0
         last: StreamedResponse | NodeResponse | None = None
         candidates: list[StreamedResponse | NodeResponse] = []
-        for tried, node in enumerate(self.read_nodes(part, primaries)):
-            if tried >= len(primaries) and (failures == 0 or tried >= 2 * len(primaries)):
-                break
+
+        def nodes() -> Iterator[dict]:
+            for tried, node in enumerate(self.read_nodes(part, primaries)):
+                if tried >= len(primaries) and (failures == 0 or tried >= 2 * len(primaries)):
+                    break
+                if host(node) not in spares.dead:
+                    yield node
+            yield from iter(spares.next, None)  # the error-limited, as a last resort
+
+        for node in nodes():
             path = self.path(node, part, names) + (f"?{query}" if query else "")
-            answer = self.request_streamed(node, method, path, headers)
+            answer = self.request_streamed(node, method, path, headers, spares)
             if answer.status >= 500 or answer.status == 507:
                 failures += 1
                 continue
@@ -323,9 +374,10 @@ class Replicas:
             return best
         return last or NodeResponse({}, FAILED, {})
 
-    def request_streamed(self, node, method, path, headers) -> StreamedResponse | NodeResponse:
+    def request_streamed(self, node, method, path, headers,
+                         spares: Spares) -> StreamedResponse | NodeResponse:
         """A request whose 2xx body is left unread for streaming; other answers read whole."""
-        conn = self.open(node, method, path, headers)
+        conn = self.open(node, method, path, headers, spares=spares)
         if conn is None:
             return NodeResponse(node, FAILED, {})
         try:
@@ -334,8 +386,10 @@ class Replicas:
                 return StreamedResponse(self.pool, conn, response, node)
             body = response.read()
         except (OSError, http.client.HTTPException) as exc:
-            self.failed(node, conn, exc)
-            return NodeResponse(node, FAILED, {})
+            answer = self.failed(node, conn, exc)
+            if answer.unreachable:
+                spares.dead.add(host(node))
+            return answer
         except BodyError as exc:
             conn.close()
             log.warning("%s %s: %s; trying another node", method, path, exc)
