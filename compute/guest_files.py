@@ -117,17 +117,19 @@ exec /sbin/soko-disk "$DEVNAME" "$ACTION"
 """
 
 SOKO_WRITER = r"""#!/bin/sh
-# soko-writer DIR [INTERVAL]: appends numbered, checksummed records to DIR/soko-records, each
-# fsync'd before its number is published in /run/soko-writer.acked. A snapshot taken at any
-# moment must then hold every record acknowledged before it. Runs until killed.
-dir=${1:?usage: soko-writer DIR [INTERVAL]}; f=$dir/soko-records
+# soko-writer DIR [INTERVAL [ACKED]]: appends numbered, checksummed records to DIR/soko-records,
+# each fsync'd before its number is published in ACKED (default /run/soko-writer.acked; the
+# pid goes next to it). A snapshot taken at any moment must then hold every record
+# acknowledged before it. Runs until killed; on a host too (tests/block/test_freeze_safe.py).
+dir=${1:?usage: soko-writer DIR [INTERVAL [ACKED]]}; f=$dir/soko-records
+acked=${3:-/run/soko-writer.acked}
 : > "$f" && sync "$f" "$dir" || exit 1
-echo $$ > /run/soko-writer.pid
+echo $$ > "${acked%.acked}.pid"
 n=0
 while :; do
   n=$((n + 1)); body="$n $(cut -d' ' -f1 /proc/uptime)"
   echo "$body $(printf '%s' "$body" | sha256sum | cut -c1-16)" >> "$f" && sync "$f" || exit 1
-  echo $n > /run/soko-writer.acked
+  echo $n > "$acked"
   sleep "${2:-0.1}"
 done
 """
