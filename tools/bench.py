@@ -11,7 +11,9 @@ BENCHMARKS = {
     "ring": "soko.ring.bench:bench_ring",
     "object": "soko.object.bench:bench_object",
     "block": "soko.block.bench:bench_block",
+    "snapshot": "soko.block.snapshot_bench:bench_snapshot",
     "backup": "soko.block.backups.bench:bench_backup",
+    "boot": "soko.compute.bench:bench_boot",
 }
 
 
