@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 
@@ -46,6 +47,7 @@ DEFAULT_FLAVORS = (  # Nova's ids and sizes; instances boot from volumes, so no 
     dict(id="2", name="m1.small", vcpus=1, ram=2048, disk=0),
 )
 OFF = (PowerState.SHUTOFF, PowerState.CRASHED, PowerState.SHUTDOWN)
+SPAWN_ATTEMPTS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,9 +210,8 @@ class ComputeManager:
                                   server_id=instance.id)
             self._set_device(volume_id, "vda")
             nic = Nic(self.settings.bridge) if self.settings.bridge else None
-            self.driver.spawn(InstanceSpec(name=instance.id, uuid=instance.id,
-                                           vcpus=instance.vcpus, memory_mib=instance.ram,
-                                           disks=(IscsiDisk(info),), nic=nic))
+            self._spawn(InstanceSpec(name=instance.id, uuid=instance.id, vcpus=instance.vcpus,
+                                     memory_mib=instance.ram, disks=(IscsiDisk(info),), nic=nic))
         except (RemoteError, HypervisorError) as exc:
             log.warning("building instance %s failed: %s", instance.id, exc)
             self._finish(instance.id, "spawning", "error", power_state=PowerState.NOSTATE.value,
@@ -218,6 +219,20 @@ class ComputeManager:
                                 "created": utcnow().isoformat()})
             return
         self._finish(instance.id, "spawning", "active", power_state=PowerState.RUNNING.value)
+
+    def _spawn(self, spec: InstanceSpec) -> None:
+        """Spawns, retrying a failed start: QEMU's first iSCSI login to a target exported a
+        moment ago is sometimes refused by a busy tgtd ("Can not reconnect right now")."""
+        for attempt in range(1, SPAWN_ATTEMPTS + 1):
+            try:
+                self.driver.spawn(spec)
+                return
+            except HypervisorError as exc:
+                if attempt == SPAWN_ATTEMPTS:
+                    raise
+                log.warning("starting %s failed (attempt %d): %s; retrying", spec.name,
+                            attempt, exc)
+                time.sleep(attempt)
 
     def _set_device(self, volume_id: str, device: str | None) -> None:
         with session_scope(self.sessions) as s:
