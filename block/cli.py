@@ -205,9 +205,10 @@ def upload_to_image(client, volume_ref, image_name, disk_format, no_wait, fmt):
     found = client.find(volume_ref)
     info = client.call("POST", f"/volumes/{found['id']}/action", json={
         "os-volume_upload_image": {"image_name": image_name, "disk_format": disk_format}})
+    info = info["os-volume_upload_image"]
     if not no_wait:
-        client.wait(found["id"])
-    emit_record(info["os-volume_upload_image"], fmt)
+        info["status"] = client.wait(found["id"])["status"]
+    emit_record(info, fmt)
 
 
 @volume.command("list")

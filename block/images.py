@@ -82,6 +82,20 @@ class ImageAPI:
     def get(self, token: str, image_id: str) -> dict:
         return self.call("GET", f"/v2/images/{image_id}", token).json()
 
+    def find(self, token: str, ref: str) -> dict:
+        """An image by id, or by name when exactly one visible image has it (as the
+        openstack client resolves ``--image``)."""
+        try:
+            return self.get(token, ref)
+        except NotFound:
+            named = self.call("GET", "/v2/images", token, params={"name": ref}).json()["images"]
+            if len(named) == 1:
+                return named[0]
+            if named:
+                raise BadRequest(f"{len(named)} images are named {ref!r}; give the image's id")\
+                    from None
+            raise
+
     def create(self, token: str, name: str, disk_format: str) -> dict:
         return self.call("POST", "/v2/images", token, json={
             "name": name, "disk_format": disk_format, "container_format": "bare"}).json()
@@ -129,7 +143,7 @@ class VolumeImages:
         """Checks the image (visible, active, fits), creates the volume ``downloading``
         and fills it in the background. Bad input is refused before anything exists."""
         try:
-            image = self.images.get(token, image_id)
+            image = self.images.find(token, image_id)
         except NotFound:
             raise BadRequest(f"image {image_id} does not exist or is not visible to this "
                              "project (see `soko image list`)") from None
@@ -234,7 +248,7 @@ class ImageVolumes(Volumes):
                 raise BadRequest(f"give imageRef or {other}, not both")
         volume = self.volume_images.create_volume(
             token=req.get_header("X-Auth-Token"),
-            image_id=limits.check_text(spec["imageRef"], "imageRef", 36),
+            image_id=limits.check_text(spec["imageRef"], "imageRef", limits.NAME_MAX),
             size=limits.check_size(spec.get("size")),
             project_id=project_id,
             user_id=req.context.auth.user_id,
