@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -22,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from soko.block.quiesce import FITHAW, Quiescer
-from soko.compute.guest_files import SOKO_WRITER, WRITER_RECORDS, verify_writer_records
+from soko.block.snapshot_bench import HostWriter
+from soko.compute.guest_files import WRITER_RECORDS, verify_writer_records
 from tests.block.test_datapath import A, create
 from tests.block.test_local_attach import local_attach, local_detach
 from tests.support import require_tools, wait_for
@@ -32,40 +32,11 @@ pytestmark = pytest.mark.privileged
 SNAPSHOTS = 20
 
 
-class Writer:
-    """``soko-writer`` (the test guest's record writer) run on this host, at full speed."""
-
-    def __init__(self, directory: Path, acked: Path):
-        self.acked = acked
-        self.proc = subprocess.Popen(["sh", "-c", SOKO_WRITER, "soko-writer", str(directory),
-                                      "0", str(acked)], start_new_session=True)
-
-    def count(self) -> int:
-        try:
-            text = self.acked.read_text().strip()
-        except FileNotFoundError:
-            return 0
-        return int(text) if text else self.count()  # caught mid-rewrite: read again
-
+class Writer(HostWriter):
     def resumes(self, timeout: float = 10.0) -> None:
         """Fails unless the writer acknowledges new records (its filesystem is thawed)."""
         start = self.count()
         wait_for(lambda: self.count() > start + 3, timeout=timeout, what="the writer to go on")
-
-    def stop(self) -> None:
-        """Kills the writer and waits for its whole group (a ``sync`` child still open on
-        the filesystem would keep it busy)."""
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-        def group_gone() -> bool:
-            try:
-                os.killpg(self.proc.pid, 0)
-            except ProcessLookupError:
-                return True
-            return False
-
-        wait_for(group_gone, what="the writer's processes to exit")
 
 
 def not_frozen(mountpoint: Path) -> bool:
