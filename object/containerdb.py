@@ -204,7 +204,8 @@ class ListingDB:
                         results.append(row)
                         continue
                     subdir = name[: cut + len(delimiter)]
-                    results.append({"subdir": subdir})
+                    if subdir != marker:  # as Swift: paging on from a subdir skips it
+                        results.append({"subdir": subdir})
                     if reverse:
                         upper = subdir
                     else:
