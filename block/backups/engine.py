@@ -4,7 +4,9 @@ Backup reads the source in windows of ``chunk_size`` (4 MiB), hashes each 64 KiB
 (xxh3-128) into the block map, and sorts blocks into zeros (stored nowhere), blocks the
 parent backup already holds (its extents are reused) and new data. New data is packed
 into chunks of up to ``chunk_size``, named by their digest: a chunk the store already
-holds is not uploaded again. Windows that are holes in the source are not even read.
+holds is not uploaded again. Windows that are holes in the source are not even read, nor
+are blocks that still map to the same physical blocks as in the parent's kept source
+(``fiemap.py``): an incremental of a reflink snapshot reads only what changed.
 
 Restore fetches each chunk the manifest names once, verifies its digest and length,
 and writes its extents in place; zeros are left as holes (a truncated file) or written
@@ -26,6 +28,7 @@ import xxhash
 
 from soko.block.backups import codec
 from soko.block.backups.codec import CorruptChunk
+from soko.block.backups.fiemap import ExtentMap
 from soko.block.backups.manifest import (
     Extent,
     Manifest,
@@ -159,6 +162,14 @@ class BackupWriter:
         append_extent(self.extents, Extent(offset, length, None))
         self.block_map += ZERO_DIGEST * -(-length // BLOCK_SIZE)
 
+    def reuse(self, offset: int, length: int) -> None:
+        """A range known unchanged since the parent: its extents and digests carry over."""
+        for part in slice_extents(self.parent.manifest.extents, self.parent_starts,
+                                  offset, offset + length):
+            append_extent(self.extents, part)
+        first, last = offset // BLOCK_SIZE, -(-(offset + length) // BLOCK_SIZE)
+        self.block_map += self.parent.block_map[first * DIGEST_SIZE:last * DIGEST_SIZE]
+
     def window(self, offset: int, data: bytes) -> None:
         view = memoryview(data)
         runs: list[tuple[str, int, int]] = []  # (kind, start, stop) within the window
@@ -222,27 +233,53 @@ class BackupWriter:
         return extents, sizes
 
 
+def changed_runs(source: ExtentMap, base: ExtentMap, offset: int, length: int):
+    """``(changed, start, stop)`` runs of whole blocks in a range, by their mappings."""
+    runs: list[list] = []
+    for start in range(offset, offset + length, BLOCK_SIZE):
+        stop = min(start + BLOCK_SIZE, offset + length)
+        changed = not source.same_as(base, start, stop)
+        if runs and runs[-1][0] == changed:
+            runs[-1][2] = stop
+        else:
+            runs.append([changed, start, stop])
+    return runs
+
+
+def read_range(fd: int, offset: int, length: int, stats: Stats) -> bytes:
+    data = os.pread(fd, length, offset)
+    if len(data) != length:
+        raise OSError(errno.EIO, f"short read at {offset}")
+    stats.bytes_read += length
+    return data
+
+
 def backup(source: str, size: int, store: ObjectStore, *, backup_id: str, volume_id: str,
-           parent: Parent | None, settings: Settings, progress: Progress) -> tuple[Manifest, Stats]:
+           parent: Parent | None, settings: Settings, progress: Progress,
+           base: ExtentMap | None = None) -> tuple[Manifest, Stats]:
     """Backs up ``size`` bytes of ``source``: uploads new chunks and the block map, and
-    returns the manifest (the caller stores it last, once the backup is complete)."""
+    returns the manifest (the caller stores it last, once the backup is complete).
+    ``base`` is the extent map of the file the parent backup read, if it was kept."""
     started = time.monotonic()
     stats = Stats()
     store.ensure_container()
     uploader = ChunkUploader(store, settings, known_chunks(store), stats)
     writer = BackupWriter(uploader, parent, settings.chunk_size)
+    source_map = ExtentMap.of(source) if base is not None and parent is not None else None
     fd = os.open(source, os.O_RDONLY)
     try:
         for offset in range(0, size, settings.chunk_size):
             length = min(settings.chunk_size, size - offset)
-            if has_data(fd, offset, length):
-                data = os.pread(fd, length, offset)
-                if len(data) != length:
-                    raise OSError(errno.EIO, f"short read at {offset} of {source}")
-                stats.bytes_read += length
-                writer.window(offset, data)
-            else:
+            if not has_data(fd, offset, length):
                 writer.zeros(offset, length)
+            elif source_map is not None and offset + length <= parent.manifest.size:
+                for changed, start, stop in changed_runs(source_map, base, offset, length):
+                    if changed:
+                        writer.window(start, read_range(fd, start, stop - start, stats))
+                    else:
+                        writer.reuse(start, stop - start)
+            else:
+                writer.window(offset, read_range(fd, offset, length, stats))
             progress((offset + length) / size)
         extents, sizes = writer.finish()
         uploader.finish()

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from sqlalchemy import select, update
 
 from soko.block.backups import engine
+from soko.block.backups.fiemap import ExtentMap
 from soko.block.backups.manifest import (
     BadManifest,
     Manifest,
@@ -32,8 +33,9 @@ from soko.block.backups.manifest import (
 )
 from soko.block.backups.models import TRANSITIONAL, Backup
 from soko.block.backups.store import MissingObject, ObjectStore, StoreError
+from soko.block.drivers.base import PoolError
 from soko.block.manager import VolumeManager
-from soko.block.models import Snapshot, utcnow
+from soko.block.models import Snapshot, Volume, utcnow
 from soko.block.owner import current_owner, owner_alive
 from soko.common.db import session_scope
 from soko.common.errors import BadRequest, Conflict, NotFound
@@ -42,6 +44,7 @@ log = logging.getLogger("soko.block.backups")
 
 StoreFactory = Callable[[str, str], ObjectStore]  # (project_id, token) -> store
 RESTORING_VOLUME = "restoring-backup"  # Cinder's volume status while a restore runs
+BASE_PREFIX = "backup-base-"  # pool volumes kept as the last backup's source (keep_base)
 EXPECTED = (engine.BackupCorrupt, BadManifest, StoreError, OSError, ValueError)
 
 
@@ -95,6 +98,7 @@ class BackupManager:
                incremental: bool = False, force: bool = False,
                snapshot_id: str | None = None) -> Backup:
         volume = self.volumes.get(project_id, volume_id)
+        self.drop_stale_bases()  # of volumes deleted since (they would pin pool space)
         if snapshot_id is not None:
             snapshot = self.snapshots.get(project_id, snapshot_id)
             if snapshot.volume_id != volume_id:
@@ -155,12 +159,16 @@ class BackupManager:
         try:
             with self.chunks_locked(backup.project_id, exclusive=False), \
                     self.source(backup) as (path, size):
-                parent = self.load_parent(store, backup.parent_id) if backup.parent_id else None
+                parent = base = None
+                if backup.parent_id:
+                    parent = self.load_parent(store, backup.parent_id)
+                    base = ExtentMap.of(self.volumes.pool.path(base_id(backup.parent_id)))
                 manifest, stats = engine.backup(
                     path, size, store, backup_id=backup.id, volume_id=backup.volume_id,
-                    parent=parent, settings=self.settings,
+                    parent=parent, base=base, settings=self.settings,
                     progress=self.progress_reporter(backup.id))
                 store.put(manifest_name(backup.id), manifest.pack())  # last: now it exists
+                self.keep_base(backup)
         except Exception as exc:  # the row must settle whatever happened
             log_failure(f"backup {backup.id} of volume {backup.volume_id}", exc)
             self.set_status(backup.id, ("creating",), "error", fail_reason=str(exc))
@@ -186,6 +194,37 @@ class BackupManager:
             self.mark_snapshot(snapshot_id, "backing-up", "available")
             if backup.temp_snapshot_id:
                 self.snapshots.delete(backup.project_id, backup.temp_snapshot_id)
+
+    def keep_base(self, backup: Backup) -> None:
+        """Keeps what this backup read as a reflink copy in the pool (O(1); it costs only
+        the blocks the volume rewrites later), so the next incremental skips every block
+        still shared with it. Older bases of the volume go; none is kept where the pool's
+        files have no extent map (LVM), as it would not help there."""
+        pool = self.volumes.pool
+        snapshot_id = backup.snapshot_id or backup.temp_snapshot_id
+        if ExtentMap.of(pool.snapshot_path(snapshot_id)) is None:
+            return
+        try:
+            pool.clone_snapshot(snapshot_id, base_id(backup.id), 0)
+        except PoolError as exc:  # only the next incremental's speed depends on it
+            log.warning("no base kept for backup %s: %s", backup.id, exc)
+            return
+        for other in self.list(backup.project_id, volume_id=backup.volume_id):
+            if other.id != backup.id:
+                pool.delete(base_id(other.id))
+
+    def drop_stale_bases(self) -> None:
+        """Removes the bases of backups or volumes that are gone."""
+        pool = self.volumes.pool
+        bases = {name for name in pool.volumes() if name.startswith(BASE_PREFIX)}
+        if not bases:
+            return
+        with session_scope(self.sessions) as s:
+            live = set(s.scalars(select(Backup.id).where(
+                Backup.volume_id.in_(select(Volume.id)))))
+        for name in bases:
+            if name.removeprefix(BASE_PREFIX) not in live:
+                pool.delete(name)
 
     def load_parent(self, store: ObjectStore, parent_id: str) -> engine.Parent:
         manifest = Manifest.unpack(store.get(manifest_name(parent_id)))
@@ -262,6 +301,7 @@ class BackupManager:
             store.delete(manifest_name(backup.id))
             store.delete(block_map_name(backup.id))
             self.sweep(backup.project_id, store)
+            self.volumes.pool.delete(base_id(backup.id))
         except Exception as exc:
             log_failure(f"deleting backup {backup.id}", exc)
             self.set_status(backup.id, ("deleting",), "error", owner=None,
@@ -347,6 +387,7 @@ class BackupManager:
     def recover(self) -> None:
         """Settles jobs whose process died: a backup fails (its chunks are swept later), a
         restore's volume is marked error, a delete is left to be repeated."""
+        self.drop_stale_bases()
         with session_scope(self.sessions) as s:
             stuck = list(s.scalars(select(Backup).where(Backup.status.in_(TRANSITIONAL))))
         for backup in stuck:
@@ -366,6 +407,10 @@ class BackupManager:
                 else:
                     self.set_status(backup.id, ("deleting",), "error",
                                     fail_reason=f"delete interrupted ({reason}); delete again")
+
+
+def base_id(backup_id: str) -> str:
+    return BASE_PREFIX + backup_id
 
 
 def file_size(path: str) -> int:

@@ -99,6 +99,11 @@ class FilePool:
         subprocess.run(["cp", "--sparse=always", "--reflink=auto", self.path(volume_id),
                         self.snapshot_path(snapshot_id)], check=True)
 
+    def clone_snapshot(self, snapshot_id: str, volume_id: str, size_bytes: int) -> None:
+        self.memory.clone_snapshot(snapshot_id, volume_id, size_bytes)
+        subprocess.run(["cp", "--sparse=always", "--reflink=auto",
+                        self.snapshot_path(snapshot_id), self.path(volume_id)], check=True)
+
     def delete(self, volume_id: str) -> None:
         self.memory.delete(volume_id)
         if os.path.exists(self.path(volume_id)):

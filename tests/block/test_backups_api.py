@@ -61,6 +61,10 @@ def restore(env, backup_id, headers=A, **spec):
                                     headers=headers, json={"restore": spec})
 
 
+def bases(env):
+    return {v for v in env.volumes.pool.volumes() if v.startswith("backup-base-")}
+
+
 def volume_status(env, volume_id):
     return env.client.simulate_get(f"/v3/proj-a/volumes/{volume_id}",
                                    headers=A).json["volume"]["status"]
@@ -101,6 +105,7 @@ def test_incremental_chain_restores_and_delete_rules(env):
     assert incr["is_incremental"] and incr["parent_id"] == full["id"]
     assert incr["stats"]["bytes_new"] == 64 * 1024
     assert settled(env, full["id"])["has_dependent_backups"] is True
+    assert bases(env) == {f"backup-base-{incr['id']}"}  # the newest backup's source, kept
     resp = env.client.simulate_delete(f"/v3/proj-a/backups/{full['id']}", headers=A)
     assert resp.status_code == 409 and "depend" in resp.json["error"]["message"]
     restored = restore(env, incr["id"])
@@ -118,6 +123,7 @@ def test_incremental_chain_restores_and_delete_rules(env):
                                       headers=A).status_code == 202
     assert settled(env, full["id"]) is None
     assert store.chunks() == {} and store.names("manifests/") == []
+    assert bases(env) == set()
 
 
 def test_deleting_a_backup_keeps_chunks_another_backup_shares(env):

@@ -128,6 +128,7 @@ def test_one_gib_full_then_one_percent_incremental(env, capsys):
     assert f["bytes_new"] == GiB and f["bytes_uploaded"] >= GiB
     assert 0.009 * GiB <= i["bytes_new"] <= 0.011 * GiB
     assert i["bytes_uploaded"] <= 0.011 * GiB + 4096  # only the changed blocks were sent
+    assert i["bytes_read"] <= 0.011 * GiB  # the rest still shares blocks with the kept base
     with capsys.disabled():
         print(f"\n1 GiB full: {f['seconds']:.1f} s ({GiB / f['seconds'] / 1e6:.0f} MB/s); "
               f"1 % incremental: {i['seconds']:.1f} s "
