@@ -60,10 +60,20 @@ class BlockClient:
                                         self.url_option)
 
     def call(self, method: str, path: str, *, ok_missing: bool = False, **kwargs):
+        """A JSON call: the decoded body (None for a 404 when ``ok_missing``)."""
+        resp = self.request(method, path, ok_missing=ok_missing, **kwargs)
+        if resp is None:
+            return None
+        return resp.json() if resp.content else {}
+
+    def request(self, method: str, path: str, *, ok_missing: bool = False, timeout=60,
+                headers: dict | None = None, **kwargs) -> requests.Response | None:
+        """The response; a 4xx/5xx or no answer becomes a ClickException with the reason."""
         self.resolve()
         try:
-            resp = self.http.request(method, self.url + path, timeout=60,
-                                     headers={"X-Auth-Token": self.token}, **kwargs)
+            resp = self.http.request(method, self.url + path, timeout=timeout,
+                                     headers={"X-Auth-Token": self.token, **(headers or {})},
+                                     **kwargs)
         except requests.RequestException as exc:
             raise click.ClickException(
                 f"cannot reach {self.url}: {exc.__class__.__name__}") from None
@@ -75,7 +85,7 @@ class BlockClient:
             except (ValueError, KeyError, TypeError):
                 message = resp.reason
             raise click.ClickException(f"{resp.status_code}: {message}")
-        return resp.json() if resp.content else {}
+        return resp
 
     def find(self, ref: str, kind: str = "volume") -> dict:
         """A volume (or ``kind``) by id, or by name when exactly one has it."""

@@ -52,22 +52,8 @@ class ImageClient(BlockClient):
         raise click.ClickException(f"{len(named)} images are named {ref!r}; use the id")
 
     def stream(self, method: str, path: str, **kwargs) -> requests.Response:
-        """A data request (no timeout on the body): the response, or a ClickException."""
-        self.resolve()
-        try:
-            headers = {"X-Auth-Token": self.token, **kwargs.pop("headers", {})}
-            resp = self.http.request(method, self.url + path, timeout=(10, 600),
-                                     headers=headers, **kwargs)
-        except requests.RequestException as exc:
-            raise click.ClickException(
-                f"cannot reach {self.url}: {exc.__class__.__name__}") from None
-        if resp.status_code >= 400:
-            try:
-                message = resp.json()["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = resp.reason
-            raise click.ClickException(f"{resp.status_code}: {message}")
-        return resp
+        """A data request: no time limit on the body, only on each wait for bytes."""
+        return self.request(method, path, timeout=(10, 600), **kwargs)
 
 
 def progress_bar() -> Progress:
