@@ -3,6 +3,10 @@ flavors, bad input that must leave nothing behind, and illegal transitions."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from tests.block.iscsi import qemu_io
@@ -111,3 +115,36 @@ def test_unknown_server_and_bad_actions(stack):
     resp = stack.servers("POST", f"/{missing}/action", json={"os-fly": {}})
     assert resp.status_code == 400 and "os-start" in resp.json()["error"]["message"]
     assert stack.servers("GET", token="tok-nobody").status_code == 401
+
+
+def test_reconcile_reports_orphan_domains_and_never_destroys_them(stack):
+    from soko.compute.drivers.base import FileDisk, InstanceSpec
+
+    stray = "4b0c5e0e-0000-4000-8000-0000000000aa"
+    stack.driver.define(InstanceSpec(name=stray, uuid=stray, vcpus=1, memory_mib=64,
+                                     disks=(FileDisk(Path("/dev/null")),)))
+    try:
+        assert stack.compute.reconcile() == [stray]
+        assert stray in stack.driver.reconcile()
+    finally:
+        stack.driver.delete(stray)
+
+
+def test_a_task_whose_process_died_is_recovered(stack):
+    """A build cut off by a crash (its owner process is gone) ends in error, and the
+    instance can then be deleted; nothing else is touched."""
+    from soko.common.db import session_scope
+    from soko.compute.models import Instance
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    server_id = "4b0c5e0e-0000-4000-8000-0000000000bb"
+    with session_scope(stack.compute.sessions) as s:
+        s.add(Instance(id=server_id, project_id="proj-a", user_id="u", name="cut-off",
+                       flavor_id="1", vcpus=1, ram=512, vm_state="building",
+                       task_state="spawning", owner=f"{socket.gethostname()}:{dead.pid}:1"))
+    stack.compute.reconcile()
+    server = stack.server(server_id)
+    assert server["status"] == "ERROR" and "interrupted" in server["fault"]["message"]
+    assert stack.servers("DELETE", f"/{server_id}").status_code == 204
+    stack.wait_server(server_id)
