@@ -4,6 +4,7 @@ client reading the volume as a guest would."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 import uuid
@@ -13,9 +14,11 @@ from pathlib import Path
 import falcon.testing
 import pytest
 import requests
+from click.testing import CliRunner
 
 from soko.common.config import Config
 from tests.block.iscsi import image_opts
+from tests.compute.conftest import served
 from tests.compute.image_stack import ImageStack
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
@@ -38,8 +41,8 @@ class Block:
             "block": real_block.section("block"), "image": stack_config.section("image")})
         self.manager = wiring.make_manager(real_block)
         self.validator = FernetTokenValidator.from_config(stack_config)
-        self.client = falcon.testing.TestClient(make_app(
-            config, validator=self.validator, manager=self.manager))
+        self.app = make_app(config, validator=self.validator, manager=self.manager)
+        self.client = falcon.testing.TestClient(self.app)
         self.stack = stack
 
     def close(self) -> None:
@@ -198,3 +201,32 @@ def test_corrupted_image_data_fails_the_fill(block, image_stack, tmp_path):
         assert block.state() == before
     finally:
         image_stack.cli("delete", image["id"])
+
+
+def test_volume_cli_from_image_and_back(block, image_stack, guest_in_store):
+    """`soko volume create --image-id` and `soko volume upload-to-image`, over HTTP."""
+    from soko.tools.cli import cli
+
+    storage_url, token = image_stack.login("test:tester")
+    project = storage_url.rsplit("AUTH_", 1)[1]
+    with served(block.app) as url:
+        def soko_volume(*args: str):
+            return CliRunner().invoke(cli, ["volume", "--os-url", f"{url}/v3/{project}",
+                                            "--os-token", token, *args])
+
+        refused = soko_volume("create", "--image-id", "no-such-image", "1")
+        assert refused.exit_code != 0 and "does not exist" in refused.output
+        created = soko_volume("create", "--image-id", guest_in_store["id"], "--name",
+                              "cli-boot", "1", "--format", "json")
+        volume = json.loads(created.output)
+        try:
+            assert volume["status"] == "available" and volume["bootable"] == "true"
+            uploaded = soko_volume("upload-to-image", "cli-boot", "cli-image", "--disk-format",
+                                   "qcow2", "--format", "json")
+            info = json.loads(uploaded.output)
+            assert info["status"] == "available" and info["image_name"] == "cli-image"
+            image = image_stack.cli_json("show", info["image_id"])
+            assert image["status"] == "active" and image["disk_format"] == "qcow2"
+            image_stack.cli("delete", image["id"])
+        finally:
+            soko_volume("delete", volume["id"])
