@@ -22,20 +22,6 @@ def record(backup: dict) -> dict:
     return {k: v for k, v in backup.items() if k != "links"}
 
 
-def find_backup(client: BlockClient, ref: str) -> dict:
-    """A backup by id, or by name when exactly one backup has it."""
-    found = client.call("GET", f"/backups/{ref}", ok_missing=True)
-    if found is not None:
-        return found["backup"]
-    named = client.call("GET", "/backups/detail", params={"name": ref})["backups"]
-    if len(named) == 1:
-        return named[0]
-    if not named:
-        raise click.ClickException(f"no backup with id or name {ref!r} "
-                                   "(soko volume backup-list shows them)")
-    raise click.ClickException(f"{len(named)} backups are named {ref!r}; use the id")
-
-
 def follow(client: BlockClient, backup: dict, what: str) -> dict | None:
     """Polls the backup while its step runs, drawing the percentage as a bar with MB/s;
     returns it settled (None once deleted)."""
@@ -126,7 +112,7 @@ def backup_list(client, volume_ref, all_projects, status, fmt):
 @pass_client
 def backup_show(client, backup_ref, fmt):
     """Show one backup (by id or name), with its progress and what it measured."""
-    emit_record(record(find_backup(client, backup_ref)), fmt)
+    emit_record(record(client.find(backup_ref, "backup")), fmt)
 
 
 @volume.command("backup-restore")
@@ -139,7 +125,7 @@ def backup_show(client, backup_ref, fmt):
 @pass_client
 def backup_restore(client, backup_ref, volume_ref, name, no_wait, fmt):
     """Restore BACKUP into a new volume, or over an available one."""
-    backup = find_backup(client, backup_ref)
+    backup = client.find(backup_ref, "backup")
     spec = {"volume_id": client.find(volume_ref)["id"] if volume_ref else None, "name": name}
     restore = client.call("POST", f"/backups/{backup['id']}/restore", json={"restore": {
         k: v for k, v in spec.items() if v is not None}})["restore"]
@@ -162,7 +148,7 @@ def backup_restore(client, backup_ref, volume_ref, name, no_wait, fmt):
 def backup_delete(client, backup_refs, no_wait):
     """Delete backups (chunks other backups still use are kept)."""
     for ref in backup_refs:
-        backup = find_backup(client, ref)
+        backup = client.find(ref, "backup")
         client.call("DELETE", f"/backups/{backup['id']}")
         if not no_wait:
             left = follow(client, {**backup, "status": "deleting"}, f"deleting {backup['id']}")
