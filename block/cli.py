@@ -231,9 +231,7 @@ def upload_to_image(client, volume_ref, image_name, disk_format, no_wait, fmt):
 @pass_client
 def list_volumes(client, all_projects, name, status, limit, marker, fmt):
     """List volumes, newest first."""
-    params = {k: v for k, v in dict(name=name, status=status, limit=limit, marker=marker,
-                                    all_tenants=1 if all_projects else None).items()
-              if v is not None}
+    params = list_query(all_projects, name=name, status=status, limit=limit, marker=marker)
     volumes = client.call("GET", "/volumes/detail", params=params)["volumes"]
     emit_rows([row(v) for v in volumes], LIST_COLUMNS, fmt)
 
@@ -253,12 +251,22 @@ def show(client, volume_ref, fmt):
 @pass_client
 def delete(client, volume_refs, no_wait):
     """Delete volumes (they must be detached)."""
-    for ref in volume_refs:
-        found = client.find(ref)
-        client.call("DELETE", f"/volumes/{found['id']}")
+    delete_each(client, volume_refs, no_wait)
+
+
+def list_query(all_projects: bool, **filters) -> dict:
+    """A listing's query parameters: the filters given, and all_tenants for admins."""
+    return {k: v for k, v in dict(filters, all_tenants=1 if all_projects else None).items()
+            if v is not None}
+
+
+def delete_each(client, refs: tuple[str, ...], no_wait: bool, kind: str = "volume") -> None:
+    for ref in refs:
+        found = client.find(ref, kind)
+        client.call("DELETE", f"/{kind}s/{found['id']}")
         if not no_wait:
-            client.wait(found["id"], gone=True)
-        click.echo(f"deleted volume {found['id']}")
+            client.wait(found["id"], gone=True, kind=kind)
+        click.echo(f"deleted {kind} {found['id']}")
 
 
 @volume.command("extend")
@@ -405,10 +413,8 @@ def snapshot_create(client, volume_ref, force, name, description, quiesce, metad
 @pass_client
 def snapshot_list(client, all_projects, volume_id, name, status, limit, marker, fmt):
     """List snapshots, newest first."""
-    params = {k: v for k, v in dict(volume_id=volume_id, name=name, status=status, limit=limit,
-                                    marker=marker,
-                                    all_tenants=1 if all_projects else None).items()
-              if v is not None}
+    params = list_query(all_projects, volume_id=volume_id, name=name, status=status,
+                        limit=limit, marker=marker)
     snapshots = client.call("GET", "/snapshots/detail", params=params)["snapshots"]
     emit_rows(snapshots, SNAPSHOT_COLUMNS, fmt)
 
@@ -428,12 +434,7 @@ def snapshot_show(client, snapshot_ref, fmt):
 @pass_client
 def snapshot_delete(client, snapshot_refs, no_wait):
     """Delete snapshots (they must not be locally attached)."""
-    for ref in snapshot_refs:
-        found = client.find(ref, "snapshot")
-        client.call("DELETE", f"/snapshots/{found['id']}")
-        if not no_wait:
-            client.wait(found["id"], gone=True, kind="snapshot")
-        click.echo(f"deleted snapshot {found['id']}")
+    delete_each(client, snapshot_refs, no_wait, "snapshot")
 
 
 def local_target(client, ref: str | None, snapshot: str | None) -> str:

@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from soko.block import wiring
 from soko.block.local_attach import loop_devices
 from soko.block.models import Volume
 from soko.common.db import session_scope
@@ -165,4 +166,22 @@ def test_local_attach_of_an_iscsi_attached_volume_leaves_nothing(real_client, re
     assert resp.status_code == 409
     assert loop_devices() == before
     action(real_client, "volumes", volume_id, {"os-detach": {}})
+    delete(real_client, volume_id)
+
+
+def test_snapshots_and_local_attachments_survive_a_restart(real_block, real_client,
+                                                           real_manager):
+    volume_id = create(real_client, 1)
+    snapshot_id = real_client.simulate_post("/v3/proj-a/snapshots", headers=A, json={
+        "snapshot": {"volume_id": volume_id}}).json["snapshot"]["id"]
+    device = local_attach(real_client, "snapshots", snapshot_id)
+    try:
+        restarted = wiring.make_manager(real_block)  # a new process's view: DB and pool
+        wiring.start(restarted)
+        snapshot = restarted.snapshots.get("proj-a", snapshot_id)
+        assert snapshot.status == "available" and snapshot.local.device == device
+        assert devices_of(restarted.pool.snapshot_path(snapshot_id)) == [device]
+    finally:
+        local_detach(real_client, "snapshots", snapshot_id)
+    real_client.simulate_delete(f"/v3/proj-a/snapshots/{snapshot_id}", headers=A)
     delete(real_client, volume_id)
