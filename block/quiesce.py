@@ -410,6 +410,16 @@ class Quiescer:
             raise QuiesceError(f"quiesce plan {name!r}: {exc}") from None
 
     @contextlib.contextmanager
+    def exclusive(self, volume_id: str) -> Iterator[None]:
+        """One freeze of a volume at a time on this host (across workers): a second plan
+        would find the filesystem frozen, and its failing step's thaw would end the first
+        plan's freeze early."""
+        makedirs_durable(self.record_dir)
+        with open(self.record_dir / f"volume-{volume_id}.lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield
+
+    @contextlib.contextmanager
     def frozen(self, steps: list, key: str) -> Iterator[Outcome]:
         """Freezes ``steps`` around the body; the outcome is complete once the block ends.
         A failing step raises ``QuiesceError`` after every frozen step was thawed."""

@@ -102,7 +102,8 @@ class SnapshotManager:
             if steps is None:
                 self.pool.snapshot(volume_id, snapshot.id)
                 return self._finish(snapshot.id, "available", {})
-            with self.quiescer.frozen(steps, snapshot.id) as outcome:
+            with self.quiescer.exclusive(volume_id), \
+                    self.quiescer.frozen(steps, snapshot.id) as outcome:
                 self.pool.snapshot(volume_id, snapshot.id)
         except (PoolError, QuiesceError) as exc:
             self.pool.delete_snapshot(snapshot.id)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -250,3 +251,24 @@ def test_api_snapshot_outliving_the_watchdog_is_error(api):
     snapshot = snap(client, volume_id, quiesce="ok").json["snapshot"]
     assert snapshot["status"] == "error" and "watchdog" in snapshot["metadata"]["error"]
     assert lines(log) == ["freeze a", "thaw a"]
+
+
+def test_quiesced_snapshots_of_one_volume_take_turns(api, tmp_path):
+    client, manager, log = api
+    from tests.block.test_api import create
+
+    manager.snapshots.quiescer = Quiescer(tmp_path, {"slow": [
+        logging_step(log, "a", "sleep 0.3")]})
+    volume_id = create(client).json["volume"]["id"]
+
+    def take():
+        manager.snapshots.create(project_id="proj-a", user_id="u", volume_id=volume_id,
+                                 quiesce="slow")
+
+    threads = [threading.Thread(target=take) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert lines(log) == ["freeze a", "thaw a", "freeze a", "thaw a"]
+    assert len(manager.pool.snapshots()) == 2
