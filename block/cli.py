@@ -128,7 +128,8 @@ def catalog_endpoint(catalog: list[dict], kind: str, url_option: str) -> str:
 
 
 def row(volume: dict) -> dict:
-    attached = [a.get("initiator") for a in volume.get("attachments", [])]
+    attached = [a.get("initiator") or a.get("device")  # iSCSI, or a local loop device
+                for a in volume.get("attachments", [])]
     return {**volume, "attached_to": ", ".join(filter(None, attached))}
 
 
