@@ -208,14 +208,17 @@ def create(client, size, name, description, snapshot_id, source_volid, image_id,
 @click.argument("image_name", metavar="NAME")
 @click.option("--disk-format", type=click.Choice(["raw", "qcow2"]), default="raw",
               show_default=True)
+@click.option("--force", is_flag=True,
+              help="An attached volume: upload a crash-consistent snapshot of it.")
 @no_wait_option
 @format_option
 @pass_client
-def upload_to_image(client, volume_ref, image_name, disk_format, no_wait, fmt):
-    """Upload a detached volume as a new image NAME (`soko image show` follows it)."""
+def upload_to_image(client, volume_ref, image_name, disk_format, force, no_wait, fmt):
+    """Upload a volume as a new image NAME (`soko image show` follows it)."""
     found = client.find(volume_ref)
     info = client.call("POST", f"/volumes/{found['id']}/action", json={
-        "os-volume_upload_image": {"image_name": image_name, "disk_format": disk_format}})
+        "os-volume_upload_image": {"image_name": image_name, "disk_format": disk_format,
+                                   "force": force}})
     info = info["os-volume_upload_image"]
     if not no_wait:
         info["status"] = client.wait(found["id"])["status"]

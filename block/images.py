@@ -9,7 +9,7 @@ been checked and answered 202, with the volume in Cinder's transitional status
 deletes a half-filled volume and returns an uploading one to ``available``.
 
 A download is hashed as it lands (MD5 and xxh3-128 against the image's record) in an
-unnamed ``O_TMPFILE`` on the pool's filesystem, so a crash leaves no temp file, then
+unnamed ``O_TMPFILE`` in the service's state dir, so a crash leaves no temp file, then
 ``qemu-img convert -f <the image's format>`` writes it into the volume: the format is
 always given, never probed, so a raw image that happens to look like qcow2 cannot make
 QEMU open files on the host.
@@ -30,10 +30,10 @@ import requests
 import xxhash
 
 from soko.block import limits
-from soko.block.api import VolumeAction, Volumes, body_of, volume_detail
+from soko.block.api import VolumeAction, Volumes, body_of, check_bool, volume_detail
 from soko.block.manager import GiB, VolumeManager
 from soko.common.config import Config
-from soko.common.errors import BadRequest, NotFound, ServiceUnavailable, SokoError
+from soko.common.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, SokoError
 
 log = logging.getLogger("soko.block.images")
 
@@ -116,7 +116,7 @@ def qemu_img(*argv: str, pass_fds=()) -> None:
 
 
 @contextlib.contextmanager
-def unnamed_file(directory: str):
+def unnamed_file(directory: str | os.PathLike):
     """An ``O_TMPFILE`` in ``directory`` and a path qemu-img can open it by."""
     fd = os.open(directory, os.O_TMPFILE | os.O_RDWR, 0o600)
     try:
@@ -165,7 +165,7 @@ class VolumeImages:
     def fill(self, project_id: str, volume_id: str, image: dict, token: str) -> None:
         target = self.manager.pool.path(volume_id)
         try:
-            with unnamed_file(os.path.dirname(target)) as (fd, path):
+            with unnamed_file(self.manager.state_dir) as (fd, path):
                 self.download(token, image, fd)
                 qemu_img("convert", "-f", image["disk_format"], "-O", "raw", "-n",
                          "--target-is-zero", path, target, pass_fds=(fd,))
@@ -192,31 +192,47 @@ class VolumeImages:
 
     # -- volume -> image ------------------------------------------------------------
 
-    def upload(self, *, token: str, project_id: str, volume_id: str, name: str,
-               disk_format: str) -> tuple:
-        """Makes the image record, moves the volume to ``uploading`` (only from
-        available: nothing writes it meanwhile) and streams it in the background."""
+    def upload(self, *, token: str, project_id: str, user_id: str, volume_id: str,
+               name: str, disk_format: str, force: bool = False) -> tuple:
+        """Makes the image record and streams the volume into it in the background.
+
+        An available volume is ``uploading`` meanwhile, so nothing attaches and writes it.
+        An in-use one (only with ``force``, as Cinder) keeps its status and its guest: the
+        upload reads a snapshot taken for it (crash-consistent, visible in the snapshot
+        list while it lasts) and deletes the snapshot when done."""
         if disk_format not in DISK_FORMATS:
             raise BadRequest(f"disk_format must be {' or '.join(DISK_FORMATS)}")
-        self.manager.transition(project_id, volume_id, ("available",), "uploading",
-                                "upload-to-image")
+        volume = self.manager.get(project_id, volume_id)
+        snapshot = None
+        if volume.status == "in-use" and force:
+            snapshot = self.manager.snapshots.create(
+                project_id=project_id, user_id=user_id, volume_id=volume_id, force=True,
+                name=f"for image {name}")
+        elif volume.status == "in-use":
+            raise Conflict(f"volume {volume_id} is in-use: detach it, or give --force to "
+                           "upload a crash-consistent snapshot of it")
+        else:
+            self.manager.transition(project_id, volume_id, ("available",), "uploading",
+                                    "upload-to-image")
         try:
             image = self.images.create(token, name, disk_format)
         except SokoError:
-            self.manager.transition(project_id, volume_id, ("uploading",), "available")
+            self.finish_upload(project_id, volume_id, snapshot)
             raise
+        source = (self.manager.pool.path(volume_id) if snapshot is None
+                  else self.manager.pool.snapshot_path(snapshot.id))
         self.background(f"upload-{volume_id}", self.send, project_id, volume_id, image,
-                        token)
+                        token, source, snapshot)
         return self.manager.get(project_id, volume_id), image
 
-    def send(self, project_id: str, volume_id: str, image: dict, token: str) -> None:
-        source = self.manager.pool.path(volume_id)
+    def send(self, project_id: str, volume_id: str, image: dict, token: str, source: str,
+             snapshot) -> None:
         try:
             if image["disk_format"] == "raw":
                 with open(source, "rb") as f:
                     self.images.upload(token, image["id"], f)
             else:
-                with unnamed_file(os.path.dirname(source)) as (fd, path):
+                with unnamed_file(self.manager.state_dir) as (fd, path):
                     qemu_img("convert", "-f", "raw", "-O", image["disk_format"], source, path,
                              pass_fds=(fd,))
                     with os.fdopen(os.dup(fd), "rb") as f:
@@ -225,7 +241,13 @@ class VolumeImages:
             log.error("volume %s: upload to image %s failed: %s", volume_id, image["id"], exc)
             with contextlib.suppress(SokoError):
                 self.images.delete(token, image["id"])
-        self.manager.transition(project_id, volume_id, ("uploading",), "available")
+        self.finish_upload(project_id, volume_id, snapshot)
+
+    def finish_upload(self, project_id: str, volume_id: str, snapshot) -> None:
+        if snapshot is None:
+            self.manager.transition(project_id, volume_id, ("uploading",), "available")
+        else:
+            self.manager.snapshots.delete(project_id, snapshot.id)
 
     @staticmethod
     def background(name: str, target, *args) -> None:
@@ -278,9 +300,11 @@ class ImageVolumeAction(VolumeAction):
             raise BadRequest('os-volume_upload_image needs {"image_name": "...", '
                              '"disk_format": "raw"|"qcow2"}')
         volume, image = self.volume_images.upload(
-            token=req.get_header("X-Auth-Token"), project_id=project_id, volume_id=volume_id,
+            token=req.get_header("X-Auth-Token"), project_id=project_id,
+            user_id=req.context.auth.user_id, volume_id=volume_id,
             name=limits.check_text(args["image_name"], "image_name", limits.NAME_MAX),
-            disk_format=args.get("disk_format", "raw"))
+            disk_format=args.get("disk_format", "raw"),
+            force=check_bool(args.get("force", False), "force"))
         resp.status = falcon.HTTP_202
         resp.media = {"os-volume_upload_image": {
             "id": volume.id, "status": volume.status, "size": volume.size,

@@ -230,3 +230,40 @@ def test_volume_cli_from_image_and_back(block, image_stack, guest_in_store):
             image_stack.cli("delete", image["id"])
         finally:
             soko_volume("delete", volume["id"])
+
+
+def test_upload_in_use_volume_with_force(block, image_stack, guest_in_store, guest_image,
+                                         tmp_path):
+    """An attached volume keeps its export while a snapshot of it is uploaded."""
+    volume = block.from_image(guest_in_store["id"])
+    action = f"/volumes/{volume['id']}/action"
+    image_id = None
+    try:
+        r = block.call("POST", action, json={
+            "os-initialize_connection": {"connector": {"initiator": INITIATOR}}})
+        assert r.status_code == 200, r.text
+        data = r.json["connection_info"]["data"]
+        upload = {"image_name": "from-in-use", "disk_format": "qcow2"}
+        refused = block.call("POST", action, json={"os-volume_upload_image": upload})
+        assert refused.status_code == 409 and "--force" in refused.json["error"]["message"]
+        r = block.call("POST", action, json={"os-volume_upload_image": {**upload,
+                                                                         "force": True}})
+        assert r.status_code == 202, r.text
+        assert r.json["os-volume_upload_image"]["status"] == "in-use"
+        image_id = r.json["os-volume_upload_image"]["image_id"]
+        deadline = time.monotonic() + 120
+        while image_stack.cli_json("show", image_id)["status"] != "active" or \
+                block.manager.snapshots.list(None, volume_id=volume["id"]):
+            assert time.monotonic() < deadline, "the upload did not finish"
+            time.sleep(0.3)
+        assert block.call("GET", f"/volumes/{volume['id']}").json["volume"]["status"] == "in-use"
+        compare_lun(guest_image, data)  # still exported to its initiator
+        downloaded = tmp_path / "in-use.qcow2"
+        image_stack.cli("download", image_id, "--file", str(downloaded))
+        compare("-f", "raw", "-F", "qcow2", str(guest_image), str(downloaded))
+    finally:
+        block.call("POST", action, json={"os-detach": {}})
+        block.wait(volume["id"])
+        block.delete(volume["id"])
+        if image_id:
+            image_stack.cli("delete", image_id)
