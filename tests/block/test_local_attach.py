@@ -4,16 +4,24 @@ no stray device on any path, and reconcile repairing what happened behind its ba
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
+import threading
+from wsgiref.simple_server import make_server
 
 import pytest
+from click.testing import CliRunner
 
 from soko.block import wiring
+from soko.block.api import make_app
+from soko.block.cli import volume
 from soko.block.local_attach import loop_devices
 from soko.block.models import Volume
 from soko.common.db import session_scope
+from tests.block.fakes import FixedTokens
+from tests.block.test_cli import QuietHandler
 from tests.block.test_datapath import HOST, A, attach, create, delete
 
 pytestmark = pytest.mark.privileged
@@ -185,3 +193,41 @@ def test_snapshots_and_local_attachments_survive_a_restart(real_block, real_clie
         local_detach(real_client, "snapshots", snapshot_id)
     real_client.simulate_delete(f"/v3/proj-a/snapshots/{snapshot_id}", headers=A)
     delete(real_client, volume_id)
+
+
+@pytest.fixture
+def real_cli(real_block, real_manager, tmp_path):
+    """``soko volume`` against the real manager, served over HTTP by a wsgiref thread."""
+    app = make_app(real_block, validator=FixedTokens(), manager=real_manager)
+    server = make_server("127.0.0.1", 0, app, handler_class=QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}/v3/proj-a"
+
+    def invoke(*args: str) -> str:
+        result = CliRunner().invoke(volume, ["--os-url", url, "--os-token", "tok-a",
+                                             "--data-dir", str(tmp_path), *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    yield invoke
+    server.shutdown()
+    server.server_close()
+
+
+def test_local_attach_through_the_cli(real_cli, real_manager):
+    volume_id = json.loads(real_cli("create", "--name", "cli-local", "1", "--format",
+                                    "json"))["id"]
+    device = real_cli("local-attach", "cli-local").strip()
+    assert devices_of(real_manager.pool.path(volume_id)) == [device]
+    assert device in real_cli("list")
+    snapshot = json.loads(real_cli("snapshot-create", "--force", "--name", "cli-snap",
+                                   "cli-local", "--format", "json"))
+    info = json.loads(real_cli("local-attach", "--snapshot", "cli-snap", "--format", "json"))
+    assert info["read_only"] is True and info["snapshot_id"] == snapshot["id"]
+    real_cli("local-detach", "--snapshot", "cli-snap")
+    real_cli("local-detach", "cli-local")
+    assert devices_of(real_manager.pool.path(volume_id)) == []
+    assert devices_of(real_manager.pool.snapshot_path(snapshot["id"])) == []
+    real_cli("snapshot-delete", "cli-snap")
+    real_cli("delete", "cli-local")
