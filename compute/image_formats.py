@@ -7,7 +7,9 @@ a format with pointers into the host (the classic backing-file attack), so a mis
 refused, and so is a qcow2 image that names a backing or external data file.
 
 QEMU reads only the header and metadata tables to answer, so the first MiB of an upload
-is enough: the service probes before it stores a byte.
+is enough: the service probes before it stores a byte. It runs under ``prlimit`` (30 s of
+CPU, 1 GiB of address space), as Nova and Cinder run it on untrusted images: a crafted
+header must not make ``qemu-img`` eat the host (CVE-2015-5162).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import tempfile
 
 DISK_FORMATS = ("raw", "qcow2")
 PROBE_BYTES = 1 << 20
+LIMITS = ["prlimit", "--cpu=30", f"--as={1 << 30}"]
 
 
 class FormatError(ValueError):
@@ -34,12 +37,12 @@ class Probe:
 
 def qemu_img_info(path: str) -> dict:
     try:
-        proc = subprocess.run(["qemu-img", "info", "--output", "json", path],
+        proc = subprocess.run([*LIMITS, "qemu-img", "info", "--output", "json", path],
                               capture_output=True, text=True, timeout=60,
                               env={**os.environ, "LC_ALL": "C"})
     except FileNotFoundError:
-        raise FormatError("qemu-img is not installed (run tools/install-system-deps.sh)") \
-            from None
+        raise FormatError("qemu-img or prlimit is not installed (run "
+                          "tools/install-system-deps.sh)") from None
     if proc.returncode != 0:
         raise FormatError(f"qemu-img cannot read it: {proc.stderr.strip()}")
     return json.loads(proc.stdout)
