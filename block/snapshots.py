@@ -1,6 +1,7 @@
 """Volume snapshots: O(1) copies in the pool, optionally taken inside a quiesce plan.
 
-States (Cinder's): creating → available; available|error → deleting → gone; a snapshot
+States (Cinder's): creating → available; available|error → deleting → gone (or
+error_deleting when the pool fails, to be deleted again); a snapshot
 whose freeze outlived the watchdog is ``error`` (its copy may be inconsistent). Like a
 volume's, every change is a compare-and-swap, and a step interrupted by a crash is
 finished or undone by ``reconcile`` once its owning process is gone.
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("soko.block.snapshots")
 
 TRANSITIONAL = ("creating", "deleting")
+DELETABLE = ("available", "error", "error_deleting")
 
 
 class SnapshotManager:
@@ -172,12 +174,17 @@ class SnapshotManager:
                 raise Conflict(f"snapshot {snapshot_id} is locally attached as {attached}; "
                                "local-detach it first")
             moved = s.execute(update(Snapshot).where(
-                Snapshot.id == snapshot_id, Snapshot.status.in_(("available", "error")))
+                Snapshot.id == snapshot_id, Snapshot.status.in_(DELETABLE))
                 .values(status="deleting", owner=current_owner(), updated_at=utcnow()))
             if moved.rowcount != 1:
                 raise Conflict(f"Invalid snapshot: snapshot {snapshot_id} is "
-                               f"{snapshot.status}; delete needs it available or error.")
-        self._finish_delete(snapshot_id)
+                               f"{snapshot.status}; delete needs it {' or '.join(DELETABLE)}.")
+        try:
+            self._finish_delete(snapshot_id)
+        except PoolError as exc:
+            self._finish(snapshot_id, "error_deleting", {})
+            raise ServiceUnavailable(f"the pool could not delete the snapshot ({exc}); it is "
+                                     "error_deleting: delete it again") from exc
 
     def _finish_delete(self, snapshot_id: str) -> None:
         self.pool.delete_snapshot(snapshot_id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 
+from soko.block.drivers.base import PoolError
 from soko.block.models import Snapshot
 from soko.block.quiesce import Quiescer
 from soko.common.db import session_scope
@@ -180,3 +181,20 @@ def test_snapshot_verbs_through_the_cli(run, manager, tmp_path):  # noqa: F811
     assert manager.pool.snapshots() == set()
     run("delete", "data", copy["id"])
     assert "give a VOLUME or --snapshot" in run("local-attach", ok=False).output
+
+
+def test_a_pool_failing_to_delete_leaves_error_deleting(client, manager, monkeypatch):
+    volume_id = create(client).json["volume"]["id"]
+    snapshot_id = snap(client, volume_id).json["snapshot"]["id"]
+
+    def broken(snapshot_id):  # a failing disk cannot be caused in the in-memory pool
+        raise PoolError("I/O error")
+
+    monkeypatch.setattr(manager.pool, "delete_snapshot", broken)
+    resp = client.simulate_delete(f"{SNAPS}/{snapshot_id}", headers=A)
+    assert resp.status_code == 503 and "delete it again" in resp.json["error"]["message"]
+    shown = client.simulate_get(f"{SNAPS}/{snapshot_id}", headers=A).json["snapshot"]
+    assert shown["status"] == "error_deleting"
+    monkeypatch.undo()
+    assert client.simulate_delete(f"{SNAPS}/{snapshot_id}", headers=A).status_code == 202
+    assert manager.pool.snapshots() == set()
