@@ -141,3 +141,24 @@ def test_private_stays_private_public_serves_everyone(image_stack, tmp_path):
         image_stack.cli("delete", private["id"])
         image_stack.cli("delete", public["id"], user=ADMIN[0])
     assert not image_stack.objects(container="images-public")
+
+
+def test_refused_upload_tells_why(image_stack, tmp_path):
+    """The service refuses a big upload before reading any of it (a finished image, a bad
+    token): the client still gets the reason, not a broken pipe (gunicorn reads the rest
+    of the body before it answers the next request on the connection)."""
+    created = image_stack.cli_json("create", "--file", str(random_raw(tmp_path / "a", 4096)),
+                                   "--disk-format", "raw", "once")
+    disk = tmp_path / "big.img"
+    with open(disk, "wb") as f:
+        f.truncate(256 << 20)  # far more than the socket buffers hold
+    try:
+        r = requests.put(f"{image_stack.url}/v2/images/{created['id']}/file",
+                         data=disk.open("rb"), timeout=30,
+                         headers={"X-Auth-Token": image_stack.token()})
+        assert r.status_code == 409 and "active" in r.json()["error"]["message"]
+        r = requests.put(f"{image_stack.url}/v2/images/{created['id']}/file",
+                         data=disk.open("rb"), timeout=30, headers={"X-Auth-Token": "bogus"})
+        assert r.status_code == 401
+    finally:
+        image_stack.cli("delete", created["id"])
