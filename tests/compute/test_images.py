@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,29 @@ def test_refused_upload_tells_why(image_stack, tmp_path):
         assert r.status_code == 401
     finally:
         image_stack.cli("delete", created["id"])
+
+
+def test_upload_cut_off_leaves_no_segments(image_stack):
+    """A client that dies mid-upload: the image is killed and every segment it stored is
+    removed; deleting the killed image then clears the record too."""
+    import socket
+    from urllib.parse import urlsplit
+
+    headers = {"X-Auth-Token": image_stack.token()}
+    image = requests.post(f"{image_stack.url}/v2/images", headers=headers, timeout=10,
+                          json={"name": "cut-off", "disk_format": "raw"}).json()
+    url = urlsplit(image_stack.url)
+    sent = os.urandom(3 * SEGMENT_SIZE + 100)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as conn:
+        conn.sendall((f"PUT /v2/images/{image['id']}/file HTTP/1.1\r\n"
+                      f"Host: {url.netloc}\r\nX-Auth-Token: {headers['X-Auth-Token']}\r\n"
+                      f"Content-Type: application/octet-stream\r\n"
+                      f"Content-Length: {10 * SEGMENT_SIZE}\r\n\r\n").encode() + sent)
+    show = f"{image_stack.url}/v2/images/{image['id']}"
+    deadline = time.monotonic() + 60
+    while requests.get(show, headers=headers, timeout=10).json()["status"] != "killed":
+        assert time.monotonic() < deadline, "the cut-off upload was never killed"
+        time.sleep(0.2)
+    assert not [n for n in image_stack.objects() if n.startswith(image["id"])]
+    image_stack.cli("delete", image["id"])
+    assert requests.get(show, headers=headers, timeout=10).status_code == 404
