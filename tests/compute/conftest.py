@@ -192,8 +192,8 @@ class Stack:
         resp = self.volumes("GET", f"/volumes/{volume_id}", token, project)
         return resp.json()["volume"] if resp.status_code == 200 else None
 
-    def server(self, server_id: str) -> dict | None:
-        resp = self.servers("GET", f"/{server_id}")
+    def server(self, server_id: str, token: str = "tok-a") -> dict | None:
+        resp = self.servers("GET", f"/{server_id}", token)
         return resp.json()["server"] if resp.status_code == 200 else None
 
     def wait_server(self, server_id: str, *statuses: str, timeout: float = 180) -> dict | None:
