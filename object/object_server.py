@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 # mismatch is quarantined and answered 404, so the proxy reads another replica); larger
 # ones are checked while streaming, holding the last chunk back (see ``read_range``).
 VERIFY_BEFORE_SENDING = 4 * 1024 * 1024
+# Says so on every whole-object GET: a body that fails its MD5 here never arrives complete.
+VERIFIED_HEADER = "X-Backend-Body-Verified"
 
 
 class ClientDisconnect(SokoError):
@@ -188,6 +190,8 @@ class ObjectResource:
         path = state.data_path
         if ranges is None:
             resp.content_length = size
+            if body:  # the proxy need not hash it again (replicas.StreamedResponse)
+                resp.set_header(VERIFIED_HEADER, "md5")
             if body and size <= VERIFY_BEFORE_SENDING:
                 resp.data = read_verified(path, headers["ETag"])
                 if resp.data is None:

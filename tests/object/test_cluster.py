@@ -9,6 +9,7 @@ import uuid
 import pytest
 import requests
 
+from soko.object.proxy import load_rings
 from soko.object.timestamps import Timestamp
 from soko.ring.ring import Ring
 
@@ -40,7 +41,8 @@ def container(api) -> str:
 
 
 def object_ring(cluster) -> Ring:
-    return Ring(cluster.data_dir / "object" / "rings" / "object.ring")
+    """The object ring salted as the cluster's proxy salts it (object/hash_secret.py)."""
+    return load_rings(cluster.config)["object"]
 
 
 def test_put_get_roundtrip(api, cluster, container):
