@@ -234,6 +234,26 @@ def test_bit_rot_never_served_quarantined_and_repaired(netns_cluster):
         assert all(f.read_bytes() == body for f in files), f"{name}: a bad copy remains"
 
 
+def test_body_failing_after_bytes_were_sent_cuts_the_client_off(netns_cluster):
+    """Bit rot near the end of a multi-chunk object on every replica: the client has bytes
+    already when the MD5 fails, so its connection must break, never end as if complete."""
+    cluster = netns_cluster
+    client = Client(cluster, "rot-everywhere")
+    body = os.urandom(6 << 20)  # nodes check bodies up to 4 MiB before sending a byte
+    assert client.put("big", body).status_code == 201
+    for path in cluster.object_files(client.account, client.container, "big"):
+        with open(path, "r+b") as f:
+            f.seek(len(body) - 100)
+            f.write(b"\0" * 16)
+    received = bytearray()
+    with pytest.raises(requests.exceptions.ChunkedEncodingError), client.session.get(
+            client.object_url("big"), headers=client.headers, stream=True, timeout=60) as resp:
+        assert resp.status_code == 200
+        for chunk in resp.iter_content(1 << 16):
+            received += chunk
+    assert len(received) < len(body)
+
+
 def test_failed_device_answers_507_writes_go_to_handoffs_and_refill(netns_cluster):
     cluster = netns_cluster
     client = Client(cluster, "disk-failure")
