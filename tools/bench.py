@@ -10,6 +10,7 @@ from soko.tools.lazy import LazyGroup
 BENCHMARKS = {
     "ring": "soko.ring.bench:bench_ring",
     "object": "soko.object.bench:bench_object",
+    "heal": "soko.object.bench_heal:bench_heal",
     "block": "soko.block.bench:bench_block",
     "snapshot": "soko.block.snapshot_bench:bench_snapshot",
     "backup": "soko.block.backups.bench:bench_backup",
