@@ -21,6 +21,7 @@ EXTENT = struct.Struct("=QQQ16xL12x")  # logical, physical, length, flags
 LAST = 0x1
 # Extents whose physical address says nothing stable about their bytes.
 UNSURE = 0x2 | 0x4 | 0x8 | 0x80 | 0x100 | 0x200 | 0x400  # unknown, delalloc, encoded...
+UNWRITTEN = 0x800  # reads as zeros: part of what a block is, next to where it lives
 BATCH = 512
 
 
@@ -52,9 +53,9 @@ class ExtentMap:
         except OSError:
             return None
 
-    def pieces(self, start: int, stop: int) -> list[tuple[int, int, int]] | None:
-        """``(logical, physical, length)`` of the mapped parts of a range; None when any
-        part is of an unsure kind."""
+    def pieces(self, start: int, stop: int) -> list[tuple[int, int, int, int]] | None:
+        """``(logical, physical, length, unwritten)`` of the mapped parts of a range; None
+        when any part is of an unsure kind."""
         out = []
         i = max(bisect.bisect_right(self.starts, start) - 1, 0)
         while i < len(self.extents) and self.extents[i][0] < stop:
@@ -63,7 +64,7 @@ class ExtentMap:
             if lo < hi:
                 if flags & UNSURE:
                     return None
-                out.append((lo, physical + lo - logical, hi - lo))
+                out.append((lo, physical + lo - logical, hi - lo, flags & UNWRITTEN))
             i += 1
         return out
 
