@@ -282,6 +282,7 @@ class VolumeManager:
     def _finish_delete(self, volume_id: str) -> None:
         self.target.unexport(volume_id)  # none should exist; a crash may have left one
         self.pool.delete(volume_id)
+        self.snapshots.quiescer.forget(volume_id)
         with session_scope(self.sessions) as s:
             s.execute(delete(Volume).where(Volume.id == volume_id))
 

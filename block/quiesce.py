@@ -415,9 +415,17 @@ class Quiescer:
         would find the filesystem frozen, and its failing step's thaw would end the first
         plan's freeze early."""
         makedirs_durable(self.record_dir)
-        with open(self.record_dir / f"volume-{volume_id}.lock", "a") as f:
+        with open(self.lock_path(volume_id), "a") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             yield
+
+    def lock_path(self, volume_id: str) -> Path:
+        return self.record_dir / f"volume-{volume_id}.lock"
+
+    def forget(self, volume_id: str) -> None:
+        """Removes a deleted volume's lock file (no freeze can be running: a volume with
+        snapshots, even one being taken, cannot be deleted)."""
+        self.lock_path(volume_id).unlink(missing_ok=True)
 
     @contextlib.contextmanager
     def frozen(self, steps: list, key: str) -> Iterator[Outcome]:

@@ -272,3 +272,7 @@ def test_quiesced_snapshots_of_one_volume_take_turns(api, tmp_path):
         thread.join()
     assert lines(log) == ["freeze a", "thaw a", "freeze a", "thaw a"]
     assert len(manager.pool.snapshots()) == 2
+    for snapshot in manager.snapshots.list("proj-a"):
+        manager.snapshots.delete("proj-a", snapshot.id)
+    manager.delete("proj-a", volume_id)
+    assert not (tmp_path / "frozen" / f"volume-{volume_id}.lock").exists()  # no trace left
