@@ -381,20 +381,22 @@ def snapshot_record(snapshot: dict) -> dict:
                                             "consistent copy).")
 @click.option("--name")
 @click.option("--description")
-@click.option("--quiesce", is_flag=False, flag_value="", default=None, metavar="[PLAN]",
-              help="Run a quiesce plan from the service's config around the copy: PLAN, or "
-                   "without a value the volume's default (its quiesce_plan metadata).")
+@click.option("--quiesce", is_flag=True,
+              help="Run the volume's default quiesce plan around the copy (from the "
+                   "service's config or its quiesce_plan metadata).")
+@click.option("--quiesce-plan", metavar="PLAN",
+              help="Run this quiesce plan (named in the service's config) around the copy.")
 @metadata_option
 @no_wait_option
 @format_option
 @pass_client
-def snapshot_create(client, volume_ref, force, name, description, quiesce, metadata, no_wait,
-                    fmt):
+def snapshot_create(client, volume_ref, force, name, description, quiesce, quiesce_plan,
+                    metadata, no_wait, fmt):
     """Take an O(1) snapshot of VOLUME (frozen for a moment if --quiesce)."""
     found = client.find(volume_ref)
     spec = {"volume_id": found["id"], "force": force, "name": name,
             "description": description, "metadata": parse_metadata(metadata),
-            "quiesce": (quiesce or True) if quiesce is not None else None}
+            "quiesce": quiesce_plan or quiesce or None}
     snapshot = client.call("POST", "/snapshots", json={"snapshot": {
         k: v for k, v in spec.items() if v is not None}})["snapshot"]
     if not no_wait:

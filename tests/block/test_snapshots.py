@@ -160,13 +160,17 @@ def test_snapshot_verbs_through_the_cli(run, manager, tmp_path):  # noqa: F811
     assert snap_a["status"] == "available" and snap_a["metadata"]["quiesce_plan"] == "app"
     assert float(snap_a["metadata"]["freeze_window_ms"]) > 0
     assert log.read_text() == "pre\npost\n"
-    snap_b = json.loads(run("snapshot-create", "--force", "--quiesce", "app", "--name", "b",
+    snap_b = json.loads(run("snapshot-create", "--force", "--quiesce-plan", "app", "--name", "b",
                             "data", "--format", "json").output)
     assert snap_b["metadata"]["quiesce_plan"] == "app"
     plain = json.loads(run("snapshot-create", "--force", "data", "--format", "json").output)
     assert "quiesce_plan" not in plain["metadata"]
-    assert "no quiesce plan named 'nope'" in run("snapshot-create", "--force", "--quiesce",
-                                                 "nope", "data", ok=False).output
+    assert "no quiesce plan named 'nope'" in run("snapshot-create", "data", "--force",
+                                                 "--quiesce-plan", "nope", ok=False).output
+    # The form: the flag needs no value, and the volume may follow it.
+    plain_q = json.loads(run("snapshot-create", "--force", "--quiesce", "data", "--format",
+                             "json").output)
+    assert plain_q["metadata"]["quiesce_plan"] == "app"
     listed = run("snapshot-list").output
     assert "a" in listed and snap_b["id"][:8] in listed
     only = json.loads(run("snapshot-list", "--name", "b", "--format", "json").output)
@@ -177,7 +181,7 @@ def test_snapshot_verbs_through_the_cli(run, manager, tmp_path):  # noqa: F811
     assert copy["snapshot_id"] == snap_a["id"]
     run("detach", "data")
     assert "snapshot(s)" in run("delete", "data", ok=False).output
-    run("snapshot-delete", "a", "b", plain["id"])
+    run("snapshot-delete", "a", "b", plain["id"], plain_q["id"])
     assert manager.pool.snapshots() == set()
     run("delete", "data", copy["id"])
     assert "give a VOLUME or --snapshot" in run("local-attach", ok=False).output
