@@ -328,6 +328,7 @@ class Freeze:
         self.deadline = deadline
         self.frozen: list = []
         self.expired = False
+        self.body_done = False  # the snapshot step ended while frozen: too late to expire
         self.thaw_errors: list[str] = []
         self.lock = threading.Lock()
 
@@ -359,7 +360,10 @@ class Freeze:
                     log.error("thawing %s failed: %s", describe(step), exc)
 
     def expire(self) -> None:
-        self.expired = True
+        with self.lock:
+            if self.body_done:
+                return
+            self.expired = True
         self.thaw_all()
         log.warning("a freeze hit its time limit; the watchdog thawed it")
 
@@ -445,6 +449,8 @@ class Quiescer:
         try:
             freeze.run_pre()
             yield outcome
+            with freeze.lock:
+                freeze.body_done = True
         finally:
             watchdog.cancel()
             freeze.thaw_all()
