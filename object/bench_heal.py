@@ -89,11 +89,11 @@ def cluster(data_dir: Path | None):
 
 
 def demo_login(config) -> tuple[str, str]:
-    from soko.identity.bootstrap import DEMO, credentials_path, read_credentials
     from soko.object.bench import authenticate
+    from soko.object.cli import demo_credentials
 
-    key = read_credentials(credentials_path(config, DEMO))["OS_PASSWORD"]
-    return authenticate(config.section("proxy").endpoint + "/auth/v1.0", f"{DEMO}:{DEMO}", key)
+    return authenticate(config.section("proxy").endpoint + "/auth/v1.0",
+                        *demo_credentials(config))
 
 
 def fill(config, count: int, size: int, concurrency: int) -> tuple[str, list[str]]:

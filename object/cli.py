@@ -57,8 +57,9 @@ def object_group() -> None:
 @data_dir_option
 @click.option("--auth", envvar="ST_AUTH", help="Auth v1.0 URL [env ST_AUTH; default: the "
               "proxy of DATA_DIR's config]")
-@click.option("--user", envvar="ST_USER", required=True, help="<project>:<user> [env ST_USER]")
-@click.option("--key", envvar="ST_KEY", required=True, help="[env ST_KEY]")
+@click.option("--user", envvar="ST_USER", help="<project>:<user> [env ST_USER; default: soko "
+              "up's demo:demo]")
+@click.option("--key", envvar="ST_KEY", help="[env ST_KEY; default: the demo key in DATA_DIR]")
 @click.option("--populate", is_flag=True, help="First put the sample (once per cluster).")
 @click.option("--coverage", default=10.0, show_default=True,
               help="With --populate: % of the ring's partitions the sample covers.")
@@ -73,6 +74,8 @@ def dispersion(config_path, data_dir, auth, user, key, populate, coverage, fmt) 
     config = load(config_path, data_dir)
     rings = rings_of(config)
     auth = auth or config.section("proxy").endpoint + "/auth/v1.0"
+    if not (user and key):
+        user, key = demo_credentials(config)
     try:
         url, token = disp.authenticate(auth, user, key)
         if populate:
@@ -98,6 +101,17 @@ def dispersion(config_path, data_dir, auth, user, key, populate, coverage, fmt) 
              "node_errors": r["node_errors"]}
             for kind, r in result.items()]
     emit_rows(rows, list(rows[0]), fmt)
+
+
+def demo_credentials(config) -> tuple[str, str]:
+    from soko.identity.bootstrap import DEMO, credentials_path, read_credentials
+
+    path = credentials_path(config, DEMO)
+    try:
+        return f"{DEMO}:{DEMO}", read_credentials(path)["OS_PASSWORD"]
+    except (OSError, KeyError):
+        raise click.ClickException(f"no --user/--key given and no demo credentials in {path}: "
+                                   "pass --user and --key (or ST_USER/ST_KEY)") from None
 
 
 def fetch_recon(node: tuple[str, int], timeout: float) -> dict:
