@@ -276,3 +276,20 @@ def test_quiesced_snapshots_of_one_volume_take_turns(api, tmp_path):
         manager.snapshots.delete("proj-a", snapshot.id)
     manager.delete("proj-a", volume_id)
     assert not (tmp_path / "frozen" / f"volume-{volume_id}.lock").exists()  # no trace left
+
+
+def test_api_a_failing_copy_still_thaws(api, monkeypatch):
+    client, manager, log = api
+    from soko.block.drivers.base import PoolError
+    from tests.block.test_api import A, create
+    from tests.block.test_snapshots import snap
+
+    def broken(volume_id, snapshot_id):  # a full pool cannot be caused in memory
+        raise PoolError("No space left on device")
+
+    monkeypatch.setattr(manager.pool, "snapshot", broken)
+    volume_id = create(client).json["volume"]["id"]
+    resp = snap(client, volume_id, quiesce="ok")
+    assert resp.status_code == 503 and "No space left" in resp.json["error"]["message"]
+    assert lines(log) == ["freeze a", "thaw a"]
+    assert client.simulate_get("/v3/proj-a/snapshots", headers=A).json["snapshots"] == []
