@@ -311,24 +311,38 @@ class ComputeManager:
                 "code": 500, "message": str(exc), "created": utcnow().isoformat()})
             return
         volumes = self.volumes(caller)
-        for attachment in self.attachments(server_id):
-            self._release_volume(volumes, attachment, delete=attachment.delete_on_termination)
+        kept = [a.volume_id for a in self.attachments(server_id) if not self._release_volume(
+            volumes, a, server_id, delete=a.delete_on_termination)]
         with session_scope(self.sessions) as s:
-            s.execute(delete(Attachment).where(Attachment.server_id == server_id))
-            s.execute(delete(Instance).where(Instance.id == server_id))
+            s.execute(delete(Attachment).where(Attachment.server_id == server_id,
+                                               Attachment.volume_id.not_in(kept)))
+            if not kept:
+                s.execute(delete(Instance).where(Instance.id == server_id))
+        if kept:  # the domain is gone; the server stays, so the volumes are not forgotten
+            self._finish(server_id, "deleting", "error", power_state=PowerState.NOSTATE.value,
+                         fault={"code": 500, "created": utcnow().isoformat(), "message":
+                                f"volumes {', '.join(kept)} could not be released; "
+                                "delete the server again"})
 
     @staticmethod
-    def _release_volume(volumes: VolumeClient, attachment: Attachment, *, delete: bool) -> None:
-        """Ends block's side of an attachment (a volume never attached is left alone) and
-        deletes the volume if asked; a volume already gone is fine."""
+    def _release_volume(volumes: VolumeClient, attachment: Attachment, server_id: str, *,
+                        delete: bool) -> bool:
+        """Ends block's side of the server's attachment and deletes the volume if asked;
+        True when done (a volume already gone is done). A volume block shows attached to
+        anything else is never detached or deleted: the record here was stale."""
         try:
-            if volumes.get(attachment.volume_id)["status"] == "in-use":
+            volume = volumes.get(attachment.volume_id)
+            ours = any(a.get("server_id") == server_id for a in volume.get("attachments", []))
+            if volume["status"] == "in-use" and ours:
                 volumes.detach(attachment.volume_id)
-            if delete:
+            if delete and (ours or volume["status"] == "available"):
                 volumes.delete(attachment.volume_id)
         except RemoteError as exc:
-            if exc.status != 404:
-                log.warning("releasing volume %s failed: %s", attachment.volume_id, exc)
+            if exc.status == 404:
+                return True
+            log.warning("releasing volume %s failed: %s", attachment.volume_id, exc)
+            return False
+        return True
 
     # -- volumes --------------------------------------------------------------------------
 
@@ -355,7 +369,8 @@ class ComputeManager:
             try:
                 device = self.driver.attach_disk(server_id, IscsiDisk(info))
             except HypervisorError as exc:
-                self._release_volume(volumes, Attachment(volume_id=volume_id), delete=False)
+                self._release_volume(volumes, Attachment(volume_id=volume_id), server_id,
+                                     delete=False)
                 self._forget_attachment(volume_id)
                 raise Conflict(f"attaching volume {volume_id} failed: {exc}") from None
             self._set_device(volume_id, device)
@@ -374,7 +389,10 @@ class ComputeManager:
         try:
             if attachment.device is not None:
                 self.driver.detach_disk(server_id, attachment.device)
-            self._release_volume(self.volumes(caller), attachment, delete=False)
+            if not self._release_volume(self.volumes(caller), attachment, server_id,
+                                        delete=False):
+                raise Conflict(f"the block service did not release volume {volume_id}; "
+                               "try again")
             self._forget_attachment(volume_id)
         except HypervisorError as exc:
             raise Conflict(f"detaching volume {volume_id} failed: {exc}") from None
@@ -491,8 +509,9 @@ class ComputeManager:
         log.warning("instance %s was left %s by a process that died", instance.id,
                     instance.task_state)
         if instance.task_state == "deleting":
-            owner = Caller(instance.project_id, instance.user_id, token="")
-            self._destroy(owner, instance.id)  # without a token: block calls fail, logged
+            # The domain goes; without the user's token the volumes cannot be released, so
+            # the server is left in error for the user to delete again.
+            self._destroy(Caller(instance.project_id, instance.user_id, token=""), instance.id)
         elif instance.task_state == "spawning":
             self._finish(instance.id, "spawning", "error", fault={
                 "code": 500, "message": "the build was interrupted (service restart)",
