@@ -8,11 +8,11 @@ been checked and answered 202, with the volume in Cinder's transitional status
 (``downloading``, ``uploading``) owned by this process: if the process dies, reconcile
 deletes a half-filled volume and returns an uploading one to ``available``.
 
-A download is hashed as it lands (MD5 and xxh3-128 against the image's record) in an
-unnamed ``O_TMPFILE`` in the service's state dir, so a crash leaves no temp file, then
-``qemu-img convert -f <the image's format>`` writes it into the volume: the format is
-always given, never probed, so a raw image that happens to look like qcow2 cannot make
-QEMU open files on the host.
+A download is hashed as it lands (MD5 and xxh3-128 against the image's record). Raw data
+goes straight into the volume; qcow2 lands in an unnamed ``O_TMPFILE`` in the service's
+state dir (a crash leaves no temp file), then ``qemu-img convert -f qcow2`` writes it into
+the volume: the format is always given, never probed, so a raw image that happens to
+look like qcow2 cannot make QEMU open files on the host.
 """
 
 from __future__ import annotations
@@ -163,12 +163,22 @@ class VolumeImages:
         return volume
 
     def fill(self, project_id: str, volume_id: str, image: dict, token: str) -> None:
+        """A raw image streams straight into the new (all-zero) volume, skipping zero
+        chunks so the volume stays thin; a qcow2 one lands in a temp file first, since
+        qemu-img cannot read qcow2 from a stream."""
         target = self.manager.pool.path(volume_id)
         try:
-            with unnamed_file(self.manager.state_dir) as (fd, path):
-                self.download(token, image, fd)
-                qemu_img("convert", "-f", image["disk_format"], "-O", "raw", "-n",
-                         "--target-is-zero", path, target, pass_fds=(fd,))
+            if image["disk_format"] == "raw":
+                fd = os.open(target, os.O_WRONLY)
+                try:
+                    self.download(token, image, fd, skip_zeros=True)
+                finally:
+                    os.close(fd)
+            else:
+                with unnamed_file(self.manager.state_dir) as (fd, path):
+                    self.download(token, image, fd, skip_zeros=False)
+                    qemu_img("convert", "-f", image["disk_format"], "-O", "raw", "-n",
+                             "--target-is-zero", path, target, pass_fds=(fd,))
         except Exception as exc:
             log.error("volume %s: filling it from image %s failed: %s", volume_id,
                       image["id"], exc)
@@ -177,14 +187,21 @@ class VolumeImages:
         self.manager.transition(project_id, volume_id, ("downloading",), "available",
                                 bootable=True, image_meta=image_metadata(image))
 
-    def download(self, token: str, image: dict, fd: int) -> None:
+    def download(self, token: str, image: dict, fd: int, *, skip_zeros: bool) -> None:
+        """Writes the image data into ``fd`` from offset 0 and checks its checksums."""
         md5, xxh = hashlib.md5(usedforsecurity=False), xxhash.xxh3_128()
+        offset = 0
         with self.images.call("GET", f"/v2/images/{image['id']}/file", token,
                               stream=True) as resp:
             for chunk in resp.iter_content(CHUNK):
                 md5.update(chunk)
                 xxh.update(chunk)
-                os.write(fd, chunk)
+                if not (skip_zeros and chunk.count(0) == len(chunk)):
+                    os.pwrite(fd, chunk, offset)
+                offset += len(chunk)
+        if offset != image["size"]:
+            raise RuntimeError(f"image {image['id']} arrived with {offset} of "
+                               f"{image['size']} bytes")
         os.fsync(fd)
         if (md5.hexdigest(), xxh.hexdigest()) != (image["checksum"], image["os_hash_value"]):
             raise RuntimeError(f"image {image['id']} arrived with MD5 {md5.hexdigest()}, "

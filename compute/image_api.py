@@ -8,6 +8,8 @@ manager decides who sees an image by its owner and visibility.
 
 from __future__ import annotations
 
+import fcntl
+
 import falcon
 
 from soko.common.app import make_base_app
@@ -126,8 +128,14 @@ def make_manager(config: Config) -> ImageManager:
     from soko.compute.image_store import SwiftStore
 
     section: ImageConfig = config.section("image")
-    engine = make_engine(database_url(section.database_url, config.data_dir / "image", "image"))
-    Base.metadata.create_all(engine)
+    state_dir = config.data_dir / "image"
+    engine = make_engine(database_url(section.database_url, state_dir, "image"))
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / "schema.lock", "a") as lock:
+        # gunicorn's workers start together: without the lock, two racing CREATE TABLEs
+        # on a fresh DB fail one worker's boot, and gunicorn then stops the service.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        Base.metadata.create_all(engine)
     return ImageManager(sessions=make_sessionmaker(engine),
                         store=SwiftStore(object_store_url(config)),
                         segment_size=section.segment_size, container=section.container,

@@ -5,6 +5,7 @@ client reading the volume as a guest would."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -119,6 +120,8 @@ def test_volume_from_image_is_bootable_and_holds_the_image(block, guest_in_store
         meta = volume["volume_image_metadata"]
         assert meta["image_id"] == guest_in_store["id"]
         assert meta["checksum"] == guest_in_store["checksum"] and meta["disk_format"] == "raw"
+        allocated = os.stat(block.manager.pool.path(volume["id"])).st_blocks * 512
+        assert allocated < guest_image.stat().st_size  # zero chunks were not written
         r = block.call("POST", f"/volumes/{volume['id']}/action", json={
             "os-initialize_connection": {"connector": {"initiator": INITIATOR}}})
         assert r.status_code == 200, r.text
