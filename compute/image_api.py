@@ -103,6 +103,20 @@ class ImageFile:
         resp.stream = chunks
 
 
+class Versions:
+    """``GET /`` and ``/versions``: Glance's version document, for clients that discover the
+    API version from the catalog endpoint (keystoneauth, openstacksdk)."""
+
+    public = True
+
+    def on_get(self, req, resp) -> None:
+        href = f"{req.prefix}/v2/"
+        resp.media = {"versions": [{"id": "v2.9", "status": "CURRENT",
+                                    "links": [{"rel": "self", "href": href}]}]}
+        if req.path == "/":
+            resp.status = falcon.HTTP_300
+
+
 def make_app(config: Config, *, validator: TokenValidator | None = None,
              manager: ImageManager | None = None) -> falcon.App:
     """The image API. Tests may inject ``validator`` and ``manager``; production builds
@@ -115,6 +129,8 @@ def make_app(config: Config, *, validator: TokenValidator | None = None,
         manager = make_manager(config)
         manager.reconcile()
     app = make_base_app(middleware=[AuthMiddleware(validator)])
+    app.add_route("/", Versions())
+    app.add_route("/versions", Versions())
     app.add_route("/v2/images", Images(manager))
     app.add_route("/v2/images/{image_id}", ImageItem(manager))
     app.add_route("/v2/images/{image_id}/file", ImageFile(manager))

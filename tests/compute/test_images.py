@@ -189,3 +189,11 @@ def test_upload_cut_off_leaves_no_segments(image_stack):
     assert not [n for n in image_stack.objects() if n.startswith(image["id"])]
     image_stack.cli("delete", image["id"])
     assert requests.get(show, headers=headers, timeout=10).status_code == 404
+
+
+def test_version_discovery_for_openstack_clients(image_stack):
+    from keystoneauth1 import discover, session
+
+    versions = discover.get_version_data(session.Session(), image_stack.url)
+    assert versions[0]["status"] == "CURRENT"
+    assert versions[0]["links"][0]["href"] == f"{image_stack.url}/v2/"
