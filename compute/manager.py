@@ -176,6 +176,8 @@ class ComputeManager:
                 raise BadRequest(f"Invalid volume: volume {source.volume_id} is "
                                  f"{volume['status']}; booting needs it available.")
         else:
+            if not self.settings.image_url:
+                raise BadRequest("this cloud has no image service: boot from a volume")
             try:
                 ImageClient(self.settings.image_url, caller.token).get(source.image_id)
             except RemoteError as exc:

@@ -67,6 +67,14 @@ def test_unknown_flavor_or_volume_is_a_400_and_leaves_nothing(stack, nothing_new
         stack.volumes("DELETE", f"/volumes/{volume_id}")
 
 
+def test_booting_from_an_image_without_an_image_service_is_a_400(stack, nothing_new):
+    resp = stack.servers("POST", json={"server": {
+        "name": "x", "flavorRef": "1", "block_device_mapping_v2": [{
+            "boot_index": 0, "uuid": "4b0c5e0e-0000-4000-8000-00000000cafe",
+            "source_type": "image", "volume_size": 1}]}})
+    assert resp.status_code == 400 and "no image service" in resp.json()["error"]["message"]
+
+
 def test_another_projects_volume_is_not_found(stack, nothing_new):
     theirs = stack.create_volume(token="tok-b", project="proj-b")
     try:
