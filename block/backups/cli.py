@@ -65,7 +65,8 @@ def rate(backup: dict, step: str) -> str:
 @click.argument("volume_ref", metavar="VOLUME")
 @click.option("--incremental", is_flag=True,
               help="Store only what changed since the volume's newest backup.")
-@click.option("--snapshot-id", help="Back up this snapshot of the volume.")
+@click.option("--snapshot-id", metavar="SNAPSHOT",
+              help="Back up this snapshot of the volume (id or name).")
 @click.option("--force", is_flag=True,
               help="Back up an in-use volume (from a snapshot taken for the purpose).")
 @click.option("--name")
@@ -79,6 +80,8 @@ def backup_create(client, volume_ref, incremental, snapshot_id, force, name, des
     if snapshot_id and force:
         raise click.UsageError("give --snapshot-id or --force, not both")
     found = client.find(volume_ref)
+    if snapshot_id is not None:
+        snapshot_id = client.find(snapshot_id, "snapshot")["id"]
     spec = {"volume_id": found["id"], "incremental": incremental, "force": force,
             "name": name, "description": description, "snapshot_id": snapshot_id}
     backup = client.call("POST", "/backups", json={"backup": {

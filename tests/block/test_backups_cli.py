@@ -69,6 +69,12 @@ def test_backup_commands(run, env):
                               "json").stdout)
     assert restored["volume_name"] == "copy"
     assert same_content(path, env.volumes.pool.path(restored["volume_id"]))
+    run("snapshot-create", "--name", "snap", "data")
+    from_snapshot = json.loads(run("backup-create", "--snapshot-id", "snap", "data",
+                                   "--format", "json").stdout)
+    assert from_snapshot["snapshot_id"] and from_snapshot["status"] == "available"
+    run("backup-delete", from_snapshot["id"])
+    run("snapshot-delete", "snap")
     assert "give --snapshot-id or --force" in run("backup-create", "--force",
                                                   "--snapshot-id", "x", "data",
                                                   ok=False).output
