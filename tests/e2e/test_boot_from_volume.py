@@ -136,21 +136,27 @@ def acked(stack, server_id: str) -> int:
 
 
 @contextlib.contextmanager
-def read_only_mount(image: str, mountpoint: Path):
-    """A snapshot file mounted read-only through a loop device, after a clean fsck."""
-    loop = subprocess.run(["losetup", "--find", "--show", "--read-only", image],
-                          capture_output=True, text=True, check=True).stdout.strip()
+def locally_attached_snapshot(stack, snapshot_id: str, mountpoint: Path):
+    """The snapshot attached read-only on this (the storage) host through the block API,
+    checked clean with fsck and mounted read-only."""
+    resp = stack.volumes("POST", f"/snapshots/{snapshot_id}/action", json={"os-local_attach": {}})
+    assert resp.status_code == 200, resp.text
+    attachment = resp.json()["local_attachment"]
+    assert attachment["read_only"]
+    device = attachment["device"]
     try:
-        fsck = subprocess.run(["fsck.ext4", "-n", "-f", loop], capture_output=True, text=True)
+        fsck = subprocess.run(["fsck.ext4", "-n", "-f", device], capture_output=True, text=True)
         assert fsck.returncode == 0, fsck.stdout + fsck.stderr
         mountpoint.mkdir(exist_ok=True)
-        subprocess.run(["mount", "-o", "ro,noload", loop, str(mountpoint)], check=True)
+        subprocess.run(["mount", "-o", "ro,noload", device, str(mountpoint)], check=True)
         try:
             yield mountpoint
         finally:
             subprocess.run(["umount", str(mountpoint)], check=True)
     finally:
-        subprocess.run(["losetup", "-d", loop], check=True)
+        resp = stack.volumes("POST", f"/snapshots/{snapshot_id}/action",
+                             json={"os-local_detach": {}})
+        assert resp.status_code == 202, resp.text
 
 
 def snapshot(stack, volume_id: str, **options):
@@ -166,7 +172,7 @@ def test_quiesced_snapshot_under_a_running_writer_holds_every_acknowledged_recor
         stack, server, data_volume, tmp_path):
     """snapshot-create --force --quiesce of the data volume: the guest's filesystem on it is
     frozen through its agent, the O(1) copy taken, the guest thawed."""
-    require_tools("losetup", "fsck.ext4")
+    require_tools("fsck.ext4", "mount")
     volume_id, device = data_volume
     code, _ = guest_exec(stack.driver, server["id"], "/bin/sh", "-c",
                          f"soko-writer /mnt/{device} 0.02 </dev/null >/dev/null 2>&1 &")
@@ -188,7 +194,7 @@ def test_quiesced_snapshot_under_a_running_writer_holds_every_acknowledged_recor
         guest_exec(stack.driver, server["id"], "/bin/sh", "-c",
                    "kill $(cat /run/soko-writer.pid)")
     try:
-        with read_only_mount(stack.block.pool.snapshot_path(taken["id"]), tmp_path / "mnt") as mnt:
+        with locally_attached_snapshot(stack, taken["id"], tmp_path / "mnt") as mnt:
             records = (mnt / WRITER_RECORDS).read_text()
     finally:
         delete_snapshot(stack, taken["id"])
