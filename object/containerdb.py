@@ -17,6 +17,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import uuid
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -33,23 +34,39 @@ SCHEMA = {
     "container": """
         CREATE TABLE IF NOT EXISTS entry (
             name TEXT PRIMARY KEY, created_at TEXT NOT NULL, size INTEGER NOT NULL,
-            content_type TEXT NOT NULL, etag TEXT NOT NULL, deleted INTEGER NOT NULL
+            content_type TEXT NOT NULL, etag TEXT NOT NULL, deleted INTEGER NOT NULL,
+            seq INTEGER NOT NULL
         ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS entry_seq ON entry (seq);
     """,
     "account": """
         CREATE TABLE IF NOT EXISTS entry (
             name TEXT PRIMARY KEY, put_timestamp TEXT NOT NULL, delete_timestamp TEXT NOT NULL,
-            object_count INTEGER NOT NULL, bytes_used INTEGER NOT NULL, deleted INTEGER NOT NULL
+            object_count INTEGER NOT NULL, bytes_used INTEGER NOT NULL, deleted INTEGER NOT NULL,
+            seq INTEGER NOT NULL
         ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS entry_seq ON entry (seq);
     """,
 }
 STAT_SCHEMA = """
     CREATE TABLE IF NOT EXISTS stat (
         id INTEGER PRIMARY KEY CHECK (id = 0), put_timestamp TEXT NOT NULL,
         delete_timestamp TEXT NOT NULL, object_count INTEGER NOT NULL,
-        bytes_used INTEGER NOT NULL, metadata BLOB NOT NULL
+        bytes_used INTEGER NOT NULL, metadata BLOB NOT NULL, uid TEXT NOT NULL
     );
+    CREATE TABLE IF NOT EXISTS incoming_sync (
+        remote_uid TEXT PRIMARY KEY, seq INTEGER NOT NULL
+    ) WITHOUT ROWID;
 """
+# Every row change takes the next number of its DB: replication sends a peer the rows
+# numbered above what that peer last acknowledged (Swift's ROWID sync points).
+NEXT_SEQ = "(SELECT coalesce(max(seq), 0) + 1 FROM entry)"
+ENTRY_COLUMNS = {
+    "container": ("name", "created_at", "size", "content_type", "etag", "deleted"),
+    "account": ("name", "put_timestamp", "delete_timestamp", "object_count", "bytes_used",
+                "deleted"),
+}
+
 OPEN_CACHE_SIZE = 256
 
 
@@ -130,15 +147,22 @@ class ListingDB:
     def initialize(self, put_timestamp: Timestamp) -> None:
         """Creates the DB (if new) and records a PUT at ``put_timestamp``."""
         if not self.path.exists():
+            # Built aside and linked into place: a concurrent creator (a replicator pushing
+            # the same DB) or reader never sees a half-made file, and one of them wins.
             makedirs_durable(self.path.parent)
-            conn = sqlite3.connect(self.path, isolation_level=None)
-            with contextlib.closing(conn):
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.executescript(SCHEMA[self.kind] + STAT_SCHEMA)
-                conn.execute(
-                    "INSERT OR IGNORE INTO stat VALUES (0, ?, ?, 0, 0, ?)",
-                    (ZERO.normal, ZERO.normal, msgpack.packb({})),
-                )
+            tmp = self.path.with_name(f".tmp-{uuid.uuid4().hex}")
+            try:
+                with contextlib.closing(sqlite3.connect(tmp, isolation_level=None)) as conn:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.executescript(SCHEMA[self.kind] + STAT_SCHEMA)
+                    conn.execute(
+                        "INSERT OR IGNORE INTO stat VALUES (0, ?, ?, 0, 0, ?, ?)",
+                        (ZERO.normal, ZERO.normal, msgpack.packb({}), uuid.uuid4().hex),
+                    )
+                with contextlib.suppress(FileExistsError):
+                    os.link(tmp, self.path)
+            finally:
+                os.unlink(tmp)
             fsync_dir(self.path.parent)
         with self.transaction() as conn:
             conn.execute("UPDATE stat SET put_timestamp = max(put_timestamp, ?)",
@@ -218,11 +242,78 @@ class ListingDB:
                         upper = rows[-1][0]
         return results[:limit]
 
+    # -- replication (db_replicator): rows by sequence number, info by timestamp ---------------
+
+    def replication_info(self) -> dict[str, Any]:
+        """What a peer needs to merge this DB's own state: uid, times, metadata, last seq."""
+        with self.transaction() as conn:
+            put_ts, delete_ts, raw, uid = conn.execute(
+                "SELECT put_timestamp, delete_timestamp, metadata, uid FROM stat").fetchone()
+            (max_seq,) = conn.execute("SELECT coalesce(max(seq), 0) FROM entry").fetchone()
+        return {"uid": uid, "put_timestamp": put_ts, "delete_timestamp": delete_ts,
+                "metadata": msgpack.unpackb(raw), "max_seq": max_seq}
+
+    def merge_info(self, info: dict[str, Any]) -> None:
+        """Takes a peer's put/delete times and metadata items where they are newer."""
+        with self.transaction() as conn:
+            (raw,) = conn.execute("SELECT metadata FROM stat").fetchone()
+            metadata = msgpack.unpackb(raw)
+            for key, (value, ts) in info["metadata"].items():
+                if key not in metadata or metadata[key][1] < ts:
+                    metadata[key] = [value, ts]
+            conn.execute(
+                "UPDATE stat SET put_timestamp = max(put_timestamp, ?), "
+                "delete_timestamp = max(delete_timestamp, ?), metadata = ?",
+                (info["put_timestamp"], info["delete_timestamp"], msgpack.packb(metadata)))
+
+    def sync_point(self, remote_uid: str) -> int:
+        """The last of ``remote_uid``'s row numbers merged here (-1: none yet)."""
+        with self.transaction() as conn:
+            row = conn.execute("SELECT seq FROM incoming_sync WHERE remote_uid = ?",
+                               (remote_uid,)).fetchone()
+        return row[0] if row else -1
+
+    def rows_since(self, seq: int, limit: int) -> list[list]:
+        """Up to ``limit`` rows changed after ``seq``, oldest change first, seq last."""
+        columns = ", ".join(ENTRY_COLUMNS[self.kind])
+        with self.transaction() as conn:
+            return [list(r) for r in conn.execute(
+                f"SELECT {columns}, seq FROM entry WHERE seq > ? ORDER BY seq LIMIT ?",
+                (seq, limit))]
+
+    def merge_rows(self, rows: list, remote_uid: str, remote_seq: int) -> None:
+        """Merges a peer's rows (newest timestamp wins) and remembers how far it got."""
+        with self.transaction() as conn:
+            self.merge_rows_locked(conn, rows)
+            conn.execute("INSERT OR REPLACE INTO incoming_sync VALUES (?, ?)",
+                         (remote_uid, remote_seq))
+
+    def merge_rows_locked(self, conn, rows: list) -> None:
+        raise NotImplementedError
+
     def remove_file(self) -> None:
         CONNECTIONS.forget(self.path)
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(str(self.path) + suffix)
+
+
+def merge_object_row(conn, row: tuple) -> None:
+    """One listing row (name, created_at, size, content_type, etag, deleted) unless the
+    listing already has a newer one; the container's stats follow."""
+    name, created_at, size, _, _, deleted = row[:6]
+    old = conn.execute("SELECT created_at, size, deleted FROM entry WHERE name = ?",
+                       (name,)).fetchone()
+    if old is not None and old[0] >= created_at:
+        return
+    count_delta = (0 if deleted else 1) - (1 if old and not old[2] else 0)
+    bytes_delta = (0 if deleted else size) - (old[1] if old and not old[2] else 0)
+    conn.execute(f"INSERT OR REPLACE INTO entry VALUES (?, ?, ?, ?, ?, ?, {NEXT_SEQ})",
+                 row[:6])
+    conn.execute(
+        "UPDATE stat SET object_count = object_count + ?, bytes_used = bytes_used + ?",
+        (count_delta, bytes_delta),
+    )
 
 
 class ContainerDB(ListingDB):
@@ -232,20 +323,12 @@ class ContainerDB(ListingDB):
                      etag: str, deleted: bool) -> None:
         """Applies one object PUT/DELETE unless the listing already has a newer one."""
         with self.transaction() as conn:
-            old = conn.execute("SELECT created_at, size, deleted FROM entry WHERE name = ?",
-                               (name,)).fetchone()
-            if old is not None and old[0] >= timestamp.normal:
-                return
-            count_delta = (0 if deleted else 1) - (1 if old and not old[2] else 0)
-            bytes_delta = (0 if deleted else size) - (old[1] if old and not old[2] else 0)
-            conn.execute(
-                "INSERT OR REPLACE INTO entry VALUES (?, ?, ?, ?, ?, ?)",
-                (name, timestamp.normal, size, content_type, etag, int(deleted)),
-            )
-            conn.execute(
-                "UPDATE stat SET object_count = object_count + ?, bytes_used = bytes_used + ?",
-                (count_delta, bytes_delta),
-            )
+            merge_object_row(conn, (name, timestamp.normal, size, content_type, etag,
+                                    int(deleted)))
+
+    def merge_rows_locked(self, conn, rows: list) -> None:
+        for row in rows:
+            merge_object_row(conn, tuple(row))
 
     def list_objects(self, **query) -> list:
         return self.list_entries("name, created_at, size, content_type, etag", **query)
@@ -258,20 +341,29 @@ class AccountDB(ListingDB):
                         object_count: int, bytes_used: int) -> None:
         """Applies a container's report: its newest put/delete times and its latest stats."""
         with self.transaction() as conn:
+            self.merge_rows_locked(conn, [(name, put_timestamp.normal, delete_timestamp.normal,
+                                           object_count, bytes_used)])
+
+    def merge_rows_locked(self, conn, rows: list) -> None:
+        """Applies container reports (or replicated rows): newest put/delete times win; the
+        counts are the latest report's, as nothing orders two reports' counts."""
+        for name, put_timestamp, delete_timestamp, object_count, bytes_used, *_ in rows:
             old = conn.execute(
                 "SELECT put_timestamp, delete_timestamp, object_count, bytes_used, deleted "
                 "FROM entry WHERE name = ?", (name,)).fetchone()
-            put_ts = max(put_timestamp.normal, old[0] if old else "")
-            delete_ts = max(delete_timestamp.normal, old[1] if old else "")
+            put_ts = max(put_timestamp, old[0] if old else "")
+            delete_ts = max(delete_timestamp, old[1] if old else "")
             deleted = delete_ts > put_ts
             if deleted:
                 object_count = bytes_used = 0
-            conn.execute("INSERT OR REPLACE INTO entry VALUES (?, ?, ?, ?, ?, ?)",
-                         (name, put_ts, delete_ts, object_count, bytes_used, int(deleted)))
-            totals = conn.execute(
-                "SELECT coalesce(sum(object_count), 0), coalesce(sum(bytes_used), 0) "
-                "FROM entry WHERE deleted = 0").fetchone()
-            conn.execute("UPDATE stat SET object_count = ?, bytes_used = ?", totals)
+            new = (name, put_ts, delete_ts, object_count, bytes_used, int(deleted))
+            if old is None or tuple(old) != new[1:]:
+                conn.execute(f"INSERT OR REPLACE INTO entry VALUES (?, ?, ?, ?, ?, ?, {NEXT_SEQ})",
+                             new)
+        totals = conn.execute(
+            "SELECT coalesce(sum(object_count), 0), coalesce(sum(bytes_used), 0) "
+            "FROM entry WHERE deleted = 0").fetchone()
+        conn.execute("UPDATE stat SET object_count = ?, bytes_used = ?", totals)
 
     def container_count(self) -> int:
         with self.transaction() as conn:

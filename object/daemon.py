@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 # a daemon is ``<prefix>_interval``, its prefix the last word of its name.
 DAEMONS: dict[str, str] = {
     "object-replicator": "soko.object.replicator:ObjectReplicator",
+    "db-replicator": "soko.object.db_replicator:DBReplicator",
     "auditor": "soko.object.auditor:Auditor",
     "updater": "soko.object.updater:Updater",
     "expirer": "soko.object.expirer:Expirer",

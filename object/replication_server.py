@@ -12,6 +12,11 @@
   file (temp, fsync, rename, fsync dir, older files cleaned up); a ``.data`` whose MD5
   differs from its ETag is refused (422), so a corrupted replica never spreads; a file
   made obsolete by a newer one here is refused (409).
+- ``POST /replicate/<container|account>/<device>/<partition>/<hash>`` ``{"op": ...}``:
+  the DB half (``db_replicator``). ``sync`` ``{"info": ...}`` merges the sender's put/delete
+  times and metadata and answers ``{"sync_point": n}``, the last of the sender's row numbers
+  merged here (404 if the DB is not here; with ``"create": true`` it is created first);
+  ``merge_items`` ``{"uid", "rows", "max_seq"}`` merges rows, newest timestamp wins.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import re
 import falcon
 import msgpack
 
-from soko.common.errors import BadRequest, Conflict, SokoError, Unprocessable
+from soko.common.errors import BadRequest, Conflict, NotFound, SokoError, Unprocessable
+from soko.object.containerdb import AccountDB, ContainerDB, NotFoundDB
 from soko.object.diskfile import (
     Devices,
     DiskFile,
@@ -126,6 +132,44 @@ class ReplicatedFileResource:
                 raise Unprocessable("the body's MD5 differs from its ETag")
             writer.commit(parsed[0], parsed[1], metadata)
         resp.status = falcon.HTTP_201
+
+
+class ReplicateDBResource:
+    """The DB replication calls for one kind (container or account)."""
+
+    def __init__(self, devices: Devices, db_class: type[ContainerDB] | type[AccountDB]):
+        self.devices = devices
+        self.db_class = db_class
+
+    def on_post(self, req, resp, device, partition, digest):
+        if not HASH_RE.match(digest):
+            raise BadRequest(f"not a DB hash: {digest!r}")
+        kind = self.db_class.kind
+        db = self.db_class(self.devices.path(device) / f"{kind}s" / check_partition(partition)
+                           / digest[-3:] / digest / f"{digest}.db")
+        body = unpack(req)
+        if not isinstance(body, dict):
+            raise BadRequest("body: expected a msgpack map with an op")
+        try:
+            answer = self.run(db, body)
+        except NotFoundDB:
+            raise NotFound(f"no such {kind} DB here") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadRequest(f"bad {body.get('op')!r} request: {exc!r}") from None
+        resp.content_type = "application/msgpack"
+        resp.data = msgpack.packb(answer)
+
+    def run(self, db, body: dict) -> dict:
+        if body["op"] == "sync":
+            info = body["info"]
+            if body.get("create") and not db.exists():
+                db.initialize(Timestamp.parse(info["put_timestamp"]))
+            db.merge_info(info)
+            return {"sync_point": db.sync_point(info["uid"])}
+        if body["op"] == "merge_items":
+            db.merge_rows(body["rows"], body["uid"], int(body["max_seq"]))
+            return {}
+        raise ValueError("op must be sync or merge_items")
 
 
 def check_partition(partition: str) -> str:

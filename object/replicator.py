@@ -38,6 +38,23 @@ log = logging.getLogger(__name__)
 class PeerError(Exception):
     """A peer could not take part (unreachable, 507, bad answer): retried next pass."""
 
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+def call(pool, peer: dict, path: str, body) -> object:
+    """One msgpack RPC to a peer's replication API (``replication_server``)."""
+    try:
+        status, _, data = pool.request(peer, "POST", path,
+                                       {"Content-Type": "application/msgpack"},
+                                       msgpack.packb(body))
+    except (OSError, http.client.HTTPException) as exc:
+        raise PeerError(f"POST {path}: {exc!r}") from None
+    if status != 200:
+        raise PeerError(f"POST {path}: status {status}", status)
+    return msgpack.unpackb(data, raw=False)
+
 
 @dataclasses.dataclass
 class PartitionJob:
@@ -111,7 +128,8 @@ class ObjectReplicator:
         remote = self.replicate(peer, job.partition, differing)
         for suffix in (s for s in differing if remote.get(s) != local[s]):
             offer = suffix_files(job.part_dir / suffix)
-            wanted = self.call(peer, "POST", f"{base_path(peer, job.partition)}/missing", offer)
+            wanted = call(self.node.pool, peer, f"{base_path(peer, job.partition)}/missing",
+                          offer)
             for digest, name in wanted:
                 if self.node.stop.is_set():
                     raise PeerError("stopping")
@@ -122,19 +140,8 @@ class ObjectReplicator:
             stats["suffixes_synced"] += 1
 
     def replicate(self, peer: dict, partition: int, recalculate=()) -> dict:
-        return self.call(peer, "POST", base_path(peer, partition),
-                         {"recalculate": list(recalculate)})
-
-    def call(self, peer: dict, method: str, path: str, body) -> object:
-        try:
-            status, _, data = self.node.pool.request(
-                peer, method, path, {"Content-Type": "application/msgpack"},
-                msgpack.packb(body))
-        except (OSError, http.client.HTTPException) as exc:
-            raise PeerError(f"{method} {path}: {exc!r}") from None
-        if status != 200:
-            raise PeerError(f"{method} {path}: status {status}")
-        return msgpack.unpackb(data, raw=False)
+        return call(self.node.pool, peer, base_path(peer, partition),
+                    {"recalculate": list(recalculate)})
 
     def push_file(self, peer: dict, job: PartitionJob, digest: str, name: str) -> int:
         """Streams one file with its metadata to the peer; its size (0 if it vanished here)."""

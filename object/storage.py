@@ -31,6 +31,7 @@ from soko.object.object_server import ObjectResource
 from soko.object.recon import ReconResource
 from soko.object.replication_server import (
     MissingResource,
+    ReplicateDBResource,
     ReplicatedFileResource,
     ReplicateResource,
 )
@@ -65,6 +66,7 @@ def make_app(config: Config, *, devices: Devices | None = None,
 
 def add_replication_routes(app: falcon.App, config: Config, devices: Devices) -> None:
     """The internal calls the replicators of other nodes make (``replication_server``)."""
+    from soko.object.containerdb import AccountDB, ContainerDB
     from soko.object.daemon_service import DaemonsSection
 
     reclaim_age = (config.sections.get("object-daemons") or DaemonsSection()).reclaim_age
@@ -72,3 +74,6 @@ def add_replication_routes(app: falcon.App, config: Config, devices: Devices) ->
     app.add_route(base, ReplicateResource(devices, reclaim_age))
     app.add_route(f"{base}/missing", MissingResource(devices))
     app.add_route(f"{base}/{{digest}}/{{filename}}", ReplicatedFileResource(devices))
+    for db_class in (ContainerDB, AccountDB):
+        app.add_route(f"/replicate/{db_class.kind}/{{device}}/{{partition}}/{{digest}}",
+                      ReplicateDBResource(devices, db_class))

@@ -16,6 +16,13 @@ def node_context(cluster, node: int, **settings) -> NodeContext:
     return NodeContext(dataclasses.replace(cluster.config, sections=sections))
 
 
+def ring(cluster, kind: str):
+    """The cluster's ``kind`` ring, salted as its proxy and nodes salt it."""
+    from soko.object.proxy import load_rings
+
+    return load_rings(cluster.config)[kind]
+
+
 def run_pass(cluster, daemon_class, *nodes: int, **settings) -> list[dict]:
     """One ``run_once()`` of ``daemon_class`` on each of ``nodes`` (all three by default)."""
     return [daemon_class(node_context(cluster, n, **settings)).run_once()

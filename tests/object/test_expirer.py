@@ -9,6 +9,7 @@ import pytest
 
 from soko.object.diskfile import name_hash
 from soko.object.expirer import Expirer
+from soko.object.replicator import ObjectReplicator
 from tests.object.daemons import run_pass
 from tests.object.test_updater import listed_on
 
@@ -22,6 +23,7 @@ def test_expired_object_leaves_disk_and_listing(cluster, cluster_api, cluster_co
                 headers={"X-Delete-At": str(delete_at)})
     assert r.status_code == 201
     api.put(f"{api.base}/{container}/stays", data=b"here")
+    run_pass(cluster, ObjectReplicator)  # a copy the proxy put on a handoff goes home
     assert sum(s["expired"] for s in run_pass(cluster, Expirer)) == 0  # not yet
     time.sleep(max(0.0, delete_at - time.time()) + 0.2)
     stats = run_pass(cluster, Expirer)

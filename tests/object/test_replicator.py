@@ -12,18 +12,17 @@ from soko.object.diskfile import DiskFile
 from soko.object.replicator import ObjectReplicator
 from soko.object.suffixes import INVALID_FILE, get_hashes
 from soko.object.timestamps import Timestamp
-from soko.ring.ring import Ring
-from tests.object.daemons import run_pass
+from tests.object.daemons import ring, run_pass
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 
 
 def object_on_node(cluster, api, container, node: int) -> tuple[str, list[dict]]:
     """A fresh object name one of whose primaries is on ``node``, and its primaries."""
-    ring = Ring(cluster.data_dir / "object" / "rings" / "object.ring")
+    object_ring = ring(cluster, "object")
     for i in range(1000):
         name = f"o-{uuid.uuid4().hex[:6]}-{i}"
-        _, primaries = ring.get_nodes(api.account, container, name)
+        _, primaries = object_ring.get_nodes(api.account, container, name)
         if any(p["port"] == cluster.storage_port + node for p in primaries):
             return name, primaries
     raise AssertionError("no object maps to the node")
@@ -63,6 +62,8 @@ def test_delete_while_down_stays_deleted(cluster_api, cluster, cluster_container
     api, container = cluster_api, cluster_container
     name, primaries = object_on_node(cluster, api, container, 1)
     assert api.put(f"{api.base}/{container}/{name}", data=b"doomed").status_code == 201
+    replicate_all(cluster)  # every copy on its primary, whichever nodes the proxy picked
+    assert holders(cluster, api, container, name) == primary_places(cluster, primaries)
     with cluster.node_stopped(1):
         assert api.delete(f"{api.base}/{container}/{name}").status_code == 204
     assert len(holders(cluster, api, container, name)) == 1  # the node that was down
