@@ -112,7 +112,9 @@ class StreamedResponse:
         self.received += len(chunk)
         if self.md5 is not None:
             self.md5.update(chunk)
-        if not chunk or self.received == self.expected:
+        # A buffered read returns less than asked only at the end of the stream.
+        if not chunk or self.received == self.expected or (
+                self.expected is not None and len(chunk) < want):
             self.complete = True
             if self.expected is not None and self.received < self.expected:
                 raise BodyError(f"{self.where}: body ended at {self.received} of "
