@@ -10,7 +10,7 @@ import time
 
 import click
 
-from soko.block.cli import BlockClient, no_wait_option, pass_client, volume
+from soko.block.cli import BlockClient, list_query, no_wait_option, pass_client, volume
 from soko.tools.output import emit_record, emit_rows, format_option
 
 GiB = 1 << 30
@@ -102,10 +102,9 @@ def backup_create(client, volume_ref, incremental, snapshot_id, force, name, des
 @pass_client
 def backup_list(client, volume_ref, all_projects, status, fmt):
     """List backups, newest first."""
-    params = {"status": status, "all_tenants": 1 if all_projects else None,
-              "volume_id": client.find(volume_ref)["id"] if volume_ref else None}
-    backups = client.call("GET", "/backups/detail",
-                          params={k: v for k, v in params.items() if v is not None})["backups"]
+    params = list_query(all_projects, status=status,
+                        volume_id=client.find(volume_ref)["id"] if volume_ref else None)
+    backups = client.call("GET", "/backups/detail", params=params)["backups"]
     emit_rows(backups, LIST_COLUMNS, fmt)
 
 
