@@ -8,7 +8,6 @@ and a ``soko serve proxy`` process. Nodes can be stopped and restarted by a test
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import sys
 import time
@@ -19,35 +18,17 @@ import requests
 from soko.common.config import dump_toml
 from soko.common.procs import stop_process_group
 from soko.object.allinone import ensure_rings, node_device_names
+from soko.object.bench_heal import free_ports
 from soko.tools import services
 from tests.support import free_port, healthy
 
 USERS = {"test:tester": "testing123", "other:otheruser": "otherpass1"}
 
 
-def free_port_run(count: int) -> int:
-    """A base port with ``count`` free consecutive ports after it."""
-    for _ in range(50):
-        base = free_port()
-        try:
-            socks = []
-            for offset in range(count):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", base + offset))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no run of free ports")
-
-
 class Cluster:
     def __init__(self, data_dir: Path):
         self.data_dir = data_dir
-        self.storage_port = free_port_run(3)
+        self.storage_port = free_ports(3)
         self.proxy_port = free_port()
         self.config_path = data_dir / "soko.toml"
         self.config_path.write_text(dump_toml({
