@@ -156,3 +156,35 @@ def test_a_task_whose_process_died_is_recovered(stack):
     assert server["status"] == "ERROR" and "interrupted" in server["fault"]["message"]
     assert stack.servers("DELETE", f"/{server_id}").status_code == 204
     stack.wait_server(server_id)
+
+
+def test_reconcile_starts_what_should_run_and_syncs_power_states(stack, tmp_path):
+    """A domain with a blank disk (it sits in the BIOS: no boot needed to test power)."""
+    from soko.common.db import session_scope
+    from soko.compute.drivers.base import FileDisk, InstanceSpec, PowerState
+    from soko.compute.models import Instance
+
+    server_id = "4b0c5e0e-0000-4000-8000-0000000000cc"
+    blank = tmp_path / "blank.img"
+    blank.write_bytes(b"\0" * (1 << 20))
+    stack.driver.define(InstanceSpec(name=server_id, uuid=server_id, vcpus=1, memory_mib=64,
+                                     disks=(FileDisk(blank),)))
+    with session_scope(stack.compute.sessions) as s:
+        s.add(Instance(id=server_id, project_id="proj-a", user_id="u", name="power",
+                       flavor_id="1", vcpus=1, ram=64, vm_state="active", power_state="running"))
+    try:
+        stack.compute.reconcile()  # not a service start: an active server found off stops
+        assert stack.server(server_id)["status"] == "SHUTOFF"
+        with session_scope(stack.compute.sessions) as s:
+            s.get(Instance, server_id).vm_state = "active"
+        stack.compute.reconcile(on_start=True)  # a service start: what should run, runs
+        assert stack.driver.state(server_id) is PowerState.RUNNING
+        assert stack.server(server_id)["status"] == "ACTIVE"
+        stack.driver.conn.lookupByName(stack.driver.domain_name(server_id)).destroy()
+        stack.compute.reconcile()
+        server = stack.server(server_id)
+        assert server["status"] == "SHUTOFF" and server["OS-EXT-STS:power_state"] == 4
+    finally:
+        assert stack.servers("DELETE", f"/{server_id}").status_code == 204
+        stack.wait_server(server_id)
+    assert server_id not in stack.driver.reconcile()
