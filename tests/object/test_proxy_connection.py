@@ -48,12 +48,18 @@ def conn(cluster):
     sock.close()
 
 
-def test_refused_unread_body_closes_the_connection(cluster, conn):
+def new_container(cluster, conn: socket.socket) -> tuple[str, str]:
+    """Creates a container over ``conn``; returns its path and the auth header lines."""
     storage_url, token = cluster.auth()
     container = urlsplit(storage_url).path + f"/c-{uuid.uuid4().hex[:8]}"
     auth = f"Host: x\r\nX-Auth-Token: {token}\r\n"
     conn.sendall(f"PUT {container} HTTP/1.1\r\n{auth}Content-Length: 0\r\n\r\n".encode())
     assert read_response(conn)[0] == 201
+    return container, auth
+
+
+def test_refused_unread_body_closes_the_connection(cluster, conn):
+    container, auth = new_container(cluster, conn)
     conn.sendall(f"PUT {container}/big HTTP/1.1\r\n{auth}"
                  f"Content-Length: {MAX_FILE_SIZE + 1}\r\n\r\n".encode() + b"x" * 65536)
     status, headers, _ = read_response(conn)
@@ -62,11 +68,7 @@ def test_refused_unread_body_closes_the_connection(cluster, conn):
 
 
 def test_unauthenticated_body_closes_but_good_requests_keep_alive(cluster, conn):
-    storage_url, token = cluster.auth()
-    container = urlsplit(storage_url).path + f"/c-{uuid.uuid4().hex[:8]}"
-    auth = f"Host: x\r\nX-Auth-Token: {token}\r\n"
-    conn.sendall(f"PUT {container} HTTP/1.1\r\n{auth}Content-Length: 0\r\n\r\n".encode())
-    assert read_response(conn)[0] == 201
+    container, auth = new_container(cluster, conn)
     conn.sendall(f"PUT {container}/o HTTP/1.1\r\n{auth}Content-Length: 5\r\n\r\nhello".encode())
     status, headers, _ = read_response(conn)  # the same connection, still alive
     assert status == 201 and headers["connection"] == "keep-alive"
