@@ -12,6 +12,7 @@ from soko.object.diskfile import (
     XATTR_NAME,
     Devices,
     DiskFile,
+    DiskFileError,
     read_metadata,
     read_range,
 )
@@ -83,15 +84,18 @@ def test_corrupt_metadata_is_quarantined(device):
     assert list((device / "quarantined" / "objects").iterdir())
 
 
-def test_bad_body_is_quarantined_after_full_read(device):
+def test_bad_body_is_cut_short_and_quarantined(device):
     df = DiskFile(device, "1", "a", "c", "o")
     put(df, 1, b"abc")
     state = df.read_state()
     state.data_path.write_bytes(b"abd")  # same size, other bytes (bit rot)
     os.setxattr(state.data_path, XATTR_NAME, os.getxattr(
         df.hash_dir / state.data_path.name, XATTR_NAME))
-    body = b"".join(read_range(state.data_path, 0, 3, state.metadata["ETag"], df.quarantine))
-    assert body == b"abd" and not df.read_state().exists
+    received = []
+    with pytest.raises(DiskFileError, match="MD5"):
+        for chunk in read_range(state.data_path, 0, 3, state.metadata["ETag"], df.quarantine):
+            received.append(chunk)
+    assert received == [] and not df.read_state().exists  # the last chunk is held back
 
 
 def test_missing_device_is_507(tmp_path):
