@@ -23,8 +23,9 @@ class BlockConfig(ServerSection):
     target_helper: str = "auto"  # auto (LIO where configfs has it, else tgt) | tgt | lio
     target_portal: str = "127.0.0.1:3260"
     tgt_control_port: int = 0  # tgtd's management socket; 0 is the system tgtd's
-    # rdwr (with O_DIRECT, see targets/tgt.py): measured 3-4x aio on 1 MiB sequential
-    # writes and on par for reads (README's block benchmark).
+    # rdwr (with O_DIRECT, see targets/tgt.py): 1 MiB sequential writes 915-1502 MB/s
+    # (median ~1200) over 9 runs vs aio's 320-1247 (median ~480) over 5; reads on par
+    # (README's block benchmark).
     tgt_backing_store: str = "rdwr"
     reconcile_interval: float = 2.0  # seconds between export checks; 0 turns the loop off
     quota_volumes: int = 10

@@ -133,7 +133,7 @@ class Tgtadm:
         # no second copy of every block in this host's page cache, writes reach the pool
         # before they are acknowledged, and the same I/O path as `soko bench block`'s raw
         # O_DIRECT baseline. Measured on one volume, 1 MiB at depth 8, back to back with
-        # raw: rdwr+direct 1168-1502 MB/s write, 983-1271 read; aio 320-382 write.
+        # raw: rdwr+direct 915-1502 MB/s write, 958-1271 read; aio 320-1247 write.
         flags = ["--bsoflags", "direct"] if bstype == "rdwr" else []
         self.run("--mode", "logicalunit", "--op", "new", "--tid", str(tid), "--lun", str(lun),
                  "--backing-store", path, "--bstype", bstype, *flags)
