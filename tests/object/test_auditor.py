@@ -12,6 +12,8 @@ import requests
 import urllib3
 
 from soko.object.auditor import Auditor, db_problem
+from soko.object.db_replicator import DBReplicator
+from soko.object.diskfile import name_hash
 from soko.object.replicator import ObjectReplicator
 from tests.object.daemons import run_pass
 
@@ -110,3 +112,25 @@ def test_db_quick_check(tmp_path):
     broken = tmp_path / "broken.db"
     broken.write_bytes(b"this is not SQLite at all" * 200)
     assert db_problem(broken)
+
+
+def test_broken_container_db_is_quarantined_and_rebuilt(cluster, cluster_api, cluster_container):
+    api, container = cluster_api, cluster_container
+    for i in range(3):
+        api.put(f"{api.base}/{container}/o{i}", data=b"x")
+    run_pass(cluster, DBReplicator)  # every primary has the DB, whatever the proxy skipped
+    digest = name_hash(api.account, container)
+    db = sorted(cluster.data_dir.glob(f"object/devices/node*/d*/containers/*/{digest[-3:]}/"
+                                      f"{digest}/{digest}.db"))[0]
+    node, device, part = node_of(db), db.parts[-6], db.parts[-4]  # laid out like a .data
+    db.write_bytes(b"rot" * 4096)
+    for suffix in ("-wal", "-shm"):
+        db.with_name(db.name + suffix).unlink(missing_ok=True)
+    (stats,) = run_pass(cluster, Auditor, node)
+    assert stats["dbs_quarantined"] == 1 and not db.exists()
+    run_pass(cluster, DBReplicator)
+    assert db.exists() and db_problem(db) is None
+    r = requests.get(f"http://127.0.0.1:{cluster.storage_port + node}/container/{device}/"
+                     f"{part}/{api.account}/{container}", timeout=5)
+    assert [e["name"] for e in r.json()] == ["o0", "o1", "o2"]
+    assert r.headers["X-Container-Object-Count"] == "3"
