@@ -14,14 +14,16 @@ secret in a libvirt secret), and block records which server the attachment belon
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from soko.block.owner import current_owner, owner_alive
@@ -187,7 +189,7 @@ class ComputeManager:
             name=name, flavor_id=flavor.id, vcpus=flavor.vcpus, ram=flavor.ram,
             image_id=source.image_id, vm_state="building", task_state="spawning",
             power_state=PowerState.NOSTATE.value, owner=current_owner(), meta={})
-        with session_scope(self.sessions) as s:
+        with claiming(source.volume_id), session_scope(self.sessions) as s:
             s.add(instance)
             s.flush()  # the instance row first: the attachment refers to it
             if source.volume_id is not None:
@@ -360,7 +362,7 @@ class ComputeManager:
                              "attaching needs it available.")
         self._task(caller, server_id, ("active", "stopped"), "attaching", "attach a volume")
         try:
-            with session_scope(self.sessions) as s:
+            with claiming(volume_id), session_scope(self.sessions) as s:
                 s.add(Attachment(volume_id=volume_id, server_id=server_id))
             try:
                 info = volumes.attach(volume_id, initiator=self.settings.initiator,
@@ -555,6 +557,16 @@ class ComputeManager:
                                                  Instance.vm_state == instance.vm_state,
                                                  Instance.task_state.is_(None))
                           .values(**values))
+
+
+@contextlib.contextmanager
+def claiming(volume_id: str | None) -> Iterator[None]:
+    """An attachment row is the claim on a volume: a second claim (two requests racing for
+    one available volume) is a 409, not a database error."""
+    try:
+        yield
+    except IntegrityError:
+        raise Conflict(f"volume {volume_id} is being attached to another server") from None
 
 
 def run_in_thread(work: Callable[[], None]) -> None:

@@ -188,3 +188,30 @@ def test_reconcile_starts_what_should_run_and_syncs_power_states(stack, tmp_path
         assert stack.servers("DELETE", f"/{server_id}").status_code == 204
         stack.wait_server(server_id)
     assert server_id not in stack.driver.reconcile()
+
+
+def test_a_volume_claimed_by_another_server_is_a_409(stack, nothing_new):
+    """Two boots racing for one available volume: the second claim loses with a 409 (the
+    first claim is written here directly, as if its request had won a moment earlier)."""
+    from sqlalchemy import delete
+
+    from soko.common.db import session_scope
+    from soko.compute.models import Attachment, Instance
+
+    volume_id = stack.create_volume()
+    winner = "4b0c5e0e-0000-4000-8000-0000000000dd"
+    with session_scope(stack.compute.sessions) as s:
+        s.add(Instance(id=winner, project_id="proj-a", user_id="u", name="winner",
+                       flavor_id="1", vcpus=1, ram=64, vm_state="building",
+                       task_state="spawning"))
+        s.flush()
+        s.add(Attachment(volume_id=volume_id, server_id=winner, boot=True))
+    try:
+        resp = stack.servers("POST", json=boot_body(volume_id))
+        assert resp.status_code == 409 and "another server" in resp.json()["error"]["message"]
+        assert [s["id"] for s in stack.servers("GET").json()["servers"]] == [winner]
+    finally:
+        with session_scope(stack.compute.sessions) as s:
+            s.execute(delete(Attachment).where(Attachment.server_id == winner))
+            s.execute(delete(Instance).where(Instance.id == winner))
+        stack.volumes("DELETE", f"/volumes/{volume_id}")
