@@ -295,13 +295,13 @@ def make_app(config: Config, *, validator: TokenValidator | None = None,
 
         validator = FernetTokenValidator.from_config(config)
     if manager is None:
-        from soko.compute import wiring
+        from soko.compute import reconcile, wiring
 
         manager = wiring.make_manager(config)
         manager.reconcile(on_start=True)
         interval = config.section("compute").reconcile_interval
         if interval > 0:
-            wiring.Reconciler(manager, interval)
+            reconcile.Reconciler(manager, interval)
     app = make_base_app(middleware=[AuthMiddleware(validator)])
     app.add_route(f"{PREFIX}/flavors", Flavors(manager, detail=False))
     app.add_route(f"{PREFIX}/flavors/detail", Flavors(manager, detail=True))

@@ -26,7 +26,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from soko.block.owner import current_owner, owner_alive
+from soko.block.owner import current_owner
 from soko.common.db import session_scope
 from soko.common.errors import BadRequest, Conflict, NotFound, SokoError
 from soko.compute.clients import ImageClient, RemoteError, VolumeClient
@@ -218,11 +218,11 @@ class ComputeManager:
                                      memory_mib=instance.ram, disks=(IscsiDisk(info),), nic=nic))
         except (RemoteError, HypervisorError) as exc:
             log.warning("building instance %s failed: %s", instance.id, exc)
-            self._finish(instance.id, "spawning", "error", power_state=PowerState.NOSTATE.value,
+            self.finish_task(instance.id, "spawning", "error", power_state=PowerState.NOSTATE.value,
                          fault={"code": getattr(exc, "status", 500), "message": str(exc),
                                 "created": utcnow().isoformat()})
             return
-        self._finish(instance.id, "spawning", "active", power_state=PowerState.RUNNING.value)
+        self.finish_task(instance.id, "spawning", "active", power_state=PowerState.RUNNING.value)
 
     def _spawn(self, spec: InstanceSpec) -> None:
         """Spawns, retrying a failed start: QEMU's first iSCSI login to a target exported a
@@ -277,12 +277,12 @@ class ComputeManager:
                 step()
             except HypervisorError as exc:
                 log.warning("%s of instance %s failed: %s", task, server_id, exc)
-                self._finish(server_id, task, self._observed_vm_state(server_id),
+                self.finish_task(server_id, task, self._observed_vm_state(server_id),
                              power_state=self._power(server_id).value,
                              fault={"code": 500, "message": str(exc),
                                     "created": utcnow().isoformat()})
                 return
-            self._finish(server_id, task, vm_state, power_state=power.value, fault=None)
+            self.finish_task(server_id, task, vm_state, power_state=power.value, fault=None)
 
         self.background(work)
 
@@ -304,14 +304,14 @@ class ComputeManager:
         """Allowed in any state but during another task. The domain goes first (forced off,
         as Nova's delete), then its volumes are detached, and deleted where asked."""
         self._task(caller, server_id, ("active", "stopped", "error"), "deleting", "delete")
-        self.background(lambda: self._destroy(caller, server_id))
+        self.background(lambda: self.tear_down(caller, server_id))
 
-    def _destroy(self, caller: Caller, server_id: str) -> None:
+    def tear_down(self, caller: Caller, server_id: str) -> None:
         try:
             self.driver.delete(server_id)
         except HypervisorError as exc:
             log.warning("deleting the domain of %s failed: %s", server_id, exc)
-            self._finish(server_id, "deleting", "error", fault={
+            self.finish_task(server_id, "deleting", "error", fault={
                 "code": 500, "message": str(exc), "created": utcnow().isoformat()})
             return
         volumes = self.volumes(caller)
@@ -323,7 +323,7 @@ class ComputeManager:
             if not kept:
                 s.execute(delete(Instance).where(Instance.id == server_id))
         if kept:  # the domain is gone; the server stays, so the volumes are not forgotten
-            self._finish(server_id, "deleting", "error", power_state=PowerState.NOSTATE.value,
+            self.finish_task(server_id, "deleting", "error", power_state=PowerState.NOSTATE.value,
                          fault={"code": 500, "created": utcnow().isoformat(), "message":
                                 f"volumes {', '.join(kept)} could not be released; "
                                 "delete the server again"})
@@ -474,7 +474,7 @@ class ComputeManager:
                                              Instance.task_state == task)
                       .values(task_state=None, owner=None))
 
-    def _finish(self, server_id: str, task: str, vm_state: str, **values) -> None:
+    def finish_task(self, server_id: str, task: str, vm_state: str, **values) -> None:
         with session_scope(self.sessions) as s:
             s.execute(update(Instance).where(Instance.id == server_id,
                                              Instance.task_state == task)
@@ -484,79 +484,11 @@ class ComputeManager:
     # -- reconcile ------------------------------------------------------------------------
 
     def reconcile(self, *, on_start: bool = False) -> list[str]:
-        """Makes the DB and the hypervisor agree; returns the orphan domains (ours by prefix,
-        unknown to the DB), which are reported, never destroyed.
+        """Makes the DB and the hypervisor agree (``compute/reconcile.py``); returns the
+        orphan domains, which are reported, never destroyed."""
+        from soko.compute import reconcile
 
-        - A task whose process died: a build fails (error), a delete is redone, others end
-          and the instance takes the state its domain is in.
-        - On service start, instances that should run are started (after a host reboot).
-        - Always: an active instance whose domain is off (its QEMU died or the guest shut
-          itself down) becomes stopped, a stopped one found running becomes active, and one
-          whose domain vanished becomes error.
-        """
-        domains = self.driver.reconcile()
-        with session_scope(self.sessions) as s:
-            instances = list(s.scalars(select(Instance)))
-        for instance in instances:
-            if instance.task_state is not None:
-                if instance.owner is None or not owner_alive(instance.owner):
-                    self._recover(instance, domains.get(instance.id))
-                continue
-            self._sync(instance, domains.get(instance.id), on_start)
-        orphans = sorted(set(domains) - {i.id for i in instances})
-        for name in orphans:
-            log.warning("domain %s%s is not an instance soko knows: left alone",
-                        getattr(self.driver, "prefix", ""), name)
-        return orphans
-
-    def _recover(self, instance: Instance, power: PowerState | None) -> None:
-        log.warning("instance %s was left %s by a process that died", instance.id,
-                    instance.task_state)
-        if instance.task_state == "deleting":
-            # The domain goes; without the user's token the volumes cannot be released, so
-            # the server is left in error for the user to delete again.
-            self._destroy(Caller(instance.project_id, instance.user_id, token=""), instance.id)
-        elif instance.task_state == "spawning":
-            self._finish(instance.id, "spawning", "error", fault={
-                "code": 500, "message": "the build was interrupted (service restart)",
-                "created": utcnow().isoformat()})
-        else:
-            vm_state = "active" if power is PowerState.RUNNING else (
-                "stopped" if power in OFF else "error")
-            self._finish(instance.id, instance.task_state, vm_state,
-                         power_state=(power or PowerState.NOSTATE).value)
-
-    def _sync(self, instance: Instance, power: PowerState | None, on_start: bool) -> None:
-        values: dict = {}
-        if power is None:
-            if instance.vm_state in ("active", "stopped"):
-                log.warning("instance %s has no domain any more", instance.id)
-                values = dict(vm_state="error", power_state=PowerState.NOSTATE.value,
-                              fault={"code": 500, "message": "the domain vanished",
-                                     "created": utcnow().isoformat()})
-        elif instance.vm_state == "active" and power in OFF:
-            if on_start:
-                try:
-                    self.driver.start(instance.id)
-                    power = PowerState.RUNNING
-                    log.info("started instance %s, which should run", instance.id)
-                except HypervisorError as exc:
-                    log.warning("could not start instance %s: %s", instance.id, exc)
-            if power in OFF:
-                log.warning("instance %s is %s behind soko's back: now stopped",
-                            instance.id, power.value)
-                values = dict(vm_state="stopped")
-            values["power_state"] = power.value
-        elif instance.vm_state == "stopped" and power is PowerState.RUNNING:
-            values = dict(vm_state="active", power_state=power.value)
-        elif instance.power_state != power.value:
-            values = dict(power_state=power.value)
-        if values:
-            with session_scope(self.sessions) as s:  # only if no task started meanwhile
-                s.execute(update(Instance).where(Instance.id == instance.id,
-                                                 Instance.vm_state == instance.vm_state,
-                                                 Instance.task_state.is_(None))
-                          .values(**values))
+        return reconcile.reconcile(self, on_start=on_start)
 
 
 @contextlib.contextmanager

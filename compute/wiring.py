@@ -1,10 +1,8 @@
-"""Builds the compute service's parts from config: DB, libvirt driver, manager, and the
-power-state sync loop. The API factory starts here."""
+"""Builds the compute service's parts from config: DB, libvirt driver and manager. The API
+factory starts here."""
 
 from __future__ import annotations
 
-import logging
-import threading
 from pathlib import Path
 
 from soko.common.config import Config, ConfigError
@@ -12,8 +10,6 @@ from soko.common.db import database_url, make_engine, make_sessionmaker
 from soko.compute.manager import ComputeManager, Settings
 from soko.compute.models import Base
 from soko.compute.service import ComputeConfig
-
-log = logging.getLogger("soko.compute")
 
 
 def compute_dir(config: Config) -> Path:
@@ -49,25 +45,3 @@ def make_manager(config: Config, driver=None) -> ComputeManager:
         stop_timeout=section.stop_timeout, freeze_max_seconds=section.freeze_max_seconds,
         volume_timeout=section.volume_timeout)
     return ComputeManager(sessions=make_sessionmaker(engine), driver=driver, settings=settings)
-
-
-class Reconciler:
-    """Syncs power states every ``interval`` seconds (Nova's _sync_power_states)."""
-
-    def __init__(self, manager: ComputeManager, interval: float):
-        self.manager = manager
-        self.interval = interval
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self.loop, name="compute-reconcile", daemon=True)
-        self.thread.start()
-
-    def loop(self) -> None:
-        while not self.stopped.wait(self.interval):
-            try:
-                self.manager.reconcile()
-            except Exception:
-                log.exception("reconcile pass failed; retrying in %.1f s", self.interval)
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.thread.join()
