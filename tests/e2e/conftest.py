@@ -2,3 +2,4 @@
 
 from tests.compute.conftest import driver, guest_image, real_block, stack  # noqa: F401
 from tests.compute.image_stack import image_stack  # noqa: F401
+from tests.e2e.allinone import allinone  # noqa: F401  (one soko up for the session)
