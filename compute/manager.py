@@ -225,8 +225,8 @@ class ComputeManager:
         self.finish_task(instance.id, "spawning", "active", power_state=PowerState.RUNNING.value)
 
     def _spawn(self, spec: InstanceSpec) -> None:
-        """Spawns, retrying a failed start: QEMU's first iSCSI login to a target exported a
-        moment ago is sometimes refused by a busy tgtd ("Can not reconnect right now")."""
+        """Spawns, retrying a failed start: QEMU gives up when its iSCSI login fails, and a
+        target can vanish for a moment (while block re-creates an export its tgtd lost)."""
         for attempt in range(1, SPAWN_ATTEMPTS + 1):
             try:
                 self.driver.spawn(spec)
