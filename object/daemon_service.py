@@ -26,7 +26,7 @@ class DaemonsSection:
     expirer_interval: float = 60.0
     replicator_concurrency: int = 4  # partitions replicated in parallel
     replicator_bytes_per_second: int = 100 << 20  # pushed by one node; 0: unlimited
-    reclaim_age: float = 7 * 86400.0  # tombstones (and deleted listing rows) older are removed
+    reclaim_age: float = 7 * 86400.0  # object tombstones older than this are removed
     auditor_bytes_per_second: int = 10 << 20  # read while checking MD5s; 0: unlimited
     auditor_files_per_second: int = 200  # 0: unlimited
     recon_dir: Path | None = None  # per-node recon cache files; default <data_dir>/object/recon
