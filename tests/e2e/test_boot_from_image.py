@@ -1,13 +1,15 @@
 """From an image in the object store to a running server and back to nothing, with every
 real part and real tokens: the test guest uploaded with ``soko image create`` into a
-3-node object cluster through soko-image, ``soko server create --image --boot-volume-size
---delete-on-termination`` (block fills the boot volume from the image), the ready marker in
-``soko server console-log``, and ``soko server delete`` removing the domain, the export,
-the secret and the boot volume."""
+3-node object cluster through soko-image; then (1) a volume created from it
+(``imageRef``) and ``soko server create --volume``, and (2) ``soko server create --image
+--boot-volume-size --delete-on-termination`` (compute has block fill the boot volume). Each
+server's ready marker shows in ``soko server console-log``, and ``soko server delete``
+removes the domain and the export, and the boot volume where asked."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import requests
@@ -66,15 +68,21 @@ def soko(cloud: Stack, token: str, *args: str) -> str:
     return result.output
 
 
-def test_server_from_an_image_in_the_object_store(cloud, image_stack, guest_image):
-    storage_url, token = image_stack.login("test:tester")
-    project = storage_url.rsplit("AUTH_", 1)[1]
+@pytest.fixture(scope="module")
+def guest(image_stack, guest_image) -> dict:
+    """The test guest, uploaded with ``soko image create`` (deleted at the end)."""
     image = image_stack.cli_json("create", "--file", str(guest_image), "--disk-format", "raw",
                                  "e2e-guest")
-    created = json.loads(soko(cloud, token, "create", "--flavor", "m1.tiny", "--image",
-                              image["id"], "--boot-volume-size", "1",
-                              "--delete-on-termination", "--wait", "--format", "json", "e2e"))
-    assert created["status"] == "ACTIVE" and created["image"] == image["id"]
+    yield image
+    image_stack.cli("delete", image["id"])
+
+
+def boot_and_delete(cloud: Stack, token: str, *create_args: str) -> dict:
+    """Creates server e2e, sees its ready marker through the CLI, deletes it; returns what
+    create showed and the boot volume's id."""
+    created = json.loads(soko(cloud, token, "create", "--flavor", "m1.tiny", *create_args,
+                              "--wait", "--format", "json", "e2e"))
+    assert created["status"] == "ACTIVE"
     server_id = created["id"]
     boot_volume = cloud.server(server_id, token)["os-extended-volumes:volumes_attached"][0]["id"]
     try:
@@ -86,7 +94,37 @@ def test_server_from_an_image_in_the_object_store(cloud, image_stack, guest_imag
         soko(cloud, token, "delete", "--wait", server_id)
     assert server_id not in cloud.driver.reconcile()
     assert boot_volume not in cloud.exported()
-    gone = requests.get(f"{cloud.block_url}/v3/{project}/volumes/{boot_volume}",
-                        headers={"X-Auth-Token": token}, timeout=30)
+    return {**created, "boot_volume": boot_volume}
+
+
+def test_volume_from_the_image_then_a_server_from_the_volume(cloud, image_stack, guest):
+    """The issue's path: image -> volume create --image-id -> server create --volume."""
+    storage_url, token = image_stack.login("test:tester")
+    volumes = f"{cloud.block_url}/v3/{storage_url.rsplit('AUTH_', 1)[1]}/volumes"
+    headers = {"X-Auth-Token": token}
+    resp = requests.post(volumes, headers=headers, timeout=30, json={"volume": {
+        "size": 1, "name": "e2e-boot", "imageRef": guest["id"]}})
+    assert resp.status_code == 202, resp.text
+    volume_id = resp.json()["volume"]["id"]
+    deadline = time.monotonic() + 120
+    while (volume := requests.get(f"{volumes}/{volume_id}", headers=headers,
+                                  timeout=30).json()["volume"])["status"] != "available":
+        assert volume["status"] == "downloading" and time.monotonic() < deadline, volume
+        time.sleep(0.2)
+    assert volume["bootable"] == "true"
+    booted = boot_and_delete(cloud, token, "--volume", volume_id)
+    assert booted["boot_volume"] == volume_id
+    left = requests.get(f"{volumes}/{volume_id}", headers=headers, timeout=30).json()["volume"]
+    assert left["status"] == "available" and left["attachments"] == []  # not deleted
+    assert requests.delete(f"{volumes}/{volume_id}", headers=headers,
+                           timeout=30).status_code == 202
+
+
+def test_server_from_an_image_deletes_its_boot_volume_with_it(cloud, image_stack, guest):
+    storage_url, token = image_stack.login("test:tester")
+    booted = boot_and_delete(cloud, token, "--image", guest["id"], "--boot-volume-size", "1",
+                             "--delete-on-termination")
+    assert booted["image"] == guest["id"]
+    gone = requests.get(f"{cloud.block_url}/v3/{storage_url.rsplit('AUTH_', 1)[1]}/volumes/"
+                        f"{booted['boot_volume']}", headers={"X-Auth-Token": token}, timeout=30)
     assert gone.status_code == 404  # delete_on_termination
-    image_stack.cli("delete", image["id"])
