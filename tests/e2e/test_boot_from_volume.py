@@ -246,6 +246,14 @@ def test_qemu_killed_behind_libvirts_back_shows_shutoff_and_starts_again(stack, 
     assert stack.wait_server(server["id"], "ACTIVE")["status"] == "ACTIVE"
 
 
+def test_soft_reboot_through_the_api(stack, server):
+    boots = stack.driver.console_log(server["id"], max_bytes=1 << 20).count(READY_MARKER)
+    timed_boot(stack.driver, server["id"],
+               lambda: stack.action(server["id"], {"reboot": {"type": "SOFT"}}),
+               count=boots + 1)
+    assert stack.wait_server(server["id"], "ACTIVE")["OS-EXT-STS:power_state"] == 1
+
+
 def test_delete_leaves_nothing_behind(stack, server, boot_volume, data_volume):
     server_id = server["id"]
     resp = stack.servers("DELETE", f"/{server_id}")
