@@ -6,10 +6,12 @@ closed on the far side; it is dropped rather than reused, so a streamed PUT neve
 a dead socket. Small requests are retried once on a fresh connection when a reused one
 turns out dead.
 
-A node that keeps failing to connect or to answer in time is error-limited, as Swift's
-proxy does: after ``error_limit`` such errors, each within ``error_interval`` of the last,
-the pool refuses it at once (``ErrorLimited``) until ``error_interval`` passes without a new
-error, so a dead or cut-off node does not cost every request a timeout.
+A pool may error-limit a node that keeps failing to connect or to answer in time, as
+Swift's proxy does: after ``error_limit`` such errors, each within ``error_interval`` of the
+last, the pool refuses it at once (``ErrorLimited``) until ``error_interval`` passes without
+a new error, so a dead or cut-off node does not cost every request a timeout. Off by default
+(``error_limit=0``): the proxy turns it on; a storage node's listing updates keep trying, so
+a container node that came back gets them at once rather than as async pendings.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class ConnectionPool:
     """Idle connections per ``(ip, port)``, shared by a process's threads."""
 
     def __init__(self, conn_timeout: float = 0.5, node_timeout: float = 10.0,
-                 error_limit: int = 3, error_interval: float = 30.0):
+                 error_limit: int = 0, error_interval: float = 30.0):
         self.conn_timeout = conn_timeout
         self.node_timeout = node_timeout
         self.error_limit = error_limit
@@ -64,6 +66,8 @@ class ConnectionPool:
             self.errors[(ip, port)] = (count + 1, now)
 
     def limited(self, ip: str, port: int) -> bool:
+        if not self.error_limit:
+            return False
         count, last = self.errors.get((ip, port), (0, 0.0))
         return count >= self.error_limit and time.monotonic() - last <= self.error_interval
 

@@ -21,7 +21,8 @@ class ProxySection(ServerSection):
     conn_timeout: float = 0.5  # connecting to a storage node
     node_timeout: float = 10.0  # waiting for a storage node's answer
     # A node with this many connect failures/timeouts, each within error_interval seconds
-    # of the last, is skipped (handoffs take its writes) until error_interval passes quietly.
+    # of the last, is skipped (handoffs take its writes) until error_interval passes quietly
+    # (0: never skipped).
     error_limit: int = 3
     error_interval: float = 30.0
     # How long a proxy worker trusts what it learned about a container it serves to the
