@@ -64,6 +64,8 @@ def cluster(data_dir: Path | None):
         return
     from soko.common.config import dump_toml
 
+    if data_dir is not None:
+        click.echo(f"no soko up is running in {data_dir}: using a private cluster", err=True)
     private = Path(tempfile.mkdtemp(prefix="soko-bench-heal-"))
     (private / "soko.toml").write_text(dump_toml({
         "identity": {"port": free_ports(1)},
