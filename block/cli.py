@@ -14,13 +14,13 @@ Commands that start a change wait for it to settle (with a spinner) unless ``--n
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import click
 import requests
 
+from soko.tools.login import login_options
 from soko.tools.output import emit_record, emit_rows, format_option
 
 TRANSITIONAL = ("creating", "attaching", "detaching", "extending", "deleting", "downloading",
@@ -153,24 +153,10 @@ metadata_option = click.option("--metadata", multiple=True, metavar="KEY=VALUE",
 
 
 @click.group()
-@click.option("--os-url", envvar="SOKO_BLOCK_URL",
-              help="Volume endpoint with project, e.g. http://127.0.0.1:8776/v3/<project> "
-                   "($SOKO_BLOCK_URL).")
-@click.option("--os-token", envvar="OS_TOKEN", help="A token ($OS_TOKEN).")
-@click.option("--os-auth-url", envvar="OS_AUTH_URL", help="Identity endpoint ($OS_AUTH_URL).")
-@click.option("--os-username", envvar="OS_USERNAME", help="($OS_USERNAME)")
-@click.option("--os-password", envvar="OS_PASSWORD", help="($OS_PASSWORD)")
-@click.option("--os-project-name", envvar="OS_PROJECT_NAME", help="($OS_PROJECT_NAME)")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              default=lambda: os.environ.get("SOKO_DATA_DIR", ".soko"), show_default=".soko",
-              help="The all-in-one's data dir (saved admin credentials, soko.toml).")
-@click.pass_context
-def volume(ctx, os_url, os_token, os_auth_url, os_username, os_password, os_project_name,
-           data_dir):
+@login_options(BlockClient, "SOKO_BLOCK_URL",
+               "Volume endpoint with project, e.g. http://127.0.0.1:8776/v3/<project>")
+def volume():
     """Block volumes: create, attach over iSCSI, extend, delete."""
-    ctx.obj = BlockClient(os_url, os_token, data_dir.absolute(), dict(
-        auth_url=os_auth_url, username=os_username, password=os_password,
-        project_name=os_project_name))
 
 
 pass_client = click.make_pass_decorator(BlockClient)

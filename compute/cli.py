@@ -8,15 +8,13 @@ servers are named by id or by name. Commands that start a change return at once 
 
 from __future__ import annotations
 
-import functools
-import os
 import re
 import time
-from pathlib import Path
 
 import click
 
 from soko.block.cli import BlockClient
+from soko.tools.login import login_options
 from soko.tools.output import emit_record, emit_rows, format_option
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -102,48 +100,19 @@ def record(server: dict) -> dict:
     return shown
 
 
-def connection_options(url_env: str, url_help: str):
-    """The options every compute command group takes: where to connect and as whom."""
-    options = [
-        click.option("--os-url", envvar=url_env, help=f"{url_help} (${url_env})."),
-        click.option("--os-token", envvar="OS_TOKEN", help="A token ($OS_TOKEN)."),
-        click.option("--os-auth-url", envvar="OS_AUTH_URL", help="Identity endpoint ($OS_AUTH_URL)."),
-        click.option("--os-username", envvar="OS_USERNAME", help="($OS_USERNAME)"),
-        click.option("--os-password", envvar="OS_PASSWORD", help="($OS_PASSWORD)"),
-        click.option("--os-project-name", envvar="OS_PROJECT_NAME", help="($OS_PROJECT_NAME)"),
-        click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-                     default=lambda: os.environ.get("SOKO_DATA_DIR", ".soko"),
-                     show_default=".soko",
-                     help="The all-in-one's data dir (saved admin credentials, soko.toml)."),
-    ]
-
-    def decorate(group):
-        @functools.wraps(group)
-        def build(ctx, os_url, os_token, os_auth_url, os_username, os_password,
-                  os_project_name, data_dir):
-            ctx.obj = ComputeClient(os_url, os_token, data_dir.absolute(), dict(
-                auth_url=os_auth_url, username=os_username, password=os_password,
-                project_name=os_project_name))
-        for option in reversed(options):
-            build = option(build)
-        return click.pass_context(build)
-
-    return decorate
-
-
 pass_client = click.make_pass_decorator(ComputeClient)
 wait_option = click.option("--wait", is_flag=True, help="Wait until the server settles.")
 COMPUTE_URL_HELP = "Compute endpoint, e.g. http://127.0.0.1:8774/v2.1"
 
 
 @click.group()
-@connection_options("SOKO_COMPUTE_URL", COMPUTE_URL_HELP)
+@login_options(ComputeClient, "SOKO_COMPUTE_URL", COMPUTE_URL_HELP)
 def server() -> None:
     """Instances: boot from volumes, power, attach volumes, console, quiesce."""
 
 
 @click.group()
-@connection_options("SOKO_COMPUTE_URL", COMPUTE_URL_HELP)
+@login_options(ComputeClient, "SOKO_COMPUTE_URL", COMPUTE_URL_HELP)
 def flavor() -> None:
     """Instance sizes (vCPUs, RAM); creating and deleting them is for admins."""
 

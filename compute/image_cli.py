@@ -29,6 +29,7 @@ from rich.progress import (
 from soko.block.cli import BlockClient
 from soko.compute.image_formats import DISK_FORMATS, FormatError, probe_file
 from soko.tools.guest_image import build_test_guest
+from soko.tools.login import login_options
 from soko.tools.output import emit_record, emit_rows, format_option
 
 LIST_COLUMNS = ["id", "name", "status", "visibility", "disk_format", "size"]
@@ -80,23 +81,9 @@ class ProgressFile:
 
 
 @click.group()
-@click.option("--os-url", envvar="SOKO_IMAGE_URL",
-              help="Image endpoint, e.g. http://127.0.0.1:9292 ($SOKO_IMAGE_URL).")
-@click.option("--os-token", envvar="OS_TOKEN", help="A token ($OS_TOKEN).")
-@click.option("--os-auth-url", envvar="OS_AUTH_URL", help="Identity endpoint ($OS_AUTH_URL).")
-@click.option("--os-username", envvar="OS_USERNAME", help="($OS_USERNAME)")
-@click.option("--os-password", envvar="OS_PASSWORD", help="($OS_PASSWORD)")
-@click.option("--os-project-name", envvar="OS_PROJECT_NAME", help="($OS_PROJECT_NAME)")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              default=lambda: os.environ.get("SOKO_DATA_DIR", ".soko"), show_default=".soko",
-              help="The all-in-one's data dir (saved admin credentials, soko.toml).")
-@click.pass_context
-def image(ctx, os_url, os_token, os_auth_url, os_username, os_password, os_project_name,
-          data_dir) -> None:
+@login_options(ImageClient, "SOKO_IMAGE_URL", "Image endpoint, e.g. http://127.0.0.1:9292")
+def image() -> None:
     """Images for instances: disk images kept in the object store."""
-    ctx.obj = ImageClient(os_url, os_token, data_dir.absolute(), dict(
-        auth_url=os_auth_url, username=os_username, password=os_password,
-        project_name=os_project_name))
 
 
 pass_client = click.make_pass_decorator(ImageClient)
