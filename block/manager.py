@@ -373,6 +373,8 @@ class VolumeManager:
                                                   volume.chap_secret))
             live = {v.id for v in rows}
             for volume_id in set(exported) - live:
+                if self.target.backing_path(volume_id) != self.pool.path(volume_id):
+                    continue  # another cloud's volume on a target daemon we share: not ours
                 log.warning("removing stale export of volume %s", volume_id)
                 self.target.unexport(volume_id)
             self.local.reconcile()

@@ -57,3 +57,6 @@ class ExportTarget(Protocol):
 
     def exported(self) -> dict[str, str]:
         """``{volume_id: initiator}`` for every soko target currently exported."""
+
+    def backing_path(self, volume_id: str) -> str | None:
+        """The file or device the volume's target serves, or None if it has no target."""

@@ -80,6 +80,10 @@ class LioTarget:
             with contextlib.suppress(Exception):
                 backstore.delete()
 
+    def backing_path(self, volume_id: str) -> str | None:
+        _, backstore = self._find(volume_id)
+        return backstore.udev_path if backstore is not None else None
+
     def exported(self) -> dict[str, str]:
         found = {}
         for target in rtslib().RTSRoot().targets:

@@ -295,6 +295,13 @@ class TgtTarget:
             with contextlib.suppress(NoSuchAccount):
                 self.tgtadm.delete_account(user)
 
+    def backing_path(self, volume_id: str) -> str | None:
+        try:
+            info = self.find(volume_id)
+        except TgtdNotRunning:
+            return None
+        return info.luns.get(self.LUN) if info else None
+
     def exported(self) -> dict[str, str]:
         try:
             targets = self.tgtadm.targets()

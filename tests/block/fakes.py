@@ -97,6 +97,10 @@ class MemoryTarget:
     def exported(self) -> dict[str, str]:
         return {v: s.initiator for v, s in self.exports.items()}
 
+    def backing_path(self, volume_id: str) -> str | None:
+        spec = self.exports.get(volume_id)
+        return spec.path if spec else None
+
 
 def auth(project: str, *roles: str) -> AuthContext:
     return AuthContext(user_id=f"user-{project}", user_name=f"user-{project}",

@@ -221,3 +221,17 @@ def test_delete_removes_volume(client, manager):
 
 def test_info_publishes_limits(client):
     assert client.simulate_get("/info").json["block"]["name_max"] == 255
+
+
+def test_reconcile_removes_only_its_own_stale_exports(manager):
+    """Two clouds may share one tgtd: a target for a volume this cloud doesn't know is
+    removed only when it serves a file of this cloud's pool."""
+    from soko.block.targets.base import ExportSpec
+
+    ours_id = "0" * 8 + "-dead-4bad-8bad-" + "0" * 12
+    ours = ExportSpec(ours_id, manager.pool.path(ours_id), IQN, "u", "p")
+    theirs = ExportSpec("1" * 8 + "-dead-4bad-8bad-" + "1" * 12, "/elsewhere/pool/vol", IQN, "u", "p")
+    manager.target.export(ours)
+    manager.target.export(theirs)
+    manager.reconcile_exports()
+    assert manager.target.exported() == {theirs.volume_id: IQN}
