@@ -49,3 +49,10 @@ group = "root"
 security_driver = "none"
 CONF
 fi
+# A private mount namespace per VM holds a copy of every host mount (loop-mounted pools and
+# devices of other tests) until the VM exits, so their teardown finds them busy.
+if ! grep -q '^namespaces' "$conf"; then
+  printf 'namespaces = []\n' >>"$conf"
+  # A running libvirtd reads qemu.conf only at start: stop it, soko starts it on demand.
+  pkill -x libvirtd 2>/dev/null || true
+fi
