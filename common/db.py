@@ -8,12 +8,18 @@ back as a whole.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
+
+
+def utcnow() -> dt.datetime:
+    """Now in UTC, naive: what SQLite's DATETIME columns store and compare."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def database_url(url: str | None, data_dir: Path, name: str) -> str:
