@@ -54,8 +54,10 @@ def test_container_created_and_filled_while_a_node_was_down(cluster, cluster_api
         assert r.headers["X-Container-Bytes-Used"] == str(sum(range(1, 25)))
         assert r.headers["X-Container-Meta-Color"] == "teal"
     assert ACCOUNT_TARGET_KEY not in answers[2].headers  # internal metadata stays internal
-    stats = run_pass(cluster, DBReplicator)
-    assert sum(s["rows_sent"] + s["dbs_created"] + s["failures"] for s in stats) == 0
+    # Sync points: once converged, a pass sends nothing. The cluster is shared, so listing
+    # updates other tests left queued may still land; a broken sync point never settles.
+    assert any(sum(s["rows_sent"] + s["dbs_created"] + s["failures"]
+                   for s in run_pass(cluster, DBReplicator)) == 0 for _ in range(3))
 
 
 def test_account_listing_converges(cluster, cluster_api):
