@@ -82,27 +82,50 @@ def upper_bound(prefix: str) -> str:
 
 
 class _Connections:
-    """Open connections, one per DB file, kept for reuse with a lock each (gthread workers)."""
+    """Open connections, one per DB file, kept for reuse with a lock each (gthread workers).
+
+    A cached connection is to a file, not a name: once another process quarantines,
+    reverts or replaces the DB at that path (the replicator recreates a quarantined one),
+    the old connection would read and write the orphaned file. So each use checks that the
+    path still names the file the connection has open, and reopens it if not. (Closing the
+    stale one is safe: SQLite sees the file has moved and leaves the new file's WAL alone.)
+    """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.open: OrderedDict[Path, tuple[sqlite3.Connection, threading.Lock]] = OrderedDict()
+        self.open: OrderedDict[Path, tuple[sqlite3.Connection, threading.Lock, tuple]] = \
+            OrderedDict()
 
     def get(self, path: Path) -> tuple[sqlite3.Connection, threading.Lock]:
+        """The connection to the file at ``path``; FileNotFoundError if there is none."""
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            self.forget(path)
+            raise
+        identity = (st.st_dev, st.st_ino)
         with self.lock:
-            if path in self.open:
+            entry = self.open.get(path)
+            if entry and entry[2] == identity:
                 self.open.move_to_end(path)
-                return self.open[path]
-            conn = sqlite3.connect(path, timeout=30, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self.open[path] = (conn, threading.Lock())
-            while len(self.open) > OPEN_CACHE_SIZE:
-                _, (old, old_lock) = self.open.popitem(last=False)
-                with old_lock:
-                    old.close()
-            return self.open[path]
+                return entry[0], entry[1]
+        if entry:
+            self.forget(path)
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        lock = threading.Lock()
+        with self.lock:
+            if path in self.open:  # another thread opened it meanwhile: share that one
+                conn.close()
+                return self.open[path][0], self.open[path][1]
+            self.open[path] = (conn, lock, identity)
+            evicted = [self.open.popitem(last=False)[1]
+                       for _ in range(len(self.open) - OPEN_CACHE_SIZE)]
+        for old, old_lock, _ in evicted:
+            with old_lock:
+                old.close()
+        return conn, lock
 
     def forget(self, path: Path) -> None:
         with self.lock:
@@ -129,9 +152,10 @@ class ListingDB:
 
     @contextlib.contextmanager
     def transaction(self):
-        if not self.path.exists():
-            raise NotFoundDB(str(self.path))
-        conn, lock = CONNECTIONS.get(self.path)
+        try:
+            conn, lock = CONNECTIONS.get(self.path)
+        except FileNotFoundError:
+            raise NotFoundDB(str(self.path)) from None
         with lock:
             conn.execute("BEGIN IMMEDIATE")
             try:

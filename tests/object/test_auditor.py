@@ -114,8 +114,6 @@ def test_db_quick_check(tmp_path):
     assert db_problem(broken)
 
 
-@pytest.mark.xfail(strict=False, reason="known bug (issue #6 note): a container DB rebuilt by "
-                   "the DB replicator after quarantine can come back without rows")
 def test_broken_container_db_is_quarantined_and_rebuilt(cluster, cluster_api, cluster_container):
     api, container = cluster_api, cluster_container
     for i in range(3):

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from soko.object.containerdb import AccountDB, ContainerDB, db_path
+from soko.object.containerdb import AccountDB, ContainerDB, NotFoundDB, db_path
 from soko.object.timestamps import Timestamp
 
 T = Timestamp.parse
@@ -106,3 +106,18 @@ def test_account_totals(tmp_path):
     info = db.stat()
     assert (info["object_count"], info["bytes_used"]) == (4, 40)
     assert db.list_containers(limit=10) == [("c1", 4, 40, T(2).normal)]
+
+
+def test_a_db_replaced_under_an_open_connection_is_reopened(container, tmp_path):
+    """Another process quarantines the DB (moves its dir away) and the replicator recreates
+    it: this process's cached connection must follow the path, not the orphaned file."""
+    container.merge_object("old", T(2), 1, "text/plain", "e", False)
+    hash_dir = container.path.parent
+    hash_dir.rename(tmp_path / "quarantined")
+    with pytest.raises(NotFoundDB):
+        container.stat()
+    ContainerDB(container.path).initialize(T(3))
+    container.merge_object("new", T(4), 1, "text/plain", "e", False)
+    assert [r[0] for r in ContainerDB(container.path).list_objects(limit=10)] == ["new"]
+    quarantined = ContainerDB(tmp_path / "quarantined" / container.path.name)
+    assert [r[0] for r in quarantined.list_objects(limit=10)] == ["old"]
