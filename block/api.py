@@ -16,6 +16,7 @@ from soko.common.app import make_base_app
 from soko.common.auth import AuthMiddleware, TokenValidator
 from soko.common.config import Config
 from soko.common.errors import BadRequest, Forbidden
+from soko.common.periodic import Periodic
 
 LIST_LIMIT_MAX = 1000
 
@@ -392,7 +393,7 @@ def make_app(config: Config, *, validator: TokenValidator | None = None,
         wiring.start(manager)
         interval = config.section("block").reconcile_interval
         if interval > 0:
-            wiring.Reconciler(manager, interval)
+            Periodic("block-reconcile", interval, lambda: wiring.reconcile_unless_busy(manager))
     app = make_base_app(middleware=[AuthMiddleware(validator)])
     prefix = "/v3/{project_id}"
     from soko.block.images import image_resources

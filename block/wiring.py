@@ -4,8 +4,6 @@ background reconcile loop. The API factory and ``soko up``'s bootstrap both star
 from __future__ import annotations
 
 import fcntl
-import logging
-import threading
 from pathlib import Path
 
 from soko.block.drivers import make_pool
@@ -16,8 +14,6 @@ from soko.block.service import BlockConfig
 from soko.block.targets import make_target
 from soko.common.config import Config
 from soko.common.db import database_url, make_engine, make_sessionmaker
-
-log = logging.getLogger("soko.block")
 
 
 def block_dir(config: Config) -> Path:
@@ -70,33 +66,15 @@ def bootstrap(config: Config) -> list[str]:
             f"{cap.total_bytes / (1 << 30):.1f} GiB, {cap.free_bytes / (1 << 30):.1f} GiB free"]
 
 
-class Reconciler:
-    """The reconcile loop, one per worker. A non-blocking file lock lets one of them act
-    per tick, so a dead tgtd is restarted and re-filled within ``interval`` seconds."""
-
-    def __init__(self, manager: VolumeManager, interval: float):
-        self.manager = manager
-        self.interval = interval
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self.loop, name="block-reconcile", daemon=True)
-        self.thread.start()
-
-    def loop(self) -> None:
-        lock_path = self.manager.state_dir / "reconcile.lock"
-        while not self.stopped.wait(self.interval):
-            with open(lock_path, "a") as lock:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # another worker is on it
-                try:
-                    self.manager.reconcile()
-                except Exception:
-                    log.exception("reconcile pass failed; retrying in %.1f s", self.interval)
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.thread.join()
+def reconcile_unless_busy(manager: VolumeManager) -> None:
+    """One reconcile pass, unless another worker holds the lock (one acts per tick, so a
+    dead tgtd is restarted and re-filled within one ``reconcile_interval``)."""
+    with open(manager.state_dir / "reconcile.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # another worker is on it
+        manager.reconcile()
 
 
 def teardown(config: Config) -> None:

@@ -13,6 +13,7 @@ from soko.common.app import make_base_app
 from soko.common.auth import AuthMiddleware, TokenValidator
 from soko.common.config import Config
 from soko.common.errors import BadRequest, Forbidden
+from soko.common.periodic import Periodic
 from soko.compute.manager import BootSource, Caller, ComputeManager
 from soko.compute.models import NAME_MAX, Flavor, Instance
 
@@ -295,13 +296,13 @@ def make_app(config: Config, *, validator: TokenValidator | None = None,
 
         validator = FernetTokenValidator.from_config(config)
     if manager is None:
-        from soko.compute import reconcile, wiring
+        from soko.compute import wiring
 
         manager = wiring.make_manager(config)
         manager.reconcile(on_start=True)
         interval = config.section("compute").reconcile_interval
         if interval > 0:
-            reconcile.Reconciler(manager, interval)
+            Periodic("compute-reconcile", interval, manager.reconcile)
     app = make_base_app(middleware=[AuthMiddleware(validator)])
     app.add_route(f"{PREFIX}/flavors", Flavors(manager, detail=False))
     app.add_route(f"{PREFIX}/flavors/detail", Flavors(manager, detail=True))

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 
 from sqlalchemy import select, update
 
@@ -95,25 +94,3 @@ def sync(manager: ComputeManager, instance: Instance, power: PowerState | None,
                                              Instance.vm_state == instance.vm_state,
                                              Instance.task_state.is_(None))
                       .values(**values))
-
-
-class Reconciler:
-    """Syncs power states every ``interval`` seconds (Nova's _sync_power_states)."""
-
-    def __init__(self, manager: ComputeManager, interval: float):
-        self.manager = manager
-        self.interval = interval
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self.loop, name="compute-reconcile", daemon=True)
-        self.thread.start()
-
-    def loop(self) -> None:
-        while not self.stopped.wait(self.interval):
-            try:
-                self.manager.reconcile()
-            except Exception:
-                log.exception("reconcile pass failed; retrying in %.1f s", self.interval)
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.thread.join()

@@ -10,6 +10,7 @@ import pytest
 
 from soko.block import wiring
 from soko.block.targets.base import volume_iqn
+from soko.common.periodic import Periodic
 from tests.block.iscsi import qemu_io, read_capacity
 from tests.support import wait_for
 
@@ -152,7 +153,7 @@ def test_tgtd_killed_service_reexports_and_data_path_works(real_client, real_man
     volume_id = create(real_client, 1)
     data = attach(real_client, volume_id)
     qemu_io(data, HOST, "write -P 0x42 0 1M")
-    reconciler = wiring.Reconciler(real_manager, interval=0.3)
+    reconciler = Periodic("block-reconcile", 0.3, lambda: wiring.reconcile_unless_busy(real_manager))
     try:
         pid = real_manager.target.daemon_pid()
         os.kill(pid, 9)
