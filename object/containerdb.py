@@ -146,6 +146,7 @@ class ListingDB:
     """What container and account DBs share: stats, metadata, listings, create/delete."""
 
     kind: str = ""
+    deleted_at: str = ""  # the entry column holding when a deleted row was deleted
 
     def __init__(self, path: Path):
         self.path = path
@@ -315,6 +316,15 @@ class ListingDB:
     def merge_rows_locked(self, conn, rows: list) -> None:
         raise NotImplementedError
 
+    def reclaim(self, cutoff: Timestamp) -> int:
+        """Forgets deleted rows last changed before ``cutoff`` (the reclaim age: every peer
+        has had them by then); how many. The newest row always stays, as it carries the
+        highest sequence number and the next change must number above it."""
+        with self.transaction() as conn:
+            return conn.execute(
+                f"DELETE FROM entry WHERE deleted = 1 AND {self.deleted_at} < ? "
+                "AND seq < (SELECT max(seq) FROM entry)", (cutoff.normal,)).rowcount
+
     def remove_file(self) -> None:
         CONNECTIONS.forget(self.path)
         for suffix in ("", "-wal", "-shm"):
@@ -342,6 +352,7 @@ def merge_object_row(conn, row: tuple) -> None:
 
 class ContainerDB(ListingDB):
     kind = "container"
+    deleted_at = "created_at"  # a deleted row's timestamp is its DELETE's
 
     def merge_object(self, name: str, timestamp: Timestamp, size: int, content_type: str,
                      etag: str, deleted: bool) -> None:
@@ -360,6 +371,7 @@ class ContainerDB(ListingDB):
 
 class AccountDB(ListingDB):
     kind = "account"
+    deleted_at = "delete_timestamp"
 
     def merge_container(self, name: str, put_timestamp: Timestamp, delete_timestamp: Timestamp,
                         object_count: int, bytes_used: int) -> None:

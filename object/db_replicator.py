@@ -6,7 +6,8 @@ metadata there and learns the peer's sync point for this DB (the last of this DB
 numbers it merged); only the rows changed after that are sent, in batches, and merged
 newest-timestamp-wins (container stats follow the rows). A peer that lacks the DB creates
 it from the whole DB. A DB on a device that is not one of its primaries (a handoff) is
-pushed to every primary and removed here once all of them have it.
+pushed to every primary and removed here once all of them have it. Deleted rows older
+than ``reclaim_age`` are then forgotten, as tombstone files are.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import collections
 import dataclasses
 import logging
 import shutil
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from soko.object.containerdb import (
 )
 from soko.object.replicator import PeerError, call
 from soko.object.suffixes import hash_dirs
+from soko.object.timestamps import Timestamp
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,7 @@ class DBReplicator:
 
     def run_once(self) -> dict:
         stats = collections.Counter(dbs=0, rows_sent=0, dbs_created=0, handoffs_reverted=0,
-                                    failures=0)
+                                    rows_reclaimed=0, failures=0)
         with ThreadPoolExecutor(self.node.settings.replicator_concurrency) as pool:
             for job_stats in pool.map(self.run_job, self.build_jobs()):
                 stats.update(job_stats)
@@ -93,6 +96,8 @@ class DBReplicator:
                          peer["device"], exc)
                 stats["failures"] += 1
                 all_synced = False
+        cutoff = Timestamp.parse(time.time() - self.node.settings.reclaim_age)
+        stats["rows_reclaimed"] += job.db.reclaim(cutoff)
         if job.handoff and all_synced and \
                 job.db.replication_info()["max_seq"] == info["max_seq"]:
             job.db.remove_file()

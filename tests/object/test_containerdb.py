@@ -121,3 +121,26 @@ def test_a_db_replaced_under_an_open_connection_is_reopened(container, tmp_path)
     assert [r[0] for r in ContainerDB(container.path).list_objects(limit=10)] == ["new"]
     quarantined = ContainerDB(tmp_path / "quarantined" / container.path.name)
     assert [r[0] for r in quarantined.list_objects(limit=10)] == ["old"]
+
+
+def test_reclaim_forgets_old_deleted_rows_but_numbers_on(container):
+    container.merge_object("gone", T(2), 1, "", "", True)
+    container.merge_object("kept", T(3), 5, "text/plain", "e", False)
+    container.merge_object("recent", T(9), 0, "", "", True)
+    container.merge_object("last", T(4), 0, "", "", True)  # the newest row (highest seq)
+    top = container.replication_info()["max_seq"]
+    assert container.reclaim(T(8)) == 1  # "gone"; "last" is old but holds the top seq
+    names = [r[0] for r in container.rows_since(-1, 10)]
+    assert names == ["kept", "recent", "last"]
+    assert (container.stat()["object_count"], container.stat()["bytes_used"]) == (1, 5)
+    container.merge_object("new", T(10), 1, "", "e", False)
+    assert container.rows_since(top, 10)[0][0] == "new"  # a peer at the old top gets it
+
+
+def test_account_reclaim_uses_the_delete_time(tmp_path):
+    db = AccountDB(db_path(tmp_path, "account", "1", "a"))
+    db.initialize(T(1))
+    db.merge_container("old", T(2), T(3), 0, 0)
+    db.merge_container("alive", T(2), T(0), 1, 1)
+    assert db.reclaim(T(5)) == 1
+    assert [r[0] for r in db.rows_since(-1, 10)] == ["alive"]
