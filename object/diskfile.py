@@ -14,6 +14,7 @@ or size does not check out is quarantined, never served.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -341,12 +342,14 @@ def read_verified(path: Path, etag: str) -> bytes | None:
 
 
 def remove_stale_temps(device_path: Path) -> None:
-    """Removes temp files a crash left behind (called when a node starts)."""
+    """Removes temp files a crash left behind (at node start and on every replicator pass,
+    as Swift's replicator does); an upload still writing one is younger than the cutoff."""
     tmp_dir = device_path / "tmp"
     cutoff = time.time() - STALE_TEMP_AGE
     for entry in os.scandir(tmp_dir) if tmp_dir.is_dir() else ():
-        if entry.stat().st_mtime < cutoff:
-            if entry.is_dir():
-                shutil.rmtree(entry.path, ignore_errors=True)
-            else:
-                os.unlink(entry.path)
+        with contextlib.suppress(FileNotFoundError):  # finished or removed meanwhile
+            if entry.stat().st_mtime < cutoff:
+                if entry.is_dir():
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import msgpack
 
-from soko.object.diskfile import XATTR_NAME, parse_name
+from soko.object.diskfile import XATTR_NAME, parse_name, remove_stale_temps
 from soko.object.nodeclient import STREAM_CHUNK
 from soko.object.ratelimit import RateLimiter
 from soko.object.replication_server import METADATA_HEADER
@@ -79,6 +79,7 @@ class ObjectReplicator:
         ring = self.node.rings["object"]
         jobs = []
         for dev, device_path in self.node.mounted_devices("object"):
+            remove_stale_temps(device_path)
             try:
                 parts = [e.name for e in os.scandir(device_path / "objects") if e.name.isdigit()]
             except FileNotFoundError:

@@ -3,6 +3,7 @@ deleted, handoffs go home, and an unchanged cluster costs a pass nothing."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
@@ -105,3 +106,18 @@ def test_old_tombstones_are_reclaimed(xfs_dir):
     df.write_marker(Timestamp.parse(1_000_000_000), "ts", {"X-Timestamp": "1"})
     assert get_hashes(device / "objects" / "3", reclaim_age=86400) == {}
     assert not df.hash_dir.exists()
+
+
+def test_a_pass_sweeps_temp_files_a_crash_left(cluster):
+    tmp_dir = cluster.node_devices(0) / "d0" / "tmp"
+    tmp_dir.mkdir(exist_ok=True)
+    stale, fresh = tmp_dir / ".tmp-crashed", tmp_dir / ".tmp-uploading"
+    stale.write_bytes(b"half an object")
+    fresh.write_bytes(b"an upload in progress")
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+    try:
+        run_pass(cluster, ObjectReplicator, 0)
+        assert not stale.exists() and fresh.exists()
+    finally:
+        fresh.unlink()
