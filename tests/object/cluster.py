@@ -34,7 +34,10 @@ class Cluster:
         self.config_path.write_text(dump_toml({
             "identity": {"port": free_port(), "scrypt_log2_n": 10},
             "storage": {"port": self.storage_port, "nodes": 3, "mount_check": False},
-            "proxy": {"port": self.proxy_port},
+            # Tests stop and restart nodes back to back; error limiting would keep sending
+            # the next tests' writes to handoffs for 30 s after a node is back. Its own tests
+            # (test_replica_failover, the netns link-down test) turn it on.
+            "proxy": {"port": self.proxy_port, "error_limit": 0},
         }))
         self.config = services.load(self.config_path, data_dir)
         self.procs: dict[str, subprocess.Popen] = {}
