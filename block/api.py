@@ -195,20 +195,23 @@ def text_updates(spec: dict) -> dict:
     return values
 
 
-class VolumeItem:
-    def __init__(self, manager: VolumeManager):
-        self.manager = manager
+class ItemResource:
+    """GET, PUT (name, description, metadata) and DELETE of one volume or snapshot;
+    ``store`` is the manager of that kind, ``detail`` renders one."""
 
-    def on_get(self, req, resp, project_id: str, volume_id: str) -> None:
-        resp.media = {"volume": volume_detail(req, self.manager.get(project_id, volume_id))}
+    def __init__(self, key: str, store, detail):
+        self.key, self.store, self.detail = key, store, detail
 
-    def on_put(self, req, resp, project_id: str, volume_id: str) -> None:
-        values = text_updates(body_of(req, "volume"))
-        volume = self.manager.update(project_id, volume_id, **values)
-        resp.media = {"volume": volume_detail(req, volume)}
+    def on_get(self, req, resp, project_id: str, **ids: str) -> None:
+        resp.media = {self.key: self.detail(req, self.store.get(project_id, *ids.values()))}
 
-    def on_delete(self, req, resp, project_id: str, volume_id: str) -> None:
-        self.manager.delete(project_id, volume_id)
+    def on_put(self, req, resp, project_id: str, **ids: str) -> None:
+        values = text_updates(body_of(req, self.key))
+        item = self.store.update(project_id, *ids.values(), **values)
+        resp.media = {self.key: self.detail(req, item)}
+
+    def on_delete(self, req, resp, project_id: str, **ids: str) -> None:
+        self.store.delete(project_id, *ids.values())
         resp.status = falcon.HTTP_202
 
 
@@ -297,24 +300,6 @@ class Snapshots:
         resp.media = {"snapshot": snapshot_detail(req, snapshot)}
 
 
-class SnapshotItem:
-    def __init__(self, manager: VolumeManager):
-        self.snapshots = manager.snapshots
-
-    def on_get(self, req, resp, project_id: str, snapshot_id: str) -> None:
-        snapshot = self.snapshots.get(project_id, snapshot_id)
-        resp.media = {"snapshot": snapshot_detail(req, snapshot)}
-
-    def on_put(self, req, resp, project_id: str, snapshot_id: str) -> None:
-        values = text_updates(body_of(req, "snapshot"))
-        snapshot = self.snapshots.update(project_id, snapshot_id, **values)
-        resp.media = {"snapshot": snapshot_detail(req, snapshot)}
-
-    def on_delete(self, req, resp, project_id: str, snapshot_id: str) -> None:
-        self.snapshots.delete(project_id, snapshot_id)
-        resp.status = falcon.HTTP_202
-
-
 class SnapshotAction:
     """``POST .../snapshots/{id}/action``: ``os-local_attach`` (read-only) or
     ``os-local_detach``, on the storage host."""
@@ -401,11 +386,13 @@ def make_app(config: Config, *, validator: TokenValidator | None = None,
     volumes, actions = image_resources(manager, config)  # imageRef, os-volume_upload_image
     app.add_route(f"{prefix}/volumes", volumes)
     app.add_route(f"{prefix}/volumes/detail", Volumes(manager, detail=True))
-    app.add_route(f"{prefix}/volumes/{{volume_id}}", VolumeItem(manager))
+    app.add_route(f"{prefix}/volumes/{{volume_id}}",
+                  ItemResource("volume", manager, volume_detail))
     app.add_route(f"{prefix}/volumes/{{volume_id}}/action", actions)
     app.add_route(f"{prefix}/snapshots", Snapshots(manager, detail=False))
     app.add_route(f"{prefix}/snapshots/detail", Snapshots(manager, detail=True))
-    app.add_route(f"{prefix}/snapshots/{{snapshot_id}}", SnapshotItem(manager))
+    app.add_route(f"{prefix}/snapshots/{{snapshot_id}}",
+                  ItemResource("snapshot", manager.snapshots, snapshot_detail))
     app.add_route(f"{prefix}/snapshots/{{snapshot_id}}/action", SnapshotAction(manager))
     app.add_route(f"{prefix}/os-quota-sets/{{target_id}}", QuotaSets(manager))
     from soko.block.backups import api as backup_api
