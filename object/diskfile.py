@@ -29,6 +29,7 @@ import xxhash
 
 from soko.common.durable import fsync_dir, makedirs_durable
 from soko.common.errors import InsufficientStorage
+from soko.object import expiring
 from soko.object.suffixes import invalidate_suffix
 from soko.object.timestamps import InvalidTimestamp, Timestamp
 
@@ -134,6 +135,11 @@ class DiskFile:
         df.device_path, df.name = device_path, None
         df.hash_dir = device_path / "objects" / partition / digest[-3:] / digest
         return df
+
+    def index_expiry(self, delete_at: int) -> None:
+        """Lists the object in the device's expiry index (see ``soko.object.expiring``)."""
+        expiring.add(self.device_path, delete_at, self.hash_dir.parent.parent.name,
+                     self.hash_dir.name)
 
     def invalidate(self) -> None:
         """Tells replication this object's suffix changed."""
@@ -274,6 +280,8 @@ class DiskFileWriter:
         os.rename(self.tmp_path, hash_dir / f"{timestamp.normal}.{kind}")
         self.tmp_path = None
         fsync_dir(hash_dir)
+        if str(metadata.get("X-Delete-At", "")).isdigit():
+            self.diskfile.index_expiry(int(metadata["X-Delete-At"]))
         newest = self.diskfile.files()
         keep = next((ts for ts, k, _ in newest if k != "meta"), timestamp)
         self.diskfile.cleanup(keep)

@@ -1,15 +1,13 @@
 """The expirer: removes objects whose ``X-Delete-At`` has passed, on disk and in listings.
 
-The proxy already answers 404 for an expired object; this makes it gone. Each node walks
-the objects of the partitions it is a primary for (handoff copies go home through the
-replicator first) and, for an expired one, writes a tombstone timestamped with the
-``X-Delete-At`` itself: every replica's expirer writes the same tombstone, so they agree
-without talking, and a write newer than the expiry still wins. The listing row is deleted
-on every container primary with that same timestamp; a container node that cannot be
-reached gets an async pending for the updater, as for a client's DELETE.
-
-Walking every object each pass is simple and fits soko's scale; Swift instead queues
-expiring objects in a hidden account, which a much larger cluster would want.
+The proxy already answers 404 for an expired object; this makes it gone. Each node reads
+the due entries of its devices' expiry index (``soko.object.expiring``), not every
+object, and for an object on a partition it is a primary for (handoff copies go home
+through the replicator first) that is indeed expired writes a tombstone timestamped with
+the ``X-Delete-At`` itself: every replica's expirer writes the same tombstone, so they
+agree without talking, and a write newer than the expiry still wins. The listing row is
+deleted on every container primary with that same timestamp; a container node that cannot
+be reached gets an async pending for the updater, as for a client's DELETE.
 """
 
 from __future__ import annotations
@@ -18,12 +16,11 @@ import collections
 import http.client
 import logging
 import time
-from pathlib import Path
 
+from soko.object import expiring
 from soko.object.diskfile import DiskFile
 from soko.object.nodeclient import backend_path
 from soko.object.object_server import is_expired, save_async_pending
-from soko.object.suffixes import hash_dirs
 from soko.object.timestamps import Timestamp
 
 log = logging.getLogger(__name__)
@@ -39,20 +36,22 @@ class Expirer:
         now = time.time()
         for dev, device_path in self.node.mounted_devices("object"):
             primary_parts: dict[str, bool] = {}
-            for partition, hash_dir in hash_dirs(device_path / "objects"):
+            for entry in expiring.due(device_path, now):
                 if self.node.stop.is_set():
                     return dict(stats)
-                if partition not in primary_parts:
-                    primary_parts[partition] = any(
-                        n["id"] == dev["id"] for n in ring.get_part_nodes(int(partition)))
-                if primary_parts[partition]:
+                if entry.partition not in primary_parts:
+                    primary_parts[entry.partition] = entry.partition.isdigit() and any(
+                        n["id"] == dev["id"] for n in ring.get_part_nodes(int(entry.partition)))
+                df = DiskFile.at_hash(device_path, entry.partition, entry.digest)
+                if primary_parts[entry.partition]:
                     stats["checked"] += 1
-                    self.expire(device_path, partition, hash_dir, now, stats)
+                    self.expire(df, now, stats)
+                elif df.hash_dir.exists():
+                    continue  # a handoff copy: its primaries' expirers handle it
+                entry.remove()
         return dict(stats)
 
-    def expire(self, device_path: Path, partition: str, hash_dir: Path, now: float,
-               stats) -> None:
-        df = DiskFile.at_hash(device_path, partition, hash_dir.name)
+    def expire(self, df: DiskFile, now: float, stats) -> None:
         state = df.read_state()
         if not state.exists or not is_expired(state.metadata, now):
             return

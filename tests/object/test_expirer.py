@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from soko.object.auditor import Auditor
 from soko.object.db_replicator import DBReplicator
 from soko.object.diskfile import name_hash
 from soko.object.expirer import Expirer
@@ -42,3 +43,23 @@ def test_expired_object_leaves_disk_and_listing(cluster, cluster_api, cluster_co
     for node in range(3):
         assert listed_on(cluster, node, api.account, container) == ["stays"]
     assert sum(s["expired"] for s in run_pass(cluster, Expirer)) == 0
+
+
+def test_an_index_entry_lost_is_restored_by_the_auditor(cluster, cluster_api, cluster_container):
+    api, container = cluster_api, cluster_container
+    delete_at = int(time.time()) + 2
+    r = api.put(f"{api.base}/{container}/unindexed", data=b"x",
+                headers={"X-Delete-At": str(delete_at)})
+    assert r.status_code == 201
+    digest = name_hash(api.account, container, "unindexed")
+    entries = list(cluster.data_dir.glob(f"object/devices/node*/d*/expiring/*/*-{digest}"))
+    assert len(entries) == 3  # one per replica
+    for entry in entries:
+        entry.unlink()  # as after a crash: the index is not fsynced
+    time.sleep(max(0.0, delete_at - time.time()) + 0.2)
+    run_pass(cluster, Expirer)
+    assert len(cluster.object_files(api.account, container, "unindexed")) == 3  # unseen
+    assert api.get(f"{api.base}/{container}/unindexed").status_code == 404  # yet expired
+    run_pass(cluster, Auditor, auditor_files_per_second=0, auditor_bytes_per_second=0)
+    assert sum(s["expired"] for s in run_pass(cluster, Expirer)) == 3
+    assert cluster.object_files(api.account, container, "unindexed") == []
