@@ -1,4 +1,5 @@
-"""Helpers for tests: free ports, real service processes, tool checks, polling.
+"""Helpers for tests: free ports, real service processes, WSGI apps over real HTTP, tool
+checks, polling.
 
 Privileged tests need root and real system components. Where one is missing they skip
 with the reason, except under ``SOKO_REQUIRE_PRIVILEGED=1`` (set by CI), where the skip
@@ -13,10 +14,13 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 
@@ -102,3 +106,28 @@ def running_service(name: str, config: Config, timeout: float = 30.0) -> Iterato
         yield endpoint
     finally:
         stop_process_group(proc)
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def served(app, port: int = 0) -> Iterator[str]:
+    """Serves a WSGI app over real HTTP on a loopback port (a thread per request, like
+    gunicorn's gthread): its base URL."""
+    server = make_server("127.0.0.1", port, app, server_class=_ThreadingWSGIServer,
+                         handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

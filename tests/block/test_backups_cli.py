@@ -7,8 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
-import threading
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 from click.testing import CliRunner
@@ -17,11 +15,7 @@ from soko.block.cli import volume
 from soko.block.quiesce import Quiescer
 from soko.tools import soko_backup
 from tests.block.backup_support import BackupEnv, MiB, same_content, write_random
-
-
-class QuietHandler(WSGIRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
+from tests.support import served
 
 
 @pytest.fixture
@@ -29,12 +23,9 @@ def env(tmp_path):
     env = BackupEnv(tmp_path)
     env.volumes.snapshots.quiescer = Quiescer(
         tmp_path, {"noop": [{"kind": "exec", "pre": ["true"], "post": ["true"]}]}, {})
-    server = make_server("127.0.0.1", 0, env.app, handler_class=QuietHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    env.url = f"http://127.0.0.1:{server.server_port}/v3/proj-a"
-    yield env
-    server.shutdown()
-    server.server_close()
+    with served(env.app) as url:
+        env.url = f"{url}/v3/proj-a"
+        yield env
     env.backups.wait_idle(30)
 
 

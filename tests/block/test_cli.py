@@ -4,8 +4,6 @@ the in-memory pool and target behind it."""
 from __future__ import annotations
 
 import json
-import threading
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 from click.testing import CliRunner
@@ -15,23 +13,15 @@ from soko.block.cli import volume
 from soko.block.service import BlockConfig
 from tests.block.conftest import block_config
 from tests.block.fakes import FixedTokens
-
-
-class QuietHandler(WSGIRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
+from tests.support import served
 
 
 @pytest.fixture
 def endpoint(tmp_path, manager):
     app = make_app(block_config(tmp_path, BlockConfig()), validator=FixedTokens(),
                    manager=manager)
-    server = make_server("127.0.0.1", 0, app, handler_class=QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/v3/proj-a"
-    server.shutdown()
-    server.server_close()
+    with served(app) as url:
+        yield f"{url}/v3/proj-a"
 
 
 @pytest.fixture

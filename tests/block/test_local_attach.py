@@ -8,8 +8,6 @@ import json
 import os
 import socket
 import subprocess
-import threading
-from wsgiref.simple_server import make_server
 
 import pytest
 from click.testing import CliRunner
@@ -21,8 +19,8 @@ from soko.block.local_attach import loop_devices
 from soko.block.models import Volume
 from soko.common.db import session_scope
 from tests.block.fakes import FixedTokens
-from tests.block.test_cli import QuietHandler
 from tests.block.test_datapath import HOST, A, attach, create, delete
+from tests.support import served
 
 pytestmark = pytest.mark.privileged
 
@@ -199,20 +197,16 @@ def test_snapshots_and_local_attachments_survive_a_restart(real_block, real_clie
 def real_cli(real_block, real_manager, tmp_path):
     """``soko volume`` against the real manager, served over HTTP by a wsgiref thread."""
     app = make_app(real_block, validator=FixedTokens(), manager=real_manager)
-    server = make_server("127.0.0.1", 0, app, handler_class=QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_port}/v3/proj-a"
+    with served(app) as base:
+        url = f"{base}/v3/proj-a"
 
-    def invoke(*args: str) -> str:
-        result = CliRunner().invoke(volume, ["--os-url", url, "--os-token", "tok-a",
-                                             "--data-dir", str(tmp_path), *args])
-        assert result.exit_code == 0, result.output
-        return result.output
+        def invoke(*args: str) -> str:
+            result = CliRunner().invoke(volume, ["--os-url", url, "--os-token", "tok-a",
+                                                 "--data-dir", str(tmp_path), *args])
+            assert result.exit_code == 0, result.output
+            return result.output
 
-    yield invoke
-    server.shutdown()
-    server.server_close()
+        yield invoke
 
 
 def test_local_attach_through_the_cli(real_cli, real_manager):

@@ -5,19 +5,15 @@ boot times every test records, summarised at the end of the run."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import dataclasses
 import os
 import re
 import shutil
 import statistics
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 import requests
@@ -26,7 +22,7 @@ from soko.common.procs import pid_alive
 from soko.compute.guest_files import READY_MARKER
 from tests.block.conftest import real_block  # noqa: F401 (the session's block storage)
 from tests.compute.image_stack import image_stack  # noqa: F401 (images: cluster + soko-image)
-from tests.support import free_port, require_tools, skip_or_fail, wait_for
+from tests.support import free_port, require_tools, served, skip_or_fail, wait_for
 
 BOOT_TIMES: list[float] = []
 BOOT_TIMEOUT = 120.0
@@ -134,29 +130,6 @@ def guest_exec(driver, name: str, *argv: str, timeout: float = 30.0) -> tuple[in
         if time.monotonic() > deadline:
             pytest.fail(f"guest command {argv} still running after {timeout:.0f} s")
         time.sleep(0.1)
-
-
-class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class QuietHandler(WSGIRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def served(app, port: int = 0) -> Iterator[str]:
-    """Serves a WSGI app over real HTTP on a loopback port (threads, like gunicorn's gthread)."""
-    server = make_server("127.0.0.1", port, app, server_class=ThreadingWSGIServer,
-                         handler_class=QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @dataclasses.dataclass

@@ -19,8 +19,8 @@ from click.testing import CliRunner
 
 from soko.common.config import Config
 from tests.block.iscsi import image_opts
-from tests.compute.conftest import served
 from tests.compute.image_stack import ImageStack
+from tests.support import served
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import wsgiref.simple_server
-
 import falcon.testing
 import pytest
 import swiftclient.client
@@ -14,6 +10,7 @@ from swiftclient.exceptions import ClientException
 from soko.common.app import make_base_app
 from soko.common.auth import AuthMiddleware
 from soko.identity.tempauth import TempAuth
+from tests.support import served
 
 
 def tempauth_app(manager, storage_url_base=None):
@@ -70,26 +67,8 @@ def test_storage_url_follows_the_request_host_by_default(manager):
     assert resp.headers["X-Storage-Url"].startswith("http://swift.example:8443/v1/AUTH_")
 
 
-class QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@contextlib.contextmanager
-def serve_in_thread(app):
-    server = wsgiref.simple_server.make_server("127.0.0.1", 0, app, handler_class=QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
 def test_python_swiftclient_v1_auth(manager):
-    with serve_in_thread(tempauth_app(manager)) as url:
+    with served(tempauth_app(manager)) as url:
         storage_url, token = swiftclient.client.get_auth(f"{url}/auth/v1.0", "alpha:alice",
                                                          "alice-password")
         alpha = manager.get_project("alpha")["id"]
