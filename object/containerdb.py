@@ -38,6 +38,7 @@ SCHEMA = {
             seq INTEGER NOT NULL
         ) WITHOUT ROWID;
         CREATE INDEX IF NOT EXISTS entry_seq ON entry (seq);
+        CREATE INDEX IF NOT EXISTS entry_deleted ON entry (deleted, name);
     """,
     "account": """
         CREATE TABLE IF NOT EXISTS entry (
@@ -46,6 +47,7 @@ SCHEMA = {
             seq INTEGER NOT NULL
         ) WITHOUT ROWID;
         CREATE INDEX IF NOT EXISTS entry_seq ON entry (seq);
+        CREATE INDEX IF NOT EXISTS entry_deleted ON entry (deleted, name);
     """,
 }
 STAT_SCHEMA = """
