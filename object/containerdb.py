@@ -38,7 +38,6 @@ SCHEMA = {
             seq INTEGER NOT NULL
         ) WITHOUT ROWID;
         CREATE INDEX IF NOT EXISTS entry_seq ON entry (seq);
-        CREATE INDEX IF NOT EXISTS entry_deleted ON entry (deleted, name);
     """,
     "account": """
         CREATE TABLE IF NOT EXISTS entry (
@@ -47,7 +46,6 @@ SCHEMA = {
             seq INTEGER NOT NULL
         ) WITHOUT ROWID;
         CREATE INDEX IF NOT EXISTS entry_seq ON entry (seq);
-        CREATE INDEX IF NOT EXISTS entry_deleted ON entry (deleted, name);
     """,
 }
 STAT_SCHEMA = """
@@ -66,7 +64,19 @@ NEXT_SEQ = "(SELECT coalesce(max(seq), 0) + 1 FROM entry)"
 ENTRY_COLUMNS = {
     "container": ("name", "created_at", "size", "content_type", "etag", "deleted"),
     "account": ("name", "put_timestamp", "delete_timestamp", "object_count", "bytes_used",
-                "deleted"),
+                "deleted", "reported_at"),
+}
+# Schema changes after a DB's creation, in order: each DB applies the ones it lacks when a
+# process opens it (SQLite's user_version counts those applied), so old DBs upgrade in place.
+MIGRATIONS = {
+    "container": [
+        "CREATE INDEX IF NOT EXISTS entry_deleted ON entry (deleted, name)",
+    ],
+    "account": [
+        "CREATE INDEX IF NOT EXISTS entry_deleted ON entry (deleted, name)",
+        # when the container replica reported the row's counts (see AccountDB)
+        "ALTER TABLE entry ADD COLUMN reported_at TEXT NOT NULL DEFAULT ''",
+    ],
 }
 
 OPEN_CACHE_SIZE = 256
@@ -98,8 +108,9 @@ class _Connections:
         self.open: OrderedDict[Path, tuple[sqlite3.Connection, threading.Lock, tuple]] = \
             OrderedDict()
 
-    def get(self, path: Path) -> tuple[sqlite3.Connection, threading.Lock]:
-        """The connection to the file at ``path``; FileNotFoundError if there is none."""
+    def get(self, path: Path, migrations: list[str]) -> tuple[sqlite3.Connection, threading.Lock]:
+        """The connection to the file at ``path`` (with ``migrations`` applied); raises
+        FileNotFoundError if there is none."""
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -116,6 +127,7 @@ class _Connections:
         conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        migrate(conn, migrations)
         lock = threading.Lock()
         with self.lock:
             if path in self.open:  # another thread opened it meanwhile: share that one
@@ -140,6 +152,23 @@ class _Connections:
 CONNECTIONS = _Connections()
 
 
+def migrate(conn: sqlite3.Connection, migrations: list[str]) -> None:
+    """Applies the migrations the DB lacks, in one transaction with the version bump (two
+    processes opening an old DB at once apply them once)."""
+    if conn.execute("PRAGMA user_version").fetchone()[0] >= len(migrations):
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        for statement in migrations[version:]:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {max(version, len(migrations))}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 class NotFoundDB(Exception):
     """The DB file does not exist (the container or account was never created here)."""
 
@@ -156,7 +185,7 @@ class ListingDB:
     @contextlib.contextmanager
     def transaction(self):
         try:
-            conn, lock = CONNECTIONS.get(self.path)
+            conn, lock = CONNECTIONS.get(self.path, MIGRATIONS[self.kind])
         except FileNotFoundError:
             raise NotFoundDB(str(self.path)) from None
         with lock:
@@ -376,28 +405,36 @@ class AccountDB(ListingDB):
     deleted_at = "delete_timestamp"
 
     def merge_container(self, name: str, put_timestamp: Timestamp, delete_timestamp: Timestamp,
-                        object_count: int, bytes_used: int) -> None:
-        """Applies a container's report: its newest put/delete times and its latest stats."""
+                        object_count: int, bytes_used: int, reported_at: Timestamp) -> None:
+        """Applies a container replica's report of its times and counts, made at
+        ``reported_at``."""
         with self.transaction() as conn:
             self.merge_rows_locked(conn, [(name, put_timestamp.normal, delete_timestamp.normal,
-                                           object_count, bytes_used)])
+                                           object_count, bytes_used, 0, reported_at.normal)])
 
     def merge_rows_locked(self, conn, rows: list) -> None:
-        """Applies container reports (or replicated rows): newest put/delete times win; the
-        counts are the latest report's, as nothing orders two reports' counts."""
-        for name, put_timestamp, delete_timestamp, object_count, bytes_used, *_ in rows:
+        """Applies container reports (or replicated rows): the newest put/delete times win,
+        and the counts of the latest report. Container replicas report on their own and may
+        differ for a while; ordering the reports is what lets account replicas agree (a row
+        from a peer without a report time never beats one here)."""
+        for name, put_timestamp, delete_timestamp, object_count, bytes_used, *rest in rows:
+            reported_at = rest[1] if len(rest) > 1 else ""
             old = conn.execute(
-                "SELECT put_timestamp, delete_timestamp, object_count, bytes_used, deleted "
-                "FROM entry WHERE name = ?", (name,)).fetchone()
+                "SELECT put_timestamp, delete_timestamp, object_count, bytes_used, deleted, "
+                "reported_at FROM entry WHERE name = ?", (name,)).fetchone()
+            if old is not None and old[5] >= reported_at:
+                object_count, bytes_used, reported_at = old[2], old[3], old[5]
             put_ts = max(put_timestamp, old[0] if old else "")
             delete_ts = max(delete_timestamp, old[1] if old else "")
             deleted = delete_ts > put_ts
             if deleted:
                 object_count = bytes_used = 0
-            new = (name, put_ts, delete_ts, object_count, bytes_used, int(deleted))
-            if old is None or tuple(old) != new[1:]:
-                conn.execute(f"INSERT OR REPLACE INTO entry VALUES (?, ?, ?, ?, ?, ?, {NEXT_SEQ})",
-                             new)
+            new = (put_ts, delete_ts, object_count, bytes_used, int(deleted), reported_at)
+            if old is None or tuple(old[:5]) != new[:5]:  # a repeated report changes nothing
+                conn.execute(
+                    "INSERT OR REPLACE INTO entry (name, put_timestamp, delete_timestamp, "
+                    "object_count, bytes_used, deleted, reported_at, seq) "
+                    f"VALUES (?, ?, ?, ?, ?, ?, ?, {NEXT_SEQ})", (name, *new))
         totals = conn.execute(
             "SELECT coalesce(sum(object_count), 0), coalesce(sum(bytes_used), 0) "
             "FROM entry WHERE deleted = 0").fetchone()

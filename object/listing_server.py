@@ -118,6 +118,7 @@ class StatsReporter:
             return True
         node, partition = json.loads(target)
         headers = {
+            "X-Timestamp": Timestamp.now().normal,  # orders this report among the replicas'
             "X-Put-Timestamp": info["put_timestamp"],
             "X-Delete-Timestamp": info["delete_timestamp"],
             "X-Object-Count": str(info["object_count"]),
@@ -274,6 +275,7 @@ class AccountContainerResource:
         self.devices = devices
 
     def on_put(self, req, resp, device, partition, account, container):
+        reported_at = request_timestamp(req)
         put_ts = request_timestamp(req, "X-PUT-TIMESTAMP")
         delete_ts = request_timestamp(req, "X-DELETE-TIMESTAMP")
         try:
@@ -284,5 +286,5 @@ class AccountContainerResource:
         db = AccountDB(db_path(self.devices.path(device), "account", partition, account))
         if not db.exists():
             db.initialize(put_ts)
-        db.merge_container(container, put_ts, delete_ts, count, used)
+        db.merge_container(container, put_ts, delete_ts, count, used, reported_at)
         resp.status = falcon.HTTP_201

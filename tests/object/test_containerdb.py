@@ -98,10 +98,10 @@ def test_metadata_merge_and_delete_state(container):
 def test_account_totals(tmp_path):
     db = AccountDB(db_path(tmp_path, "account", "1", "a"))
     db.initialize(T(1))
-    db.merge_container("c1", T(2), T(0), 3, 30)
-    db.merge_container("c2", T(2), T(0), 1, 5)
-    db.merge_container("c1", T(2), T(0), 4, 40)
-    db.merge_container("c2", T(2), T(3), 0, 0)
+    db.merge_container("c1", T(2), T(0), 3, 30, T(10))
+    db.merge_container("c2", T(2), T(0), 1, 5, T(11))
+    db.merge_container("c1", T(2), T(0), 4, 40, T(12))
+    db.merge_container("c2", T(2), T(3), 0, 0, T(13))
     assert db.container_count() == 1
     info = db.stat()
     assert (info["object_count"], info["bytes_used"]) == (4, 40)
@@ -140,7 +140,49 @@ def test_reclaim_forgets_old_deleted_rows_but_numbers_on(container):
 def test_account_reclaim_uses_the_delete_time(tmp_path):
     db = AccountDB(db_path(tmp_path, "account", "1", "a"))
     db.initialize(T(1))
-    db.merge_container("old", T(2), T(3), 0, 0)
-    db.merge_container("alive", T(2), T(0), 1, 1)
+    db.merge_container("old", T(2), T(3), 0, 0, T(10))
+    db.merge_container("alive", T(2), T(0), 1, 1, T(11))
     assert db.reclaim(T(5)) == 1
     assert [r[0] for r in db.rows_since(-1, 10)] == ["alive"]
+
+
+def test_account_replicas_agree_on_the_latest_report(tmp_path):
+    """Two container replicas reported different counts to two account replicas; rows
+    traded both ways settle on the later report instead of swapping forever."""
+    a, b = (AccountDB(db_path(tmp_path / n, "account", "1", "acct")) for n in ("a", "b"))
+    for db in (a, b):
+        db.initialize(T(1))
+    a.merge_container("c", T(2), T(0), 5, 50, T(20))  # the later report
+    b.merge_container("c", T(2), T(0), 6, 60, T(10))
+    for _ in range(2):  # what the DB replicator does, each way
+        b.merge_rows(a.rows_since(-1, 10), "a", 99)
+        a.merge_rows(b.rows_since(-1, 10), "b", 99)
+    assert a.list_containers(limit=5) == b.list_containers(limit=5) == [("c", 5, 50, T(2).normal)]
+    seq = a.replication_info()["max_seq"]
+    a.merge_rows(b.rows_since(-1, 10), "b", 99)
+    assert a.replication_info()["max_seq"] == seq  # settled: nothing changes any more
+    b.merge_container("c", T(2), T(0), 7, 70, T(15))  # a report older than the one kept
+    assert b.list_containers(limit=5)[0][1] == 5
+
+
+def test_an_old_db_is_migrated_when_opened(tmp_path):
+    import sqlite3
+
+    from soko.object.containerdb import SCHEMA, STAT_SCHEMA
+
+    path = db_path(tmp_path, "account", "1", "acct")
+    path.parent.mkdir(parents=True)
+    with sqlite3.connect(path) as conn:  # a DB made before the migrations, as released
+        conn.executescript(SCHEMA["account"] + STAT_SCHEMA)
+        conn.execute("INSERT INTO stat VALUES (0, ?, ?, 0, 0, ?, 'uid')",
+                     (T(1).normal, T(0).normal, b"\x80"))
+        conn.execute("INSERT INTO entry VALUES ('c', ?, ?, 3, 30, 0, 1)",
+                     (T(2).normal, T(0).normal))
+    conn.close()
+    db = AccountDB(path)
+    assert db.list_containers(limit=5) == [("c", 3, 30, T(2).normal)]
+    db.merge_container("c", T(2), T(0), 4, 40, T(5))  # any report beats the old row's
+    assert db.list_containers(limit=5) == [("c", 4, 40, T(2).normal)]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    conn.close()

@@ -114,9 +114,11 @@ def test_container_listing_and_stats(node):
 def test_account_reports(node):
     a = "/account/d0/3/AUTH_a"
     assert node.simulate_head(a).status_code == 404
-    r = node.simulate_put(f"{a}/c1", headers={
-        "X-Put-Timestamp": ts(1)["X-Timestamp"], "X-Delete-Timestamp": "0",
-        "X-Object-Count": "2", "X-Bytes-Used": "10"})
+    report = {"X-Put-Timestamp": ts(1)["X-Timestamp"], "X-Delete-Timestamp": "0",
+              "X-Object-Count": "2", "X-Bytes-Used": "10"}
+    assert node.simulate_put(f"{a}/c1", headers=report).status_code == 400  # report time?
+    assert node.simulate_head(a).status_code == 404  # and nothing was created
+    r = node.simulate_put(f"{a}/c1", headers={**report, **ts(1)})
     assert r.status_code == 201
     r = node.simulate_get(a)
     assert r.headers["x-account-container-count"] == "1"
