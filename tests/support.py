@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -58,10 +59,46 @@ def require_tools(*names: str) -> None:
         skip_or_fail(f"missing {', '.join(missing)} (run tools/install-system-deps.sh)")
 
 
+# Below the kernel's ephemeral range (32768-60999 by default): a port the OS picked for us
+# could be taken by any outgoing connection before the service binds it.
+PORT_RANGE = (20000, 32000)
+_handed_out: set[int] = set()  # never the same port twice in a session
+
+
+def free_ports(count: int = 1) -> int:
+    """A base port with ``count`` consecutive loopback ports free and not handed out yet."""
+    for _ in range(500):
+        base = random.randrange(PORT_RANGE[0], PORT_RANGE[1] - count)
+        ports = set(range(base, base + count))
+        if ports & _handed_out:
+            continue
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in ports:
+                    stack.enter_context(socket.socket()).bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        _handed_out.update(ports)
+        return base
+    raise RuntimeError(f"no {count} free consecutive ports in {PORT_RANGE}")
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)
+
+
+def port_env(data_dir: Path) -> dict[str, str]:
+    """The environment for ``soko up``: every service on free ports (storage nodes listen
+    on port, port + 1, ...), so it clashes with nothing else running."""
+    from soko.tools import services
+
+    env = dict(os.environ, SOKO_DATA_DIR=str(data_dir))
+    for spec in services.all_specs():
+        fields = spec.section.__dataclass_fields__
+        if "port" in fields:
+            nodes = fields["nodes"].default if "nodes" in fields else 1
+            env[f"SOKO_{spec.name.upper().replace('-', '_')}_PORT"] = str(free_ports(nodes))
+    return env
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05,

@@ -5,7 +5,6 @@ every service on a free port, the demo key read from what ``soko up`` printed. A
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import subprocess
 import sys
@@ -14,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from soko.tools import services
 from soko.tools.up import read_state
-from tests.support import free_port, require_root, require_tools, wait_for
+from tests.support import port_env, require_root, require_tools, wait_for
 from tests.tools.test_up_cli import alive, nothing_left
 
 
@@ -30,15 +28,6 @@ class AllInOne:
     def soko(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "soko.tools.cli", *args], env=self.env,
                               capture_output=True, text=True, check=True, timeout=timeout)
-
-
-def port_env(data_dir: Path) -> dict[str, str]:
-    """Every service on its own free port (storage nodes use port, port+1, port+2)."""
-    env = dict(os.environ, SOKO_DATA_DIR=str(data_dir))
-    for spec in services.all_specs():
-        if "port" in spec.section.__dataclass_fields__:
-            env[f"SOKO_{spec.name.upper().replace('-', '_')}_PORT"] = str(free_port())
-    return env
 
 
 @pytest.fixture(scope="session")

@@ -18,9 +18,8 @@ import requests
 from soko.common.config import dump_toml
 from soko.common.procs import stop_process_group
 from soko.object.allinone import ensure_rings, node_device_names
-from soko.object.bench_heal import free_ports
 from soko.tools import services
-from tests.support import free_port, healthy
+from tests.support import free_port, free_ports, healthy
 
 USERS = {"test:tester": "testing123", "other:otheruser": "otherpass1"}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 
 from soko.tools import services
 from soko.tools.up import read_state
-from tests.support import free_port, wait_for
+from tests.support import port_env, wait_for
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 
@@ -27,12 +26,7 @@ def soko(*args, env, check=True, timeout=120):
 
 @pytest.fixture
 def up_env(data_dir):
-    """The environment for `soko up`: every service on a free port, no clash with a real one."""
-    env = dict(os.environ, SOKO_DATA_DIR=str(data_dir))
-    for spec in services.all_specs():
-        if "port" in {f for f in spec.section.__dataclass_fields__}:
-            env[f"SOKO_{spec.name.upper().replace('-', '_')}_PORT"] = str(free_port())
-    return env
+    return port_env(data_dir)
 
 
 def alive(pid: int) -> bool:
