@@ -85,16 +85,22 @@ def test_boots_from_the_iscsi_volume_with_chap_in_a_secret(stack, server, boot_v
     assert READY_MARKER in log["output"] and "ga=running" in log["output"]
 
 
-@pytest.fixture(scope="module")
-def data_volume(stack, server) -> tuple[str, str]:
-    """A blank volume attached live; the guest formats and mounts it. (volume id, device)"""
-    volume_id = stack.create_volume(1, name="e2e-data")
+def attach_blank_volume(stack, server, name: str) -> tuple[str, str]:
+    """A new 1 GiB volume attached live, once the guest reports it formatted and mounted:
+    (volume id, device)."""
+    volume_id = stack.create_volume(1, name=name)
     resp = stack.servers("POST", f"/{server['id']}/os-volume_attachments",
                          json={"volumeAttachment": {"volumeId": volume_id}})
     assert resp.status_code == 200, resp.text
     device = resp.json()["volumeAttachment"]["device"].removeprefix("/dev/")
     wait_console(stack.driver, server["id"], f"{DISK_READY_MARKER} dev=/dev/{device}", timeout=90)
     return volume_id, device
+
+
+@pytest.fixture(scope="module")
+def data_volume(stack, server) -> tuple[str, str]:
+    """A blank volume attached live; the guest formats and mounts it. (volume id, device)"""
+    return attach_blank_volume(stack, server, "e2e-data")
 
 
 def test_attached_volume_is_formatted_and_mounted_by_the_guest(stack, server, data_volume):
@@ -112,12 +118,7 @@ def test_attached_volume_is_formatted_and_mounted_by_the_guest(stack, server, da
 
 
 def test_live_detach_releases_the_volume_in_the_guest_and_in_block(stack, server):
-    volume_id = stack.create_volume(1, name="e2e-short")
-    resp = stack.servers("POST", f"/{server['id']}/os-volume_attachments",
-                         json={"volumeAttachment": {"volumeId": volume_id}})
-    assert resp.status_code == 200, resp.text
-    device = resp.json()["volumeAttachment"]["device"].removeprefix("/dev/")
-    wait_console(stack.driver, server["id"], f"{DISK_READY_MARKER} dev=/dev/{device}", timeout=90)
+    volume_id, device = attach_blank_volume(stack, server, "e2e-short")
     resp = stack.servers("DELETE", f"/{server['id']}/os-volume_attachments/{volume_id}")
     assert resp.status_code == 202, resp.text
     wait_console(stack.driver, server["id"], f"SOKO-DISK-REMOVED dev=/dev/{device}", timeout=30)
