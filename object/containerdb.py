@@ -66,8 +66,9 @@ ENTRY_COLUMNS = {
     "account": ("name", "put_timestamp", "delete_timestamp", "object_count", "bytes_used",
                 "deleted", "reported_at"),
 }
-# Schema changes after a DB's creation, in order: each DB applies the ones it lacks when a
-# process opens it (SQLite's user_version counts those applied), so old DBs upgrade in place.
+# Schema changes since the first release, in order: a new DB gets them all when it is made,
+# an older one the ones it lacks when a process opens it (SQLite's user_version counts those
+# applied), so old DBs upgrade in place.
 MIGRATIONS = {
     "container": [
         "CREATE INDEX IF NOT EXISTS entry_deleted ON entry (deleted, name)",
@@ -211,6 +212,7 @@ class ListingDB:
                 with contextlib.closing(sqlite3.connect(tmp, isolation_level=None)) as conn:
                     conn.execute("PRAGMA journal_mode=WAL")
                     conn.executescript(SCHEMA[self.kind] + STAT_SCHEMA)
+                    migrate(conn, MIGRATIONS[self.kind])  # linked into place complete
                     conn.execute(
                         "INSERT OR IGNORE INTO stat VALUES (0, ?, ?, 0, 0, ?, ?)",
                         (ZERO.normal, ZERO.normal, msgpack.packb({}), uuid.uuid4().hex),
