@@ -63,9 +63,7 @@ class Auditor:
         if not state.exists:
             return
         stats["objects"] += 1
-        delete_at = str(state.metadata.get("X-Delete-At", ""))
-        if delete_at.isdigit():  # an entry the expiry index lost (it is not fsynced)
-            df.index_expiry(int(delete_at))
+        df.index_expiry(state.metadata)  # an entry the index lost (it is not fsynced)
         md5 = hashlib.md5(usedforsecurity=False)
         try:
             with open(state.data_path, "rb", buffering=0) as f:

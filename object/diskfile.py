@@ -136,10 +136,13 @@ class DiskFile:
         df.hash_dir = device_path / "objects" / partition / digest[-3:] / digest
         return df
 
-    def index_expiry(self, delete_at: int) -> None:
-        """Lists the object in the device's expiry index (see ``soko.object.expiring``)."""
-        expiring.add(self.device_path, delete_at, self.hash_dir.parent.parent.name,
-                     self.hash_dir.name)
+    def index_expiry(self, metadata: dict[str, str]) -> None:
+        """Lists the object in the device's expiry index (see ``soko.object.expiring``) if
+        ``metadata`` gives it an ``X-Delete-At``."""
+        delete_at = str(metadata.get("X-Delete-At", ""))
+        if delete_at.isdigit():
+            expiring.add(self.device_path, int(delete_at), self.hash_dir.parent.parent.name,
+                         self.hash_dir.name)
 
     def invalidate(self) -> None:
         """Tells replication this object's suffix changed."""
@@ -280,8 +283,7 @@ class DiskFileWriter:
         os.rename(self.tmp_path, hash_dir / f"{timestamp.normal}.{kind}")
         self.tmp_path = None
         fsync_dir(hash_dir)
-        if str(metadata.get("X-Delete-At", "")).isdigit():
-            self.diskfile.index_expiry(int(metadata["X-Delete-At"]))
+        self.diskfile.index_expiry(metadata)
         newest = self.diskfile.files()
         keep = next((ts for ts, k, _ in newest if k != "meta"), timestamp)
         self.diskfile.cleanup(keep)
