@@ -7,7 +7,7 @@ hand; computing the list here keeps new subpackages from being silently left out
 
 from setuptools import find_packages, setup
 
-AREAS = ["common", "identity", "ring", "object", "block", "compute", "net", "tools"]
+AREAS = ["common", "identity", "ring", "object", "block", "image", "compute", "net", "tools"]
 
 packages = []
 for area in AREAS:

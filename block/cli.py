@@ -20,8 +20,8 @@ from pathlib import Path
 import click
 import requests
 
-from soko.tools.login import login_options
-from soko.tools.output import emit_record, emit_rows, format_option
+from soko.common.cli.login import login_options
+from soko.common.cli.output import emit_record, emit_rows, format_option
 
 TRANSITIONAL = ("creating", "attaching", "detaching", "extending", "deleting", "downloading",
                 "uploading")

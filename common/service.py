@@ -2,7 +2,7 @@
 learn every service from one place and nothing is hard-wired twice.
 
 A service package exposes a ``SERVICE = ServiceSpec(...)`` in a module that imports only
-its config dataclass (cheap to import); ``soko.tools.services`` lists those modules.
+its config dataclass (cheap to import); ``soko.common.services`` lists those modules.
 """
 
 from __future__ import annotations

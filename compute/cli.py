@@ -14,8 +14,8 @@ import time
 import click
 
 from soko.block.cli import BlockClient
-from soko.tools.login import login_options
-from soko.tools.output import emit_record, emit_rows, format_option
+from soko.common.cli.login import login_options
+from soko.common.cli.output import emit_record, emit_rows, format_option
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 SETTLED = ("ACTIVE", "SHUTOFF", "ERROR")
@@ -122,7 +122,7 @@ def volume_id(client: ComputeClient, ref: str) -> str:
 
 
 def image_id(client: ComputeClient, ref: str) -> str:
-    from soko.compute.image_cli import ImageClient
+    from soko.image.cli import ImageClient
 
     return ref if UUID_RE.match(ref) else client.peer(ImageClient).find(ref)["id"]
 

@@ -1,6 +1,6 @@
 """The service catalog tokens carry: one entry per registered HTTP service.
 
-It is built from the config, not stored: every service registered in ``tools/services.py``
+It is built from the config, not stored: every service registered in ``common/services.py``
 whose section is a ``ServerSection`` and says what it is appears, at its advertised endpoint
 (``public_url`` if the section has one, else its bind address and port). A service says
 what it is in one of two ways, first match wins:

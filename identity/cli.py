@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from soko.tools.output import emit_record, emit_rows, format_option
+from soko.common.cli.output import emit_record, emit_rows, format_option
 
 DEFAULT_AUTH_URL = "http://127.0.0.1:5000/v3"
 
@@ -33,8 +33,8 @@ class Connection:
         self._client = None
 
     def config(self):
+        from soko.common import services
         from soko.common.config import ConfigError
-        from soko.tools import services
 
         try:
             return services.load(None, self.data_dir)

@@ -13,7 +13,7 @@ import shutil
 
 from soko.common.config import Config
 from soko.common.service import Unit, serve_argv
-from soko.object.xfs import ensure_mounted, unmount
+from soko.object.node.xfs import ensure_mounted, unmount
 
 DEVICES_PER_NODE = 2
 PART_POWER = 10
@@ -55,7 +55,7 @@ def prepare_devices(config: Config) -> list[str]:
 
 
 def ensure_rings(config: Config) -> list[str]:
-    from soko.object.hash_secret import create_secret
+    from soko.object.shared.hash_secret import create_secret
     from soko.ring.builder import build_rings
 
     ring_dir = config.section("proxy").rings_dir(config.data_dir)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from soko.tools.output import emit_record, emit_rows, format_option
+from soko.common.cli.output import emit_record, emit_rows, format_option
 
 data_dir_option = click.option(
     "--data-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -28,8 +28,8 @@ config_option = click.option("--config", "config_path",
 
 
 def load(config_path, data_dir: Path):
+    from soko.common import services
     from soko.common.config import ConfigError
-    from soko.tools import services
 
     try:
         return services.load(config_path, data_dir.absolute())
@@ -38,7 +38,7 @@ def load(config_path, data_dir: Path):
 
 
 def rings_of(config) -> dict:
-    from soko.object.proxy import load_rings
+    from soko.object.shared.rings import load_rings
 
     try:
         return load_rings(config)
@@ -69,7 +69,7 @@ def dispersion(config_path, data_dir, auth, user, key, populate, coverage, fmt) 
     from rich.progress import Progress
 
     from soko.object import dispersion as disp
-    from soko.object.nodeclient import ConnectionPool
+    from soko.object.shared.nodeclient import ConnectionPool
 
     config = load(config_path, data_dir)
     rings = rings_of(config)
@@ -184,7 +184,7 @@ def recon(config_path, data_dir, timeout, fmt) -> None:
 def run_pass(daemon, node, config_path, data_dir, fmt) -> None:
     """Run one pass of DAEMON (replicator, auditor, updater, ...) for a node, now."""
     from soko.common.config import ConfigError
-    from soko.object.daemon import DAEMONS, NodeContext, Runner
+    from soko.object.daemons.runner import DAEMONS, NodeContext, Runner
 
     if daemon not in DAEMONS:
         raise click.ClickException(f"no daemon {daemon!r}; known: {', '.join(DAEMONS)}")

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from soko.object.nodeclient import ConnectionPool, backend_path
+from soko.object.shared.nodeclient import ConnectionPool, backend_path
 
 OBJECTS_CONTAINER = "dispersion_objects"
 CONTAINER_PREFIX = "dispersion_"

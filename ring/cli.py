@@ -14,10 +14,10 @@ from typing import Any
 
 import click
 
+from soko.common.cli.output import emit_record, emit_rows, format_option
 from soko.ring.builder import RingBuilder
 from soko.ring.devices import Device, host_port, parse_compact
 from soko.ring.errors import RingError
-from soko.tools.output import emit_record, emit_rows, format_option
 
 DEVICE_COLUMNS = [
     "id",

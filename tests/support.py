@@ -90,7 +90,7 @@ def free_port() -> int:
 def port_env(data_dir: Path) -> dict[str, str]:
     """The environment for ``soko up``: every service on free ports (storage nodes listen
     on port, port + 1, ...), so it clashes with nothing else running."""
-    from soko.tools import services
+    from soko.common import services
 
     env = dict(os.environ, SOKO_DATA_DIR=str(data_dir))
     for spec in services.all_specs():

@@ -11,17 +11,17 @@ from pathlib import Path
 
 import click
 
+from soko.common import services
+from soko.common.cli.output import emit_rows, format_option
 from soko.common.config import ConfigError
-from soko.tools import services
 from soko.tools.lazy import LazyGroup
-from soko.tools.output import emit_rows, format_option
 
 COMMANDS = {
     "ring": "soko.ring.cli:ring",
     "identity": "soko.identity.cli:identity",
     "volume": "soko.block.cli:volume",
     "object": "soko.object.cli:object_group",
-    "image": "soko.compute.image_cli:image",
+    "image": "soko.image.cli:image",
     "server": "soko.compute.cli:server",
     "flavor": "soko.compute.cli:flavor",
     "bench": "soko.tools.bench:bench",

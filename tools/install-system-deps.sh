@@ -9,7 +9,7 @@ PACKAGES=(
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config gcc
   dnsmasq-base iptables iproute2 xfsprogs e2fsprogs util-linux lvm2
   python3-venv
-  # shared libraries that the test guest's qemu-ga is linked against (tools/guest_image.py
+  # shared libraries that the test guest's qemu-ga is linked against (image/guest_builder.py
   # copies them from the host into the image, as ldd resolves them)
   libglib2.0-0 libudev1 libnuma1 liburing2 libpcre2-8-0
 )

@@ -11,7 +11,7 @@ import time
 import click
 
 from soko.block.cli import BlockClient, list_query, no_wait_option, pass_client, volume
-from soko.tools.output import emit_record, emit_rows, format_option
+from soko.common.cli.output import emit_record, emit_rows, format_option
 
 GiB = 1 << 30
 RUNNING = ("creating", "restoring", "deleting")

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from soko.block.quiesce import FITHAW, Quiescer
-from soko.block.snapshot_bench import HostWriter
-from soko.compute.guest_files import WRITER_RECORDS, verify_writer_records
+from soko.image.guest_files import WRITER_RECORDS, verify_writer_records
+from soko.tools.bench.snapshot import HostWriter
 from tests.block.test_datapath import A, create
 from tests.block.test_local_attach import local_attach, local_detach
 from tests.support import require_tools, wait_for

@@ -19,9 +19,9 @@ import pytest
 import requests
 
 from soko.common.procs import pid_alive
-from soko.compute.guest_files import READY_MARKER
+from soko.image.guest_files import READY_MARKER
 from tests.block.conftest import real_block  # noqa: F401 (the session's block storage)
-from tests.compute.image_stack import image_stack  # noqa: F401 (images: cluster + soko-image)
+from tests.image.conftest import guest_image, image_stack  # noqa: F401 (test guest; images)
 from tests.support import free_port, require_tools, served, skip_or_fail, wait_for
 
 BOOT_TIMES: list[float] = []
@@ -42,17 +42,6 @@ def require_libvirt() -> None:
         import libvirt  # noqa: F401
     except ImportError:
         skip_or_fail("libvirt-python is not installed (pip install -e '.[compute]')")
-
-
-@pytest.fixture(scope="session")
-def guest_image(tmp_path_factory) -> Path:
-    """The test guest, built once per session (the package cache makes rebuilds quick)."""
-    require_tools("apt-get", "dpkg-deb", "mkfs.ext4", "mount", "ldd")
-    from soko.tools import guest_image
-
-    out = tmp_path_factory.mktemp("guest") / "guest.img"
-    guest_image.build(out, size_mib=64)
-    return out
 
 
 def sweep_dead_runs(state_dir: Path) -> None:
@@ -85,7 +74,7 @@ def driver(tmp_path_factory) -> Iterator:
     driver.close()
 
 
-def boot_disk(guest_image: Path, directory: Path) -> Path:
+def boot_disk(guest_image: Path, directory: Path) -> Path:  # noqa: F811
     """A private copy of the guest image: a guest writes to its boot disk."""
     copy = directory / f"boot-{uuid.uuid4().hex[:6]}.img"
     shutil.copyfile(guest_image, copy)

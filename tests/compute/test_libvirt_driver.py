@@ -28,7 +28,7 @@ from soko.compute.drivers.base import (
     IscsiDisk,
     PowerState,
 )
-from soko.compute.guest_files import (
+from soko.image.guest_files import (
     DISK_READY_MARKER,
     READY_MARKER,
     WRITER_ACKED,

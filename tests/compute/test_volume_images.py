@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from soko.common.config import Config
 from tests.block.iscsi import image_opts
-from tests.compute.image_stack import ImageStack
+from tests.image.image_stack import ImageStack
 from tests.support import served
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
@@ -34,8 +34,8 @@ class Block:
     def __init__(self, stack: ImageStack, real_block: Config):
         from soko.block import wiring
         from soko.block.api import make_app
+        from soko.common import services
         from soko.identity.tokens import FernetTokenValidator
-        from soko.tools import services
 
         stack_config = services.load(stack.config_path, stack.cluster.data_dir)
         config = Config(data_dir=real_block.data_dir, sections={

@@ -15,7 +15,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from soko.compute.guest_files import READY_MARKER
+from soko.image.guest_files import READY_MARKER
 from soko.tools.cli import cli
 from tests.compute.conftest import Stack, served, wait_console
 from tests.support import free_port
@@ -29,6 +29,7 @@ def cloud(image_stack, real_block, driver):
     identity (tokens from its tempauth), reading images from its soko-image."""
     from soko.block import api as block_api
     from soko.block import wiring as block_wiring
+    from soko.common import services
     from soko.common.config import Config
     from soko.common.db import make_engine
     from soko.compute import api as compute_api
@@ -36,7 +37,6 @@ def cloud(image_stack, real_block, driver):
     from soko.compute.service import ComputeConfig
     from soko.identity.service import db_url
     from soko.identity.tokens import FernetTokenValidator
-    from soko.tools import services
 
     stack_config = services.load(image_stack.config_path, image_stack.cluster.data_dir)
     section = ComputeConfig(port=free_port(), domain_prefix=driver.prefix,

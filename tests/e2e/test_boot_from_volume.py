@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from soko.compute.guest_files import (
+from soko.image.guest_files import (
     DISK_READY_MARKER,
     READY_MARKER,
     WRITER_ACKED,

@@ -13,8 +13,8 @@ from keystoneauth1 import session as ks_session
 from keystoneauth1.exceptions import Unauthorized as KsUnauthorized
 from keystoneauth1.identity import generic, v3
 
+from soko.common import services
 from soko.identity.bootstrap import bootstrap, credentials_path, read_credentials
-from soko.tools import services
 from soko.tools.cli import cli
 from tests.support import free_port, running_service
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import requests
 
+from soko.common import services
 from soko.common.config import dump_toml
 from soko.common.procs import stop_process_group
 from soko.object.allinone import ensure_rings, node_device_names
-from soko.tools import services
 from tests.support import free_port, free_ports, healthy
 
 USERS = {"test:tester": "testing123", "other:otheruser": "otherpass1"}
@@ -122,7 +122,7 @@ class Cluster:
 
     def object_files(self, account: str, container: str, obj: str) -> list[Path]:
         """Every ``.data`` file of one object on any device (primaries and handoffs)."""
-        from soko.object.diskfile import name_hash
+        from soko.object.node.diskfile import name_hash
 
         digest = name_hash(account, container, obj)
         return sorted(self.data_dir.glob(f"object/devices/node*/d*/objects/*/{digest[-3:]}/"

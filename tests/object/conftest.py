@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from soko.object.xfs import ensure_mounted, unmount
+from soko.object.node.xfs import ensure_mounted, unmount
 from tests.support import require_tools
 
 

@@ -27,11 +27,11 @@ import sys
 import uuid
 from pathlib import Path
 
+from soko.common import services
 from soko.common.config import dump_toml
 from soko.common.procs import stop_process_group
 from soko.object.allinone import node_device_names
-from soko.object.xfs import ensure_mounted, unmount
-from soko.tools import services
+from soko.object.node.xfs import ensure_mounted, unmount
 from tests.object.cluster import Cluster
 from tests.support import free_port
 

@@ -9,8 +9,8 @@ import uuid
 import pytest
 import requests
 
-from soko.object.proxy import load_rings
-from soko.object.timestamps import Timestamp
+from soko.object.shared.rings import load_rings
+from soko.object.shared.timestamps import Timestamp
 from soko.ring.ring import Ring
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
@@ -41,7 +41,7 @@ def container(api) -> str:
 
 
 def object_ring(cluster) -> Ring:
-    """The object ring salted as the cluster's proxy salts it (object/hash_secret.py)."""
+    """The object ring salted as the cluster's proxy salts it (object/shared/hash_secret.py)."""
     return load_rings(cluster.config)["object"]
 
 

@@ -24,8 +24,8 @@ import requests
 from click.testing import CliRunner
 
 from soko.object.dispersion import count_copies
-from soko.object.nodeclient import ConnectionPool, backend_path
-from soko.object.proxy import load_rings
+from soko.object.shared.nodeclient import ConnectionPool, backend_path
+from soko.object.shared.rings import load_rings
 from tests.object.netns_cluster import NODE_TIMEOUTS, PROXY_TIMEOUTS
 from tests.support import wait_for
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from soko.tools import services
+from soko.common import services
 from soko.tools.up import read_state
 from tests.support import port_env, wait_for
 
@@ -57,7 +57,7 @@ def nothing_left(data_dir) -> bool:
 
 
 def test_up_status_ctrl_c(up_env, data_dir):
-    assert services.all_specs(), "no service is registered in tools/services.py"
+    assert services.all_specs(), "no service is registered in common/services.py"
     proc = subprocess.Popen([sys.executable, "-m", "soko.tools.cli", "up"], env=up_env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

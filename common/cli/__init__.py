@@ -1,0 +1,1 @@
+"""What every ``soko`` command group shares: output formats and login options."""

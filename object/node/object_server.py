@@ -1,0 +1,267 @@
+"""The object half of a storage node: object files on this node's devices.
+
+A PUT streams the body to disk computing its MD5, checks a client ETag (422 and nothing left
+behind on mismatch), makes it durable, then tells one container replica about it. If that
+container node cannot be reached the update is written as an async-pending record under
+``<device>/async_pending/`` for the updater to replay: the object is stored either way.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import math
+import time
+from collections.abc import Iterator
+
+import falcon
+import msgpack
+
+from soko.common.durable import atomic_write
+from soko.common.errors import (
+    Conflict,
+    NotFound,
+    PreconditionFailed,
+    SokoError,
+    Unprocessable,
+)
+from soko.object.node.diskfile import Devices, DiskFile, ObjectState, read_range, read_verified
+from soko.object.node.ranges import (
+    Unsatisfiable,
+    multipart_byteranges,
+    parse_range,
+    precondition_status,
+)
+from soko.object.shared.footer import (
+    FOOTER_HEADER,
+    FOOTER_KIND,
+    FOOTER_SIZE,
+    FooterMismatch,
+    FooterReader,
+)
+from soko.object.shared.internal import (
+    OBJECT_SYSTEM_HEADERS,
+    prefixed_headers,
+    request_timestamp,
+    target_node,
+)
+from soko.object.shared.nodeclient import STREAM_CHUNK, ConnectionPool, backend_path
+from soko.object.shared.timestamps import Timestamp
+
+log = logging.getLogger(__name__)
+
+# Whole-object GETs up to this size are read and MD5-checked before any header goes out (a
+# mismatch is quarantined and answered 404, so the proxy reads another replica); larger
+# ones are checked while streaming, holding the last chunk back (see ``read_range``).
+VERIFY_BEFORE_SENDING = 4 * 1024 * 1024
+# Says so on every whole-object GET: a body that fails its MD5 here never arrives complete.
+VERIFIED_HEADER = "X-Backend-Body-Verified"
+
+
+class ClientDisconnect(SokoError):
+    status, title = 499, "Client Disconnect"
+
+
+def is_expired(metadata: dict[str, str], now: float | None = None) -> bool:
+    delete_at = metadata.get("X-Delete-At")
+    return bool(delete_at) and int(delete_at) <= (now or time.time())
+
+
+def object_headers(state: ObjectState) -> dict[str, str]:
+    """The response headers a GET/HEAD of this object carries."""
+    meta = state.metadata
+    headers = {k: v for k, v in meta.items()
+               if k.startswith("X-Object-Meta-") or k in OBJECT_SYSTEM_HEADERS}
+    headers.update({
+        "Content-Type": meta.get("Content-Type", "application/octet-stream"),
+        "ETag": meta["ETag"],
+        "X-Timestamp": meta["X-Timestamp"],
+        "Last-Modified": Timestamp.parse(meta["X-Timestamp"]).http_date,
+        "X-Backend-Timestamp": state.timestamp.normal,
+        "Accept-Ranges": "bytes",
+    })
+    return headers
+
+
+class ObjectResource:
+    def __init__(self, devices: Devices, pool: ConnectionPool):
+        self.devices = devices
+        self.pool = pool
+
+    def diskfile(self, device, partition, account, container, obj) -> DiskFile:
+        return DiskFile(self.devices.path(device), partition, account, container, obj)
+
+    def live_state(self, df: DiskFile, resp: falcon.Response) -> ObjectState:
+        """The object's state; 404 (with the tombstone's time) if deleted, absent or expired."""
+        state = df.read_state()
+        if state.timestamp is not None:
+            resp.set_header("X-Backend-Timestamp", state.timestamp.normal)
+        if not state.exists or is_expired(state.metadata):
+            headers = {"X-Backend-Timestamp": state.timestamp.normal} if state.timestamp else {}
+            raise NotFound("no such object", headers=headers)
+        return state
+
+    def on_put(self, req, resp, device, partition, account, container, obj):
+        timestamp = request_timestamp(req)
+        df = self.diskfile(device, partition, account, container, obj)
+        existing = newer_write_refused(df, timestamp)
+        if req.get_header("IF-NONE-MATCH") == "*" and existing.exists \
+                and not is_expired(existing.metadata):
+            raise PreconditionFailed("the object exists (If-None-Match: *)")
+        footer = req.get_header(FOOTER_HEADER) == FOOTER_KIND  # the proxy hashed the body
+        expected_length = req.content_length
+        if footer and expected_length is not None:
+            expected_length -= FOOTER_SIZE
+        body = request_chunks(req)
+        if footer:
+            body = FooterReader(body)
+        with df.writer(expected_length, md5=not footer) as writer:
+            for chunk in body:
+                writer.write(chunk)
+            if expected_length is not None and writer.size != expected_length:
+                raise ClientDisconnect(f"got {writer.size} of {expected_length} bytes")
+            try:
+                etag = body.etag if footer else writer.etag
+            except FooterMismatch as exc:
+                raise ClientDisconnect(str(exc)) from None
+            client_etag = (req.get_header("ETAG") or "").strip('"').lower()
+            if client_etag and client_etag != etag:
+                raise Unprocessable(f"ETag {client_etag} does not match the body's MD5")
+            metadata = {
+                "name": df.name,
+                "X-Timestamp": timestamp.normal,
+                "Content-Type": req.content_type or "application/octet-stream",
+                "Content-Length": str(writer.size),
+                "ETag": etag,
+                **prefixed_headers(req, "X-OBJECT-META-"),
+                **{h: req.get_header(h) for h in OBJECT_SYSTEM_HEADERS if req.get_header(h)},
+            }
+            writer.commit(timestamp, "data", metadata)
+        self.update_container(req, df, "PUT", account, container, obj, {
+            "X-Size": metadata["Content-Length"], "X-Etag": etag,
+            "X-Content-Type": metadata["Content-Type"],
+        })
+        resp.status = falcon.HTTP_201
+        resp.set_header("ETag", etag)
+
+    def on_delete(self, req, resp, device, partition, account, container, obj):
+        timestamp = request_timestamp(req)
+        df = self.diskfile(device, partition, account, container, obj)
+        existing = newer_write_refused(df, timestamp)
+        df.write_marker(timestamp, "ts", {"name": df.name, "X-Timestamp": timestamp.normal})
+        self.update_container(req, df, "DELETE", account, container, obj, {})
+        # Like Swift: the tombstone is written either way, the status says what was there.
+        resp.status = falcon.HTTP_204 if existing.exists else falcon.HTTP_404
+
+    def on_post(self, req, resp, device, partition, account, container, obj):
+        timestamp = request_timestamp(req)
+        df = self.diskfile(device, partition, account, container, obj)
+        state = self.live_state(df, resp)
+        if state.timestamp >= timestamp:
+            raise Conflict("a newer write exists")
+        metadata = {"X-Timestamp": timestamp.normal, **prefixed_headers(req, "X-OBJECT-META-")}
+        metadata.update({h: req.get_header(h) for h in OBJECT_SYSTEM_HEADERS
+                         if req.get_header(h)})
+        df.write_marker(timestamp, "meta", metadata)
+        resp.status = falcon.HTTP_202
+
+    def on_head(self, req, resp, device, partition, account, container, obj):
+        self.answer_read(req, resp, device, partition, account, container, obj, body=False)
+
+    def on_get(self, req, resp, device, partition, account, container, obj):
+        self.answer_read(req, resp, device, partition, account, container, obj, body=True)
+
+    def answer_read(self, req, resp, device, partition, account, container, obj, body: bool):
+        df = self.diskfile(device, partition, account, container, obj)
+        state = self.live_state(df, resp)
+        headers = object_headers(state)
+        size = int(state.metadata["Content-Length"])
+        last_modified = math.ceil(Timestamp.parse(headers["X-Timestamp"]).seconds)
+        status = precondition_status(req.headers, headers["ETag"], last_modified)
+        if status == 412:
+            raise PreconditionFailed("a precondition (If-Match, If-Unmodified-Since) failed",
+                                     headers={"ETag": headers["ETag"]})
+        if status == 304:
+            del headers["Content-Type"]
+            resp.set_headers(headers)
+            resp.status = falcon.HTTP_304
+            return
+        resp.set_headers(headers)
+        try:
+            ranges = parse_range(req.get_header("RANGE"), size) if body else None
+        except Unsatisfiable:
+            resp.status = falcon.HTTP_416
+            resp.set_header("Content-Range", f"bytes */{size}")
+            return
+        path = state.data_path
+        if ranges is None:
+            resp.content_length = size
+            if body:  # the proxy need not hash it again (replicas.StreamedResponse)
+                resp.set_header(VERIFIED_HEADER, "md5")
+            if body and size <= VERIFY_BEFORE_SENDING:
+                resp.data = read_verified(path, headers["ETag"])
+                if resp.data is None:
+                    df.quarantine()
+                    resp.content_length = None
+                    raise NotFound("the object failed its checksum here and was quarantined")
+            elif body:
+                resp.stream = read_range(path, 0, size, headers["ETag"], df.quarantine)
+            return
+        resp.status = falcon.HTTP_206
+        if len(ranges) == 1:
+            start, end = ranges[0]
+            resp.set_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
+            resp.content_length = end - start
+            resp.stream = read_range(path, start, end)
+            return
+        content_type, length, stream = multipart_byteranges(
+            ranges, size, headers["Content-Type"], lambda s, e: read_range(path, s, e))
+        resp.content_type = content_type
+        resp.content_length = length
+        resp.stream = stream
+
+    def update_container(self, req, df: DiskFile, method: str, account: str, container: str,
+                         obj: str, extra: dict[str, str]) -> None:
+        """Tells the container replica the proxy named; on failure leaves an async pending."""
+        target = target_node(req, "CONTAINER")
+        if target is None:
+            return
+        node, partition = target
+        headers = {"X-Timestamp": req.get_header("X-TIMESTAMP"),
+                   "X-Trans-Id": req.context.trans_id, **extra}
+        path = backend_path("container", node, partition, account, container, obj)
+        try:
+            status, _, _ = self.pool.request(node, method, path, headers)
+            if status // 100 == 2:
+                return
+            reason = f"status {status}"
+        except (OSError, http.client.HTTPException) as exc:
+            reason = repr(exc)
+        log.warning("container update %s %s failed (%s); saving async pending",
+                    method, path, reason)
+        save_async_pending(df, method, node, partition, path, headers)
+
+
+def request_chunks(req) -> Iterator[bytes]:
+    """The request body as it arrives, up to ``STREAM_CHUNK`` bytes at a time."""
+    while chunk := req.stream.read(STREAM_CHUNK):
+        yield chunk
+
+
+def save_async_pending(df: DiskFile, method: str, node: dict, partition: str, path: str,
+                       headers: dict[str, str]) -> None:
+    """``<device>/async_pending/<suffix>/<hash>-<timestamp>``: a listing update to replay."""
+    digest = df.hash_dir.name
+    record = {"method": method, "node": node, "partition": partition, "path": path,
+              "headers": headers}
+    target = df.device_path / "async_pending" / digest[-3:] / f"{digest}-{headers['X-Timestamp']}"
+    atomic_write(target, msgpack.packb(record))
+
+
+def newer_write_refused(df, timestamp):
+    """The object's current state; 409 if a write at least as new as ``timestamp`` exists."""
+    existing = df.read_state()
+    if existing.timestamp is not None and existing.timestamp >= timestamp:
+        raise Conflict("a newer write exists",
+                       headers={"X-Backend-Timestamp": existing.timestamp.normal})
+    return existing

@@ -1,0 +1,146 @@
+"""Suffix hashes: how two nodes tell cheaply which parts of a partition differ.
+
+A partition's objects live in suffix dirs (the last 3 hex digits of their hash); a suffix's
+hash is an xxhash over the names of every file in it, so two replicas whose files have the
+same timestamps and kinds hash the same. Hashes are cached per partition in
+``<partition>/hashes.msgpack``; every write, delete or quarantine appends its suffix to
+``<partition>/hashes.invalid`` (a cheap append, under a per-partition lock), and the next
+``get_hashes`` recomputes only those. Hashing also reclaims: a hash dir whose newest file
+is a tombstone older than the reclaim age is removed (every replica has had time to learn
+of the delete), and empty dirs go.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgpack
+import xxhash
+
+from soko.common.durable import atomic_write
+from soko.object.shared.timestamps import InvalidTimestamp, Timestamp
+
+HASHES_FILE = "hashes.msgpack"
+INVALID_FILE = "hashes.invalid"
+LOCK_FILE = ".lock"
+
+
+def hash_dirs(root: Path) -> Iterator[tuple[str, Path]]:
+    """``(partition, hash dir)`` of every object (or DB) under ``<device>/<kind>s``."""
+    for part in os.scandir(root) if root.is_dir() else ():
+        if not part.name.isdigit():
+            continue
+        for suffix in os.scandir(part.path):
+            if suffix.is_dir():
+                for entry in os.scandir(suffix.path):
+                    yield part.name, Path(entry.path)
+
+
+@contextlib.contextmanager
+def locked(part_dir: Path):
+    fd = os.open(part_dir / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def invalidate_suffix(part_dir: Path, suffix: str) -> None:
+    """Marks ``suffix`` of the partition as changed (called after every file change in it)."""
+    with locked(part_dir):
+        fd = os.open(part_dir / INVALID_FILE, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, suffix.encode() + b"\n")
+        finally:
+            os.close(fd)
+
+
+def newest_is_old_tombstone(names: list[str], reclaim_before: float) -> bool:
+    """Whether the newest .data/.ts of a hash dir is a tombstone older than the cutoff."""
+    for name in sorted(names, reverse=True):
+        stem, _, ext = name.rpartition(".")
+        if ext in ("data", "ts"):
+            try:
+                return ext == "ts" and Timestamp.parse(stem).seconds < reclaim_before
+            except InvalidTimestamp:
+                return False
+    return False
+
+
+def hash_suffix(suffix_dir: Path, reclaim_before: float) -> str | None:
+    """The suffix's hash (None when it holds nothing any more), reclaiming on the way."""
+    digest = xxhash.xxh3_64()
+    try:
+        hash_names = sorted(os.listdir(suffix_dir))
+    except FileNotFoundError:
+        return None
+    found = False
+    for hash_name in hash_names:
+        hash_dir = suffix_dir / hash_name
+        try:
+            names = sorted(os.listdir(hash_dir))
+        except NotADirectoryError:
+            continue
+        except FileNotFoundError:
+            names = []
+        if names and newest_is_old_tombstone(names, reclaim_before):
+            shutil.rmtree(hash_dir, ignore_errors=True)
+            names = []
+        if not names:
+            with contextlib.suppress(OSError):
+                hash_dir.rmdir()
+            continue
+        found = True
+        digest.update(hash_name.encode())
+        for name in names:
+            digest.update(b"/" + name.encode())
+    if not found:
+        with contextlib.suppress(OSError):
+            suffix_dir.rmdir()
+        return None
+    return digest.hexdigest()
+
+
+def read_invalid(part_dir: Path) -> set[str]:
+    """The suffixes invalidated since the last call (the list is emptied); under the lock."""
+    path = part_dir / INVALID_FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return set()
+    if data:
+        os.truncate(path, 0)
+    return {s for s in data.decode().split() if s}
+
+
+def get_hashes(part_dir: Path, recalculate=(), reclaim_age: float = 7 * 86400.0) -> dict:
+    """``{suffix: hash}`` of a partition, recomputing invalidated and ``recalculate``d ones."""
+    if not part_dir.is_dir():
+        return {}
+    with locked(part_dir):
+        try:
+            hashes = msgpack.unpackb((part_dir / HASHES_FILE).read_bytes())
+            stale = read_invalid(part_dir) | set(recalculate)
+        except (FileNotFoundError, ValueError):
+            read_invalid(part_dir)
+            hashes = {}
+            stale = {e.name for e in os.scandir(part_dir) if e.is_dir() and len(e.name) == 3}
+    cutoff = time.time() - reclaim_age
+    changed = bool(stale)
+    for suffix in stale | {s for s, h in hashes.items() if h is None}:
+        hashes[suffix] = hash_suffix(part_dir / suffix, cutoff)
+    with locked(part_dir):
+        again = read_invalid(part_dir)  # changed while we hashed: hash them next time
+        hashes.update(dict.fromkeys(again))
+        changed = changed or bool(again)
+        hashes = {s: h for s, h in hashes.items() if h is not None or s in again}
+        if changed:
+            atomic_write(part_dir / HASHES_FILE, msgpack.packb(hashes))
+    return {s: h for s, h in hashes.items() if h is not None}

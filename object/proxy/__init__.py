@@ -1,0 +1,1 @@
+"""The Swift API proxy (``soko-proxy``): holds no state but the rings."""

@@ -1,0 +1,1 @@
+"""One controller per Swift resource: account, container, object (``obj``), as in Swift."""

@@ -1,0 +1,132 @@
+"""``/v1/<account>/<container>``: create, update, delete, stat and list containers.
+
+Each container replica is told which account replica to report to (same replica index),
+so container PUT/DELETE reach the account listing. ACL headers are checked here and only
+the account's owner sees or sets them.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+
+import falcon
+
+from soko.common.errors import Conflict, NotFound, ServiceUnavailable
+from soko.object.proxy.acl import validate_acl
+from soko.object.proxy.constraints import check_metadata, check_names
+from soko.object.proxy.controllers.account import pass_headers, user_metadata
+from soko.object.proxy.controllers.base import (
+    ProxyState,
+    authorize_container,
+    backend_headers,
+    is_owner,
+    require_owner,
+)
+from soko.object.proxy.listing_format import listing_query, render
+from soko.object.proxy.replicas import best_status
+
+ACL_HEADERS = ("X-Container-Read", "X-Container-Write")
+OWNER_ONLY = ("x-container-read", "x-container-write")
+
+
+def node_address(node: dict) -> str:
+    return f"{node['ip']}:{node['port']}"
+
+
+class ContainerController:
+    allow_anonymous = True  # public containers (ACL .r:*) are read without a token
+
+    def __init__(self, state: ProxyState):
+        self.state = state
+
+    def container_updates(self, req: falcon.Request) -> dict[str, str]:
+        check_metadata(req.headers, "container")
+        updates = user_metadata(req, "X-Container-Meta-")
+        for header in ACL_HEADERS:
+            value = req.get_header(header)
+            if value is not None:
+                validate_acl(value, header)
+                updates[header] = value
+        return updates
+
+    def write(self, req, account: str, container: str, method: str,
+              updates: dict[str, str]) -> int:
+        timestamp = self.state.new_timestamp()
+        account_part, account_nodes = self.state.accounts.nodes(account)
+        part, nodes = self.state.containers.nodes(account, container)
+
+        def headers_for(node: dict, index: int) -> dict[str, str]:
+            target = account_nodes[index % len(account_nodes)]
+            return {**backend_headers(req, timestamp), **updates,
+                    "X-Account-Host": node_address(target),
+                    "X-Account-Device": target["device"],
+                    "X-Account-Partition": str(account_part)}
+
+        responses = self.state.containers.write(part, nodes, method, (account, container),
+                                                headers_for)
+        self.state.forget_container(account, container)
+        return best_status(responses, self.state.containers.replica_count)
+
+    def on_put(self, req, resp, account, container):
+        require_owner(req, account)
+        check_names(account, container)
+        status = self.write(req, account, container, "PUT", self.container_updates(req))
+        if status // 100 != 2:
+            raise ServiceUnavailable("the container's replicas did not take the write")
+        resp.status = status
+
+    def on_post(self, req, resp, account, container):
+        require_owner(req, account)
+        check_names(account, container)
+        status = self.write(req, account, container, "POST", self.container_updates(req))
+        if status == 404:
+            raise NotFound("no such container")
+        if status // 100 != 2:
+            raise ServiceUnavailable("the container's replicas did not take the update")
+        resp.status = falcon.HTTP_204
+
+    def on_delete(self, req, resp, account, container):
+        require_owner(req, account)
+        check_names(account, container)
+        status = self.write(req, account, container, "DELETE", {})
+        if status == 404:
+            raise NotFound("no such container")
+        if status == 409:
+            raise Conflict("There was a conflict when trying to complete your request: "
+                           "the container is not empty.")
+        if status // 100 != 2:
+            raise ServiceUnavailable("the container's replicas did not take the delete")
+        resp.status = falcon.HTTP_204
+
+    def on_head(self, req, resp, account, container):
+        self.answer(req, resp, account, container, "HEAD")
+
+    def on_get(self, req, resp, account, container):
+        self.answer(req, resp, account, container, "GET")
+
+    def answer(self, req, resp, account: str, container: str, method: str) -> None:
+        check_names(account, container)
+        if authorize_container(self.state, req, account, container, write=False,
+                               listing=True) is None:
+            raise NotFound("no such container")
+        query = urlencode(listing_query(req)) if method == "GET" else ""
+        newest = (req.get_header("X-Newest") or "").lower() == "true"
+        answer = self.state.containers.read(method, (account, container), backend_headers(req),
+                                            query=query, newest=newest)
+        if answer.status == 404:
+            raise NotFound("no such container")
+        if answer.status // 100 != 2:
+            raise ServiceUnavailable("the container's replicas did not answer")
+        headers = answer.headers
+        if not is_owner(req, account):
+            headers = {k: v for k, v in headers.items() if k not in OWNER_ONLY}
+        pass_headers(resp, headers, ("x-container-", "x-timestamp", "x-put-timestamp"))
+        if method == "HEAD":
+            resp.status = falcon.HTTP_204
+            return
+        try:
+            entries = json.loads(answer.read_all() or b"[]")
+        except ValueError:
+            raise ServiceUnavailable("the container listing could not be read") from None
+        render(req, resp, entries, "container", container)

@@ -1,0 +1,286 @@
+"""``/v1/<account>/<container>/<object>``: PUT, GET, HEAD, POST, DELETE and COPY.
+
+A PUT streams the client's body to every replica in bounded chunks (never the whole object
+in memory) and answers once a quorum made it durable. Each object replica is told which
+container replica to update (same replica index), so the listing follows the write.
+GET/HEAD pass the node's answer through, ranges and preconditions included.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import time
+from collections.abc import Iterator
+from urllib.parse import unquote
+
+import falcon
+
+from soko.common.errors import (
+    BadRequest,
+    LengthRequired,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+    ServiceUnavailable,
+    SokoError,
+    Unprocessable,
+)
+from soko.object.proxy.constraints import (
+    MAX_FILE_SIZE,
+    check_metadata,
+    check_names,
+    check_object_size,
+)
+from soko.object.proxy.controllers.account import user_metadata
+from soko.object.proxy.controllers.base import ProxyState, authorize_container, backend_headers
+from soko.object.proxy.controllers.container import node_address
+from soko.object.proxy.replicas import best_status
+from soko.object.shared.footer import FOOTER_HEADER, FOOTER_KIND, FOOTER_SIZE, FooterBody
+from soko.object.shared.internal import OBJECT_SYSTEM_HEADERS
+from soko.object.shared.nodeclient import STREAM_CHUNK
+from soko.object.shared.timestamps import Timestamp
+
+READ_HEADERS = ("Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since")
+ANSWER_PREFIXES = ("x-object-meta-", "etag", "last-modified", "x-timestamp", "accept-ranges",
+                   "content-range", "content-disposition", "content-encoding", "x-delete-at")
+ANSWER_STATUSES = (200, 206, 304, 412, 416)
+
+
+class ClientDisconnect(SokoError):
+    status, title = 499, "Client Disconnect"
+
+
+def client_body(req: falcon.Request, length: int | None) -> Iterator[bytes]:
+    """The request body in bounded chunks; a short body (client gone) raises."""
+    received = 0
+    while length is None or received < length:
+        want = STREAM_CHUNK if length is None else min(STREAM_CHUNK, length - received)
+        chunk = req.stream.read(want)
+        if not chunk:
+            break
+        received += len(chunk)
+        if received > MAX_FILE_SIZE:
+            raise PayloadTooLarge(f"objects are at most {MAX_FILE_SIZE} bytes")
+        yield chunk
+    if length is not None and received < length:
+        raise ClientDisconnect(f"the client sent {received} of {length} bytes")
+
+
+def delete_at_header(req: falcon.Request) -> dict[str, str]:
+    """``X-Delete-At`` (or ``X-Delete-After`` turned into one); a time in the past is 400."""
+    after, at = req.get_header("X-Delete-After"), req.get_header("X-Delete-At")
+    now = time.time()
+    try:
+        if after is not None:
+            at = str(int(now + int(after)))
+        elif at is not None:
+            at = str(int(float(at)))
+    except ValueError:
+        raise BadRequest("X-Delete-At and X-Delete-After must be whole numbers") from None
+    if at is None:
+        return {}
+    if int(at) <= now:
+        raise BadRequest("X-Delete-At in past")
+    return {"X-Delete-At": at}
+
+
+def object_metadata(req: falcon.Request) -> dict[str, str]:
+    """The metadata a PUT or POST sets: user metadata and Swift's settable system headers."""
+    check_metadata(req.headers, "object")
+    headers = user_metadata(req, "X-Object-Meta-")
+    for name in OBJECT_SYSTEM_HEADERS[:2]:
+        if req.get_header(name) is not None:
+            headers[name] = req.get_header(name)
+    headers.update(delete_at_header(req))
+    return headers
+
+
+def content_type(req: falcon.Request, obj: str) -> str:
+    given = req.content_type
+    if given and (req.get_header("X-Detect-Content-Type") or "").lower() != "true":
+        return given
+    return mimetypes.guess_type(obj)[0] or "application/octet-stream"
+
+
+class ObjectController:
+    allow_anonymous = True  # public containers (ACL .r:*) are read without a token
+
+    def __init__(self, state: ProxyState):
+        self.state = state
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def on_put(self, req, resp, account, container, obj):
+        check_names(account, container, obj)
+        if authorize_container(self.state, req, account, container, write=True) is None:
+            raise NotFound(f"container {container} does not exist")
+        if req.get_header("If-None-Match") not in (None, "*"):
+            raise BadRequest("If-None-Match: only * is supported on PUT")
+        copy_from = req.get_header("X-Copy-From")
+        if copy_from is not None:
+            self.copy(req, resp, account, copy_from, container, obj)
+            return
+        length = req.content_length
+        chunked = "chunked" in (req.get_header("Transfer-Encoding") or "").lower()
+        if length is None and not chunked:
+            raise LengthRequired("PUT needs Content-Length or Transfer-Encoding: chunked")
+        check_object_size(length)
+        headers = {**object_metadata(req), "Content-Type": content_type(req, obj)}
+        for name in ("ETag", "If-None-Match"):
+            if req.get_header(name):
+                headers[name] = req.get_header(name)
+        self.store(req, resp, account, container, obj, headers, client_body(req, length), length)
+
+    def store(self, req, resp, account, container, obj, headers: dict[str, str], body,
+              length: int | None) -> None:
+        timestamp = self.state.new_timestamp()
+        container_part, container_nodes = self.state.containers.nodes(account, container)
+        part, nodes = self.state.objects.nodes(account, container, obj)
+        # The MD5 is computed here once, not on every replica (footer.py says why).
+        body, headers[FOOTER_HEADER] = FooterBody(body), FOOTER_KIND
+        if length is not None:
+            length += FOOTER_SIZE
+            headers["Content-Length"] = str(length)
+
+        def headers_for(node: dict, index: int) -> dict[str, str]:
+            target = container_nodes[index % len(container_nodes)]
+            return {**backend_headers(req, timestamp), **headers,
+                    "X-Container-Host": node_address(target),
+                    "X-Container-Device": target["device"],
+                    "X-Container-Partition": str(container_part)}
+
+        responses = self.state.objects.write(part, nodes, "PUT", (account, container, obj),
+                                             headers_for, body, length)
+        status = best_status(responses, self.state.objects.replica_count)
+        if status == 422:
+            raise Unprocessable("The ETag you sent does not match the MD5 of the body.")
+        if status == 412:
+            raise PreconditionFailed("The object exists (If-None-Match: *).")
+        if status == 409:
+            status = 202  # a newer write already won on a quorum: nothing to add
+        if status // 100 != 2:
+            raise ServiceUnavailable("Too few replicas stored the object.")
+        etags = {r.headers.get("etag") for r in responses if r.status == 201}
+        resp.status = status
+        if len(etags) == 1:
+            resp.set_header("ETag", etags.pop())
+        resp.set_header("Last-Modified", timestamp.http_date)
+        resp.set_header("X-Timestamp", timestamp.normal)
+
+    def copy(self, req, resp, account: str, source: str, container: str, obj: str) -> None:
+        """Server-side copy: the source streams from its replicas into the new object's."""
+        src_container, _, src_obj = unquote(source).lstrip("/").partition("/")
+        if not src_container or not src_obj:
+            raise PreconditionFailed("X-Copy-From must be <container>/<object>")
+        check_names(account, src_container, src_obj)
+        if authorize_container(self.state, req, account, src_container, write=False) is None:
+            raise NotFound(f"container {src_container} does not exist")
+        answer = self.state.objects.read("GET", (account, src_container, src_obj),
+                                         backend_headers(req))
+        if answer.status == 404:
+            raise NotFound("the source object does not exist")
+        if answer.status != 200:
+            raise ServiceUnavailable("the source object's replicas did not answer")
+        source_meta = {} if (req.get_header("X-Fresh-Metadata") or "").lower() == "true" else {
+            k.title(): v for k, v in answer.headers.items()
+            if k.startswith("x-object-meta-") or k.title() in OBJECT_SYSTEM_HEADERS}
+        headers = {**source_meta, **object_metadata(req),
+                   "Content-Type": req.content_type or answer.headers["content-type"]}
+        try:
+            self.store(req, resp, account, container, obj, headers, answer,
+                       int(answer.headers["content-length"]))
+        finally:
+            answer.close()
+        resp.set_header("X-Copied-From", f"{src_container}/{src_obj}")
+
+    def on_copy(self, req, resp, account, container, obj):
+        destination = req.get_header("Destination")
+        if not destination:
+            raise PreconditionFailed("COPY needs a Destination: <container>/<object> header")
+        dest_container, _, dest_obj = unquote(destination).lstrip("/").partition("/")
+        if not dest_container or not dest_obj:
+            raise PreconditionFailed("Destination must be <container>/<object>")
+        check_names(account, dest_container, dest_obj)
+        if authorize_container(self.state, req, account, dest_container, write=True) is None:
+            raise NotFound(f"container {dest_container} does not exist")
+        self.copy(req, resp, account, f"{container}/{obj}", dest_container, dest_obj)
+
+    def on_post(self, req, resp, account, container, obj):
+        check_names(account, container, obj)
+        if authorize_container(self.state, req, account, container, write=True) is None:
+            raise NotFound(f"container {container} does not exist")
+        headers = object_metadata(req)
+        if req.content_type:
+            headers["Content-Type"] = req.content_type
+        status = self.simple_write(req, "POST", account, container, obj, headers)
+        if status == 404:
+            raise NotFound("no such object")
+        resp.status = falcon.HTTP_202
+
+    def on_delete(self, req, resp, account, container, obj):
+        check_names(account, container, obj)
+        if authorize_container(self.state, req, account, container, write=True) is None:
+            raise NotFound(f"container {container} does not exist")
+        status = self.simple_write(req, "DELETE", account, container, obj, {}, update=True)
+        if status == 404:
+            raise NotFound("no such object")
+        resp.status = falcon.HTTP_204
+
+    def simple_write(self, req, method, account, container, obj, headers, update=False) -> int:
+        timestamp = self.state.new_timestamp()
+        container_part, container_nodes = self.state.containers.nodes(account, container)
+        part, nodes = self.state.objects.nodes(account, container, obj)
+
+        def headers_for(node: dict, index: int) -> dict[str, str]:
+            extra = {}
+            if update:
+                target = container_nodes[index % len(container_nodes)]
+                extra = {"X-Container-Host": node_address(target),
+                         "X-Container-Device": target["device"],
+                         "X-Container-Partition": str(container_part)}
+            return {**backend_headers(req, timestamp), **headers, **extra}
+
+        responses = self.state.objects.write(part, nodes, method, (account, container, obj),
+                                             headers_for)
+        status = best_status(responses, self.state.objects.replica_count)
+        if status != 404 and status // 100 != 2:
+            raise ServiceUnavailable(f"Too few replicas took the {method}.")
+        return status
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def on_get(self, req, resp, account, container, obj):
+        self.answer(req, resp, account, container, obj, "GET")
+
+    def on_head(self, req, resp, account, container, obj):
+        self.answer(req, resp, account, container, obj, "HEAD")
+
+    def answer(self, req, resp, account, container, obj, method: str) -> None:
+        check_names(account, container, obj)
+        if authorize_container(self.state, req, account, container, write=False) is None:
+            raise NotFound(f"container {container} does not exist")
+        headers = backend_headers(req)
+        headers.update({h: req.get_header(h) for h in READ_HEADERS if req.get_header(h)})
+        newest = (req.get_header("X-Newest") or "").lower() == "true"
+        answer = self.state.objects.read(method, (account, container, obj), headers,
+                                         newest=newest)
+        if answer.status == 404:
+            raise NotFound("The resource could not be found.")
+        if answer.status not in ANSWER_STATUSES:
+            raise ServiceUnavailable("the object's replicas did not answer")
+        resp.status = answer.status
+        for key, value in answer.headers.items():
+            if key.startswith(ANSWER_PREFIXES):
+                resp.set_header(key, value)
+        if answer.status == 304:
+            return
+        if "content-type" in answer.headers:
+            resp.content_type = answer.headers["content-type"]
+        if "content-length" in answer.headers:
+            resp.content_length = int(answer.headers["content-length"])
+        if method == "GET" and hasattr(answer, "close"):
+            resp.stream = answer
+        elif method == "GET":
+            resp.data = answer.body
+        if answer.status == 200 and method == "GET":
+            resp.set_header("Last-Modified", Timestamp.parse(answer.headers["x-timestamp"]).http_date)

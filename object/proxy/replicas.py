@@ -1,0 +1,419 @@
+"""How the proxy talks to the replicas of an account, container or object.
+
+Placement comes only from the ring. Writes go to every primary at once and succeed on a
+quorum; a primary that cannot be reached, or answers 5xx/507, is replaced by the next
+handoff (for a body the proxy still holds: bodies up to ``REPLAY_LIMIT`` are kept so a node
+that fails after the body can be replaced too). Reads try primaries, then handoffs only
+if a primary failed, and stream the first good answer.
+
+A read fails over to the next node on a connect error, a timeout, a 5xx or 507, and on a
+body that breaks off or fails its MD5 before the client got a byte: the first chunk is read
+before a node is chosen (a small object is then whole and checked). Past that point the
+stream reads one chunk ahead, so the last chunk leaves only after the MD5 matched; a body
+that breaks off or mismatches raises ``BodyError`` and the client's connection is cut:
+a short or corrupt body must never look complete.
+
+Within one request a host that failed to connect or timed out is not asked again (its
+other devices are no better), and error-limited nodes (``nodeclient``) are skipped, but as
+a last resort they are still tried: a node that just came back may still be limited, and
+skipping it must not be what fails a request.
+
+Parallelism without threads: each request is sent to every node first, then the answers
+are read in turn, so the nodes work at the same time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import http.client
+import logging
+import random
+import time
+from collections.abc import Iterable, Iterator
+
+from soko.object.shared.nodeclient import (
+    STREAM_CHUNK,
+    ConnectionPool,
+    ErrorLimited,
+    NodeConnection,
+    backend_path,
+    is_node_error,
+)
+from soko.object.shared.timestamps import InvalidTimestamp, Timestamp
+
+log = logging.getLogger(__name__)
+
+REPLAY_LIMIT = 1024 * 1024
+FAILED = 503  # the status recorded for a node that could not be reached or answered
+
+
+@dataclasses.dataclass
+class NodeResponse:
+    node: dict
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+    unreachable: bool = False  # connect failure or timeout: the whole host is suspect
+
+    def read_all(self) -> bytes:
+        return self.body
+
+    @property
+    def failed(self) -> bool:
+        return self.status >= 500 or self.status == 507
+
+    @property
+    def timestamp(self) -> Timestamp:
+        for key in ("x-backend-timestamp", "x-backend-put-timestamp", "x-timestamp"):
+            try:
+                return Timestamp.parse(self.headers.get(key))
+            except InvalidTimestamp:
+                continue
+        return Timestamp(0)
+
+
+class BodyError(Exception):
+    """A node's body broke off, came up short or failed its MD5."""
+
+
+class StreamedResponse:
+    """A node's answer whose body streams to the client; returns the connection at the end."""
+
+    def __init__(self, pool: ConnectionPool, conn: NodeConnection,
+                 response: http.client.HTTPResponse, node: dict):
+        self.pool, self.conn, self.response, self.node = pool, conn, response, node
+        self.status = response.status
+        self.headers = lower_headers(response)
+        length = self.headers.get("content-length", "")
+        self.expected = int(length) if length.isdigit() else None
+        self.received = 0
+        self.complete = False
+        whole = self.status == 200 and "content-range" not in self.headers
+        # A node that checks the MD5 itself as it sends (and cuts the body short on a
+        # mismatch) says so: hashing again here cost 95 ms of proxy CPU per 64 MiB GET.
+        checked = self.headers.get("x-backend-body-verified") == "md5"
+        self.md5 = hashlib.md5(usedforsecurity=False) \
+            if whole and "etag" in self.headers and not checked else None
+        self.first = self.read_chunk()  # raises BodyError: the caller tries another node
+
+    def read_chunk(self) -> bytes:
+        """The next chunk, b"" after the end; checks length and MD5 on reaching the end."""
+        if self.complete:
+            return b""
+        want = STREAM_CHUNK if self.expected is None else min(STREAM_CHUNK,
+                                                              self.expected - self.received)
+        try:
+            chunk = self.response.read(want)
+        except (OSError, http.client.HTTPException) as exc:
+            if is_node_error(exc):
+                self.pool.error(self.node["ip"], self.node["port"])
+            raise BodyError(f"{self.where}: body broke off: {exc!r}") from exc
+        self.received += len(chunk)
+        if self.md5 is not None:
+            self.md5.update(chunk)
+        # A buffered read returns less than asked only at the end of the stream.
+        if not chunk or self.received == self.expected or (
+                self.expected is not None and len(chunk) < want):
+            self.complete = True
+            if self.expected is not None and self.received < self.expected:
+                raise BodyError(f"{self.where}: body ended at {self.received} of "
+                                f"{self.expected} bytes")
+            if self.md5 is not None and self.md5.hexdigest() != self.headers["etag"].strip('"'):
+                raise BodyError(f"{self.where}: body does not match its ETag (corrupt)")
+        return chunk
+
+    @property
+    def where(self) -> str:
+        return f"{self.node['ip']}:{self.node['port']}/{self.node['device']}"
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            chunk = self.first
+            while chunk:
+                following = self.read_chunk()  # read ahead: the last chunk waits for the MD5
+                yield chunk
+                chunk = following
+        except BodyError as exc:
+            log.error("cutting the client off: %s", exc)
+            raise
+        finally:
+            self.close()
+
+    def read_all(self) -> bytes:
+        return b"".join(self)
+
+    def close(self) -> None:
+        """Called by the WSGI server when the client is done (or gone)."""
+        if self.conn is not None:
+            self.pool.release(self.conn, self.response)
+            self.conn = None
+
+    @property
+    def timestamp(self) -> Timestamp:
+        return NodeResponse(self.node, self.status, self.headers).timestamp
+
+
+def quorum_size(replicas: int) -> int:
+    return replicas // 2 + 1
+
+
+def best_status(responses: list[NodeResponse], replicas: int) -> int:
+    """Swift's answer for a set of replica answers: the status class a quorum agrees on."""
+    quorum = quorum_size(replicas)
+    for low in (200, 400, 300):
+        matching = [r.status for r in responses if low <= r.status < low + 100]
+        if len(matching) >= quorum:
+            return max(set(matching), key=matching.count)
+    return FAILED
+
+
+def host(node: dict) -> tuple[str, int]:
+    return node["ip"], node["port"]
+
+
+class Spares:
+    """Per request: who else to ask. Handoffs on hosts not yet failed in this request, then
+    (``forcing``) the nodes skipped as error-limited."""
+
+    def __init__(self, handoffs: Iterator[dict]):
+        self.handoffs = handoffs
+        self.limited: list[dict] = []
+        self.dead: set[tuple[str, int]] = set()
+        self.forcing = False
+
+    def next(self) -> dict | None:
+        for node in self.handoffs:
+            if host(node) not in self.dead:
+                return node
+        self.forcing = True
+        while self.limited:
+            node = self.limited.pop(0)
+            if host(node) not in self.dead:
+                return node
+        return None
+
+
+class Replicas:
+    """One ring's placement plus the pool: the proxy's view of a kind of data."""
+
+    def __init__(self, kind: str, ring, pool: ConnectionPool):
+        self.kind = kind
+        self.ring = ring
+        self.pool = pool
+
+    @property
+    def replica_count(self) -> int:
+        return int(self.ring.replica_count)
+
+    def nodes(self, account: str, container: str | None = None,
+              obj: str | None = None) -> tuple[int, list[dict]]:
+        return self.ring.get_nodes(account, container, obj)
+
+    def path(self, node: dict, part: int, names: tuple) -> str:
+        return backend_path(self.kind, node, part, *names)
+
+    def open(self, node: dict, method: str, path: str, headers: dict[str, str],
+             chunked: bool = False, spares: Spares | None = None) -> NodeConnection | None:
+        """Connects and sends the request line and headers; None if the node is unreachable
+        (noted in ``spares``: as dead, or as error-limited and so left for last)."""
+        try:
+            conn, _ = self.pool.acquire(node["ip"], node["port"],
+                                        force=spares is not None and spares.forcing)
+            conn.putrequest(method, path, skip_accept_encoding=True)
+            for key, value in headers.items():
+                conn.putheader(key, value)
+            if chunked:
+                conn.putheader("Transfer-Encoding", "chunked")
+            conn.endheaders()
+            return conn
+        except ErrorLimited:
+            if spares is not None:
+                spares.limited.append(node)
+            return None
+        except (OSError, http.client.HTTPException) as exc:
+            if spares is not None:
+                spares.dead.add(host(node))
+            log.warning("%s %s: %s:%s unreachable: %r", method, path, node["ip"], node["port"], exc)
+            return None
+
+    def finish(self, node: dict, conn: NodeConnection | None,
+               deadline: float | None = None) -> NodeResponse:
+        """Reads a write's answer; ``deadline`` (monotonic) caps the wait instead of the node
+        timeout, so replicas sent at once time out together, not one after the other."""
+        if conn is None:
+            return NodeResponse(node, FAILED, {})
+        try:
+            if deadline is not None:
+                conn.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            response = conn.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            return self.failed(node, conn, exc)
+        if deadline is not None and conn.sock is not None:
+            conn.sock.settimeout(self.pool.node_timeout)
+        self.pool.release(conn, response)
+        return NodeResponse(node, response.status, lower_headers(response), body)
+
+    def failed(self, node: dict, conn: NodeConnection, exc: BaseException) -> NodeResponse:
+        """Drops the connection; a timeout or refusal counts toward error-limiting the node."""
+        conn.close()
+        log.warning("%s:%s failed: %r", node["ip"], node["port"], exc)
+        if is_node_error(exc):
+            self.pool.error(node["ip"], node["port"])
+            return NodeResponse(node, FAILED, {}, unreachable=True)
+        return NodeResponse(node, FAILED, {})
+
+    def write(self, part: int, primaries: list[dict], method: str, names: tuple,
+              headers_for, body: Iterable[bytes] | bytes = b"",
+              content_length: int | None = 0) -> list[NodeResponse]:
+        """Sends one write to every primary, replacing failed ones with handoffs.
+
+        ``headers_for(node, index)`` gives each node's headers (the replica index picks the
+        listing replica it updates). ``body`` is bytes or an iterable of chunks; with
+        ``content_length`` None it goes chunked.
+        """
+        spares = Spares(self.ring.handoff_nodes(part))
+        chunked = content_length is None
+
+        def connect(node: dict, index: int) -> NodeConnection | None:
+            return self.open(node, method, self.path(node, part, names),
+                             headers_for(node, index), chunked, spares)
+
+        targets: list[tuple[dict, int, NodeConnection | None]] = []
+        for index, node in enumerate(primaries):
+            conn = connect(node, index)
+            while conn is None:
+                node = spares.next()
+                if node is None:
+                    break
+                conn = connect(node, index)
+            targets.append((node, index, conn))
+        replay: list[bytes] | None = []
+        replay_size = 0
+        chunks = [body] if isinstance(body, bytes) else body
+        try:
+            for chunk in chunks:
+                if not chunk:
+                    continue
+                if replay is not None:
+                    replay.append(chunk)
+                    replay_size += len(chunk)
+                    if replay_size > REPLAY_LIMIT:
+                        replay = None
+                targets = [(n, i, self.send(c, chunk, chunked)) for n, i, c in targets]
+        except BaseException:
+            # The client's body failed: the nodes must see the connection end, not commit.
+            for _, _, conn in targets:
+                if conn is not None:
+                    conn.close()
+            raise
+        if chunked:
+            targets = [(n, i, self.send(c, b"", True)) for n, i, c in targets]
+        responses = []
+        deadline = time.monotonic() + self.pool.node_timeout
+        for node, index, conn in targets:
+            if conn is not None and host(node) in spares.dead:
+                conn.close()  # its host just timed out on another replica of this write
+                conn = None
+            response = self.finish(node, conn, deadline)
+            while response.failed and replay is not None:
+                if response.unreachable:
+                    spares.dead.add(host(node))
+                node = spares.next()
+                if node is None:
+                    break
+                conn = connect(node, index)
+                for chunk in replay:
+                    conn = self.send(conn, chunk, chunked)
+                if chunked:
+                    conn = self.send(conn, b"", True)
+                response = self.finish(node, conn)
+            responses.append(response)
+        return responses
+
+    def send(self, conn: NodeConnection | None, chunk: bytes, chunked: bool):
+        """Sends one chunk (an empty one ends a chunked body); a node that fails is dropped."""
+        if conn is None:
+            return None
+        try:
+            if chunked:
+                conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            else:
+                conn.send(chunk)
+            return conn
+        except OSError as exc:
+            log.warning("sending to %s:%s failed: %r", conn.host, conn.port, exc)
+            conn.close()
+            return None
+
+    def read_nodes(self, part: int, primaries: list[dict]) -> Iterator[dict]:
+        """Primaries in random order (spreads reads), then handoffs."""
+        shuffled = random.sample(primaries, len(primaries))
+        yield from shuffled
+        yield from self.ring.handoff_nodes(part)
+
+    def read(self, method: str, names: tuple, headers: dict[str, str], *,
+             newest: bool = False, query: str = "") -> StreamedResponse | NodeResponse:
+        """The first good answer (or with ``newest``, the newest of all primaries')."""
+        part, primaries = self.nodes(*names)
+        spares = Spares(iter(()))
+        failures = 0
+        last: StreamedResponse | NodeResponse | None = None
+        candidates: list[StreamedResponse | NodeResponse] = []
+
+        def nodes() -> Iterator[dict]:
+            for tried, node in enumerate(self.read_nodes(part, primaries)):
+                if tried >= len(primaries) and (failures == 0 or tried >= 2 * len(primaries)):
+                    break
+                if host(node) not in spares.dead:
+                    yield node
+            yield from iter(spares.next, None)  # the error-limited, as a last resort
+
+        for node in nodes():
+            path = self.path(node, part, names) + (f"?{query}" if query else "")
+            answer = self.request_streamed(node, method, path, headers, spares)
+            if answer.status >= 500 or answer.status == 507:
+                failures += 1
+                continue
+            if answer.status == 404:
+                if last is None or answer.timestamp > last.timestamp:
+                    last = answer
+                continue
+            if not newest:
+                return answer
+            candidates.append(answer)
+        if candidates:
+            best = max(candidates, key=lambda a: a.timestamp)
+            for other in candidates:
+                if other is not best and isinstance(other, StreamedResponse):
+                    other.close()
+            return best
+        return last or NodeResponse({}, FAILED, {})
+
+    def request_streamed(self, node, method, path, headers,
+                         spares: Spares) -> StreamedResponse | NodeResponse:
+        """A request whose 2xx body is left unread for streaming; other answers read whole."""
+        conn = self.open(node, method, path, headers, spares=spares)
+        if conn is None:
+            return NodeResponse(node, FAILED, {})
+        try:
+            response = conn.getresponse()
+            if response.status // 100 == 2 and method == "GET":
+                return StreamedResponse(self.pool, conn, response, node)
+            body = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            answer = self.failed(node, conn, exc)
+            if answer.unreachable:
+                spares.dead.add(host(node))
+            return answer
+        except BodyError as exc:
+            conn.close()
+            log.warning("%s %s: %s; trying another node", method, path, exc)
+            return NodeResponse(node, FAILED, {})
+        self.pool.release(conn, response)
+        return NodeResponse(node, response.status, lower_headers(response), body)
+
+
+def lower_headers(response: http.client.HTTPResponse) -> dict[str, str]:
+    return {k.lower(): v for k, v in response.getheaders()}

@@ -1,0 +1,149 @@
+"""``soko bench backup``: the backup engine against a real object store's Swift API.
+
+A scratch volume file of random data is backed up in full, 1 % of it (64 KiB blocks at
+random offsets) is rewritten and backed up incrementally, and the full backup is restored;
+then a copy of the volume as it was at the full backup is backed up as a new full one
+(deduplication: nothing new to send), and a mostly-zero volume (storage ratio). Everything goes into a fresh container that is removed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import click
+
+from soko.block.backups import codec, engine
+from soko.block.backups.manifest import Manifest
+from soko.block.backups.store import SwiftStore
+from soko.common.cli.output import emit_rows
+from soko.tools.bench.object import authenticate
+
+MiB = 1 << 20
+
+
+def fill(path: Path, size: int, rng: random.Random, data_fraction: float = 1.0) -> None:
+    """``size`` bytes: random data in the first ``data_fraction``, holes after."""
+    with open(path, "wb") as f:
+        f.truncate(size)
+        for offset in range(0, int(size * data_fraction), 4 * MiB):
+            f.write(rng.randbytes(min(4 * MiB, size - offset)))
+        os.fsync(f.fileno())
+
+
+def change_one_percent(path: Path, size: int, rng: random.Random) -> None:
+    block = engine.BLOCK_SIZE
+    with open(path, "r+b") as f:
+        for index in rng.sample(range(size // block), size // 100 // block):
+            f.seek(index * block)
+            f.write(rng.randbytes(block))
+        os.fsync(f.fileno())
+
+
+def timed_backup(store, path: Path, backup_id: str, parent, settings) -> tuple[Manifest, dict]:
+    manifest, stats = engine.backup(str(path), path.stat().st_size, store, backup_id=backup_id,
+                                    volume_id="bench", parent=parent, settings=settings,
+                                    progress=lambda fraction: None)
+    return manifest, stats.as_dict()
+
+
+def run(store: SwiftStore, workdir: Path, size: int, settings: engine.Settings) -> dict:
+    rng = random.Random(7)
+    volume, copy, sparse = workdir / "volume", workdir / "copy", workdir / "sparse"
+    fill(volume, size, rng)
+    subprocess.run(["cp", "--reflink=auto", "--sparse=always", str(volume), str(copy)],
+                   check=True)
+    full, full_stats = timed_backup(store, volume, "full", None, settings)
+    change_one_percent(volume, size, rng)
+    parent = engine.Parent(full, engine.load_block_map(store, full))
+    _, incr_stats = timed_backup(store, volume, "incr", parent, settings)
+    restored = workdir / "restored"
+    restored.write_bytes(b"")
+    os.truncate(restored, size)
+    started = time.monotonic()
+    engine.restore(full, store, str(restored), settings=settings, progress=lambda f: None)
+    restore_seconds = time.monotonic() - started
+    restored.unlink()
+    volume.unlink()
+    _, dedup_stats = timed_backup(store, copy, "copy", None, settings)
+    copy.unlink()
+    fill(sparse, size, rng, data_fraction=0.01)
+    _, zero_stats = timed_backup(store, sparse, "sparse", None, settings)
+    stored = full_stats["bytes_uploaded"] + dedup_stats["bytes_uploaded"]
+    return {
+        "size_bytes": size, "chunk_size": settings.chunk_size,
+        "compression": settings.compression, "workers": settings.workers,
+        "full": full_stats, "incremental": incr_stats, "restore_seconds": restore_seconds,
+        "dedup_copy": dedup_stats, "mostly_zero": zero_stats,
+        "dedup_ratio": 2 * size / stored,
+        "zero_volume_storage_ratio": zero_stats["bytes_uploaded"] / size,
+    }
+
+
+def clear(store: SwiftStore) -> None:
+    for prefix in ("chunks/", "manifests/", "blockmaps/"):
+        for name in list(store.names(prefix)):
+            store.delete(name)
+    store.request("DELETE", ok=(204, 404))
+
+
+def rows(result: dict) -> list[dict]:
+    size = result["size_bytes"]
+    full, incr = result["full"], result["incremental"]
+
+    def mbps(seconds: float) -> str:
+        return f"{size / seconds / 1e6:.0f} MB/s"
+
+    return [
+        {"measure": "full backup", "value": f"{full['seconds']:.1f} s",
+         "throughput": mbps(full["seconds"]), "note": f"{full['bytes_uploaded'] / MiB:.0f} MiB sent"},
+        {"measure": "incremental (1 % changed)", "value": f"{incr['seconds']:.1f} s",
+         "throughput": mbps(incr["seconds"]),
+         "note": f"{incr['seconds'] / full['seconds']:.1%} of the full's time; read "
+                 f"{incr['bytes_read'] / size:.0%}, sent {incr['bytes_uploaded'] / MiB:.1f} MiB"},
+        {"measure": "restore (full)", "value": f"{result['restore_seconds']:.1f} s",
+         "throughput": mbps(result["restore_seconds"]), "note": "digest-verified"},
+        {"measure": "dedup (identical copy)", "value": f"{result['dedup_ratio']:.2f}x",
+         "throughput": mbps(result["dedup_copy"]["seconds"]),
+         "note": f"copy sent {result['dedup_copy']['bytes_uploaded'] / MiB:.1f} MiB"},
+        {"measure": "mostly-zero volume (1 % data)",
+         "value": f"{result['zero_volume_storage_ratio']:.2%} stored",
+         "throughput": mbps(result["mostly_zero"]["seconds"]),
+         "note": f"{result['mostly_zero']['bytes_uploaded'] / MiB:.1f} MiB sent"},
+    ]
+
+
+@click.command("backup")
+@click.option("--auth", required=True, help="Auth v1.0 URL, e.g. http://127.0.0.1:8080/auth/v1.0")
+@click.option("--user", required=True, help="<project>:<user>")
+@click.option("--key", required=True)
+@click.option("--size-mb", default=1024, show_default=True, help="Volume size.")
+@click.option("--chunk-mb", default=4, show_default=True)
+@click.option("--compression", type=click.Choice(["auto", *codec.CODECS]), default="auto",
+              show_default=True)
+@click.option("--workers", default=4, show_default=True, help="Concurrent chunk requests.")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
+              default="/var/tmp", show_default=True, help="Where the scratch volume lives.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the results here.")
+def bench_backup(auth, user, key, size_mb, chunk_mb, compression, workers, workdir,
+                 json_path) -> None:
+    """Full and 1 % incremental backup MB/s, restore, dedup and zero-volume ratios."""
+    storage_url, token = authenticate(auth, user, key)
+    settings = engine.Settings(chunk_size=chunk_mb * MiB, compression=codec.resolve(compression),
+                               workers=workers)
+    store = SwiftStore(storage_url, token, f"volumebackups-bench-{uuid.uuid4().hex[:8]}")
+    try:
+        with tempfile.TemporaryDirectory(prefix="soko-bench-backup-", dir=workdir) as tmp:
+            result = run(store, Path(tmp), size_mb * MiB, settings)
+    finally:
+        clear(store)
+    emit_rows(rows(result), ["measure", "value", "throughput", "note"], "table")
+    if json_path is not None:
+        json_path.write_text(json.dumps(result, indent=2))
