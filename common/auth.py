@@ -47,6 +47,13 @@ class TokenValidator(Protocol):
         """Returns who the token speaks for; raises ``Unauthorized`` with the reason."""
 
 
+def require_role(auth: AuthContext, role: str, what: str) -> None:
+    """403 unless ``auth`` holds ``role`` or a higher one; also for per-action policies
+    that a route's method alone cannot express (block's ``local_attach_role``)."""
+    if not auth.has_role(role):
+        raise Forbidden(f"{what} needs the {role!r} role.")
+
+
 def required_role(resource: object, method: str) -> str:
     policy = getattr(resource, "policy", {})
     if method in policy:
@@ -75,6 +82,4 @@ class AuthMiddleware:
         project = params.get("project_id")
         if project is not None and project != auth.project_id and not auth.is_admin:
             raise Forbidden("This token is scoped to another project.")
-        role = required_role(resource, req.method)
-        if not auth.has_role(role):
-            raise Forbidden(f"{req.method} on this resource needs the {role!r} role.")
+        require_role(auth, required_role(resource, req.method), f"{req.method} on this resource")
