@@ -27,8 +27,11 @@ pytestmark = pytest.mark.privileged
 MiB = 1 << 20
 
 
+ADMIN = {"X-Auth-Token": "tok-admin"}  # local attach is admin-only by default
+
+
 def action(client, kind, ref, body):
-    return client.simulate_post(f"/v3/proj-a/{kind}/{ref}/action", headers=A, json=body)
+    return client.simulate_post(f"/v3/proj-a/{kind}/{ref}/action", headers=ADMIN, json=body)
 
 
 def local_attach(client, kind, ref) -> str:
@@ -201,7 +204,7 @@ def real_cli(real_block, real_manager, tmp_path):
         url = f"{base}/v3/proj-a"
 
         def invoke(*args: str) -> str:
-            result = CliRunner().invoke(volume, ["--os-url", url, "--os-token", "tok-a",
+            result = CliRunner().invoke(volume, ["--os-url", url, "--os-token", "tok-admin",
                                                  "--data-dir", str(tmp_path), *args])
             assert result.exit_code == 0, result.output
             return result.output
