@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import threading
 import time
 import uuid
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from soko.block.owner import current_owner
 from soko.common.db import session_scope
-from soko.common.errors import BadRequest, Conflict, NotFound, SokoError
+from soko.common.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, SokoError
 from soko.compute.clients import ImageClient, RemoteError, VolumeClient
 from soko.compute.drivers.base import (
     AgentUnavailable,
@@ -49,6 +50,7 @@ DEFAULT_FLAVORS = (  # Nova's ids and sizes; instances boot from volumes, so no 
     dict(id="2", name="m1.small", vcpus=1, ram=2048, disk=0),
 )
 OFF = (PowerState.SHUTOFF, PowerState.CRASHED, PowerState.SHUTDOWN)
+GiB = 1 << 30
 SPAWN_ATTEMPTS = 3
 
 
@@ -90,7 +92,19 @@ def remote_answer(exc: RemoteError, what: str) -> SokoError:
         return BadRequest(f"{what} could not be found: {exc.message}")
     if exc.status in (400, 403, 409):
         return (Conflict if exc.status == 409 else BadRequest)(f"{what}: {exc.message}")
-    return SokoError(f"{what}: {exc.message}") if exc.status < 500 else exc
+    return RemoteError(exc.status, f"{what}: {exc.message}") if exc.status < 500 else exc
+
+
+def check_boot_image(image: dict, volume_size: int) -> None:
+    """Nova's checks of a boot image, made before anything exists: it has data, and the
+    new volume holds it."""
+    if image.get("status") != "active":
+        raise BadRequest(f"Image {image['id']} is {image.get('status')}; only an active "
+                         "image can be booted from.")
+    needed = math.ceil((image.get("virtual_size") or 0) / GiB)
+    if volume_size < needed:
+        raise BadRequest(f"volume_size {volume_size} GiB is smaller than image {image['id']} "
+                         f"({image['virtual_size']} bytes): give at least {needed} GiB.")
 
 
 class ComputeManager:
@@ -181,9 +195,11 @@ class ComputeManager:
             if not self.settings.image_url:
                 raise BadRequest("this cloud has no image service: boot from a volume")
             try:
-                ImageClient(self.settings.image_url, caller.token).get(source.image_id)
+                image = ImageClient(self.settings.image_url, caller.token).get(source.image_id)
             except RemoteError as exc:
                 raise remote_answer(exc, f"Image {source.image_id}") from None
+            check_boot_image(image, source.volume_size)
+            self._check_volume_quota(caller, source.volume_size)
         instance = Instance(
             id=str(uuid.uuid4()), project_id=caller.project_id, user_id=caller.user_id,
             name=name, flavor_id=flavor.id, vcpus=flavor.vcpus, ram=flavor.ram,
@@ -197,6 +213,20 @@ class ComputeManager:
                                  delete_on_termination=source.delete_on_termination))
         self.background(lambda: self._build(caller, instance, source))
         return instance
+
+    def _check_volume_quota(self, caller: Caller, size: int) -> None:
+        """The project's block quotas, asked before anything exists, so a boot volume beyond
+        them is a 413 now rather than a server in ERROR later (block checks again when it
+        creates the volume)."""
+        try:
+            quota = self.volumes(caller).quota_usage()
+        except RemoteError as exc:
+            raise remote_answer(exc, "Block quotas") from None
+        for resource, wanted in (("volumes", 1), ("gigabytes", size)):
+            limit, used = quota[resource]["limit"], quota[resource]["in_use"]
+            if 0 <= limit < used + wanted:
+                raise PayloadTooLarge(f"the boot volume would exceed the project's {resource} "
+                                      f"quota: {used} of {limit} used, {wanted} more asked")
 
     def _build(self, caller: Caller, instance: Instance, source: BootSource) -> None:
         volumes = self.volumes(caller)

@@ -368,7 +368,8 @@ class IdentityManager:
                            password: object) -> User:
         """The user, if the password is right and the login name is not locked out."""
         login = user_name if user_name is not None else user_id
-        if not isinstance(login, str) or not login or len(login) > NAME_MAX:
+        if not isinstance(login, str) or len(login) > NAME_MAX or not NAME_PATTERN.match(login):
+            # No user can have this name (nor a lockout counter: NUL cannot be stored).
             raise Unauthorized("Name the user (by name or id) to log in.")
         if not isinstance(password, str) or not password:
             raise Unauthorized("A password is needed to log in.")
