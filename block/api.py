@@ -13,7 +13,7 @@ from soko.block import limits
 from soko.block.manager import VolumeManager
 from soko.block.models import LocalAttachment, Snapshot, Volume
 from soko.common.app import make_base_app
-from soko.common.auth import AuthMiddleware, TokenValidator, require_role
+from soko.common.auth import AuthMiddleware, TokenValidator, check_project_ref, require_role
 from soko.common.config import Config
 from soko.common.errors import BadRequest, Forbidden
 from soko.common.periodic import Periodic
@@ -341,6 +341,7 @@ class QuotaSets:
         resp.media = {"quota_set": {"id": target_id, **quota_set}}
 
     def on_put(self, req, resp, project_id: str, target_id: str) -> None:
+        check_project_ref(target_id)
         spec = body_of(req, "quota_set")
         values = {}
         for name, value in spec.items():

@@ -145,6 +145,12 @@ def seed(cloud: Cloud) -> None:
             flavor_id="1", vcpus=1, ram=512, vm_state="active", power_state="running",
             metadata={}))
     cloud.ids["unknown"] = str(uuid.uuid4())
+    admin = {"X-Auth-Token": cloud.identity_token}
+    identity = cloud.clients["identity"]
+    cloud.ids["project"] = identity.simulate_get("/v3/projects", params={"name": "alpha"},
+                                                 headers=admin).json["projects"][0]["id"]
+    cloud.ids["user"] = identity.simulate_get("/v3/users", params={"name": "ops"},
+                                              headers=admin).json["users"][0]["id"]
 
 
 @contextlib.contextmanager
