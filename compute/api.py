@@ -116,17 +116,17 @@ def boot_source(spec: dict) -> BootSource:
     mapping = boot[0]
     if mapping.get("destination_type", "volume") != "volume":
         raise BadRequest("destination_type must be volume (there are no local disks)")
-    ref = check_id(mapping.get("uuid"), "block_device_mapping_v2 uuid")
     delete = mapping.get("delete_on_termination", False)
     if not isinstance(delete, bool):
         raise BadRequest("delete_on_termination must be true or false")
     source_type = mapping.get("source_type")
+    if source_type not in ("volume", "image"):
+        raise BadRequest("source_type must be volume or image")
+    ref = check_id(mapping.get("uuid"), "block_device_mapping_v2 uuid")
     if source_type == "volume":
         return BootSource(volume_id=ref, delete_on_termination=delete)
-    if source_type == "image":
-        size = check_whole(mapping.get("volume_size"), "volume_size (GiB)", minimum=1)
-        return BootSource(image_id=ref, volume_size=size, delete_on_termination=delete)
-    raise BadRequest("source_type must be volume or image")
+    size = check_whole(mapping.get("volume_size"), "volume_size (GiB)", minimum=1)
+    return BootSource(image_id=ref, volume_size=size, delete_on_termination=delete)
 
 
 class Flavors:
