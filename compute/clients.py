@@ -9,12 +9,15 @@ one, whoever passed it.
 
 from __future__ import annotations
 
+import math
 import time
 
 import requests
 
-from soko.common.errors import SokoError
+from soko.common.errors import BadRequest, Conflict, SokoError
 from soko.common.validation import check_id
+
+GiB = 1 << 30
 
 
 class RemoteError(SokoError):
@@ -23,6 +26,28 @@ class RemoteError(SokoError):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
+
+
+def remote_answer(exc: RemoteError, what: str) -> SokoError:
+    """A block/image refusal as this API's answer: what the user named does not exist or
+    cannot be used (400/409), or the other service failed (its status)."""
+    if exc.status == 404:
+        return BadRequest(f"{what} could not be found: {exc.message}")
+    if exc.status in (400, 403, 409):
+        return (Conflict if exc.status == 409 else BadRequest)(f"{what}: {exc.message}")
+    return RemoteError(exc.status, f"{what}: {exc.message}") if exc.status < 500 else exc
+
+
+def check_boot_image(image: dict, volume_size: int) -> None:
+    """Nova's checks of a boot image, made before anything exists: it has data, and the
+    new volume holds it."""
+    if image.get("status") != "active":
+        raise BadRequest(f"Image {image['id']} is {image.get('status')}; only an active "
+                         "image can be booted from.")
+    needed = math.ceil((image.get("virtual_size") or 0) / GiB)
+    if volume_size < needed:
+        raise BadRequest(f"volume_size {volume_size} GiB is smaller than image {image['id']} "
+                         f"({image['virtual_size']} bytes): give at least {needed} GiB.")
 
 
 class ServiceClient:

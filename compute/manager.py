@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import math
 import threading
 import time
 import uuid
@@ -29,8 +28,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from soko.block.owner import current_owner
 from soko.common.db import session_scope
-from soko.common.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, SokoError
-from soko.compute.clients import ImageClient, RemoteError, VolumeClient
+from soko.common.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from soko.compute.clients import (
+    ImageClient,
+    RemoteError,
+    VolumeClient,
+    check_boot_image,
+    remote_answer,
+)
 from soko.compute.drivers.base import (
     AgentUnavailable,
     Hypervisor,
@@ -50,7 +55,6 @@ DEFAULT_FLAVORS = (  # Nova's ids and sizes; instances boot from volumes, so no 
     dict(id="2", name="m1.small", vcpus=1, ram=2048, disk=0),
 )
 OFF = (PowerState.SHUTOFF, PowerState.CRASHED, PowerState.SHUTDOWN)
-GiB = 1 << 30
 SPAWN_ATTEMPTS = 3
 
 
@@ -83,28 +87,6 @@ class Settings:
     stop_timeout: float = 60.0
     freeze_max_seconds: float = 10.0
     volume_timeout: float = 600.0
-
-
-def remote_answer(exc: RemoteError, what: str) -> SokoError:
-    """A block/image refusal as this API's answer: what the user named does not exist or
-    cannot be used (400/409), or the other service failed (its status)."""
-    if exc.status == 404:
-        return BadRequest(f"{what} could not be found: {exc.message}")
-    if exc.status in (400, 403, 409):
-        return (Conflict if exc.status == 409 else BadRequest)(f"{what}: {exc.message}")
-    return RemoteError(exc.status, f"{what}: {exc.message}") if exc.status < 500 else exc
-
-
-def check_boot_image(image: dict, volume_size: int) -> None:
-    """Nova's checks of a boot image, made before anything exists: it has data, and the
-    new volume holds it."""
-    if image.get("status") != "active":
-        raise BadRequest(f"Image {image['id']} is {image.get('status')}; only an active "
-                         "image can be booted from.")
-    needed = math.ceil((image.get("virtual_size") or 0) / GiB)
-    if volume_size < needed:
-        raise BadRequest(f"volume_size {volume_size} GiB is smaller than image {image['id']} "
-                         f"({image['virtual_size']} bytes): give at least {needed} GiB.")
 
 
 class ComputeManager:
