@@ -13,10 +13,11 @@ from soko.block import limits
 from soko.block.manager import VolumeManager
 from soko.block.models import LocalAttachment, Snapshot, Volume
 from soko.common.app import make_base_app
-from soko.common.auth import AuthMiddleware, TokenValidator
+from soko.common.auth import AuthMiddleware, TokenValidator, check_project_ref, require_role
 from soko.common.config import Config
 from soko.common.errors import BadRequest, Forbidden
 from soko.common.periodic import Periodic
+from soko.common.validation import check_id, check_whole, one_action
 
 LIST_LIMIT_MAX = 1000
 
@@ -173,8 +174,8 @@ class Volumes:
             description=limits.check_text(spec.get("description"), "description",
                                           limits.DESCRIPTION_MAX),
             metadata=limits.check_metadata(spec.get("metadata")),
-            source_volid=limits.check_text(spec.get("source_volid"), "source_volid", 36),
-            snapshot_id=limits.check_text(spec.get("snapshot_id"), "snapshot_id", 36),
+            source_volid=check_id(spec.get("source_volid"), "source_volid", required=False),
+            snapshot_id=check_id(spec.get("snapshot_id"), "snapshot_id", required=False),
         )
         resp.status = falcon.HTTP_202
         resp.media = {"volume": volume_detail(req, volume)}
@@ -222,30 +223,33 @@ def connector_initiator(args) -> str:
     return limits.check_iqn(connector.get("initiator"))
 
 
+def check_local_attach(req: falcon.Request, role: str) -> None:
+    """The ``local_attach_role`` policy: loop devices on the storage host are for admins
+    unless the operator lets members make them."""
+    require_role(req.context.auth, role, "os-local_attach and os-local_detach")
+
+
 class VolumeAction:
     """``POST .../volumes/{id}/action`` with one of Cinder's action bodies."""
 
     ACTIONS = ("os-extend", "os-attach", "os-initialize_connection", "os-detach",
                "os-terminate_connection", "os-local_attach", "os-local_detach")
 
-    def __init__(self, manager: VolumeManager):
+    def __init__(self, manager: VolumeManager, local_attach_role: str = "admin"):
         self.manager = manager
+        self.local_attach_role = local_attach_role
 
     def on_post(self, req, resp, project_id: str, volume_id: str) -> None:
-        body = req.get_media()
-        names = [k for k in body if k in self.ACTIONS] if isinstance(body, dict) else []
-        if len(names) != 1 or len(body) != 1:
-            raise BadRequest(f"the body must hold exactly one action of: {', '.join(self.ACTIONS)}")
-        action, args = names[0], body[names[0]]
+        action, args = one_action(req, self.ACTIONS)
+        if action in ("os-local_attach", "os-local_detach"):
+            check_local_attach(req, self.local_attach_role)
         if action == "os-extend":
-            if not isinstance(args, dict):
-                raise BadRequest('os-extend needs {"new_size": GiB}')
             new_size = limits.check_size(args.get("new_size"), "new_size")
             self.manager.extend(project_id, volume_id, new_size)
             resp.status = falcon.HTTP_202
         elif action in ("os-attach", "os-initialize_connection"):
             initiator = connector_initiator(args)  # checks that args is an object
-            server_id = limits.check_text(args.get("instance_uuid"), "instance_uuid", 36)
+            server_id = check_id(args.get("instance_uuid"), "instance_uuid", required=False)
             connection = self.manager.attach(project_id, volume_id, initiator,
                                              server_id=server_id)
             resp.media = {"connection_info": connection.as_cinder()}
@@ -281,9 +285,7 @@ class Snapshots:
         if self.detail:
             raise falcon.HTTPMethodNotAllowed(["GET"])
         spec = body_of(req, "snapshot")
-        volume_id = limits.check_text(spec.get("volume_id"), "volume_id", 36)
-        if not volume_id:
-            raise BadRequest("snapshot.volume_id is required")
+        volume_id = check_id(spec.get("volume_id"), "snapshot.volume_id")
         snapshot = self.snapshots.create(
             project_id=project_id,
             user_id=req.context.auth.user_id,
@@ -304,16 +306,14 @@ class SnapshotAction:
     """``POST .../snapshots/{id}/action``: ``os-local_attach`` (read-only) or
     ``os-local_detach``, on the storage host."""
 
-    def __init__(self, manager: VolumeManager):
+    def __init__(self, manager: VolumeManager, local_attach_role: str = "admin"):
         self.local = manager.local
+        self.local_attach_role = local_attach_role
 
     def on_post(self, req, resp, project_id: str, snapshot_id: str) -> None:
-        body = req.get_media()
-        if not isinstance(body, dict) or list(body) not in (["os-local_attach"],
-                                                            ["os-local_detach"]):
-            raise BadRequest("the body must hold exactly one action of: os-local_attach, "
-                             "os-local_detach")
-        if "os-local_attach" in body:
+        action, _ = one_action(req, ("os-local_attach", "os-local_detach"))
+        check_local_attach(req, self.local_attach_role)
+        if action == "os-local_attach":
             row = self.local.attach_snapshot(project_id, snapshot_id)
             resp.media = {"local_attachment": local_attachment(row)}
         else:
@@ -341,14 +341,13 @@ class QuotaSets:
         resp.media = {"quota_set": {"id": target_id, **quota_set}}
 
     def on_put(self, req, resp, project_id: str, target_id: str) -> None:
+        check_project_ref(target_id)
         spec = body_of(req, "quota_set")
         values = {}
         for name, value in spec.items():
             if name not in self.RESOURCES:
                 raise BadRequest(f"unknown quota {name!r} (known: {', '.join(self.RESOURCES)})")
-            if isinstance(value, bool) or not isinstance(value, int) or value < -1:
-                raise BadRequest(f"quota {name} must be a whole number >= -1 (unlimited)")
-            values[name] = value
+            values[name] = check_whole(value, f"quota {name} (-1: unlimited)", minimum=-1)
         self.manager.set_quota(target_id, values)
         self.on_get(req, resp, project_id, target_id)
 
@@ -383,7 +382,8 @@ def make_app(config: Config, *, validator: TokenValidator | None = None,
     prefix = "/v3/{project_id}"
     from soko.block.images import image_resources
 
-    volumes, actions = image_resources(manager, config)  # imageRef, os-volume_upload_image
+    local_attach_role = config.section("block").local_attach_role
+    volumes, actions = image_resources(manager, config, local_attach_role)
     app.add_route(f"{prefix}/volumes", volumes)
     app.add_route(f"{prefix}/volumes/detail", Volumes(manager, detail=True))
     app.add_route(f"{prefix}/volumes/{{volume_id}}",
@@ -393,7 +393,7 @@ def make_app(config: Config, *, validator: TokenValidator | None = None,
     app.add_route(f"{prefix}/snapshots/detail", Snapshots(manager, detail=True))
     app.add_route(f"{prefix}/snapshots/{{snapshot_id}}",
                   ItemResource("snapshot", manager.snapshots, snapshot_detail))
-    app.add_route(f"{prefix}/snapshots/{{snapshot_id}}/action", SnapshotAction(manager))
+    app.add_route(f"{prefix}/snapshots/{{snapshot_id}}/action", SnapshotAction(manager, local_attach_role))
     app.add_route(f"{prefix}/os-quota-sets/{{target_id}}", QuotaSets(manager))
     from soko.block.backups import api as backup_api
     from soko.block.backups import wiring as backup_wiring

@@ -445,7 +445,8 @@ def local_target(client, ref: str | None, snapshot: str | None) -> str:
 @pass_client
 def local_attach(client, volume_ref, snapshot, fmt):
     """Map a volume (or --snapshot, read-only) to a loop device on the storage host and
-    print the device. Run on the host that holds the pool; local-detach undoes it."""
+    print the device. Run on the host that holds the pool; local-detach undoes it. Needs
+    an admin unless the service's [block] local_attach_role says otherwise."""
     info = client.call("POST", local_target(client, volume_ref, snapshot),
                        json={"os-local_attach": {}})["local_attachment"]
     if fmt == "json":

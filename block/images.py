@@ -34,6 +34,7 @@ from soko.block.api import VolumeAction, Volumes, body_of, check_bool, volume_de
 from soko.block.manager import GiB, VolumeManager
 from soko.common.config import Config
 from soko.common.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, SokoError
+from soko.common.validation import check_id, is_id, one_action
 
 log = logging.getLogger("soko.block.images")
 
@@ -80,21 +81,20 @@ class ImageAPI:
         return resp
 
     def get(self, token: str, image_id: str) -> dict:
-        return self.call("GET", f"/v2/images/{image_id}", token).json()
+        return self.call("GET", f"/v2/images/{check_id(image_id, 'image id')}", token).json()
 
     def find(self, token: str, ref: str) -> dict:
-        """An image by id, or by name when exactly one visible image has it (as the
-        openstack client resolves ``--image``)."""
-        try:
-            return self.get(token, ref)
-        except NotFound:
-            named = self.call("GET", "/v2/images", token, params={"name": ref}).json()["images"]
-            if len(named) == 1:
-                return named[0]
-            if named:
-                raise BadRequest(f"{len(named)} images are named {ref!r}; give the image's id")\
-                    from None
-            raise
+        """An image by id, or by name when exactly one visible image has it (as Cinder
+        resolves ``imageRef``); a name only ever travels as a query parameter."""
+        if is_id(ref):
+            with contextlib.suppress(NotFound):
+                return self.get(token, ref)
+        named = self.call("GET", "/v2/images", token, params={"name": ref}).json()["images"]
+        if len(named) == 1:
+            return named[0]
+        if named:
+            raise BadRequest(f"{len(named)} images are named {ref!r}; give the image's id")
+        raise NotFound(f"no image {ref!r}")
 
     def create(self, token: str, name: str, disk_format: str) -> dict:
         return self.call("POST", "/v2/images", token, json={
@@ -303,17 +303,18 @@ class ImageVolumes(Volumes):
 class ImageVolumeAction(VolumeAction):
     """Adds ``os-volume_upload_image`` to the volume actions."""
 
-    def __init__(self, manager: VolumeManager, volume_images: VolumeImages):
-        super().__init__(manager)
+    ACTIONS = (*VolumeAction.ACTIONS, "os-volume_upload_image")
+
+    def __init__(self, manager: VolumeManager, volume_images: VolumeImages,
+                 local_attach_role: str = "admin"):
+        super().__init__(manager, local_attach_role)
         self.volume_images = volume_images
 
     def on_post(self, req, resp, project_id: str, volume_id: str) -> None:
-        body = req.get_media()
-        if not (isinstance(body, dict) and list(body) == ["os-volume_upload_image"]):
+        action, args = one_action(req, self.ACTIONS)
+        if action != "os-volume_upload_image":
             return super().on_post(req, resp, project_id, volume_id)
-        args = body["os-volume_upload_image"]
-        if not isinstance(args, dict) or not isinstance(args.get("image_name"), str) \
-                or not args["image_name"]:
+        if not isinstance(args.get("image_name"), str) or not args["image_name"]:
             raise BadRequest('os-volume_upload_image needs {"image_name": "...", '
                              '"disk_format": "raw"|"qcow2"}')
         volume, image = self.volume_images.upload(
@@ -331,7 +332,9 @@ class ImageVolumeAction(VolumeAction):
             "display_description": volume.description, "volume_type": None}}
 
 
-def image_resources(manager: VolumeManager, config: Config) -> tuple[Volumes, VolumeAction]:
+def image_resources(manager: VolumeManager, config: Config,
+                    local_attach_role: str) -> tuple[Volumes, VolumeAction]:
     """The volume collection and action resources, image-aware."""
     volume_images = VolumeImages(manager, ImageAPI(image_endpoint(config)))
-    return ImageVolumes(manager, volume_images), ImageVolumeAction(manager, volume_images)
+    return (ImageVolumes(manager, volume_images),
+            ImageVolumeAction(manager, volume_images, local_attach_role))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from soko.common.errors import BadRequest
+from soko.common.validation import check_text, check_whole
 
 NAME_MAX = 255
 DESCRIPTION_MAX = 255
@@ -13,28 +14,16 @@ METADATA_KEY_MAX = 255
 METADATA_VALUE_MAX = 255
 METADATA_ITEMS_MAX = 128
 IQN_MAX = 223  # RFC 3720 §3.2.6.1
-# RFC 3720 iSCSI names: iqn.YYYY-MM.reversed.domain[:anything] or eui.<16 hex>.
-IQN_PATTERN = re.compile(r"^(iqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[^\s]+)?|eui\.[0-9A-Fa-f]{16})$")
+# RFC 3720/3721 iSCSI names: iqn.YYYY-MM.reversed.domain[:unique] (letters, digits and only
+# '-', '.' and ':' as RFC 3722's profile allows), eui.<16 hex> or naa.<16 or 32 hex>.
+IQN_PATTERN = re.compile(
+    r"^(iqn\.\d{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[a-z0-9.:-]+)?"
+    r"|eui\.[0-9a-f]{16}|naa\.([0-9a-f]{16}|[0-9a-f]{32}))$", re.IGNORECASE)
 
 
 def check_size(value, what: str = "size") -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadRequest(f"{what} must be a whole number of GiB, got {value!r}")
-    if value <= 0:
-        raise BadRequest(f"{what} must be at least 1 GiB, got {value}")
-    return value
-
-
-def check_text(value, what: str, maximum: int) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise BadRequest(f"{what} must be a string, got {type(value).__name__}")
-    if len(value) > maximum:
-        raise BadRequest(f"{what} is {len(value)} characters; the limit is {maximum}")
-    return value
+    """Whole GiB in the database's range; quota (413) and the pool (400) bound it further."""
+    return check_whole(value, f"{what} (GiB)", minimum=1)
 
 
 def check_metadata(value) -> dict[str, str]:
@@ -57,7 +46,8 @@ def check_iqn(value) -> str:
         raise BadRequest("connector.initiator must be the initiator's iSCSI name (iqn....)")
     if len(value) > IQN_MAX or not IQN_PATTERN.match(value):
         raise BadRequest(f"connector.initiator {value[:IQN_MAX]!r} is not an iSCSI name "
-                         "(iqn.YYYY-MM.domain[:id], at most 223 characters)")
+                         "(iqn.YYYY-MM.domain[:id], eui.<16 hex> or naa.<16|32 hex>, at most "
+                         "223 characters)")
     return value
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from soko.common.auth import ROLE_RANK
 from soko.common.config import ConfigError, ServerSection
 from soko.common.service import ServiceSpec
 
@@ -43,6 +44,10 @@ class BlockConfig(ServerSection):
     backup_chunk_size_mb: int = 4
     backup_compression: str = "auto"  # auto | zstd | zlib | none
     backup_workers: int = 4  # concurrent chunk uploads/downloads per job
+    # The least role for os-local_attach/os-local_detach (volumes and snapshots): they make
+    # loop devices on the storage host, so by default only admins may (a policy rule, as
+    # Cinder's); "member" lets every project member do it.
+    local_attach_role: str = "admin"
 
     def validate(self) -> None:
         super().validate()
@@ -71,6 +76,9 @@ class BlockConfig(ServerSection):
                               f"{self.backup_compression!r}")
         if not 1 <= self.backup_chunk_size_mb <= 64 or self.backup_workers < 1:
             raise ConfigError("backup_chunk_size_mb: must be 1..64, backup_workers: >= 1")
+        if self.local_attach_role not in ROLE_RANK:
+            raise ConfigError(f"local_attach_role: must be one of {', '.join(ROLE_RANK)}, got "
+                              f"{self.local_attach_role!r}")
         host, _, port = self.target_portal.rpartition(":")
         if not host or not port.isdigit():
             raise ConfigError(f"target_portal: must be host:port, got {self.target_portal!r}")

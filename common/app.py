@@ -3,7 +3,8 @@
 It gives each service the same edges: a transaction id on every response (taken from the
 caller when a soko service calls another, so one request can be followed end to end), an
 access log, JSON errors that never carry a traceback, domain errors mapped to HTTP once,
-and ``/healthcheck``. A service adds its routes and its auth middleware on top.
+JSON request bodies bounded in size and depth (``common/validation.py``), and
+``/healthcheck``. A service adds its routes and its auth middleware on top.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import falcon
 
 from soko.common.errors import SokoError
 from soko.common.log import current_trans_id
+from soko.common.validation import json_only_handlers
 
 access_log = logging.getLogger("soko.access")
 error_log = logging.getLogger("soko.error")
@@ -121,6 +123,7 @@ def make_base_app(middleware: Iterable[object] = ()) -> falcon.App:
     app = falcon.App(middleware=[RequestContext(), *middleware])
     app.req_options.auto_parse_qs_csv = False
     app.req_options.strip_url_path_trailing_slash = False
+    app.req_options.media_handlers = json_only_handlers()  # bounded size and depth
     app.set_error_serializer(serialize_http_error)
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(SokoError, handle_soko_error)

@@ -16,11 +16,14 @@ another project gets 403 and never a byte of data.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Protocol
 
-from soko.common.errors import Forbidden, Unauthorized
+from soko.common.errors import BadRequest, Forbidden, Unauthorized
 
 ROLE_RANK = {"reader": 1, "member": 2, "admin": 3}
+# What identity can hold as a project id or name (Keystone refers to projects by either).
+PROJECT_REF = re.compile(r"^[^\x00-\x1f\x7f:/]{1,64}$")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -45,6 +48,22 @@ class AuthContext:
 class TokenValidator(Protocol):
     def validate(self, token: str) -> AuthContext:
         """Returns who the token speaks for; raises ``Unauthorized`` with the reason."""
+
+
+def check_project_ref(value: str, what: str = "project") -> str:
+    """A project id or name as identity can hold one: no project has any other, so another
+    is a 400 before it reaches a database row or an account URL."""
+    if not PROJECT_REF.match(value):
+        raise BadRequest(f"{what} {value[:40]!r} is not a project id or name (1-64 "
+                         "characters, no control characters, ':' or '/')")
+    return value
+
+
+def require_role(auth: AuthContext, role: str, what: str) -> None:
+    """403 unless ``auth`` holds ``role`` or a higher one; also for per-action policies
+    that a route's method alone cannot express (block's ``local_attach_role``)."""
+    if not auth.has_role(role):
+        raise Forbidden(f"{what} needs the {role!r} role.")
 
 
 def required_role(resource: object, method: str) -> str:
@@ -73,8 +92,8 @@ class AuthMiddleware:
         auth = self.validator.validate(token)
         req.context.auth = auth
         project = params.get("project_id")
-        if project is not None and project != auth.project_id and not auth.is_admin:
-            raise Forbidden("This token is scoped to another project.")
-        role = required_role(resource, req.method)
-        if not auth.has_role(role):
-            raise Forbidden(f"{req.method} on this resource needs the {role!r} role.")
+        if project is not None and project != auth.project_id:
+            if not auth.is_admin:
+                raise Forbidden("This token is scoped to another project.")
+            check_project_ref(project)  # an admin may name any project, but only a project
+        require_role(auth, required_role(resource, req.method), f"{req.method} on this resource")

@@ -7,6 +7,8 @@ answers keep Nova's shapes, so novaclient/openstack-client habits carry over.
 
 from __future__ import annotations
 
+import re
+
 import falcon
 
 from soko.common.app import make_base_app
@@ -14,6 +16,7 @@ from soko.common.auth import AuthMiddleware, TokenValidator
 from soko.common.config import Config
 from soko.common.errors import BadRequest, Forbidden
 from soko.common.periodic import Periodic
+from soko.common.validation import check_id, check_text, check_whole, one_action
 from soko.compute.manager import BootSource, Caller, ComputeManager
 from soko.compute.models import NAME_MAX, Flavor, Instance
 
@@ -22,6 +25,8 @@ NOVA_POWER = {"nostate": 0, "running": 1, "paused": 3, "shutdown": 4, "shutoff":
               "crashed": 6, "suspended": 7}
 TASK_STATUS = {"rebooting": "REBOOT", "rebooting_hard": "HARD_REBOOT"}
 VM_STATUS = {"building": "BUILD", "active": "ACTIVE", "stopped": "SHUTOFF", "error": "ERROR"}
+FLAVOR_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,35}$")
+MAX_QUIESCE_SECONDS = 3600
 
 
 def iso(value) -> str | None:
@@ -41,18 +46,19 @@ def body_of(req: falcon.Request, key: str) -> dict:
 
 
 def text(value, what: str, *, required: bool = False, maximum: int = NAME_MAX) -> str | None:
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value.strip() or len(value) > maximum:
+    if value is not None and not (isinstance(value, str) and value.strip()):
         raise BadRequest(f"{what} must be a non-empty string of at most {maximum} characters")
-    return value
+    return check_text(value, what, maximum, required=required)
 
 
-def whole(value, what: str, minimum: int = 1) -> int:
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise BadRequest(f"{what} must be a whole number >= {minimum}")
+def flavor_id(value) -> str | None:
+    """Nova's flavor id rule, without the characters a URL path gives meaning to: a flavor
+    is reached at ``/flavors/{id}``, so ``../x`` would be created and then unreachable."""
+    if value is None:
+        return None
+    if not (isinstance(value, str) and FLAVOR_ID.match(value)):
+        raise BadRequest("id must be 1-36 letters, digits, '-', '_' or '.', not starting "
+                         "with '.'")
     return value
 
 
@@ -110,17 +116,17 @@ def boot_source(spec: dict) -> BootSource:
     mapping = boot[0]
     if mapping.get("destination_type", "volume") != "volume":
         raise BadRequest("destination_type must be volume (there are no local disks)")
-    ref = text(mapping.get("uuid"), "block_device_mapping_v2 uuid", required=True, maximum=64)
     delete = mapping.get("delete_on_termination", False)
     if not isinstance(delete, bool):
         raise BadRequest("delete_on_termination must be true or false")
     source_type = mapping.get("source_type")
+    if source_type not in ("volume", "image"):
+        raise BadRequest("source_type must be volume or image")
+    ref = check_id(mapping.get("uuid"), "block_device_mapping_v2 uuid")
     if source_type == "volume":
         return BootSource(volume_id=ref, delete_on_termination=delete)
-    if source_type == "image":
-        size = whole(mapping.get("volume_size"), "volume_size (GiB)")
-        return BootSource(image_id=ref, volume_size=size, delete_on_termination=delete)
-    raise BadRequest("source_type must be volume or image")
+    size = check_whole(mapping.get("volume_size"), "volume_size (GiB)", minimum=1)
+    return BootSource(image_id=ref, volume_size=size, delete_on_termination=delete)
 
 
 class Flavors:
@@ -139,9 +145,10 @@ class Flavors:
         spec = body_of(req, "flavor")
         flavor = self.manager.create_flavor(
             name=text(spec.get("name"), "name", required=True),
-            vcpus=whole(spec.get("vcpus"), "vcpus"), ram=whole(spec.get("ram"), "ram (MiB)", 16),
-            disk=whole(spec.get("disk", 0), "disk (GiB)", 0),
-            flavor_id=text(spec.get("id"), "id", maximum=36))
+            vcpus=check_whole(spec.get("vcpus"), "vcpus", minimum=1),
+            ram=check_whole(spec.get("ram"), "ram (MiB)", minimum=16),
+            disk=check_whole(spec.get("disk", 0), "disk (GiB)"),
+            flavor_id=flavor_id(spec.get("id")))
         resp.media = {"flavor": flavor_view(req, flavor)}
 
 
@@ -214,11 +221,7 @@ class ServerAction:
         self.manager = manager
 
     def on_post(self, req, resp, server_id: str) -> None:
-        body = req.get_media(default_when_empty=None)
-        if not isinstance(body, dict) or len(body) != 1 or next(iter(body)) not in self.ACTIONS:
-            raise BadRequest(f"the body must hold exactly one action of: {', '.join(self.ACTIONS)}")
-        action, args = next(iter(body.items()))
-        args = args if isinstance(args, dict) else {}
+        action, args = one_action(req, self.ACTIONS)
         caller = caller_of(req)
         resp.status = falcon.HTTP_202
         if action == "os-start":
@@ -232,7 +235,7 @@ class ServerAction:
             self.manager.reboot(caller, server_id, hard=kind == "HARD")
         elif action == "os-getConsoleOutput":
             length = args.get("length")
-            lines = None if length in (None, -1) else whole(length, "length")
+            lines = None if length in (None, -1) else check_whole(length, "length", minimum=1)
             resp.status = falcon.HTTP_200
             resp.media = {"output": self.manager.console_log(caller, server_id, lines)}
         elif action == "soko-quiesce":
@@ -242,11 +245,13 @@ class ServerAction:
                 raise BadRequest("mountpoints must be a list of absolute guest paths")
             max_seconds = args.get("max_seconds")
             if max_seconds is not None and (isinstance(max_seconds, bool) or not isinstance(
-                    max_seconds, (int, float)) or max_seconds <= 0):
-                raise BadRequest("max_seconds must be a positive number")
+                    max_seconds, (int, float)) or not 0 < max_seconds <= MAX_QUIESCE_SECONDS):
+                raise BadRequest(f"max_seconds must be a number of seconds in "
+                                 f"(0, {MAX_QUIESCE_SECONDS}]")
             resp.status = falcon.HTTP_200
             resp.media = {"quiesce": self.manager.quiesce(
-                caller, server_id, volume_id=text(args.get("volume_id"), "volume_id", maximum=36),
+                caller, server_id, volume_id=check_id(args.get("volume_id"), "volume_id",
+                                                      required=False),
                 mountpoints=mountpoints, max_seconds=max_seconds)}
         else:
             resp.status = falcon.HTTP_200
@@ -272,7 +277,7 @@ class VolumeAttachments:
 
     def on_post(self, req, resp, server_id: str) -> None:
         spec = body_of(req, "volumeAttachment")
-        volume_id = text(spec.get("volumeId"), "volumeId", required=True, maximum=36)
+        volume_id = check_id(spec.get("volumeId"), "volumeId")
         attachment = self.manager.attach_volume(caller_of(req), server_id, volume_id)
         resp.media = {"volumeAttachment": attachment_view(server_id, volume_id,
                                                           attachment.device)}

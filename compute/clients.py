@@ -3,16 +3,21 @@ Cinder and Glance): those services, not compute, decide what the user may see an
 
 Their errors come back as ``RemoteError`` carrying the remote status and message; the
 compute manager turns them into its own answers (an unknown volume is a bad request to
-``server create``, not a missing server).
+``server create``, not a missing server). Every id put into a URL here is checked to be
+one, whoever passed it.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 import requests
 
-from soko.common.errors import SokoError
+from soko.common.errors import BadRequest, Conflict, SokoError
+from soko.common.validation import check_id
+
+GiB = 1 << 30
 
 
 class RemoteError(SokoError):
@@ -21,6 +26,28 @@ class RemoteError(SokoError):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
+
+
+def remote_answer(exc: RemoteError, what: str) -> SokoError:
+    """A block/image refusal as this API's answer: what the user named does not exist or
+    cannot be used (400/409), or the other service failed (its status)."""
+    if exc.status == 404:
+        return BadRequest(f"{what} could not be found: {exc.message}")
+    if exc.status in (400, 403, 409):
+        return (Conflict if exc.status == 409 else BadRequest)(f"{what}: {exc.message}")
+    return RemoteError(exc.status, f"{what}: {exc.message}") if exc.status < 500 else exc
+
+
+def check_boot_image(image: dict, volume_size: int) -> None:
+    """Nova's checks of a boot image, made before anything exists: it has data, and the
+    new volume holds it."""
+    if image.get("status") != "active":
+        raise BadRequest(f"Image {image['id']} is {image.get('status')}; only an active "
+                         "image can be booted from.")
+    needed = math.ceil((image.get("virtual_size") or 0) / GiB)
+    if volume_size < needed:
+        raise BadRequest(f"volume_size {volume_size} GiB is smaller than image {image['id']} "
+                         f"({image['virtual_size']} bytes): give at least {needed} GiB.")
 
 
 class ServiceClient:
@@ -52,7 +79,7 @@ class ImageClient(ServiceClient):
     """The image API (Glance v2 shape) at ``<image_url>``."""
 
     def get(self, image_id: str) -> dict:
-        return self.call("GET", f"/v2/images/{image_id}")
+        return self.call("GET", f"/v2/images/{check_id(image_id, 'image id')}")
 
 
 class VolumeClient(ServiceClient):
@@ -60,9 +87,10 @@ class VolumeClient(ServiceClient):
 
     def __init__(self, block_url: str, project_id: str, token: str):
         super().__init__(f"{block_url.rstrip('/')}/v3/{project_id}", token)
+        self.project_id = project_id
 
     def get(self, volume_id: str) -> dict:
-        return self.call("GET", f"/volumes/{volume_id}")["volume"]
+        return self.call("GET", f"/volumes/{check_id(volume_id, 'volume id')}")["volume"]
 
     def create(self, size: int, *, name: str, image_ref: str | None = None) -> dict:
         spec = {"size": size, "name": name, **({"imageRef": image_ref} if image_ref else {})}
@@ -86,10 +114,19 @@ class VolumeClient(ServiceClient):
         """Exports the volume to this host for ``server_id``; returns the iSCSI connection
         data (portal, IQN, LUN, CHAP credentials)."""
         body = {"os-attach": {"connector": {"initiator": initiator}, "instance_uuid": server_id}}
-        return self.call("POST", f"/volumes/{volume_id}/action", json=body)["connection_info"]["data"]
+        return self.action(volume_id, body)["connection_info"]["data"]
 
     def detach(self, volume_id: str) -> None:
-        self.call("POST", f"/volumes/{volume_id}/action", json={"os-detach": {}})
+        self.action(volume_id, {"os-detach": {}})
+
+    def action(self, volume_id: str, body: dict) -> dict:
+        return self.call("POST", f"/volumes/{check_id(volume_id, 'volume id')}/action",
+                         json=body)
 
     def delete(self, volume_id: str) -> None:
-        self.call("DELETE", f"/volumes/{volume_id}")
+        self.call("DELETE", f"/volumes/{check_id(volume_id, 'volume id')}")
+
+    def quota_usage(self) -> dict:
+        """The project's block quotas with usage (Cinder's ``os-quota-sets?usage=true``)."""
+        return self.call("GET", f"/os-quota-sets/{self.project_id}",
+                         params={"usage": "true"})["quota_set"]

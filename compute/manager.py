@@ -28,8 +28,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from soko.block.owner import current_owner
 from soko.common.db import session_scope
-from soko.common.errors import BadRequest, Conflict, NotFound, SokoError
-from soko.compute.clients import ImageClient, RemoteError, VolumeClient
+from soko.common.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from soko.compute.clients import (
+    ImageClient,
+    RemoteError,
+    VolumeClient,
+    check_boot_image,
+    remote_answer,
+)
 from soko.compute.drivers.base import (
     AgentUnavailable,
     Hypervisor,
@@ -81,16 +87,6 @@ class Settings:
     stop_timeout: float = 60.0
     freeze_max_seconds: float = 10.0
     volume_timeout: float = 600.0
-
-
-def remote_answer(exc: RemoteError, what: str) -> SokoError:
-    """A block/image refusal as this API's answer: what the user named does not exist or
-    cannot be used (400/409), or the other service failed (its status)."""
-    if exc.status == 404:
-        return BadRequest(f"{what} could not be found: {exc.message}")
-    if exc.status in (400, 403, 409):
-        return (Conflict if exc.status == 409 else BadRequest)(f"{what}: {exc.message}")
-    return SokoError(f"{what}: {exc.message}") if exc.status < 500 else exc
 
 
 class ComputeManager:
@@ -181,9 +177,11 @@ class ComputeManager:
             if not self.settings.image_url:
                 raise BadRequest("this cloud has no image service: boot from a volume")
             try:
-                ImageClient(self.settings.image_url, caller.token).get(source.image_id)
+                image = ImageClient(self.settings.image_url, caller.token).get(source.image_id)
             except RemoteError as exc:
                 raise remote_answer(exc, f"Image {source.image_id}") from None
+            check_boot_image(image, source.volume_size)
+            self._check_volume_quota(caller, source.volume_size)
         instance = Instance(
             id=str(uuid.uuid4()), project_id=caller.project_id, user_id=caller.user_id,
             name=name, flavor_id=flavor.id, vcpus=flavor.vcpus, ram=flavor.ram,
@@ -197,6 +195,20 @@ class ComputeManager:
                                  delete_on_termination=source.delete_on_termination))
         self.background(lambda: self._build(caller, instance, source))
         return instance
+
+    def _check_volume_quota(self, caller: Caller, size: int) -> None:
+        """The project's block quotas, asked before anything exists, so a boot volume beyond
+        them is a 413 now rather than a server in ERROR later (block checks again when it
+        creates the volume)."""
+        try:
+            quota = self.volumes(caller).quota_usage()
+        except RemoteError as exc:
+            raise remote_answer(exc, "Block quotas") from None
+        for resource, wanted in (("volumes", 1), ("gigabytes", size)):
+            limit, used = quota[resource]["limit"], quota[resource]["in_use"]
+            if 0 <= limit < used + wanted:
+                raise PayloadTooLarge(f"the boot volume would exceed the project's {resource} "
+                                      f"quota: {used} of {limit} used, {wanted} more asked")
 
     def _build(self, caller: Caller, instance: Instance, source: BootSource) -> None:
         volumes = self.volumes(caller)

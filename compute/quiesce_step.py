@@ -21,6 +21,7 @@ import logging
 import requests
 
 from soko.block.quiesce import QuiesceError, Target
+from soko.common.validation import is_id
 
 log = logging.getLogger("soko.compute.quiesce_step")
 
@@ -28,6 +29,8 @@ SLACK = 1.0  # compute's watchdog fires this long after block's: block's thaw co
 
 
 def compute_call(url: str, token: str, server_id: str, body: dict, timeout: float) -> dict:
+    if not is_id(server_id):  # it becomes part of a URL: an id, or nothing is sent
+        raise QuiesceError(f"the volume's server {server_id!r} is not a server id")
     try:
         resp = requests.post(f"{url.rstrip('/')}/servers/{server_id}/action", json=body,
                              headers={"X-Auth-Token": token}, timeout=timeout)

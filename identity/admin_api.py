@@ -11,10 +11,12 @@ from __future__ import annotations
 import falcon
 
 from soko.common.errors import BadRequest, Forbidden
+from soko.common.validation import check_text
 from soko.identity.api import body_object
 from soko.identity.manager import IdentityManager
 from soko.identity.models import ROLES
 
+TEXT_MAX = {"description": 65535, "password": 4096}  # others: 255 (names, email)
 ADMIN_ALL = {"GET": "admin", "HEAD": "admin", "POST": "admin", "PUT": "admin",
              "PATCH": "admin", "DELETE": "admin"}
 
@@ -28,9 +30,13 @@ def with_link(req: falcon.Request, record: dict, collection: str) -> dict:
 
 
 def optional(fields: dict, key: str, kind: type, what: str):
+    """An optional field of ``kind``; a string also within its column (``TEXT_MAX``) and
+    without NUL."""
     value = fields.get(key)
     if value is not None and not isinstance(value, kind):
         raise BadRequest(f"{what}.{key} must be a {kind.__name__}.")
+    if isinstance(value, str):
+        check_text(value, f"{what}.{key}", TEXT_MAX.get(key, 255))
     return value
 
 

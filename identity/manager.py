@@ -2,7 +2,7 @@
 
 Every change that takes rights away (password change, user or project disabled or deleted,
 a role removed) records a revocation, so tokens issued before it stop working within the
-validators' refresh bound, not at their expiry.
+validators' refresh bound (in identity itself at once), not at their expiry.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from soko.identity.service import (
 )
 from soko.identity.tokens import (
     FernetTokenValidator,
+    ImmediateRevocationList,
     IssuedToken,
     RevocationList,
     TokenCodec,
@@ -121,9 +122,9 @@ class IdentityManager:
         keys = FernetKeyRepository(key_dir(config), max_active=settings.max_active_keys,
                                    reload_interval=settings.revocation_refresh)
         keys.initialize()
-        revocations = RevocationList(engine, refresh=settings.revocation_refresh,
-                                     max_staleness=settings.revocation_max_staleness,
-                                     clock=clock)
+        revocations = ImmediateRevocationList(
+            engine, refresh=settings.revocation_refresh,
+            max_staleness=settings.revocation_max_staleness, clock=clock)
         return cls(make_sessionmaker(engine), TokenCodec(keys), revocations, settings, clock)
 
     def session(self):
@@ -367,7 +368,8 @@ class IdentityManager:
                            password: object) -> User:
         """The user, if the password is right and the login name is not locked out."""
         login = user_name if user_name is not None else user_id
-        if not isinstance(login, str) or not login or len(login) > NAME_MAX:
+        if not isinstance(login, str) or len(login) > NAME_MAX or not NAME_PATTERN.match(login):
+            # No user can have this name (nor a lockout counter: NUL cannot be stored).
             raise Unauthorized("Name the user (by name or id) to log in.")
         if not isinstance(password, str) or not password:
             raise Unauthorized("A password is needed to log in.")

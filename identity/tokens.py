@@ -6,7 +6,9 @@ repository verifies it without asking ``soko-identity``; revocations come from a
 the identity database that each validator re-reads at most ``revocation_refresh`` seconds
 apart (2 s by default), so a revoked token stops working everywhere within that bound. If
 the table cannot be read for ``revocation_max_staleness`` seconds, validators refuse every
-token (503) rather than accept one that may have been revoked.
+token (503) rather than accept one that may have been revoked. ``soko-identity`` itself
+also asks the table about every token presented to it, so it refuses a revoked token at
+once on all its workers.
 
 Other services build their validator with ``FernetTokenValidator.from_config(config)``.
 This module imports no web framework.
@@ -202,6 +204,37 @@ class RevocationList:
         self.token_ids, self.users, self.projects, self.pairs = set(), {}, {}, {}
         for row in rows:
             self._add(row.token_id, row.user_id, row.project_id, row.revoked_at)
+
+
+class ImmediateRevocationList(RevocationList):
+    """Identity's own view: besides the list above, it asks the table about each token
+    presented to identity itself, so a revocation made by any identity worker holds at once
+    on all of them (one small query per request; identity reads its database anyway).
+    Other services keep the cheaper bounded refresh."""
+
+    def is_revoked(self, payload: TokenPayload) -> bool:
+        return super().is_revoked(payload) or self._in_table(payload)
+
+    def _in_table(self, payload: TokenPayload) -> bool:
+        from soko.identity.models import Revocation
+
+        t = Revocation.__table__
+        user, project = t.c.user_id == payload.user_id, t.c.project_id == payload.project_id
+        sweeping = sqlalchemy.and_(  # a user, a project, or a user on a project
+            t.c.token_id.is_(None), t.c.revoked_at >= payload.issued_at,
+            sqlalchemy.or_(sqlalchemy.and_(user, t.c.project_id.is_(None) | project),
+                           sqlalchemy.and_(t.c.user_id.is_(None), project)))
+        query = (sqlalchemy.select(t.c.id)
+                 .where(t.c.prune_after > self.clock(),
+                        sqlalchemy.or_(t.c.token_id == payload.token_id, sweeping))
+                 .limit(1))
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(query).first() is not None
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            # The bounded list still holds, and refuses every token once it is too stale.
+            log.warning("cannot ask the revocation table: %s", exc.__class__.__name__)
+            return False
 
 
 class FernetTokenValidator:

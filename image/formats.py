@@ -44,7 +44,9 @@ def qemu_img_info(path: str) -> dict:
         raise FormatError("qemu-img or prlimit is not installed (run "
                           "tools/install-system-deps.sh)") from None
     if proc.returncode != 0:
-        raise FormatError(f"qemu-img cannot read it: {proc.stderr.strip()}")
+        # The path is ours (a temp file on the server for an upload): never the client's.
+        reason = proc.stderr.strip().replace(f"'{path}'", "the image").replace(path, "the image")
+        raise FormatError(f"qemu-img cannot read it: {reason}")
     return json.loads(proc.stdout)
 
 

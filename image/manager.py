@@ -23,6 +23,7 @@ from soko.block.owner import current_owner, owner_alive
 from soko.common.auth import AuthContext
 from soko.common.db import session_scope
 from soko.common.errors import BadRequest, Conflict, Forbidden, NotFound
+from soko.common.validation import check_text
 from soko.image.formats import DISK_FORMATS, PROBE_BYTES, FormatError, probe_head
 from soko.image.models import NAME_MAX, Image, utcnow
 from soko.image.store import CHUNK, StoreError, SwiftStore
@@ -102,8 +103,7 @@ class ImageManager:
 
     def create(self, auth: AuthContext, *, name: str | None, disk_format: str,
                container_format: str = "bare", visibility: str = "private") -> Image:
-        if name is not None and (not isinstance(name, str) or len(name) > NAME_MAX):
-            raise BadRequest(f"name must be a string of at most {NAME_MAX} characters")
+        check_text(name, "name", NAME_MAX)
         check_choice(disk_format, DISK_FORMATS, "disk_format")
         check_choice(container_format, ("bare",), "container_format")
         check_choice(visibility, VISIBILITIES, "visibility")
@@ -128,11 +128,11 @@ class ImageManager:
             if not head:
                 raise BadRequest("the image data is empty")
             probe = probe_head(head, image.disk_format)
-        except (BadRequest, FormatError) as exc:
-            self.swap(image_id, ("saving",), "queued", uploader=None)  # nothing was stored
-            raise BadRequest(str(exc)) from None
-        except BaseException:
-            self.swap(image_id, ("saving",), "queued", uploader=None)
+        except BaseException as exc:  # nothing was stored: the record is as it was
+            self.swap(image_id, ("saving",), "queued", uploader=None,
+                      updated_at=image.updated_at)
+            if isinstance(exc, (BadRequest, FormatError)):
+                raise BadRequest(str(exc)) from None
             raise
         container = self.containers[image.visibility]
         try:
@@ -216,7 +216,7 @@ class ImageManager:
         with session_scope(self.sessions) as s:
             result = s.execute(update(Image)
                                .where(Image.id == image_id, Image.status.in_(from_states))
-                               .values(status=to_state, updated_at=utcnow(), **values))
+                               .values(**{"status": to_state, "updated_at": utcnow(), **values}))
             image = s.get(Image, image_id, populate_existing=True)
             if image is None:
                 raise NotFound(f"No image found with ID {image_id}")

@@ -12,7 +12,8 @@ from soko.block import limits
 from soko.block.api import body_of, check_bool, iso
 from soko.block.backups.manager import BackupManager
 from soko.block.backups.models import Backup
-from soko.common.errors import BadRequest, Forbidden
+from soko.common.errors import Forbidden
+from soko.common.validation import check_id
 
 
 def backup_summary(req: falcon.Request, backup: Backup) -> dict:
@@ -74,9 +75,7 @@ class Backups:
         if self.detail:
             raise falcon.HTTPMethodNotAllowed(["GET"])
         spec = body_of(req, "backup")
-        volume_id = limits.check_text(spec.get("volume_id"), "volume_id", 36)
-        if not volume_id:
-            raise BadRequest('a backup needs "volume_id"')
+        volume_id = check_id(spec.get("volume_id"), "backup.volume_id")
         backup = self.manager.create(
             project_id=project_id, user_id=req.context.auth.user_id, token=token_of(req),
             volume_id=volume_id,
@@ -85,7 +84,7 @@ class Backups:
                                           limits.DESCRIPTION_MAX),
             incremental=check_bool(spec.get("incremental", False), "incremental"),
             force=check_bool(spec.get("force", False), "force"),
-            snapshot_id=limits.check_text(spec.get("snapshot_id"), "snapshot_id", 36))
+            snapshot_id=check_id(spec.get("snapshot_id"), "snapshot_id", required=False))
         resp.status = falcon.HTTP_202
         resp.media = {"backup": backup_detail(req, backup, self.manager)}
 
@@ -114,7 +113,7 @@ class BackupRestore:
         backup, volume_id = self.manager.restore(
             project_id=project_id, user_id=req.context.auth.user_id, token=token_of(req),
             backup_id=backup_id,
-            volume_id=limits.check_text(spec.get("volume_id"), "volume_id", 36),
+            volume_id=check_id(spec.get("volume_id"), "restore.volume_id", required=False),
             name=limits.check_text(spec.get("name"), "name", limits.NAME_MAX))
         volume = self.manager.volumes.get(project_id, volume_id)
         resp.status = falcon.HTTP_202

@@ -45,7 +45,7 @@ def account_url(config: Config, project_id: str) -> str:
 
     base = config.section("block").backup_object_store_url
     if base:
-        return f"{base.rstrip('/')}/v1/AUTH_{project_id}"
+        return f"{base.rstrip('/')}/v1/AUTH_{quote(project_id, safe='')}"
     for entry in build_catalog(config, project_id):
         if entry["type"] == "object-store":
             return next(e["url"] for e in entry["endpoints"] if e["interface"] == "internal")

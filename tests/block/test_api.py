@@ -3,12 +3,17 @@ Cinder's shapes, the state machine, validation, quotas and project isolation."""
 
 from __future__ import annotations
 
+import falcon.testing
 import pytest
+
+from soko.block.models import LocalAttachment
 
 A = {"X-Auth-Token": "tok-a"}
 B = {"X-Auth-Token": "tok-b"}
 ADMIN = {"X-Auth-Token": "tok-admin"}
+READER = {"X-Auth-Token": "tok-reader"}
 IQN = "iqn.2026-11.org.test:host1"
+UNKNOWN = "00000000-0000-4000-8000-000000000000"
 
 
 def create(client, size=1, headers=A, project="proj-a", **extra):
@@ -127,8 +132,17 @@ def no_trace_left(client, manager):
     ({"size": 1, "metadata": {"k": 1}}, 400),
     ({"size": 1, "metadata": "k=v"}, 400),
     ({"size": 101}, 400),  # beyond the 100 GiB in-memory pool
-    ({"size": 1, "source_volid": "nope"}, 404),
-    ({"size": 1, "snapshot_id": "nope"}, 404),
+    ({"size": 1, "source_volid": "nope"}, 400),  # not an id at all: Cinder's schema 400
+    ({"size": 1, "snapshot_id": "../x"}, 400),
+    ({"size": 1, "source_volid": UNKNOWN}, 404),
+    ({"size": 1, "snapshot_id": UNKNOWN}, 404),
+    # Beyond the database's integer range (issue 13: these were 500s).
+    ({"size": 2**63}, 400),
+    ({"size": 2**31}, 400),
+    ({"size": "9" * 30}, 400),
+    ({"size": 1, "name": "a\x00b"}, 400),
+    ({"size": 1, "description": "\x00"}, 400),
+    ({"size": 1, "metadata": {"k": "v\x00"}}, 400),
 ])
 def test_bad_create_is_4xx_and_leaves_nothing(client, manager, volume, status):
     resp = client.simulate_post("/v3/proj-a/volumes", headers=A, json={"volume": volume})
@@ -152,6 +166,18 @@ def test_malformed_bodies_are_400(client, body):
     {"os-attach": {}},
     {"os-frobnicate": {}},
     {"os-extend": {"new_size": 2}, "os-detach": {}},
+    # Issue 13: a new_size beyond the database's range was a 500; an initiator that is not
+    # an iSCSI name (RFC 3720/3722: letters, digits, '-', '.', ':') was accepted.
+    {"os-extend": {"new_size": 2**64}},
+    {"os-extend": {"new_size": 2**31}},
+    {"os-initialize_connection": {"connector": {"initiator": "iqn.2026-11.org.x:a;reboot"}}},
+    {"os-initialize_connection": {"connector": {"initiator": "iqn.2026-11.org.x:a b"}}},
+    {"os-initialize_connection": {"connector": {"initiator": "iqn.2026-13.org.x:a"}}},
+    {"os-initialize_connection": {"connector": {"initiator": "eui.0123"}}},
+    {"os-initialize_connection": {"connector": {"initiator": "naa.xyz0123456789abc"}}},
+    {"os-attach": {"connector": {"initiator": IQN}, "instance_uuid": "../../x"}},
+    {"os-detach": 7},
+    {"os-local_attach": "now"},
 ])
 def test_bad_actions_are_400_and_change_nothing(client, manager, body):
     volume_id = create(client).json["volume"]["id"]
@@ -210,6 +236,71 @@ def test_quotas_give_413_and_leave_nothing(client, manager):
     assert usage["gigabytes"]["in_use"] == 4
     assert len(manager.pool.volumes()) == 2
     assert client.simulate_get("/v3/proj-b/os-quota-sets/proj-a", headers=B).status_code == 403
+
+
+@pytest.mark.parametrize("initiator", [
+    "iqn.1993-08.org.debian:01:8d8f4b2a9e1", "iqn.2026-11.org.test:host-1.a:b",
+    "eui.02004567A425678D", "naa.52004567BA64678D", "naa.60014054a5b1c6b2d8e4f6a7b9c0d1e2",
+])
+def test_iscsi_names_of_every_kind_attach(client, initiator):
+    volume_id = create(client).json["volume"]["id"]
+    assert attach(client, volume_id, initiator).status_code == 200
+
+
+@pytest.mark.parametrize("quota", [2**70, 2**31, -2, "lots", 1.5, None])
+def test_quotas_beyond_the_database_range_are_400(client, quota):
+    resp = client.simulate_put("/v3/proj-admin/os-quota-sets/proj-a", headers=ADMIN,
+                               json={"quota_set": {"gigabytes": quota}})
+    assert resp.status_code == 400, resp.text
+    shown = client.simulate_get("/v3/proj-a/os-quota-sets/proj-a", headers=A).json
+    assert shown["quota_set"]["gigabytes"] == 1000
+
+
+def test_a_size_no_pool_holds_is_a_clear_4xx(client, manager):
+    """Within the database's range but beyond quota (413) or, unlimited, the pool (400)."""
+    resp = create(client, 2**31 - 1)
+    assert resp.status_code == 413 and "quota" in resp.json["error"]["message"].lower()
+    client.simulate_put("/v3/proj-admin/os-quota-sets/proj-a", headers=ADMIN,
+                        json={"quota_set": {"gigabytes": -1}})
+    resp = create(client, 2**31 - 1)
+    assert resp.status_code == 400 and "pool" in resp.json["error"]["message"]
+    no_trace_left(client, manager)
+
+
+def test_local_attach_is_admin_only_by_default(client, manager):
+    """Issue 13: any project member could make loop devices on the storage host."""
+    volume_id = create(client).json["volume"]["id"]
+    for body in ({"os-local_attach": {}}, {"os-local_detach": {}}):
+        resp = action(client, volume_id, body)
+        assert resp.status_code == 403 and "admin" in resp.json["error"]["message"]
+    snapshot_id = client.simulate_post("/v3/proj-a/snapshots", headers=A, json={
+        "snapshot": {"volume_id": volume_id}}).json["snapshot"]["id"]
+    resp = client.simulate_post(f"/v3/proj-a/snapshots/{snapshot_id}/action", headers=A,
+                                json={"os-local_attach": {}})
+    assert resp.status_code == 403
+    assert status_of(client, volume_id) == "available"
+    with manager.sessions() as s:
+        assert s.query(LocalAttachment).count() == 0
+
+
+def test_local_attach_role_is_configurable(tmp_path):
+    from soko.block.api import make_app
+    from soko.block.service import BlockConfig
+    from soko.common.config import ConfigError
+    from tests.block.conftest import block_config, memory_manager
+    from tests.block.fakes import FixedTokens
+
+    with pytest.raises(ConfigError, match="local_attach_role"):
+        BlockConfig(local_attach_role="root").validate()
+    manager = memory_manager(tmp_path)
+    app = make_app(block_config(tmp_path, BlockConfig(local_attach_role="member")),
+                   validator=FixedTokens(), manager=manager)
+    client = falcon.testing.TestClient(app)
+    volume_id = create(client).json["volume"]["id"]
+    resp = action(client, volume_id, {"os-local_detach": {}})  # past the policy: not attached
+    assert resp.status_code != 403
+    resp = action(client, volume_id, {"os-local_detach": {}}, headers=READER)
+    assert resp.status_code == 403
 
 
 def test_delete_removes_volume(client, manager):

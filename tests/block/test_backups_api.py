@@ -19,6 +19,7 @@ from tests.block.backup_support import BackupEnv, MiB, same_content, write_rando
 A = {"X-Auth-Token": "tok-a"}
 B = {"X-Auth-Token": "tok-b"}
 GiB = 1 << 30
+UNKNOWN = "00000000-0000-4000-8000-000000000000"  # a well-formed id that names nothing
 
 
 @pytest.fixture
@@ -211,10 +212,12 @@ def test_corrupted_chunk_fails_the_restore_loudly(env):
 
 @pytest.mark.parametrize("spec, status", [
     ({}, 400),
-    ({"volume_id": "no-such-volume"}, 404),
+    ({"volume_id": UNKNOWN}, 404),
+    ({"volume_id": "no-such-volume"}, 400),  # not an id at all
     ({"volume_id": "VOLUME", "incremental": "maybe"}, 400),
     ({"volume_id": "VOLUME", "incremental": True}, 400),  # no full backup yet
-    ({"volume_id": "VOLUME", "snapshot_id": "no-such-snapshot"}, 404),
+    ({"volume_id": "VOLUME", "snapshot_id": UNKNOWN}, 404),
+    ({"volume_id": "VOLUME", "snapshot_id": "../x"}, 400),
     ({"volume_id": "VOLUME", "name": "x" * 300}, 400),
 ])
 def test_bad_backup_requests_leave_nothing(env, spec, status):
@@ -238,7 +241,8 @@ def test_other_projects_and_unknown_ids(env):
     assert env.client.simulate_delete(f"/v3/proj-b/backups/{backup['id']}",
                                       headers=B).status_code == 404
     assert restore(env, "no-such-backup").status_code == 404
-    assert restore(env, backup["id"], volume_id="no-such-volume").status_code == 404
+    assert restore(env, backup["id"], volume_id=UNKNOWN).status_code == 404
+    assert restore(env, backup["id"], volume_id="no-such-volume").status_code == 400
     resp = env.client.simulate_post(f"/v3/proj-a/backups/{backup['id']}/restore", headers=A,
                                     json={"wrong": {}})
     assert resp.status_code == 400

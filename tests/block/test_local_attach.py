@@ -27,8 +27,11 @@ pytestmark = pytest.mark.privileged
 MiB = 1 << 20
 
 
+ADMIN = {"X-Auth-Token": "tok-admin"}  # local attach is admin-only by default
+
+
 def action(client, kind, ref, body):
-    return client.simulate_post(f"/v3/proj-a/{kind}/{ref}/action", headers=A, json=body)
+    return client.simulate_post(f"/v3/proj-a/{kind}/{ref}/action", headers=ADMIN, json=body)
 
 
 def local_attach(client, kind, ref) -> str:
@@ -98,11 +101,11 @@ def test_snapshot_local_attach_is_read_only(real_client, real_manager):
         assert show(real_client, "snapshots", snapshot_id)["local_attachment"]["device"] == device
         resp = real_client.simulate_delete(f"/v3/proj-a/snapshots/{snapshot_id}", headers=A)
         assert resp.status_code == 409 and "local-detach" in resp.json["error"]["message"]
-        # Another project cannot map it.
+        # Another project's member cannot map it (nor their own: local attach is admin-only).
         resp = real_client.simulate_post(f"/v3/proj-b/snapshots/{snapshot_id}/action",
                                          headers={"X-Auth-Token": "tok-b"},
                                          json={"os-local_attach": {}})
-        assert resp.status_code == 404
+        assert resp.status_code == 403
     finally:
         local_detach(real_client, "snapshots", snapshot_id)
     assert devices_of(path) == []
@@ -201,7 +204,7 @@ def real_cli(real_block, real_manager, tmp_path):
         url = f"{base}/v3/proj-a"
 
         def invoke(*args: str) -> str:
-            result = CliRunner().invoke(volume, ["--os-url", url, "--os-token", "tok-a",
+            result = CliRunner().invoke(volume, ["--os-url", url, "--os-token", "tok-admin",
                                                  "--data-dir", str(tmp_path), *args])
             assert result.exit_code == 0, result.output
             return result.output

@@ -15,6 +15,7 @@ from tests.block.test_api import ADMIN, A, B, attach, create
 from tests.block.test_cli import endpoint, run  # noqa: F401 (fixtures)
 
 SNAPS = "/v3/proj-a/snapshots"
+UNKNOWN = "00000000-0000-4000-8000-000000000000"  # a well-formed id that names nothing
 
 
 def snap(client, volume_id, headers=A, **extra):
@@ -93,7 +94,8 @@ def test_volume_from_snapshot(client, manager):
     made = resp.json["volume"]
     assert made["snapshot_id"] == snapshot_id and made["status"] == "available"
     assert manager.pool.size(made["id"]) == 3 << 30
-    assert create(client, 3, snapshot_id="missing").status_code == 404
+    assert create(client, 3, snapshot_id=UNKNOWN).status_code == 404
+    assert create(client, 3, snapshot_id="missing").status_code == 400  # not an id at all
     assert create(client, 3, snapshot_id=snapshot_id,
                   source_volid=volume_id).status_code == 400
 
@@ -101,7 +103,8 @@ def test_volume_from_snapshot(client, manager):
 def test_bad_input_and_other_projects(client, manager):
     volume_id = create(client).json["volume"]["id"]
     assert snap(client, None).status_code == 400
-    assert snap(client, "missing").status_code == 404
+    assert snap(client, UNKNOWN).status_code == 404
+    assert snap(client, "missing").status_code == 400  # not an id at all
     assert snap(client, volume_id, force="maybe").status_code == 400
     assert snap(client, volume_id, name="x" * 300).status_code == 400
     resp = snap(client, volume_id, quiesce=["fsfreeze", "-f", "/"])

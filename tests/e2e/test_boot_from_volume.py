@@ -140,7 +140,8 @@ def acked(stack, server_id: str) -> int:
 def locally_attached_snapshot(stack, snapshot_id: str, mountpoint: Path):
     """The snapshot attached read-only on this (the storage) host through the block API,
     checked clean with fsck and mounted read-only."""
-    resp = stack.volumes("POST", f"/snapshots/{snapshot_id}/action", json={"os-local_attach": {}})
+    resp = stack.volumes("POST", f"/snapshots/{snapshot_id}/action", "tok-admin",  # admin-only
+                         json={"os-local_attach": {}})
     assert resp.status_code == 200, resp.text
     attachment = resp.json()["local_attachment"]
     assert attachment["read_only"]
@@ -155,7 +156,7 @@ def locally_attached_snapshot(stack, snapshot_id: str, mountpoint: Path):
         finally:
             subprocess.run(["umount", str(mountpoint)], check=True)
     finally:
-        resp = stack.volumes("POST", f"/snapshots/{snapshot_id}/action",
+        resp = stack.volumes("POST", f"/snapshots/{snapshot_id}/action", "tok-admin",
                              json={"os-local_detach": {}})
         assert resp.status_code == 202, resp.text
 

@@ -4,7 +4,6 @@ over HTTP, revocation seen by every worker, and a log without passwords."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import requests
@@ -29,7 +28,10 @@ def live(tmp_path_factory):
     port = free_port()
     (data_dir / "soko.toml").write_text(
         f"[identity]\nport = {port}\nworkers = 2\nscrypt_log2_n = 10\n"
-        "revocation_refresh = 0.5\nlockout_failures = 3\nlockout_seconds = 30\n"
+        # A long refresh: a worker that did not handle a revocation learns of it only by
+        # asking the table (what identity itself must do), never from its periodic re-read.
+        "revocation_refresh = 30\nrevocation_max_staleness = 60\nlockout_failures = 3\n"
+        "lockout_seconds = 30\n"
     )
     config = services.load(None, data_dir)
     lines = bootstrap(config)
@@ -76,7 +78,7 @@ def test_keystoneauth_wrong_password_is_unauthorized(live):
         ks_session.Session(auth=auth).get_token()
 
 
-def test_revocation_reaches_every_worker_within_the_bound(live):
+def test_revocation_holds_at_once_on_every_worker(live):
     login = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
         "name": "admin", "domain": {"id": "default"},
         "password": live["creds"]["OS_PASSWORD"]}}}}}
@@ -88,7 +90,7 @@ def test_revocation_reaches_every_worker_within_the_bound(live):
     deleted = requests.delete(f"{base}/v3/auth/tokens",
                               headers={**headers, "X-Subject-Token": token})
     assert deleted.status_code == 204
-    time.sleep(0.5 + 0.2)  # revocation_refresh plus slack
+    # No wait: identity asks the revocation table itself (issue 13 saw 1.9 s here).
     statuses = {requests.get(f"{base}/v3/auth/projects", headers=headers).status_code
                 for _ in range(20)}
     assert statuses == {401}

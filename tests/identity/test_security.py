@@ -12,6 +12,7 @@ import pytest
 
 from soko.common.app import make_base_app
 from soko.common.auth import AuthMiddleware
+from soko.identity.models import LoginFailure
 from soko.identity.tempauth import TempAuth
 from soko.identity.tokens import FernetTokenValidator
 from tests.identity.conftest import auth_headers, login, password_auth
@@ -74,6 +75,29 @@ def test_missing_fields_are_clear(client):
     assert resp.status_code == 401 and "one domain" in message(resp)
     no_role = client.simulate_post("/v3/auth/tokens", json=password_auth("alice", project="beta"))
     assert no_role.status_code == 401 and "no role on project" in message(no_role)
+
+
+@pytest.mark.parametrize("body", [
+    b'{"auth": ' + b"[" * 1000 + b"]" * 1000 + b"}",
+    b'{"auth": {"identity": {"methods": ["password"], "password": {"user": ' * 200 + b"1"
+    + b"}}}}" * 200,
+])
+def test_deeply_nested_login_bodies_are_400_not_500(client, body):
+    """Issue 13: JSON ~1,000 deep raised RecursionError (a 500) on the unauthenticated login."""
+    resp = client.simulate_post("/v3/auth/tokens", body=body,
+                                headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400, resp.text
+    assert "nests deeper" in message(resp)
+
+
+def test_names_that_cannot_exist_are_refused_without_counting(client, manager):
+    """A login name with NUL can name no user; it is not stored as a lockout counter (which
+    PostgreSQL would refuse with a 500)."""
+    for _ in range(4):
+        resp = client.simulate_post("/v3/auth/tokens", json=password_auth("ali\x00ce"))
+        assert resp.status_code == 401
+    with manager.session() as s:
+        assert s.query(LoginFailure).count() == 0
 
 
 def test_service_refuses_missing_expired_revoked_and_tampered_tokens(
