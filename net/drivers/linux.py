@@ -19,15 +19,15 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
-from pyroute2 import IPRoute, NetNS, netns
+from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from soko.net.drivers.base import Leg, NetworkSpec, RouterSpec
 from soko.net.drivers.dnsmasq import DhcpServer
-from soko.net.drivers.iptables import in_namespace, nat_rules, restore_table
+from soko.net.drivers.iptables import nat_rules, restore_table
 
 log = logging.getLogger("soko.net.driver")
 
@@ -51,6 +51,24 @@ class Names:
 
     def router_namespace(self, router_id: str) -> str:
         return self.router_prefix + router_id
+
+
+@contextlib.contextmanager
+def netlink_in(namespace: str, forwarding: bool = False) -> Iterator[IPRoute]:
+    """A netlink socket inside ``namespace``. pyroute2's NetNS forks a helper per use
+    (~85 ms); a socket opened while this thread visits the namespace stays bound to it
+    (~2 ms). ``forwarding`` also sets ``net.ipv4.ip_forward=1`` there: /proc/sys/net
+    answers for the namespace of the thread that opens it."""
+    netns.pushns(namespace)
+    try:
+        ipr = IPRoute()
+        if forwarding:
+            with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+                f.write("1")
+    finally:
+        netns.popns()
+    with ipr:
+        yield ipr
 
 
 def inner_name(kind: str, port_id: str) -> str:
@@ -84,36 +102,32 @@ class LinuxDriver:
         ipr.link("set", index=index, mtu=mtu, state="up")
         return index
 
-    def ensure_namespace(self, name: str) -> None:
-        if name not in netns.listnetns():
-            netns.create(name)
-            with NetNS(name) as ns:
+    @contextlib.contextmanager
+    def sockets(self, namespace: str, forwarding: bool = False) -> Iterator[tuple]:
+        """Netlink sockets on the host and inside ``namespace`` (made if missing)."""
+        fresh = namespace not in netns.listnetns()
+        if fresh:
+            netns.create(namespace)
+        with IPRoute() as ipr, netlink_in(namespace, forwarding) as ns:
+            if fresh:
                 ns.link("set", index=index_of(ns, "lo"), state="up")
+            yield ipr, ns
 
-    def plug(self, ipr: IPRoute, leg: Leg, namespace: str, inner: str, bridge: int,
-             extra_addresses: tuple[str, ...] = ()) -> None:
+    def plug(self, ipr: IPRoute, ns: IPRoute, namespace: str, leg: Leg, inner: str,
+             bridge: int, extra_addresses: tuple[str, ...] = ()) -> None:
         """A veth pair: host end in the bridge, inner end in ``namespace`` with the port's
         MAC and exactly the leg's addresses."""
         tap = self.names.tap(leg.port_id)
-        with NetNS(namespace) as ns:
-            if index_of(ns, inner) is None:
-                stale = index_of(ipr, tap)
-                if stale is not None:  # half a pair from an interrupted plug
-                    ipr.link("del", index=stale)
-                ipr.link("add", ifname=tap, kind="veth",
-                         peer={"ifname": inner, "net_ns_fd": namespace})
-            ipr.link("set", index=index_of(ipr, tap), master=bridge, mtu=leg.mtu, state="up")
-            index = index_of(ns, inner)
-            ns.link("set", index=index, address=leg.mac, mtu=leg.mtu, state="up")
-            sync_addresses(ns, index, (*leg.addresses, *extra_addresses))
-
-    def unplug_others(self, namespace: str, keep: set[str]) -> None:
-        """Deletes the legs in ``namespace`` not in ``keep`` (a veth's pair goes with it)."""
-        with NetNS(namespace) as ns:
-            for link in ns.get_links():
-                name = link.get("ifname")
-                if name != "lo" and name not in keep:
-                    ns.link("del", index=link["index"])
+        if index_of(ns, inner) is None:
+            stale = index_of(ipr, tap)
+            if stale is not None:  # half a pair from an interrupted plug
+                ipr.link("del", index=stale)
+            ipr.link("add", ifname=tap, kind="veth",
+                     peer={"ifname": inner, "net_ns_fd": namespace})
+        ipr.link("set", index=index_of(ipr, tap), master=bridge, mtu=leg.mtu, state="up")
+        index = index_of(ns, inner)
+        ns.link("set", index=index, address=leg.mac, mtu=leg.mtu, state="up")
+        sync_addresses(ns, index, (*leg.addresses, *extra_addresses))
 
     def remove_namespace(self, name: str) -> None:
         if name not in netns.listnetns():
@@ -121,7 +135,8 @@ class LinuxDriver:
         for pid in netns.ns_pids().get(name, []):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        self.unplug_others(name, keep=set())
+        with netlink_in(name) as ns:
+            unplug_others(ns, keep=set())
         netns.remove(name)
 
     # -- networks -----------------------------------------------------------------------
@@ -129,16 +144,17 @@ class LinuxDriver:
     def apply_network(self, spec: NetworkSpec) -> None:
         namespace = self.names.dhcp_namespace(spec.id)
         server = DhcpServer(self.dhcp_dir, spec.id, namespace, self.lease_seconds)
-        with IPRoute() as ipr:
+        if spec.dhcp is None:
+            with IPRoute() as ipr:
+                self.ensure_bridge(ipr, spec.id, spec.mtu)
+            server.stop()
+            self.remove_namespace(namespace)
+            return
+        device = inner_name("ns", spec.dhcp.port_id)
+        with self.sockets(namespace) as (ipr, ns):
             bridge = self.ensure_bridge(ipr, spec.id, spec.mtu)
-            if spec.dhcp is None:
-                server.stop()
-                self.remove_namespace(namespace)
-                return
-            self.ensure_namespace(namespace)
-            device = inner_name("ns", spec.dhcp.port_id)
-            self.plug(ipr, spec.dhcp, namespace, device, bridge)
-        self.unplug_others(namespace, keep={device})
+            self.plug(ipr, ns, namespace, spec.dhcp, device, bridge)
+            unplug_others(ns, keep={device})
         server.apply(spec, device)
 
     def remove_network(self, network_id: str) -> None:
@@ -154,25 +170,22 @@ class LinuxDriver:
 
     def apply_router(self, spec: RouterSpec) -> None:
         namespace = self.names.router_namespace(spec.id)
-        self.ensure_namespace(namespace)
-        keep = set()
-        with IPRoute() as ipr:
+        gateway_dev = gateway_ip = None
+        with self.sockets(namespace, forwarding=True) as (ipr, ns):
+            keep = set()
             for leg in spec.interfaces:
                 inner = inner_name("qr", leg.port_id)
                 bridge = self.ensure_bridge(ipr, leg.network_id, leg.mtu)
-                self.plug(ipr, leg, namespace, inner, bridge)
+                self.plug(ipr, ns, namespace, leg, inner, bridge)
                 keep.add(inner)
-            gateway_dev = gateway_ip = None
             if spec.gateway is not None:
                 gateway_dev = inner_name("qg", spec.gateway.port_id)
                 floating = tuple(f"{p.floating_ip}/32" for p in spec.floating)
                 bridge = self.ensure_bridge(ipr, spec.gateway.network_id, spec.gateway.mtu)
-                self.plug(ipr, spec.gateway, namespace, gateway_dev, bridge, floating)
+                self.plug(ipr, ns, namespace, spec.gateway, gateway_dev, bridge, floating)
                 keep.add(gateway_dev)
                 gateway_ip = spec.gateway.addresses[0].split("/")[0]
-        self.unplug_others(namespace, keep)
-        forwarding(namespace)
-        with NetNS(namespace) as ns:
+            unplug_others(ns, keep)
             default_route(ns, gateway_dev, spec.gateway_nexthop)
         rules = [] if gateway_dev is None else nat_rules(gateway_dev, gateway_ip,
                                                          spec.snat_cidrs, spec.floating)
@@ -209,6 +222,14 @@ class LinuxDriver:
                         ipr.link("del", index=link["index"])
 
 
+def unplug_others(ns: IPRoute, keep: set[str]) -> None:
+    """Deletes the links in a namespace not in ``keep`` (a veth's pair goes with it)."""
+    for link in ns.get_links():
+        name = link.get("ifname")
+        if name != "lo" and name not in keep:
+            ns.link("del", index=link["index"])
+
+
 def sync_addresses(ns, index: int, wanted: tuple[str, ...]) -> None:
     have = {f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}" for a in ns.get_addr(index=index)
             if a["family"] == 2}
@@ -227,9 +248,3 @@ def default_route(ns, device: str | None, nexthop: str | None) -> None:
             ns.route("del", dst="0.0.0.0/0")
         return
     ns.route("replace", dst="0.0.0.0/0", gateway=nexthop, oif=index_of(ns, device))
-
-
-def forwarding(namespace: str) -> None:
-    """``net.ipv4.ip_forward=1`` inside the router's namespace only."""
-    subprocess.run(in_namespace(namespace, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]),
-                   check=True, env={**os.environ, "LC_ALL": "C"})
