@@ -57,7 +57,7 @@ def cloud_id(config: Config) -> str:
     """The configured cloud id, or one derived from the data directory (stable across
     restarts, different for two clouds on one host)."""
     section: NetConfig = config.section("net")
-    return section.cloud_id or xxhash.xxh32_hexdigest(str(config.data_dir))[:4]
+    return section.cloud_id or xxhash.xxh32_hexdigest(str(config.data_dir).encode())[:4]
 
 
 SERVICE = ServiceSpec(
