@@ -22,15 +22,25 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from soko.common.db import session_scope
 from soko.net.drivers.base import (
+    FirewallRule,
     FloatingPair,
     HostEntry,
     Leg,
     NetworkDriver,
     NetworkSpec,
+    PortFirewall,
     RouterSpec,
     SubnetSpec,
 )
-from soko.net.models import OWNER_DHCP, FloatingIP, Network, Port, Router, Subnet
+from soko.net.models import (
+    OWNER_DHCP,
+    FloatingIP,
+    Network,
+    Port,
+    Router,
+    SecurityGroup,
+    Subnet,
+)
 from soko.net.routers import interfaces
 
 log = logging.getLogger("soko.net.agent")
@@ -123,6 +133,33 @@ class HostAgent:
                           gateway_nexthop=nexthop, snat_cidrs=snat,
                           floating=floating if gateway is not None else ())
 
+    def firewall_spec(self, s: Session) -> tuple[PortFirewall, ...]:
+        """Every secured port's rules; a remote group stands for its members' addresses."""
+        ports = s.scalars(select(Port).where(Port.port_security_enabled.is_(True))
+                          .order_by(Port.created_at)).all()
+        members: dict[str, list[str]] = {}
+        for port in ports:
+            for group_id in port.security_groups:
+                members.setdefault(group_id, []).extend(f"{a.ip_address}/32"
+                                                        for a in port.fixed_ips)
+        groups = {g.id: g for g in s.scalars(select(SecurityGroup))}
+
+        def remotes(rule) -> tuple[str, ...] | None:
+            if rule.remote_group_id is not None:
+                return tuple(members.get(rule.remote_group_id, ()))
+            if rule.remote_ip_prefix not in (None, "0.0.0.0/0"):
+                return (rule.remote_ip_prefix,)
+            return None
+
+        return tuple(PortFirewall(
+            port_id=port.id, mac=port.mac_address,
+            ips=tuple(a.ip_address for a in port.fixed_ips),
+            rules=tuple(FirewallRule(r.direction, r.protocol, r.port_range_min,
+                                     r.port_range_max, remotes(r))
+                        for group_id in port.security_groups if group_id in groups
+                        for r in groups[group_id].rules))
+            for port in ports)
+
     # -- what the manager calls ---------------------------------------------------------
 
     def network_changed(self, network_id: str) -> None:
@@ -133,10 +170,21 @@ class HostAgent:
                 self.driver.remove_network(network_id)
             else:
                 self.driver.apply_network(spec)
+            self.apply_firewall()
+
+    def firewall_changed(self) -> None:
+        with self.locked():
+            self.apply_firewall()
+
+    def apply_firewall(self) -> None:
+        with session_scope(self.sessions) as s:
+            ports = self.firewall_spec(s)
+        self.driver.apply_firewall(ports)
 
     def network_removed(self, network_id: str) -> None:
         with self.locked():
             self.driver.remove_network(network_id)
+            self.apply_firewall()
 
     def router_changed(self, router_id: str) -> None:
         with self.locked():
@@ -164,6 +212,7 @@ class HostAgent:
                 self.driver.apply_network(network)
             for router in routers:
                 self.driver.apply_router(router)
+            self.apply_firewall()
             self.driver.remove_orphans({n.id for n in networks}, {r.id for r in routers})
         log.info("reconciled %d networks and %d routers in %.2f s", len(networks),
                  len(routers), time.monotonic() - started)

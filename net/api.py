@@ -178,7 +178,7 @@ def make_app(config: Config, *, validator: TokenValidator | None = None,
         manager = wiring.make_manager(config)
         wiring.start(config, manager)
     routers = RouterManager(manager)
-    groups = SecurityGroupManager(sessions=manager.sessions)
+    groups = SecurityGroupManager(sessions=manager.sessions, agent=manager.agent)
     app = make_base_app(middleware=[AuthMiddleware(validator)])
     app.add_error_handler(SokoError, handle_error)
     app.add_route("/", Versions())

@@ -61,8 +61,9 @@ def check_groups(s: Session, auth: AuthContext, group_ids: object) -> None:
 
 
 class SecurityGroupManager:
-    def __init__(self, *, sessions: sessionmaker[Session]):
+    def __init__(self, *, sessions: sessionmaker[Session], agent):
         self.sessions = sessions
+        self.agent = agent  # rules change: the host's firewall follows
 
     def group(self, s: Session, auth: AuthContext, group_id: str) -> SecurityGroup:
         group = s.get(SecurityGroup, group_id)
@@ -154,7 +155,8 @@ class SecurityGroupManager:
                     raise Conflict(f"Security group rule already exists. Rule id is "
                                    f"{other.id}.")
             s.add(rule)
-            return rule
+        self.agent.firewall_changed()
+        return rule
 
     def delete_rule(self, auth: AuthContext, rule_id: str) -> None:
         with session_scope(self.sessions) as s:
@@ -162,6 +164,7 @@ class SecurityGroupManager:
             if rule is None or not (auth.is_admin or rule.project_id == auth.project_id):
                 raise NotFound(f"Security group rule {rule_id} does not exist")
             s.delete(rule)
+        self.agent.firewall_changed()
 
 
 def rule_fields(body: Body) -> dict:

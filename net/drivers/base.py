@@ -67,6 +67,28 @@ class RouterSpec:
     floating: tuple[FloatingPair, ...]
 
 
+@dataclass(frozen=True)
+class FirewallRule:
+    """One allowed flow of a security group rule; ``remotes`` None means from/to anywhere."""
+
+    direction: str  # ingress | egress
+    protocol: str | None  # tcp | udp | icmp | None (any)
+    port_min: int | None
+    port_max: int | None
+    remotes: tuple[str, ...] | None  # CIDRs (a remote group: its members' addresses)
+
+
+@dataclass(frozen=True)
+class PortFirewall:
+    """A port with port security on: what it may send (its own MAC and addresses, then
+    its egress rules) and receive (its ingress rules)."""
+
+    port_id: str
+    mac: str
+    ips: tuple[str, ...]
+    rules: tuple[FirewallRule, ...]
+
+
 class NetworkDriver(Protocol):
     def apply_network(self, spec: NetworkSpec) -> None:
         """The network's bridge, and its DHCP namespace and server when it has one."""
@@ -82,5 +104,11 @@ class NetworkDriver(Protocol):
     def remove_orphans(self, network_ids: set[str], router_ids: set[str]) -> None:
         """Removes this cloud's networks and routers that are not in the given sets."""
 
+    def apply_firewall(self, ports: tuple[PortFirewall, ...]) -> None:
+        """Exactly these ports' security groups in force on their taps; none: no trace."""
+
     def bridge_name(self, network_id: str) -> str:
         """Where an instance's tap is plugged."""
+
+    def tap_name(self, port_id: str) -> str:
+        """The name an instance's tap for this port must have (its rules match on it)."""

@@ -25,8 +25,9 @@ from pathlib import Path
 from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
-from soko.net.drivers.base import Leg, NetworkSpec, RouterSpec
+from soko.net.drivers.base import Leg, NetworkSpec, PortFirewall, RouterSpec
 from soko.net.drivers.dnsmasq import DhcpServer
+from soko.net.drivers.firewall import Firewall
 from soko.net.drivers.iptables import nat_rules, restore_table
 
 log = logging.getLogger("soko.net.driver")
@@ -83,11 +84,18 @@ def index_of(ipr, ifname: str) -> int | None:
 class LinuxDriver:
     def __init__(self, cloud: str, state_dir: Path, lease_seconds: int = 86400):
         self.names = Names(cloud)
+        self.firewall = Firewall(cloud, self.names.tap)
         self.dhcp_dir = state_dir / "dhcp"
         self.lease_seconds = lease_seconds
 
     def bridge_name(self, network_id: str) -> str:
         return self.names.bridge(network_id)
+
+    def tap_name(self, port_id: str) -> str:
+        return self.names.tap(port_id)
+
+    def apply_firewall(self, ports: tuple[PortFirewall, ...]) -> None:
+        self.firewall.apply(ports)
 
     # -- building blocks ----------------------------------------------------------------
 

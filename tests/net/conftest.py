@@ -42,6 +42,9 @@ class RecordingAgent:
     def router_removed(self, router_id: str) -> None:
         self.calls.append(("router_removed", router_id))
 
+    def firewall_changed(self) -> None:
+        self.calls.append(("firewall_changed", ""))
+
 
 def memory_manager(state_dir: Path, agent, **quotas) -> NetManager:
     engine = make_engine(f"sqlite:///{state_dir / 'net.db'}")

@@ -30,8 +30,9 @@ class Plugs:
         self.host_ends: list[str] = []
 
     def plug(self, namespace: str, bridge: str, mac: str | None = None,
-             address: str | None = None) -> None:
-        host_end = f"vt{uuid.uuid4().hex[:8]}"
+             address: str | None = None, host_end: str | None = None) -> None:
+        """``host_end``: the tap's name (a port's security groups match on it)."""
+        host_end = host_end or f"vt{uuid.uuid4().hex[:8]}"
         subprocess.run(["ip", "link", "add", host_end, "type", "veth", "peer", "name", "eth0",
                         "netns", namespace], check=True)
         self.host_ends.append(host_end)

@@ -53,7 +53,8 @@ def port_on(client, headers, network_id, **extra):
 def instance(real_net, netns, plugs, network_id, port, tmp_path):
     """A namespace plugged as the port's tap; returns it and its DHCP lease."""
     namespace = netns("soko-inst")
-    plugs.plug(namespace, real_net.driver.bridge_name(network_id), mac=port["mac_address"])
+    plugs.plug(namespace, real_net.driver.bridge_name(network_id), mac=port["mac_address"],
+               host_end=real_net.driver.tap_name(port["id"]))
     return namespace, dhcp(namespace, tmp_path / f"{namespace}.lease")
 
 
@@ -96,6 +97,10 @@ def test_floating_ip_reaches_in_and_snat_reaches_out(real_net, netns, plugs, tmp
     router_ip = router["external_gateway_info"]["external_fixed_ips"][0]["ip_address"]
     port = port_on(client, A, net)
     inst, lease = instance(real_net, netns, plugs, net, port, tmp_path)
+    default = call(client, "GET", "/v2.0/security-groups", A)["security_groups"][0]
+    call(client, "POST", "/v2.0/security-group-rules", A, {"security_group_rule": {
+        "security_group_id": default["id"], "direction": "ingress", "protocol": "tcp",
+        "port_range_min": 2222, "port_range_max": 2222}})  # as a user opens ssh
 
     with tcp_server(outside, 7000) as peer:  # SNAT: out through the router's address
         assert connects(inst, "172.24.4.1", 7000)
@@ -151,3 +156,45 @@ def test_reconcile_rebuilds_and_removes_only_this_clouds_orphans(real_net, netns
     assert "10.0.0.1/24" in present
     assert in_ns(dhcp_ns, "ip", "-o", "-4", "addr").stdout.count("10.0.0.2/24") == 1
     assert orphan not in netns_list() and other in netns_list()
+
+
+def test_security_groups_and_anti_spoofing_on_the_tap(real_net, netns, plugs, tmp_path):
+    require_tools("udhcpc", "ping", "python3")
+    client = real_net.client
+    net, sub = private_network(client, A)
+    router_on(client, A, sub)
+    web = call(client, "POST", "/v2.0/security-groups", A,
+               {"security_group": {"name": "web"}})["security_group"]
+    port_a = port_on(client, A, net)  # the default group
+    port_b = port_on(client, A, net, security_groups=[web["id"]])
+    inst_a, lease_a = instance(real_net, netns, plugs, net, port_a, tmp_path)
+    inst_b, lease_b = instance(real_net, netns, plugs, net, port_b, tmp_path)
+
+    # default: ingress only from the default group's members; web: no ingress at all.
+    with tcp_server(inst_a, 2222, timeout=3):
+        assert not connects(inst_b, lease_a["ip"], 2222, timeout=1)
+    with tcp_server(inst_b, 8080, timeout=3):
+        assert not connects(inst_a, lease_b["ip"], 8080, timeout=1)
+
+    started = time.monotonic()
+    rule = call(client, "POST", "/v2.0/security-group-rules", A, {"security_group_rule": {
+        "security_group_id": web["id"], "direction": "ingress", "protocol": "tcp",
+        "port_range_min": 8080, "port_range_max": 8080, "remote_ip_prefix": "10.0.0.0/24"}})
+    opened = time.monotonic() - started
+    with tcp_server(inst_b, 8080) as peer:
+        assert connects(inst_a, lease_b["ip"], 8080)
+        assert peer() == lease_a["ip"]
+    call(client, "DELETE", f"/v2.0/security-group-rules/{rule['security_group_rule']['id']}", A)
+    with tcp_server(inst_b, 8080, timeout=3):
+        assert not connects(inst_a, lease_b["ip"], 8080, timeout=1)
+    print(f"security group rule in force within {opened * 1000:.0f} ms")
+
+    # Anti-spoofing: B may send only from its own address.
+    assert pings(inst_b, "10.0.0.1")
+    in_ns(inst_b, "ip", "addr", "flush", "dev", "eth0")
+    in_ns(inst_b, "ip", "addr", "add", "10.0.0.99/24", "dev", "eth0")
+    assert not pings(inst_b, "10.0.0.1")
+    # Port security off: the same address goes through.
+    call(client, "PUT", f"/v2.0/ports/{port_b['id']}", A,
+         {"port": {"security_groups": [], "port_security_enabled": False}})
+    assert pings(inst_b, "10.0.0.1")
