@@ -137,6 +137,15 @@ def test_dnsmasq_reloads_for_a_new_port_without_restarting(real_net, netns, plug
     assert lease["dns"] == "192.0.2.53"
     assert dnsmasq_pids(tmp_path) == dnsmasq, "dnsmasq was restarted for a port instead of reloaded"
 
+    # Deleting the network takes its server, namespace and bridge with it.
+    for port in (first, second):
+        call(client, "DELETE", f"/v2.0/ports/{port['id']}", A)
+    call(client, "DELETE", f"/v2.0/networks/{net}", A)
+    assert not dnsmasq_pids(tmp_path)
+    assert real_net.driver.names.dhcp_namespace(net) not in netns_list()
+    assert subprocess.run(["ip", "link", "show", real_net.driver.bridge_name(net)],
+                          capture_output=True).returncode != 0
+
 
 def test_reconcile_rebuilds_and_removes_only_this_clouds_orphans(real_net, netns, tmp_path):
     client = real_net.client
