@@ -16,7 +16,6 @@ import signal
 import subprocess
 from pathlib import Path
 
-from soko.common.durable import atomic_write
 from soko.common.procs import pid_alive, stop_pid
 from soko.net.drivers.base import NetworkSpec
 from soko.net.drivers.iptables import in_namespace
@@ -24,6 +23,20 @@ from soko.net.drivers.iptables import in_namespace
 
 class DnsmasqError(RuntimeError):
     pass
+
+
+def replace_file(path: Path, text: str) -> bool:
+    """Writes ``text`` to ``path`` by rename (dnsmasq never reads half a file); False if it
+    already held it. No fsync: these files are derived from the DB and rebuilt at start."""
+    try:
+        if path.read_text() == text:
+            return False
+    except OSError:
+        pass
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return True
 
 
 def host_lines(spec: NetworkSpec) -> str:
@@ -85,15 +98,16 @@ class DhcpServer:
 
     def apply(self, spec: NetworkSpec, device: str) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.hosts, host_lines(spec).encode())
-        atomic_write(self.opts, option_lines(spec).encode())
+        changed = replace_file(self.hosts, host_lines(spec))
+        changed |= replace_file(self.opts, option_lines(spec))
         argv = self.argv(spec, device)
         pid = self.running_pid()
         if pid is not None and self.saved_argv() == argv:
-            os.kill(pid, signal.SIGHUP)
+            if changed:
+                os.kill(pid, signal.SIGHUP)
             return
         self.stop()
-        atomic_write(self.argv_file, json.dumps(argv).encode())
+        replace_file(self.argv_file, json.dumps(argv))
         proc = subprocess.run(in_namespace(self.namespace, argv), capture_output=True,
                               text=True, env={**os.environ, "LC_ALL": "C"})
         if proc.returncode != 0:  # dnsmasq daemonizes: its exit status is its start-up's
