@@ -33,7 +33,9 @@ class NetConfig(ServerSection):
     # Handed to guests of a subnet without dns_nameservers; empty: the host's resolvers
     # (the non-loopback nameservers of /etc/resolv.conf).
     default_dns: list[str] = dataclasses.field(default_factory=list)
-    reconcile_interval: float = 0.0  # seconds between full reconciles; 0: only at start
+    # Seconds between full reconciles (repairs what a crash or an operator left half-done;
+    # one worker acts per tick); 0: only at start.
+    reconcile_interval: float = 30.0
     quota_networks: int = 100
     quota_ports: int = 500
     quota_routers: int = 10
@@ -51,6 +53,8 @@ class NetConfig(ServerSection):
             raise ConfigError(f"mtu: must be 576..9000, got {self.mtu}")
         if self.dhcp_lease_seconds < 120:
             raise ConfigError("dhcp_lease_seconds: must be at least 120")
+        if self.reconcile_interval < 0:
+            raise ConfigError("reconcile_interval: must be 0 (off) or a number of seconds")
 
 
 def cloud_id(config: Config) -> str:
