@@ -119,6 +119,17 @@ def test_floating_ip_reaches_in_and_snat_reaches_out(real_net, netns, plugs, tmp
         assert peer() == fip["floating_ip_address"]
     print(f"floating IP associated and in force within {applied * 1000:.0f} ms")
 
+    # Reconciling (a restart) twice changes nothing: no duplicate rule or address.
+    router_ns = real_net.driver.names.router_namespace(router["id"])
+    nat_before = in_ns(router_ns, "iptables", "-t", "nat", "-S").stdout
+    assert real_net.manager.agent.reconcile() and real_net.manager.agent.reconcile()
+    assert in_ns(router_ns, "iptables", "-t", "nat", "-S").stdout == nat_before
+    assert nat_before.count("-A ") == 4  # DNAT in, DNAT for the router itself, 2 SNAT
+    addresses = in_ns(router_ns, "ip", "-o", "-4", "addr").stdout
+    assert addresses.count(f"{fip['floating_ip_address']}/32") == 1
+    with tcp_server(inst, 2222):
+        assert connects(outside, fip["floating_ip_address"], 2222)
+
     call(client, "PUT", f"/v2.0/floatingips/{fip['id']}", A, {"floatingip": {"port_id": None}})
     assert not connects(outside, fip["floating_ip_address"], 2222, timeout=1)
     assert not pings(outside, lease["ip"])  # tenant addresses are never routed from outside
@@ -197,6 +208,10 @@ def test_security_groups_and_anti_spoofing_on_the_tap(real_net, netns, plugs, tm
     with tcp_server(inst_b, 8080, timeout=3):
         assert not connects(inst_a, lease_b["ip"], 8080, timeout=1)
     print(f"security group rule in force within {opened * 1000:.0f} ms")
+    assert real_net.manager.agent.reconcile() and real_net.manager.agent.reconcile()
+    forward = subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True,
+                             text=True).stdout
+    assert forward.count(f"sk{real_net.driver.names.cloud}-") == 2  # no duplicate jumps
 
     # Anti-spoofing: B may send only from its own address.
     assert pings(inst_b, "10.0.0.1")
