@@ -127,24 +127,19 @@ def dns_nameservers(value: object) -> list[str]:
 
 
 def host_routes(value: object, net: Net) -> list[dict]:
+    """Routes handed out by DHCP: the next hop must be on the subnet (a guest can only
+    reach an on-link gateway)."""
     def route(v: object) -> dict:
         if not isinstance(v, dict) or set(v) != {"destination", "nexthop"}:
             raise BadRequest('Invalid input for host_routes. Reason: each route is '
                              '{"destination": CIDR, "nexthop": IP}.')
-        destination = ipaddress.ip_network(v["destination"], strict=False) \
-            if isinstance(v["destination"], str) and _is_net(v["destination"]) else None
-        if destination is None or destination.version != 4:
+        try:
+            destination = ipaddress.IPv4Network(v["destination"], strict=False)
+        except (ValueError, TypeError):
             raise BadRequest(f"Invalid input for host_routes. Reason: '{v['destination']}' "
-                             "is not an IPv4 CIDR.")
+                             "is not an IPv4 CIDR.") from None
         nexthop = parse_address("host_routes", v["nexthop"])
+        check_inside("host_routes", nexthop, net)
         return {"destination": str(destination), "nexthop": str(nexthop)}
 
     return string_list("host_routes", value, route)
-
-
-def _is_net(value: str) -> bool:
-    try:
-        ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        return False
-    return True

@@ -166,3 +166,16 @@ def test_update_and_delete_keep_addresses_consistent(client, manager):
                                json={"subnet": {"dns_nameservers": ["192.0.2.1"]}})
     assert resp.json["subnet"]["dns_nameservers"] == ["192.0.2.1"]
     assert client.simulate_delete(f"/v2.0/subnets/{sub['id']}", headers=A).status_code == 409
+
+
+def test_host_routes_are_checked_and_kept(client):
+    net = post(client, "networks", "network", {"name": "n"})
+    bad = post(client, "subnets", "subnet", {
+        "network_id": net["id"], "cidr": "10.0.0.0/24",
+        "host_routes": [{"destination": "192.168.0.0/16", "nexthop": "10.9.9.9"}]},
+        status=400)
+    assert "host_routes" in bad["NeutronError"]["message"]
+    sub = post(client, "subnets", "subnet", {
+        "network_id": net["id"], "cidr": "10.0.0.0/24",
+        "host_routes": [{"destination": "192.168.0.0/16", "nexthop": "10.0.0.254"}]})
+    assert sub["host_routes"] == [{"destination": "192.168.0.0/16", "nexthop": "10.0.0.254"}]
