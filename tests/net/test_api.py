@@ -179,3 +179,19 @@ def test_host_routes_are_checked_and_kept(client):
         "network_id": net["id"], "cidr": "10.0.0.0/24",
         "host_routes": [{"destination": "192.168.0.0/16", "nexthop": "10.0.0.254"}]})
     assert sub["host_routes"] == [{"destination": "192.168.0.0/16", "nexthop": "10.0.0.254"}]
+
+
+def test_deleting_subnets_releases_the_dhcp_address(client, manager):
+    net, first = network(client)
+    second = post(client, "subnets", "subnet", {"network_id": net["id"],
+                                                "cidr": "10.1.0.0/24"})
+    dhcp = client.simulate_get("/v2.0/ports", headers=A,
+                               params={"device_owner": "network:dhcp"}).json["ports"]
+    assert sorted(a["ip_address"] for a in dhcp[0]["fixed_ips"]) == ["10.0.0.2", "10.1.0.2"]
+    assert client.simulate_delete(f"/v2.0/subnets/{first['id']}", headers=A).status_code == 204
+    dhcp = client.simulate_get("/v2.0/ports", headers=A,
+                               params={"device_owner": "network:dhcp"}).json["ports"]
+    assert [a["subnet_id"] for a in dhcp[0]["fixed_ips"]] == [second["id"]]
+    assert client.simulate_delete(f"/v2.0/subnets/{second['id']}",
+                                  headers=A).status_code == 204
+    assert counts(manager)["ports"] == 0 and counts(manager)["ipallocations"] == 0
