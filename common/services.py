@@ -20,6 +20,7 @@ SERVICE_MODULES: list[str] = [
     "soko.block.service",
     "soko.image.service",
     "soko.compute.service",
+    "soko.net.service",
 ]
 
 

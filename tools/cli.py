@@ -24,6 +24,12 @@ COMMANDS = {
     "image": "soko.image.cli:image",
     "server": "soko.compute.cli:server",
     "flavor": "soko.compute.cli:flavor",
+    "network": "soko.net.cli:network",
+    "subnet": "soko.net.cli:subnet",
+    "port": "soko.net.cli:port",
+    "router": "soko.net.cli:router",
+    "floating": "soko.net.cli:floating",
+    "security": "soko.net.cli:security",
     "bench": "soko.tools.bench:bench",
 }
 

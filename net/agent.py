@@ -1,0 +1,219 @@
+"""The host side of every change: reads what the DB says a network or router is, and has
+the driver make the host match, one change at a time.
+
+Changes are serialised by a lock file (gunicorn's workers share one host), and each one
+re-reads the DB under the lock, so the last writer always applies the newest state. A
+reconcile applies every network and router and removes this cloud's orphans: it runs at
+start, and is what repairs the host after a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from soko.common.db import session_scope
+from soko.net.drivers.base import (
+    FirewallRule,
+    FloatingPair,
+    HostEntry,
+    Leg,
+    NetworkDriver,
+    NetworkSpec,
+    PortFirewall,
+    RouterSpec,
+    SubnetSpec,
+)
+from soko.net.models import (
+    OWNER_DHCP,
+    FloatingIP,
+    Network,
+    Port,
+    Router,
+    SecurityGroup,
+    Subnet,
+)
+from soko.net.routers import interfaces
+
+log = logging.getLogger("soko.net.agent")
+
+
+def host_resolvers(path: str = "/etc/resolv.conf") -> list[str]:
+    """The host's nameservers a guest can reach: loopback ones (a local stub) are skipped."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            with contextlib.suppress(ValueError):
+                addr = ipaddress.ip_address(parts[1])
+                if addr.version == 4 and not addr.is_loopback:
+                    found.append(str(addr))
+    return found
+
+
+def leg_of(s: Session, port: Port) -> Leg:
+    addresses = []
+    for allocation in port.fixed_ips:
+        prefix = ipaddress.ip_network(s.get(Subnet, allocation.subnet_id).cidr).prefixlen
+        addresses.append(f"{allocation.ip_address}/{prefix}")
+    return Leg(port_id=port.id, network_id=port.network_id, mac=port.mac_address,
+               addresses=tuple(addresses), mtu=s.get(Network, port.network_id).mtu)
+
+
+class HostAgent:
+    def __init__(self, *, sessions: sessionmaker[Session], driver: NetworkDriver,
+                 lock_path: Path, default_dns: list[str] | None = None):
+        self.sessions = sessions
+        self.driver = driver
+        self.lock_path = lock_path
+        self.default_dns = tuple(default_dns) if default_dns else tuple(host_resolvers())
+
+    @contextlib.contextmanager
+    def locked(self, wait: bool = True) -> Iterator[bool]:
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+
+    # -- specs from the DB --------------------------------------------------------------
+
+    def network_spec(self, s: Session, network_id: str) -> NetworkSpec | None:
+        network = s.get(Network, network_id)
+        if network is None:
+            return None
+        subnets = tuple(SubnetSpec(
+            id=sub.id, cidr=sub.cidr, gateway_ip=sub.gateway_ip,
+            dns_nameservers=tuple(sub.dns_nameservers) or self.default_dns,
+            host_routes=tuple((r["destination"], r["nexthop"]) for r in sub.host_routes),
+            enable_dhcp=sub.enable_dhcp) for sub in network.subnets)
+        dhcp_subnets = {sub.id for sub in subnets if sub.enable_dhcp}
+        ports = s.scalars(select(Port).where(Port.network_id == network_id)
+                          .order_by(Port.created_at)).all()
+        dhcp = next((p for p in ports if p.device_owner == OWNER_DHCP), None)
+        hosts = tuple(HostEntry(mac=p.mac_address, ip=a.ip_address,
+                                hostname="host-" + a.ip_address.replace(".", "-"))
+                      for p in ports if p is not dhcp
+                      for a in p.fixed_ips if a.subnet_id in dhcp_subnets)
+        return NetworkSpec(id=network.id, mtu=network.mtu, subnets=subnets,
+                           dhcp=leg_of(s, dhcp) if dhcp is not None and dhcp_subnets else None,
+                           hosts=hosts)
+
+    def router_spec(self, s: Session, router_id: str) -> RouterSpec | None:
+        router = s.get(Router, router_id)
+        if router is None:
+            return None
+        legs = [leg_of(s, port) for port in interfaces(s, router_id)]
+        gateway = nexthop = None
+        if router.gw_port is not None and router.gw_port.fixed_ips:
+            gateway = leg_of(s, router.gw_port)
+            nexthop = s.get(Subnet, router.gw_port.fixed_ips[0].subnet_id).gateway_ip
+        snat = () if gateway is None or not router.enable_snat else tuple(
+            str(ipaddress.ip_interface(a).network) for leg in legs for a in leg.addresses)
+        floating = tuple(FloatingPair(f.floating_ip_address, f.fixed_ip_address)
+                         for f in s.scalars(select(FloatingIP).where(
+                             FloatingIP.router_id == router_id,
+                             FloatingIP.port_id.is_not(None)).order_by(FloatingIP.created_at)))
+        return RouterSpec(id=router.id, interfaces=tuple(legs), gateway=gateway,
+                          gateway_nexthop=nexthop, snat_cidrs=snat,
+                          floating=floating if gateway is not None else ())
+
+    def firewall_spec(self, s: Session) -> tuple[PortFirewall, ...]:
+        """Every secured port's rules; a remote group stands for its members' addresses."""
+        ports = s.scalars(select(Port).where(Port.port_security_enabled.is_(True))
+                          .order_by(Port.created_at)).all()
+        members: dict[str, list[str]] = {}
+        for port in ports:
+            for group_id in port.security_groups:
+                members.setdefault(group_id, []).extend(f"{a.ip_address}/32"
+                                                        for a in port.fixed_ips)
+        groups = {g.id: g for g in s.scalars(select(SecurityGroup))}
+
+        def remotes(rule) -> tuple[str, ...] | None:
+            if rule.remote_group_id is not None:
+                return tuple(members.get(rule.remote_group_id, ()))
+            if rule.remote_ip_prefix not in (None, "0.0.0.0/0"):
+                return (rule.remote_ip_prefix,)
+            return None
+
+        return tuple(PortFirewall(
+            port_id=port.id, mac=port.mac_address,
+            ips=tuple(a.ip_address for a in port.fixed_ips),
+            rules=tuple(FirewallRule(r.direction, r.protocol, r.port_range_min,
+                                     r.port_range_max, remotes(r))
+                        for group_id in port.security_groups if group_id in groups
+                        for r in groups[group_id].rules))
+            for port in ports)
+
+    # -- what the manager calls ---------------------------------------------------------
+
+    def network_changed(self, network_id: str) -> None:
+        with self.locked():
+            with session_scope(self.sessions) as s:
+                spec = self.network_spec(s, network_id)
+            if spec is None:
+                self.driver.remove_network(network_id)
+            else:
+                self.driver.apply_network(spec)
+            self.apply_firewall()
+
+    def firewall_changed(self) -> None:
+        with self.locked():
+            self.apply_firewall()
+
+    def apply_firewall(self) -> None:
+        with session_scope(self.sessions) as s:
+            ports = self.firewall_spec(s)
+        self.driver.apply_firewall(ports)
+
+    def network_removed(self, network_id: str) -> None:
+        with self.locked():
+            self.driver.remove_network(network_id)
+            self.apply_firewall()
+
+    def router_changed(self, router_id: str) -> None:
+        with self.locked():
+            with session_scope(self.sessions) as s:
+                spec = self.router_spec(s, router_id)
+            if spec is None:
+                self.driver.remove_router(router_id)
+            else:
+                self.driver.apply_router(spec)
+
+    def router_removed(self, router_id: str) -> None:
+        with self.locked():
+            self.driver.remove_router(router_id)
+
+    def reconcile(self, wait: bool = True) -> bool:
+        """Rebuilds the host from the DB; False if another process was already at it."""
+        started = time.monotonic()
+        with self.locked(wait) as held:
+            if not held:
+                return False
+            with session_scope(self.sessions) as s:
+                networks = [self.network_spec(s, n) for n in s.scalars(select(Network.id))]
+                routers = [self.router_spec(s, r) for r in s.scalars(select(Router.id))]
+            for network in networks:
+                self.driver.apply_network(network)
+            for router in routers:
+                self.driver.apply_router(router)
+            self.apply_firewall()
+            self.driver.remove_orphans({n.id for n in networks}, {r.id for r in routers})
+        log.info("reconciled %d networks and %d routers in %.2f s", len(networks),
+                 len(routers), time.monotonic() - started)
+        return True

@@ -1,0 +1,1 @@
+"""The host side of the network service: one driver realises networks and routers."""

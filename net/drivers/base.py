@@ -1,0 +1,114 @@
+"""The seam between the network service and a host: what a network and a router look like
+once the DB has been read, and the calls a driver answers.
+
+A driver converges: ``apply_*`` makes the host match a spec whatever it found (nothing, a
+half-built namespace, stale rules), so the same call serves a change, a retry and a
+restart. Multi-host comes in behind this seam (an RPC driver sending the specs to agents).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class SubnetSpec:
+    id: str
+    cidr: str
+    gateway_ip: str | None
+    dns_nameservers: tuple[str, ...]  # the subnet's, or the default when it names none
+    host_routes: tuple[tuple[str, str], ...]  # (destination, nexthop)
+    enable_dhcp: bool
+
+
+@dataclass(frozen=True)
+class Leg:
+    """A port the network service itself plugs: DHCP server, router interface or gateway."""
+
+    port_id: str
+    network_id: str
+    mac: str
+    addresses: tuple[str, ...]  # "ip/prefixlen"
+    mtu: int = 1500  # the network's
+
+
+@dataclass(frozen=True)
+class HostEntry:
+    """One static DHCP answer: this MAC gets this address."""
+
+    mac: str
+    ip: str
+    hostname: str
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    id: str
+    mtu: int
+    subnets: tuple[SubnetSpec, ...]
+    dhcp: Leg | None  # None: no subnet has DHCP on
+    hosts: tuple[HostEntry, ...]
+
+
+@dataclass(frozen=True)
+class FloatingPair:
+    floating_ip: str
+    fixed_ip: str
+
+
+@dataclass(frozen=True)
+class RouterSpec:
+    id: str
+    interfaces: tuple[Leg, ...]
+    gateway: Leg | None
+    gateway_nexthop: str | None  # the external subnet's gateway: the default route
+    snat_cidrs: tuple[str, ...]  # tenant subnets translated to the gateway address
+    floating: tuple[FloatingPair, ...]
+
+
+@dataclass(frozen=True)
+class FirewallRule:
+    """One allowed flow of a security group rule; ``remotes`` None means from/to anywhere."""
+
+    direction: str  # ingress | egress
+    protocol: str | None  # tcp | udp | icmp | None (any)
+    port_min: int | None
+    port_max: int | None
+    remotes: tuple[str, ...] | None  # CIDRs (a remote group: its members' addresses)
+
+
+@dataclass(frozen=True)
+class PortFirewall:
+    """A port with port security on: what it may send (its own MAC and addresses, then
+    its egress rules) and receive (its ingress rules)."""
+
+    port_id: str
+    mac: str
+    ips: tuple[str, ...]
+    rules: tuple[FirewallRule, ...]
+
+
+class NetworkDriver(Protocol):
+    def apply_network(self, spec: NetworkSpec) -> None:
+        """The network's bridge, and its DHCP namespace and server when it has one."""
+
+    def remove_network(self, network_id: str) -> None:
+        """Everything ``apply_network`` made; a no-op when there is nothing."""
+
+    def apply_router(self, spec: RouterSpec) -> None:
+        """The router's namespace, its legs, routes and NAT table."""
+
+    def remove_router(self, router_id: str) -> None: ...
+
+    def remove_orphans(self, network_ids: set[str], router_ids: set[str]) -> None:
+        """Removes this cloud's networks and routers that are not in the given sets."""
+
+    def apply_firewall(self, ports: tuple[PortFirewall, ...]) -> None:
+        """Exactly these ports' security groups in force on their taps; none: no trace."""
+
+    def bridge_name(self, network_id: str) -> str:
+        """Where an instance's tap is plugged."""
+
+    def tap_name(self, port_id: str) -> str:
+        """The name an instance's tap for this port must have (its rules match on it)."""

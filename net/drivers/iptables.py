@@ -1,0 +1,62 @@
+"""iptables in a namespace, one whole table at a time with ``iptables-restore``.
+
+Restoring a table replaces it atomically (the kernel swaps the ruleset in one commit), so a
+router is never seen with half its NAT rules, and applying the same rules twice is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+BUILTIN_CHAINS = {
+    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+    "filter": ("INPUT", "FORWARD", "OUTPUT"),
+}
+
+
+class IptablesError(RuntimeError):
+    """iptables-restore refused a table; the message carries its stderr."""
+
+
+def in_namespace(namespace: str | None, argv: list[str]) -> list[str]:
+    return ["ip", "netns", "exec", namespace, *argv] if namespace else argv
+
+
+def table_text(table: str, rules: list[str], chains: tuple[str, ...] = ()) -> str:
+    lines = [f"*{table}"]
+    lines += [f":{chain} ACCEPT [0:0]" for chain in BUILTIN_CHAINS[table]]
+    lines += [f":{chain} - [0:0]" for chain in chains]
+    lines += rules
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+def restore_table(namespace: str | None, table: str, rules: list[str],
+                  chains: tuple[str, ...] = ()) -> None:
+    """Replaces ``table`` in ``namespace`` (None: the host's) with exactly ``rules``."""
+    proc = subprocess.run(in_namespace(namespace, ["iptables-restore", "-w", "5"]),
+                          input=table_text(table, rules, chains), capture_output=True,
+                          text=True, env={**os.environ, "LC_ALL": "C"})
+    if proc.returncode != 0:
+        raise IptablesError(f"iptables-restore of {table} in {namespace or 'the host'} "
+                            f"failed ({proc.returncode}): {proc.stderr.strip()}")
+
+
+def nat_rules(gateway_dev: str, gateway_ip: str | None, snat_cidrs, floating) -> list[str]:
+    """A router's NAT: DNAT in and SNAT out per floating IP (before the subnet SNAT, so a
+    floating IP's instance leaves with its own address), SNAT per tenant subnet."""
+    rules = []
+    for pair in floating:
+        rules.append(f"-A PREROUTING -d {pair.floating_ip}/32 -j DNAT "
+                     f"--to-destination {pair.fixed_ip}")
+        rules.append(f"-A OUTPUT -d {pair.floating_ip}/32 -j DNAT "
+                     f"--to-destination {pair.fixed_ip}")
+    for pair in floating:
+        rules.append(f"-A POSTROUTING -s {pair.fixed_ip}/32 -o {gateway_dev} -j SNAT "
+                     f"--to-source {pair.floating_ip}")
+    if gateway_ip is not None:
+        for cidr in snat_cidrs:
+            rules.append(f"-A POSTROUTING -s {cidr} -o {gateway_dev} -j SNAT "
+                         f"--to-source {gateway_ip}")
+    return rules

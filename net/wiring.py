@@ -1,0 +1,67 @@
+"""Builds the network service's parts from config (DB, driver, agent, manager) and the
+start, bootstrap and teardown steps the API factory and ``soko up`` share."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+from pathlib import Path
+
+from soko.common.config import Config
+from soko.common.db import database_url, make_engine, make_sessionmaker
+from soko.common.periodic import Periodic
+from soko.net.agent import HostAgent
+from soko.net.drivers.linux import LinuxDriver
+from soko.net.manager import NetManager, Quotas
+from soko.net.models import Base
+from soko.net.service import NetConfig, cloud_id
+
+log = logging.getLogger("soko.net")
+
+
+def net_dir(config: Config) -> Path:
+    return config.data_dir / "net"
+
+
+def make_manager(config: Config) -> NetManager:
+    section: NetConfig = config.section("net")
+    state_dir = net_dir(config)
+    engine = make_engine(database_url(section.database_url, state_dir, "net"))
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / "schema.lock", "a") as lock:
+        # gunicorn's workers start together: two racing CREATE TABLEs would fail one.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        Base.metadata.create_all(engine)
+    sessions = make_sessionmaker(engine)
+    driver = LinuxDriver(cloud_id(config), state_dir, section.dhcp_lease_seconds)
+    agent = HostAgent(sessions=sessions, driver=driver, lock_path=state_dir / "host.lock",
+                      default_dns=section.default_dns)
+    return NetManager(sessions=sessions, agent=agent, mtu=section.mtu,
+                      quotas=Quotas(networks=section.quota_networks, ports=section.quota_ports,
+                                    routers=section.quota_routers,
+                                    floatingips=section.quota_floatingips))
+
+
+def start(config: Config, manager: NetManager) -> None:
+    """Every worker's start: the host rebuilt from the DB (by whichever worker gets there
+    first), and the periodic reconcile if one is configured."""
+    manager.agent.reconcile(wait=False)
+    interval = config.section("net").reconcile_interval
+    if interval > 0:
+        Periodic("net-reconcile", interval, lambda: manager.agent.reconcile(wait=False))
+
+
+def bootstrap(config: Config) -> list[str]:
+    manager = make_manager(config)
+    manager.agent.reconcile()
+    return [f"net: cloud id {cloud_id(config)} (bridges brq{cloud_id(config)}*, namespaces "
+            f"qdhcp-{cloud_id(config)}-*, qrouter-{cloud_id(config)}-*)"]
+
+
+def teardown(config: Config) -> None:
+    """Removes every bridge, namespace, veth, dnsmasq and NAT rule of this cloud from the
+    host (``soko down``); the DB stays, and the next start rebuilds them."""
+    manager = make_manager(config)
+    with manager.agent.locked():
+        manager.agent.driver.remove_orphans(set(), set())
+        manager.agent.driver.apply_firewall(())
