@@ -75,6 +75,16 @@ def save_sums(fd: int, digests: bytes) -> None:
         os.setxattr(fd, f"{XATTR_PREFIX}{index}", digests[offset:offset + step])
 
 
+def stored_sums(fd: int, size: int) -> bytes | None:
+    """All stored digests of an open ``.data`` of ``size`` bytes (None if any are missing)."""
+    blocks = -(-size // BLOCK_SIZE)
+    try:
+        return b"".join(os.getxattr(fd, f"{XATTR_PREFIX}{index}")
+                        for index in range(-(-blocks // PER_XATTR)))
+    except OSError:
+        return None
+
+
 class SumsOf:
     """The stored digests of one open ``.data``, read one xattr at a time as needed."""
 
