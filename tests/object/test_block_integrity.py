@@ -137,7 +137,7 @@ def test_full_get_never_carries_a_flipped_block(cluster_api, cluster, cluster_co
 def strip_block_sums(path: Path) -> None:
     """Makes ``path`` a ``.data`` as written before block sums existed."""
     metadata = read_metadata(path)
-    del metadata[METADATA_KEY]
+    metadata.pop(METADATA_KEY, None)
     os.setxattr(path, XATTR_NAME, pack_metadata(metadata))
     for name in os.listxattr(path):
         if name.startswith(XATTR_PREFIX):
