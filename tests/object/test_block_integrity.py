@@ -114,9 +114,10 @@ def test_the_rotten_copy_answers_404_and_replication_restores_it(cluster_api, cl
     assert r.status_code == 206 and r.content == body[at:at + 16]
 
 
-def test_full_get_never_carries_a_flipped_block(cluster_api, cluster, cluster_container):
-    """A flip past what the node checks before answering: the node's body stops before the
-    rotten block (the connection is cut short); through the proxy every GET is right."""
+def test_the_node_cuts_a_full_get_before_a_flipped_block(cluster_api, cluster,
+                                                        cluster_container):
+    """A flip past what the node checks before answering: its body stops before the rotten
+    block (the connection is cut short of Content-Length)."""
     api, container = cluster_api, cluster_container
     body, bad = put_and_rot(api, cluster, container, "whole", LARGE)
     with requests.get(direct_url(cluster, api, container, "whole", bad), timeout=10,
@@ -128,10 +129,18 @@ def test_full_get_never_carries_a_flipped_block(cluster_api, cluster, cluster_co
                 received += chunk
     assert body.startswith(received) and len(received) <= FLIP_AT[LARGE]
     assert not bad.exists()
-    early, bad = put_and_rot(api, cluster, container, "early", SMALL)
+
+
+@pytest.mark.parametrize("size", [SMALL, LARGE], ids=["64KiB", "6MiB"])
+def test_full_gets_through_the_proxy_are_whole_and_right(cluster_api, cluster,
+                                                         cluster_container, size):
+    """Up to 4 MiB the node answers 404 and the proxy reads another replica; past that the
+    proxy continues the body from another replica where the node cut it."""
+    api, container = cluster_api, cluster_container
+    body, bad = put_and_rot(api, cluster, container, "proxied", size)
     for _ in range(TRIES):
-        assert api.get(f"{api.base}/{container}/early").content == early
-    assert not bad.exists()
+        assert api.get(f"{api.base}/{container}/proxied").content == body
+    assert not bad.exists()  # the rotten copy was read (and quarantined), yet all came whole
 
 
 def strip_block_sums(path: Path) -> None:
