@@ -50,6 +50,10 @@ class BlockHasher:
     def update(self, chunk: bytes | memoryview) -> None:
         view = memoryview(chunk)
         while view:
+            if not self.filled and len(view) >= BLOCK_SIZE:  # a whole block: one call
+                self.digests += xxhash.xxh3_64_digest(view[:BLOCK_SIZE])
+                view = view[BLOCK_SIZE:]
+                continue
             take = min(len(view), BLOCK_SIZE - self.filled)
             self.block.update(view[:take])
             self.filled += take
