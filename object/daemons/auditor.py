@@ -1,7 +1,9 @@
 """The auditor: finds bit rot before a client does, and hands it to the replicator.
 
 Each pass walks every object on this node's devices, reads its metadata and recomputes the
-MD5 of its ``.data`` against the stored ETag; an object that fails is moved whole to
+MD5 of its ``.data`` against the stored ETag and each block's xxh3 against its block sums
+(``blocksums``; a ``.data`` of the older format that has none gets them once its MD5
+checked out); an object that fails is moved whole to
 ``<device>/quarantined/objects/`` (never deleted, never served) and its suffix hash
 invalidated, so the next replicator passes of the other primaries push a good copy back.
 Container and account DBs get SQLite's ``PRAGMA quick_check``; a failing DB is moved to
@@ -22,7 +24,21 @@ from pathlib import Path
 
 from soko.common.durable import fsync_dir, makedirs_durable
 from soko.object.daemons.ratelimit import RateLimiter
-from soko.object.node.diskfile import READ_CHUNK, DiskFile
+from soko.object.node.blocksums import (
+    LAYOUT,
+    METADATA_KEY,
+    BlockHasher,
+    has_block_sums,
+    save_sums,
+    stored_sums,
+)
+from soko.object.node.diskfile import (
+    READ_CHUNK,
+    XATTR_NAME,
+    DiskFile,
+    pack_metadata,
+    read_metadata,
+)
 from soko.object.node.suffixes import hash_dirs
 
 log = logging.getLogger(__name__)
@@ -36,8 +52,8 @@ class Auditor:
         self.files_limiter = RateLimiter(settings.auditor_files_per_second, node.stop)
 
     def run_once(self) -> dict:
-        stats = collections.Counter(objects=0, bytes=0, quarantined=0, dbs=0,
-                                    dbs_quarantined=0)
+        stats = collections.Counter(objects=0, bytes=0, quarantined=0, block_sums_added=0,
+                                    dbs=0, dbs_quarantined=0)
         for _, device_path in self.node.mounted_devices("object"):
             for partition, hash_dir in hash_dirs(device_path / "objects"):
                 if self.node.stop.is_set():
@@ -65,19 +81,25 @@ class Auditor:
         stats["objects"] += 1
         df.index_expiry(state.metadata)  # an entry the index lost (it is not fsynced)
         md5 = hashlib.md5(usedforsecurity=False)
+        blocks = BlockHasher()
         try:
             with open(state.data_path, "rb", buffering=0) as f:
                 while chunk := f.read(READ_CHUNK):
                     self.bytes_limiter.wait(len(chunk))
                     md5.update(chunk)
+                    blocks.update(chunk)
                     stats["bytes"] += len(chunk)
+                digests = blocks.finish()
+                problem = body_problem(f.fileno(), state.metadata, md5.hexdigest(), digests)
+                if problem is None and not has_block_sums(state.metadata):
+                    add_block_sums(f.fileno(), digests)
+                    stats["block_sums_added"] += 1
         except FileNotFoundError:
             return  # replaced by a newer write meanwhile
-        if md5.hexdigest() != state.metadata["ETag"] and state.data_path.exists():
+        if problem and state.data_path.exists():
             df.quarantine()
             stats["quarantined"] += 1
-            log.warning("quarantined %s: MD5 %s, ETag %s", state.data_path,
-                        md5.hexdigest(), state.metadata["ETag"])
+            log.warning("quarantined %s: %s", state.data_path, problem)
 
     def audit_db(self, device_path: Path, kind: str, hash_dir: Path, stats) -> None:
         db_file = hash_dir / f"{hash_dir.name}.db"
@@ -89,6 +111,27 @@ class Auditor:
             quarantine_db(device_path, kind, hash_dir)
             stats["dbs_quarantined"] += 1
             log.warning("quarantined %s DB %s: %s", kind, db_file, problem)
+
+
+def body_problem(fd: int, metadata: dict[str, str], md5: str, digests: bytes) -> str | None:
+    """What is wrong with a body whose MD5 and block digests were just computed (None:
+    nothing): its MD5 must be its ETag, and its stored block sums (if any) these digests."""
+    if md5 != metadata["ETag"]:
+        return f"MD5 {md5}, ETag {metadata['ETag']}"
+    if has_block_sums(metadata) and stored_sums(fd, int(metadata["Content-Length"])) != digests:
+        return "its block sums differ from its blocks"
+    return None
+
+
+def add_block_sums(fd: int, digests: bytes) -> None:
+    """Gives a ``.data`` of the older format, whose MD5 was just checked, its block sums:
+    the digests first, then the key in its own metadata (one atomic setxattr), so a reader
+    that sees the key finds them; fsynced. Only derived data is added: the body and what a
+    client sees of the object stay as they are."""
+    save_sums(fd, digests)
+    metadata = read_metadata(fd)  # the .data's own, without a .meta's changes
+    os.setxattr(fd, XATTR_NAME, pack_metadata({**metadata, METADATA_KEY: LAYOUT}))
+    os.fsync(fd)
 
 
 def db_problem(path: Path) -> str | None:

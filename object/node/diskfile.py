@@ -30,6 +30,7 @@ import xxhash
 from soko.common.durable import fsync_dir, makedirs_durable
 from soko.common.errors import InsufficientStorage
 from soko.object.node import expiring
+from soko.object.node.blocksums import LAYOUT, METADATA_KEY, BlockHasher, save_sums
 from soko.object.node.suffixes import invalidate_suffix
 from soko.object.shared.timestamps import InvalidTimestamp, Timestamp
 
@@ -254,6 +255,7 @@ class DiskFileWriter:
                 raise
         # No MD5 when the caller checks the body another way (the proxy's footer, footer.py).
         self.md5 = hashlib.md5(usedforsecurity=False) if md5 else None
+        self.blocks = BlockHasher()
         self.size = 0
         self.unsynced = 0
 
@@ -264,6 +266,7 @@ class DiskFileWriter:
             view = view[written:]
         if self.md5 is not None:
             self.md5.update(chunk)
+        self.blocks.update(chunk)
         self.size += len(chunk)
         self.unsynced += len(chunk)
         if self.unsynced >= SYNC_EVERY:
@@ -275,7 +278,11 @@ class DiskFileWriter:
         return self.md5.hexdigest()
 
     def commit(self, timestamp: Timestamp, kind: str, metadata: dict[str, str]) -> None:
-        """xattr, fsync, rename to ``<timestamp>.<kind>``, fsync the dir, clean up older files."""
+        """xattrs (a ``.data``'s block sums too), fsync, rename to ``<timestamp>.<kind>``,
+        fsync the dir, clean up older files."""
+        if kind == "data":
+            save_sums(self.fd, self.blocks.finish())
+            metadata = {**metadata, METADATA_KEY: LAYOUT}
         os.setxattr(self.fd, XATTR_NAME, pack_metadata(metadata))
         os.fsync(self.fd)
         hash_dir = self.diskfile.hash_dir

@@ -8,11 +8,13 @@ container node cannot be reached the update is written as an async-pending recor
 
 from __future__ import annotations
 
+import functools
 import http.client
+import itertools
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import falcon
 import msgpack
@@ -25,7 +27,15 @@ from soko.common.errors import (
     SokoError,
     Unprocessable,
 )
-from soko.object.node.diskfile import Devices, DiskFile, ObjectState, read_range, read_verified
+from soko.object.node.blocksums import BlockMismatch, has_block_sums, read_verified_range
+from soko.object.node.diskfile import (
+    Devices,
+    DiskFile,
+    DiskFileError,
+    ObjectState,
+    read_range,
+    read_verified,
+)
 from soko.object.node.ranges import (
     Unsatisfiable,
     multipart_byteranges,
@@ -50,11 +60,12 @@ from soko.object.shared.timestamps import Timestamp
 
 log = logging.getLogger(__name__)
 
-# Whole-object GETs up to this size are read and MD5-checked before any header goes out (a
-# mismatch is quarantined and answered 404, so the proxy reads another replica); larger
-# ones are checked while streaming, holding the last chunk back (see ``read_range``).
+# Up to this much of a GET's answer is read and checked (every block, see ``blocksums``)
+# before any header goes out: a mismatch is quarantined and answered 404, so the proxy reads
+# another replica. The rest is checked while streaming (``checked_before_sending``).
 VERIFY_BEFORE_SENDING = 4 * 1024 * 1024
-# Says so on every whole-object GET: a body that fails its MD5 here never arrives complete.
+# Says so on every whole-object GET: a body that is not the one whose MD5 is its ETag never
+# arrives complete (its blocks, or for an old .data its MD5, are checked here).
 VERIFIED_HEADER = "X-Backend-Body-Verified"
 
 
@@ -186,39 +197,37 @@ class ObjectResource:
             resp.set_headers(headers)
             resp.status = falcon.HTTP_304
             return
-        resp.set_headers(headers)
+        if not body:
+            resp.set_headers(headers)
+            resp.content_length = size
+            return
         try:
-            ranges = parse_range(req.get_header("RANGE"), size) if body else None
+            ranges = parse_range(req.get_header("RANGE"), size)
         except Unsatisfiable:
+            resp.set_headers(headers)
             resp.status = falcon.HTTP_416
             resp.set_header("Content-Range", f"bytes */{size}")
             return
-        path = state.data_path
+        try:
+            read = body_reader(df, state, size)
+        except DiskFileError:
+            raise quarantined(df, resp) from None
         if ranges is None:
-            resp.content_length = size
-            if body:  # the proxy need not hash it again (replicas.StreamedResponse)
-                resp.set_header(VERIFIED_HEADER, "md5")
-            if body and size <= VERIFY_BEFORE_SENDING:
-                resp.data = read_verified(path, headers["ETag"])
-                if resp.data is None:
-                    df.quarantine()
-                    resp.content_length = None
-                    raise NotFound("the object failed its checksum here and was quarantined")
-            elif body:
-                resp.stream = read_range(path, 0, size, headers["ETag"], df.quarantine)
-            return
-        resp.status = falcon.HTTP_206
-        if len(ranges) == 1:
+            # The proxy need not hash it again (replicas.StreamedResponse).
+            headers[VERIFIED_HEADER] = "md5"
+            length, chunks = size, read(0, size)
+        elif len(ranges) == 1:
             start, end = ranges[0]
-            resp.set_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
-            resp.content_length = end - start
-            resp.stream = read_range(path, start, end)
-            return
-        content_type, length, stream = multipart_byteranges(
-            ranges, size, headers["Content-Type"], lambda s, e: read_range(path, s, e))
-        resp.content_type = content_type
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+            length, chunks = end - start, read(start, end)
+        else:
+            headers["Content-Type"], length, chunks = multipart_byteranges(
+                ranges, size, headers["Content-Type"], read)
+        resp.stream = checked_before_sending(df, resp, chunks)
+        resp.set_headers(headers)
         resp.content_length = length
-        resp.stream = stream
+        if ranges is not None:
+            resp.status = falcon.HTTP_206
 
     def update_container(self, req, df: DiskFile, method: str, account: str, container: str,
                          obj: str, extra: dict[str, str]) -> None:
@@ -240,6 +249,60 @@ class ObjectResource:
         log.warning("container update %s %s failed (%s); saving async pending",
                     method, path, reason)
         save_async_pending(df, method, node, partition, path, headers)
+
+
+def body_reader(df: DiskFile, state: ObjectState,
+                size: int) -> Callable[[int, int], Iterable[bytes]]:
+    """How to read this object's bytes ``[start, end)`` so that none goes out unchecked.
+
+    A ``.data`` with block sums: block by block (``blocksums``). One of the older format
+    (written before block sums; the auditor adds them): up to ``VERIFY_BEFORE_SENDING`` the
+    whole body is MD5-checked first (raises DiskFileError); past that a whole read is
+    MD5-checked as it streams, but a range of it goes out unchecked.
+    """
+    path, etag = state.data_path, state.metadata["ETag"]
+    if has_block_sums(state.metadata):
+        return functools.partial(read_verified_range, path)
+    if size <= VERIFY_BEFORE_SENDING:
+        whole = read_verified(path, etag)
+        if whole is None:
+            raise DiskFileError(f"{path}: body MD5 differs from its ETag")
+        return lambda start, end: (whole[start:end],)
+    return lambda start, end: read_range(path, start, end,
+                                         etag if end - start == size else None, df.quarantine)
+
+
+def checked_before_sending(df: DiskFile, resp, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Reads (and so checks) up to ``VERIFY_BEFORE_SENDING`` of the answer before any header
+    goes out: a bad block there is quarantined and answered 404, and the proxy reads another
+    replica. Past that a bad block quarantines the copy and cuts the connection short of
+    its Content-Length: it is never sent, and the body never looks complete."""
+    chunks = iter(chunks)
+    ahead, total = [], 0
+    try:
+        while total < VERIFY_BEFORE_SENDING and (chunk := next(chunks, None)) is not None:
+            ahead.append(chunk)
+            total += len(chunk)
+    except (BlockMismatch, DiskFileError):
+        raise quarantined(df, resp) from None
+    return itertools.chain(ahead, quarantining(df, chunks))
+
+
+def quarantining(df: DiskFile, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    try:
+        yield from chunks
+    except BlockMismatch as exc:
+        log.error("cutting the body short: %s; quarantined", exc)
+        df.quarantine()
+        raise
+
+
+def quarantined(df: DiskFile, resp) -> NotFound:
+    """Quarantines the copy; the 404 for it carries no timestamp (this node knows nothing
+    of the object now, it is not a tombstone)."""
+    df.quarantine()
+    resp.delete_header("X-Backend-Timestamp")
+    return NotFound("the object failed its checksum here and was quarantined")
 
 
 def request_chunks(req) -> Iterator[bytes]:

@@ -9,9 +9,11 @@ if a primary failed, and stream the first good answer.
 A read fails over to the next node on a connect error, a timeout, a 5xx or 507, and on a
 body that breaks off or fails its MD5 before the client got a byte: the first chunk is read
 before a node is chosen (a small object is then whole and checked). Past that point the
-stream reads one chunk ahead, so the last chunk leaves only after the MD5 matched; a body
-that breaks off or mismatches raises ``BodyError`` and the client's connection is cut:
-a short or corrupt body must never look complete.
+stream reads one chunk ahead, so the last chunk leaves only after the MD5 matched. A body
+that breaks off (a node cuts it before a block that fails its checksum, or dies) is
+continued from another replica with a Range from the first missing byte; if none can, or
+the MD5 mismatches, ``BodyError`` is raised and the client's connection is cut: a short or
+corrupt body must never look complete.
 
 Within one request a host that failed to connect or timed out is not asked again (its
 other devices are no better), and error-limited nodes (``nodeclient``) are skipped, but as
@@ -25,6 +27,7 @@ are read in turn, so the nodes work at the same time.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import http.client
 import logging
@@ -95,6 +98,9 @@ class StreamedResponse:
         checked = self.headers.get("x-backend-body-verified") == "md5"
         self.md5 = hashlib.md5(usedforsecurity=False) \
             if whole and "etag" in self.headers and not checked else None
+        # Where the body starts in the object (None: multipart, which is not continued).
+        self.offset = 0 if whole else range_start(self.headers.get("content-range", ""))
+        self.resume = None  # set by Replicas.read: the rest of the body from another replica
         self.first = self.read_chunk()  # raises BodyError: the caller tries another node
 
     def read_chunk(self) -> bytes:
@@ -108,6 +114,8 @@ class StreamedResponse:
         except (OSError, http.client.HTTPException) as exc:
             if is_node_error(exc):
                 self.pool.error(self.node["ip"], self.node["port"])
+            if self.continue_elsewhere(f"body broke off: {exc!r}"):
+                return self.read_chunk()
             raise BodyError(f"{self.where}: body broke off: {exc!r}") from exc
         self.received += len(chunk)
         if self.md5 is not None:
@@ -115,13 +123,34 @@ class StreamedResponse:
         # A buffered read returns less than asked only at the end of the stream.
         if not chunk or self.received == self.expected or (
                 self.expected is not None and len(chunk) < want):
-            self.complete = True
             if self.expected is not None and self.received < self.expected:
+                if self.continue_elsewhere(f"body ended at {self.received}"):
+                    return chunk or self.read_chunk()
+                self.complete = True
                 raise BodyError(f"{self.where}: body ended at {self.received} of "
                                 f"{self.expected} bytes")
+            self.complete = True
             if self.md5 is not None and self.md5.hexdigest() != self.headers["etag"].strip('"'):
                 raise BodyError(f"{self.where}: body does not match its ETag (corrupt)")
         return chunk
+
+    def continue_elsewhere(self, reason: str) -> bool:
+        """Swaps in another replica's answer for the rest of the body, asked as a Range from
+        the first missing byte with ``If-Match`` this ETag (so it is the same object): a node
+        that cut its body short (a bad block it would not send, a crash) costs the client
+        nothing. False if no replica could (the client's connection is then cut)."""
+        if self.resume is None or self.offset is None or self.expected is None \
+                or "etag" not in self.headers:
+            return False
+        start = self.offset + self.received
+        found = self.resume(start, self.offset + self.expected - 1, self.headers["etag"])
+        if found is None:
+            return False
+        log.warning("%s: %s; continuing from byte %d on %s:%s/%s", self.where, reason, start,
+                    found[2]["ip"], found[2]["port"], found[2]["device"])
+        self.conn.close()
+        self.conn, self.response, self.node = found
+        return True
 
     @property
     def where(self) -> str:
@@ -370,7 +399,8 @@ class Replicas:
                     yield node
             yield from iter(spares.next, None)  # the error-limited, as a last resort
 
-        for node in nodes():
+        untried = nodes()
+        for node in untried:
             path = self.path(node, part, names) + (f"?{query}" if query else "")
             answer = self.request_streamed(node, method, path, headers, spares)
             if answer.status >= 500 or answer.status == 507:
@@ -381,6 +411,9 @@ class Replicas:
                     last = answer
                 continue
             if not newest:
+                if isinstance(answer, StreamedResponse):
+                    answer.resume = functools.partial(self.read_rest, untried, part, names,
+                                                      headers)
                 return answer
             candidates.append(answer)
         if candidates:
@@ -390,6 +423,28 @@ class Replicas:
                     other.close()
             return best
         return last or NodeResponse({}, FAILED, {})
+
+    def read_rest(self, nodes: Iterator[dict], part: int, names: tuple,
+                  headers: dict[str, str], start: int, end: int, etag: str):
+        """Bytes ``start``-``end`` of the object whose ETag is ``etag`` from the next of
+        ``nodes`` that has them: (connection, response, node), or None."""
+        headers = {k: v for k, v in headers.items()
+                   if k.lower() != "range" and not k.lower().startswith("if-")}
+        headers.update({"Range": f"bytes={start}-{end}", "If-Match": etag})
+        for node in nodes:
+            conn = self.open(node, "GET", self.path(node, part, names), headers)
+            if conn is None:
+                continue
+            try:
+                response = conn.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                self.failed(node, conn, exc)
+                continue
+            if response.status == 206 and (response.getheader("Content-Range") or "") \
+                    .startswith(f"bytes {start}-{end}/"):
+                return conn, response, node
+            conn.close()
+        return None
 
     def request_streamed(self, node, method, path, headers,
                          spares: Spares) -> StreamedResponse | NodeResponse:
@@ -413,6 +468,12 @@ class Replicas:
             return NodeResponse(node, FAILED, {})
         self.pool.release(conn, response)
         return NodeResponse(node, response.status, lower_headers(response), body)
+
+
+def range_start(content_range: str) -> int | None:
+    """The first byte of a ``Content-Range: bytes <first>-<last>/<size>``, else None."""
+    first = content_range.removeprefix("bytes ").partition("-")[0]
+    return int(first) if content_range.startswith("bytes ") and first.isdigit() else None
 
 
 def lower_headers(response: http.client.HTTPResponse) -> dict[str, str]:
