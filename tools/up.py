@@ -9,6 +9,7 @@ it holds the credentials summary) for ``soko status`` and ``soko down``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -235,14 +236,14 @@ def stop_detached(data_dir: Path, timeout: float = 300) -> bool:
     from soko.tools import services
 
     # A supervisor killed with SIGKILL leaves its units: stop them by their groups.
-    for unit in state["units"]:
-        if pid_alive(unit["pid"]):
-            try:
-                os.killpg(unit["pid"], signal.SIGTERM)
-            except ProcessLookupError:
-                continue
-            stop_pid(unit["pid"], timeout=15)
-            kill_group_leftovers(unit["pid"])
+    pids = [unit["pid"] for unit in state["units"] if pid_alive(unit["pid"])]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for pid in pids:
+        stop_pid(pid, timeout=max(0.1, deadline - time.monotonic()))
+        kill_group_leftovers(pid)
     run_teardowns(services.load(None, data_dir), services.all_specs())
     state_path(data_dir).unlink(missing_ok=True)
     return True

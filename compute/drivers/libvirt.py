@@ -130,10 +130,16 @@ class LibvirtDriver:
         makedirs_durable(self.freeze_dir)
         if uri.startswith("qemu:///"):
             ensure_libvirt_daemons(Path(state_dir) / "logs")
-        self.virt_type = choose_virt_type(virt_type)
+        self.virt_type_setting = virt_type
         self.conn = libvirt.open(uri)
         self._watchdogs: dict[str, threading.Timer] = {}
         self._lock = threading.Lock()
+
+    @functools.cached_property
+    def virt_type(self) -> str:
+        """Chosen when a domain is first defined: the KVM probe costs seconds where KVM
+        hangs, which stopping guests (``soko down``) need not pay."""
+        return choose_virt_type(self.virt_type_setting)
 
     # ------------------------------------------------------------------ names and lookups
 
