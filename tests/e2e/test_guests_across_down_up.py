@@ -139,6 +139,7 @@ def left_behind(cloud: Cloud, server: dict) -> list[str]:
 
 
 def stopped_cleanly(cloud: Cloud, server: dict) -> None:
+    wait_for(lambda: nothing_left(cloud.data_dir), what="loop devices to detach once unmounted")
     assert left_behind(cloud, server) == []
     assert read_state(cloud.data_dir) is None
     # The guest powered itself off (agent or ACPI): it was not forced off.
