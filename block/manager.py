@@ -373,11 +373,24 @@ class VolumeManager:
                                                   volume.chap_secret))
             live = {v.id for v in rows}
             for volume_id in set(exported) - live:
-                if self.target.backing_path(volume_id) != self.pool.path(volume_id):
-                    continue  # another cloud's volume on a target daemon we share: not ours
-                log.warning("removing stale export of volume %s", volume_id)
-                self.target.unexport(volume_id)
+                if self.exports_here(volume_id):
+                    log.warning("removing stale export of volume %s", volume_id)
+                    self.target.unexport(volume_id)
             self.local.reconcile()
+
+    def exports_here(self, volume_id: str) -> bool:
+        """Whether the target exports this pool's file as ``volume_id``: a target daemon we
+        share may export another cloud's volumes, which are not ours to touch."""
+        return self.target.backing_path(volume_id) == self.pool.path(volume_id)
+
+    def unexport_all(self) -> None:
+        """Removes every export of this pool, leaving the DB as it is: for a host stop
+        (``soko down``), after compute stopped the guests; ``reconcile_exports`` puts them
+        back, with the same CHAP credentials, at the next start."""
+        with self.exports_locked():
+            for volume_id in self.target.exported():
+                if self.exports_here(volume_id):
+                    self.target.unexport(volume_id)
 
 
 def usage(s: Session, project_id: str) -> tuple[int, int]:

@@ -78,11 +78,13 @@ def reconcile_unless_busy(manager: VolumeManager) -> None:
 
 
 def teardown(config: Config) -> None:
-    """Undoes what ``start`` set up on this host: the tgtd on a dedicated control port
-    (never the system's, port 0) and the reflink pool's mount and loop device. For
-    ``soko down`` and test clean-up; the pool image and the DB stay for the next start."""
+    """Undoes what ``start`` set up on this host: this pool's exports (on a shared target
+    daemon too), the tgtd on a dedicated control port (never the system's, port 0) and the
+    reflink pool's mount and loop device. For ``soko down`` and test clean-up; the pool
+    image and the DB stay for the next start, which exports the attached volumes again."""
     manager = make_manager(config)
     section: BlockConfig = config.section("block")
+    manager.unexport_all()
     stop_daemon = getattr(manager.target, "stop_daemon", None)
     if stop_daemon is not None and section.tgt_control_port != 0:
         stop_daemon()

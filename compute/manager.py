@@ -224,10 +224,8 @@ class ComputeManager:
                 volumes.wait_available(volume_id, self.settings.volume_timeout)
             info = volumes.attach(volume_id, initiator=self.settings.initiator,
                                   server_id=instance.id)
-            self._set_device(volume_id, "vda")
-            nic = Nic(self.settings.bridge) if self.settings.bridge else None
-            self._spawn(InstanceSpec(name=instance.id, uuid=instance.id, vcpus=instance.vcpus,
-                                     memory_mib=instance.ram, disks=(IscsiDisk(info),), nic=nic))
+            self._set_device(volume_id, "vda", info)
+            self._spawn(self.spec_of(instance, IscsiDisk(info)))
         except (RemoteError, HypervisorError) as exc:
             log.warning("building instance %s failed: %s", instance.id, exc)
             self.finish_task(instance.id, "spawning", "error", power_state=PowerState.NOSTATE.value,
@@ -250,10 +248,17 @@ class ComputeManager:
                             attempt, exc)
                 time.sleep(attempt)
 
-    def _set_device(self, volume_id: str, device: str | None) -> None:
+    def spec_of(self, instance: Instance, boot: IscsiDisk) -> InstanceSpec:
+        """What the driver defines for ``instance``: at its build, and again from the DB
+        after a host stop (``compute/host.py``)."""
+        nic = Nic(self.settings.bridge) if self.settings.bridge else None
+        return InstanceSpec(name=instance.id, uuid=instance.id, vcpus=instance.vcpus,
+                            memory_mib=instance.ram, disks=(boot,), nic=nic)
+
+    def _set_device(self, volume_id: str, device: str, connection_info: dict) -> None:
         with session_scope(self.sessions) as s:
             s.execute(update(Attachment).where(Attachment.volume_id == volume_id)
-                      .values(device=device))
+                      .values(device=device, connection_info=connection_info))
 
     # -- power --------------------------------------------------------------------------
 
@@ -389,7 +394,7 @@ class ComputeManager:
                                      delete=False)
                 self._forget_attachment(volume_id)
                 raise Conflict(f"attaching volume {volume_id} failed: {exc}") from None
-            self._set_device(volume_id, device)
+            self._set_device(volume_id, device, info)
         finally:
             self._end_task(server_id, "attaching")
         return Attachment(volume_id=volume_id, server_id=server_id, device=device)

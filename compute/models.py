@@ -53,7 +53,9 @@ class Instance(Base):
 
 
 class Attachment(Base):
-    """A volume of an instance; the boot volume has device ``vda``."""
+    """A volume of an instance; the boot volume has device ``vda``. Its iSCSI connection
+    info (with the CHAP secret, as Nova's block device mappings keep it) is what the domain
+    is defined again from after ``soko down`` undefined it."""
 
     __tablename__ = "attachments"
 
@@ -63,3 +65,4 @@ class Attachment(Base):
     device: Mapped[str | None] = mapped_column(String(16))  # vda, vdb... once attached
     boot: Mapped[bool] = mapped_column(Boolean, default=False)
     delete_on_termination: Mapped[bool] = mapped_column(Boolean, default=False)
+    connection_info: Mapped[dict | None] = mapped_column(JSON)  # once attached

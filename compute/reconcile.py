@@ -4,7 +4,8 @@
 - A task whose process died: a build fails (error), a delete is redone (the server stays in
   error if its volumes cannot be released without the user's token), others end and the
   instance takes the state its domain is in.
-- On service start, instances that should run are started (after a host reboot).
+- On service start, the domains ``soko down`` removed are defined again from the DB
+  (``compute/host.py``) and instances that should run are started (after a host reboot).
 - Always: an active instance whose domain is off (its QEMU died or the guest shut itself
   down) becomes stopped, a stopped one found running becomes active, one whose domain
   vanished becomes error; domains of our prefix unknown to the DB are reported, never
@@ -20,6 +21,7 @@ from sqlalchemy import select, update
 from soko.block.owner import owner_alive
 from soko.common.db import session_scope
 from soko.compute.drivers.base import HypervisorError, PowerState
+from soko.compute.host import restore_domains
 from soko.compute.manager import OFF, Caller, ComputeManager
 from soko.compute.models import Instance, utcnow
 
@@ -29,6 +31,8 @@ log = logging.getLogger("soko.compute.reconcile")
 def reconcile(manager: ComputeManager, *, on_start: bool = False) -> list[str]:
     """One pass; returns the orphan domains."""
     domains = manager.driver.reconcile()
+    if on_start and restore_domains(manager, domains):
+        domains = manager.driver.reconcile()
     with session_scope(manager.sessions) as s:
         instances = list(s.scalars(select(Instance)))
     for instance in instances:

@@ -34,7 +34,9 @@ class ComputeConfig(ServerSection):
     initiator: str = ""  # this host's iSCSI name; empty: derived from the host name
     bridge: str = ""  # instances get a virtio NIC on this existing bridge; empty: no NIC
     reconcile_interval: float = 5.0  # seconds between power-state syncs; 0 turns them off
-    stop_timeout: float = 60.0  # seconds a guest gets to shut down before it is forced off
+    # Seconds a guest gets to shut down (stop, and every guest at `soko down`) before it is
+    # forced off: Nova's shutdown_timeout.
+    stop_timeout: float = 60.0
     freeze_max_seconds: float = 10.0  # a guest freeze is thawed after this, whatever happens
     volume_timeout: float = 600.0  # seconds to wait for a boot volume to be filled
 
@@ -63,4 +65,5 @@ SERVICE = ServiceSpec(
     summary="Nova-shaped compute API: flavors, instances on libvirt booted from iSCSI volumes",
     section=ComputeConfig,
     app_factory="soko.compute.api:make_app",
+    teardown="soko.compute.wiring:teardown",
 )

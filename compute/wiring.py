@@ -1,5 +1,5 @@
 """Builds the compute service's parts from config: DB, libvirt driver and manager. The API
-factory starts here."""
+factory starts here, and ``soko up`` stops the guests through ``teardown``."""
 
 from __future__ import annotations
 
@@ -45,3 +45,15 @@ def make_manager(config: Config, driver=None) -> ComputeManager:
         stop_timeout=section.stop_timeout, freeze_max_seconds=section.freeze_max_seconds,
         volume_timeout=section.volume_timeout)
     return ComputeManager(sessions=make_sessionmaker(engine), driver=driver, settings=settings)
+
+
+def teardown(config: Config) -> None:
+    """For ``soko down``: the guests shut down and their domains and secrets gone, before
+    block takes their targets away; the next start brings them back (``compute/host.py``)."""
+    from soko.compute.host import stop_guests
+
+    manager = make_manager(config)
+    try:
+        stop_guests(manager)
+    finally:
+        manager.driver.close()

@@ -9,6 +9,7 @@ it holds the credentials summary) for ``soko status`` and ``soko down``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -171,11 +172,7 @@ class Supervisor:
                 r.proc.wait()
             kill_group_leftovers(r.proc.pid)
         self.running = []
-        for spec in reversed(self.specs):
-            try:
-                spec.run_teardown(self.config)
-            except Exception as exc:  # one failed teardown must not strand the others
-                print(f"soko up: teardown of {spec.name} failed: {exc}", flush=True)
+        run_teardowns(self.config, self.specs)
         state_path(self.data_dir).unlink(missing_ok=True)
 
     def write_state(self, status: str) -> None:
@@ -198,6 +195,16 @@ class Supervisor:
         atomic_write(state_path(self.data_dir), json.dumps(state, indent=2).encode(), mode=0o600)
 
 
+def run_teardowns(config: Config, specs: list[ServiceSpec]) -> None:
+    """Each service undoes what it set up on the host, in reverse order of the list: compute
+    shuts its guests down before block takes their targets away."""
+    for spec in reversed(specs):
+        try:
+            spec.run_teardown(config)
+        except Exception as exc:  # one failed teardown must not strand the others
+            print(f"soko up: teardown of {spec.name} failed: {exc}", flush=True)
+
+
 def kill_group_leftovers(pgid: int) -> None:
     """A worker that outlived its master would keep its port: make sure the group is gone."""
     try:
@@ -213,22 +220,31 @@ def tail(path: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
-def stop_detached(data_dir: Path, timeout: float = 30) -> bool:
-    """``soko down``: stops the supervisor recorded for ``data_dir``; False if none ran."""
+def stop_detached(data_dir: Path, timeout: float = 300) -> bool:
+    """``soko down``: stops the supervisor recorded for ``data_dir``; False if none ran.
+
+    The supervisor's stop is bounded by its own timeouts (15 s for the units, compute's
+    ``stop_timeout`` for the guests), so it gets ``timeout`` to finish; one that was killed
+    or did not finish (its state file is still there) is finished here."""
     state = read_state(data_dir)
     if state is None:
         return False
     if pid_alive(state["supervisor_pid"]):
         stop_pid(state["supervisor_pid"], timeout=timeout)
+    if read_state(data_dir) is None:
+        return True
+    from soko.tools import services
+
     # A supervisor killed with SIGKILL leaves its units: stop them by their groups.
-    for unit in state["units"]:
-        if pid_alive(unit["pid"]):
-            try:
-                os.killpg(unit["pid"], signal.SIGTERM)
-            except ProcessLookupError:
-                continue
-            stop_pid(unit["pid"], timeout=timeout)
-            kill_group_leftovers(unit["pid"])
+    pids = [unit["pid"] for unit in state["units"] if pid_alive(unit["pid"])]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for pid in pids:
+        stop_pid(pid, timeout=max(0.1, deadline - time.monotonic()))
+        kill_group_leftovers(pid)
+    run_teardowns(services.load(None, data_dir), services.all_specs())
     state_path(data_dir).unlink(missing_ok=True)
     return True
 

@@ -255,6 +255,9 @@ class TgtTarget:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             wait_gone(pid, 5.0)
+        if self.daemon_pid() is None:  # tgtd leaves its socket and lock file behind
+            for path in control_files(self.control_port):
+                path.unlink(missing_ok=True)
 
     def find(self, volume_id: str) -> TargetInfo | None:
         iqn = volume_iqn(volume_id)
@@ -315,12 +318,18 @@ class TgtTarget:
         return found
 
 
+def control_files(port: int) -> tuple[Path, Path]:
+    """The unix socket a tgtd serves ``port`` on, and its lock file."""
+    socket = Path(f"/var/run/tgtd/socket.{port}")
+    return socket, socket.with_name(socket.name + ".lock")
+
+
 def unused_control_port() -> int:
     """A tgtd control port nobody serves (each is a unix socket /var/run/tgtd/socket.N), for
     a private tgtd (tests, benchmarks) that must not touch the system's."""
     while True:
         port = random.randint(20000, 29999)
-        if not Path(f"/var/run/tgtd/socket.{port}").exists():
+        if not control_files(port)[0].exists():
             return port
 
 

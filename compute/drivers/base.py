@@ -101,6 +101,9 @@ class Hypervisor(Protocol):
     def delete(self, name: str) -> None:
         """Stops and undefines the instance and removes everything the driver made for it."""
 
+    def undefine(self, name: str) -> None:
+        """Like ``delete``, but keeps the console log: the service defines it again later."""
+
     def state(self, name: str) -> PowerState: ...
 
     def attach_disk(self, name: str, disk: Disk, target: str | None = None) -> str:

@@ -130,10 +130,16 @@ class LibvirtDriver:
         makedirs_durable(self.freeze_dir)
         if uri.startswith("qemu:///"):
             ensure_libvirt_daemons(Path(state_dir) / "logs")
-        self.virt_type = choose_virt_type(virt_type)
+        self.virt_type_setting = virt_type
         self.conn = libvirt.open(uri)
         self._watchdogs: dict[str, threading.Timer] = {}
         self._lock = threading.Lock()
+
+    @functools.cached_property
+    def virt_type(self) -> str:
+        """Chosen when a domain is first defined: the KVM probe costs seconds where KVM
+        hangs, which stopping guests (``soko down``) need not pay."""
+        return choose_virt_type(self.virt_type_setting)
 
     # ------------------------------------------------------------------ names and lookups
 
@@ -216,6 +222,12 @@ class LibvirtDriver:
             self._call(lambda: dom.reboot(POLITE), f"rebooting {name!r}")
 
     def delete(self, name: str) -> None:
+        self.undefine(name)
+        self.console_path(name).unlink(missing_ok=True)
+
+    def undefine(self, name: str) -> None:
+        """Forces the domain off and removes it with its secrets, keeping its console log:
+        for a host stop, after which the service defines it again from its own records."""
         try:
             dom = self._domain(name)
         except InstanceNotFound:
@@ -240,13 +252,12 @@ class LibvirtDriver:
                 raise HypervisorError(f"forcing {dom.name()} off: {exc}") from None
 
     def _forget(self, name: str) -> None:
-        """Removes what the driver keeps for an instance that has no domain (any more)."""
+        """Removes the secrets and freeze record of an instance that has no domain (any more)."""
         domain = self.domain_name(name)
         for secret in self.conn.listAllSecrets(0):
             if (secret.usageType() == libvirt.VIR_SECRET_USAGE_TYPE_ISCSI
                     and secret.usageID().startswith(domain + ":")):
                 secret.undefine()
-        self.console_path(name).unlink(missing_ok=True)
         (self.freeze_dir / domain).unlink(missing_ok=True)
 
     @staticmethod

@@ -191,3 +191,18 @@ def test_reconcile_recovers_steps_of_a_dead_process(real_client, real_manager):
     assert attaching not in real_manager.target.exported()
     assert qemu_io(data, HOST, "read 0 4k", check=False).returncode != 0
     delete(real_client, attaching)
+
+
+def test_a_tgtd_soko_stops_leaves_no_socket_or_lock_file(tmp_path):
+    """tgtd itself leaves /var/run/tgtd/socket.N and its lock when it stops; stale files
+    would also make ``unused_control_port`` skip that port for good."""
+    from soko.block.targets.tgt import TgtTarget, control_files, unused_control_port
+    from tests.support import free_port
+
+    target = TgtTarget(portal=f"127.0.0.1:{free_port()}", control_port=unused_control_port(),
+                       state_dir=tmp_path, backing_store="rdwr")
+    target.ensure_running()
+    assert all(path.exists() for path in control_files(target.control_port))
+    target.stop_daemon()
+    assert target.daemon_pid() is None
+    assert [p for p in control_files(target.control_port) if p.exists()] == []

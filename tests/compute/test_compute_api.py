@@ -190,6 +190,46 @@ def test_reconcile_starts_what_should_run_and_syncs_power_states(stack, tmp_path
     assert server_id not in stack.driver.reconcile()
 
 
+def test_host_stop_forces_off_a_guest_that_ignores_shutdown_and_leaves_other_domains(
+        stack, tmp_path):
+    """``soko down``'s compute step on a guest that never shuts down (a blank disk: it sits
+    in the BIOS, which ignores ACPI and has no agent): forced off after ``stop_timeout``,
+    its domain gone, its row still active (it starts again with the cloud). A domain of the
+    prefix that the DB does not know is another cloud's: left running."""
+    import dataclasses
+    import time
+
+    from soko.common.db import session_scope
+    from soko.compute.drivers.base import FileDisk, InstanceSpec, PowerState
+    from soko.compute.host import stop_guests
+    from soko.compute.manager import ComputeManager
+    from soko.compute.models import Instance
+
+    ours, stray = "4b0c5e0e-0000-4000-8000-0000000000dd", "4b0c5e0e-0000-4000-8000-0000000000ee"
+    for name in (ours, stray):
+        blank = tmp_path / f"{name}.img"
+        blank.write_bytes(b"\0" * (1 << 20))
+        stack.driver.spawn(InstanceSpec(name=name, uuid=name, vcpus=1, memory_mib=64,
+                                        disks=(FileDisk(blank),)))
+    with session_scope(stack.compute.sessions) as s:
+        s.add(Instance(id=ours, project_id="proj-a", user_id="u", name="deaf", flavor_id="1",
+                       vcpus=1, ram=64, vm_state="active", power_state="running"))
+    host = ComputeManager(sessions=stack.compute.sessions, driver=stack.driver,
+                          settings=dataclasses.replace(stack.compute.settings, stop_timeout=2))
+    try:
+        began = time.monotonic()
+        assert stop_guests(host) == [ours]
+        assert 2 <= time.monotonic() - began < 15
+        assert ours not in stack.driver.reconcile()
+        assert stack.driver.state(stray) is PowerState.RUNNING
+        assert stack.server(ours)["status"] == "ACTIVE"
+    finally:
+        for name in (ours, stray):
+            stack.driver.delete(name)
+        with session_scope(stack.compute.sessions) as s:
+            s.delete(s.get(Instance, ours))
+
+
 def test_a_volume_claimed_by_another_server_is_a_409(stack, nothing_new):
     """Two boots racing for one available volume: the second claim loses with a 409 (the
     first claim is written here directly, as if its request had won a moment earlier)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -81,13 +82,19 @@ def test_up_status_ctrl_c(up_env, data_dir):
 
 
 def test_detach_status_down(up_env, data_dir):
+    """``soko down`` of a supervisor killed with SIGKILL, which ran no teardown: down stops
+    its units and runs the teardowns itself. (Down of a live supervisor: the e2e tests.)"""
     out = soko("up", "--detach", env=up_env, timeout=240).stdout
     assert "soko down" in out
     state = read_state(data_dir)
     pids = [state["supervisor_pid"]] + [u["pid"] for u in state["units"]]
     assert all(alive(pid) for pid in pids)
+    os.kill(state["supervisor_pid"], signal.SIGKILL)
+    wait_for(lambda: not alive(state["supervisor_pid"]), what="the supervisor to die")
+    assert not nothing_left(data_dir)
     soko("down", env=up_env)
     assert not any(alive(pid) for pid in pids)
     wait_for(lambda: nothing_left(data_dir), what="mounts and loop devices to go")
     status = soko("status", env=up_env, check=False)
     assert status.returncode != 0 and "nothing is running" in status.stderr
+
