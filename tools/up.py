@@ -233,7 +233,7 @@ def stop_detached(data_dir: Path, timeout: float = 300) -> bool:
         stop_pid(state["supervisor_pid"], timeout=timeout)
     if read_state(data_dir) is None:
         return True
-    from soko.tools import services
+    from soko.common import services
 
     # A supervisor killed with SIGKILL leaves its units: stop them by their groups.
     pids = [unit["pid"] for unit in state["units"] if pid_alive(unit["pid"])]

@@ -22,7 +22,7 @@ import pytest
 from soko.block.targets.base import volume_iqn
 from soko.block.targets.tgt import Tgtadm
 from soko.common.procs import find_pids
-from soko.compute.guest_files import READY_MARKER
+from soko.image.guest_files import READY_MARKER
 from soko.tools.up import read_state
 from tests.compute.conftest import guest_exec, require_libvirt, wait_console
 from tests.support import port_env, require_tools, wait_for
