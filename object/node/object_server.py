@@ -96,6 +96,8 @@ class ObjectResource:
         state = df.read_state()
         if state.timestamp is not None:
             resp.set_header("X-Backend-Timestamp", state.timestamp.normal)
+        if "X-Post-Timestamp" in state.metadata:  # the proxy reads the newest metadata
+            resp.set_header("X-Backend-Meta-Timestamp", state.metadata["X-Post-Timestamp"])
         if not state.exists or is_expired(state.metadata):
             headers = {"X-Backend-Timestamp": state.timestamp.normal} if state.timestamp else {}
             raise NotFound("no such object", headers=headers)
