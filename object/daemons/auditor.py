@@ -23,7 +23,7 @@ from pathlib import Path
 from soko.common.durable import fsync_dir, makedirs_durable
 from soko.object.daemons.ratelimit import RateLimiter
 from soko.object.node.diskfile import READ_CHUNK, DiskFile
-from soko.object.node.suffixes import hash_dirs
+from soko.object.node.walk import hash_dirs
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class Auditor:
 
     def audit_object(self, df: DiskFile, stats) -> None:
         state = df.read_state()  # quarantines unreadable metadata or a wrong size itself
-        if not df.hash_dir.exists():
+        if df.quarantined:
             stats["quarantined"] += 1
             log.warning("quarantined %s: bad metadata or size", df.hash_dir.name)
             return
