@@ -14,16 +14,13 @@ import sys
 import threading
 import types
 
-import falcon.testing
 import pytest
 
-from soko.common.config import Config
 from soko.object.daemons.auditor import Auditor
 from soko.object.daemons.service import DaemonsSection
-from soko.object.node.app import make_app
 from soko.object.node.diskfile import XATTR_NAME, DiskFile
-from soko.object.node.service import StorageSection
 from soko.object.shared.timestamps import Timestamp
+from tests.object.node_app import node_app
 
 pytestmark = [pytest.mark.privileged]
 
@@ -54,16 +51,11 @@ while True:
 """
 
 
+
 @pytest.fixture
 def node(xfs_dir):
     """The storage-node app in-process on XFS (real fsyncs: the windows a race needs)."""
-    section = StorageSection(mount_check=False, devices_dir=xfs_dir / "devices")
-    config = Config(data_dir=xfs_dir, sections={"storage": section})
-    device = section.node_devices(xfs_dir) / "d0"
-    device.mkdir(parents=True)
-    client = falcon.testing.TestClient(make_app(config))
-    client.device = device
-    return client
+    return node_app(xfs_dir)
 
 
 @pytest.fixture

@@ -4,25 +4,10 @@ trace: expiry times that are not plain integers, names that arrive in headers, r
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
 
-from tests.object.test_cluster import Api
-
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def api(cluster) -> Api:
-    return Api(*cluster.auth())
-
-
-@pytest.fixture
-def c(api) -> str:
-    name = f"c-{uuid.uuid4().hex[:8]}"
-    assert api.put(f"{api.base}/{name}").status_code == 201
-    return name
 
 
 def message(r) -> str:
@@ -36,7 +21,8 @@ NOT_INTEGERS = ["inf", "-inf", "Infinity", "NaN", "1e400", "1e10", "+1999999999"
 
 
 @pytest.mark.parametrize("header", ["X-Delete-At", "X-Delete-After"])
-def test_expiry_must_be_a_plain_integer(api, c, header):
+def test_expiry_must_be_a_plain_integer(cluster_api, cluster_container, header):
+    api, c = cluster_api, cluster_container
     url = f"{api.base}/{c}"
     assert api.put(f"{url}/o", data=b"keep").status_code == 201
     cases = [(v, 400, f"Non-integer {header}") for v in NOT_INTEGERS]
@@ -63,7 +49,9 @@ def test_expiry_must_be_a_plain_integer(api, c, header):
     assert int(api.head(f"{url}/o").headers["x-delete-at"]) > time.time()
 
 
-def test_names_in_headers_are_checked_like_names_in_the_path(api, cluster, c):
+def test_names_in_headers_are_checked_like_names_in_the_path(cluster, cluster_api,
+                                                              cluster_container):
+    api, c = cluster_api, cluster_container
     url = f"{api.base}/{c}"
     assert api.put(f"{url}/src", data=b"source").status_code == 201
     form = "header must be of the form <container name>/<object name>"
@@ -114,7 +102,8 @@ def test_names_in_headers_are_checked_like_names_in_the_path(api, cluster, c):
     assert r.status_code == 403
 
 
-def test_unsatisfiable_range_is_416_with_a_message(api, c):
+def test_unsatisfiable_range_is_416_with_a_message(cluster_api, cluster_container):
+    api, c = cluster_api, cluster_container
     url = f"{api.base}/{c}/r"
     assert api.put(url, data=b"0123456789").status_code == 201
     r = api.get(url, headers={"Range": "bytes=20-"})
