@@ -39,7 +39,7 @@ from soko.object.node.diskfile import (
     pack_metadata,
     read_metadata,
 )
-from soko.object.node.suffixes import hash_dirs
+from soko.object.node.walk import hash_dirs
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class Auditor:
 
     def audit_object(self, df: DiskFile, stats) -> None:
         state = df.read_state()  # quarantines unreadable metadata or a wrong size itself
-        if not df.hash_dir.exists():
+        if df.quarantined:
             stats["quarantined"] += 1
             log.warning("quarantined %s: bad metadata or size", df.hash_dir.name)
             return

@@ -28,7 +28,7 @@ from soko.object.node.containerdb import (
     ListingDB,
     NotFoundDB,
 )
-from soko.object.node.suffixes import hash_dirs
+from soko.object.node.walk import hash_dirs
 from soko.object.shared.timestamps import Timestamp
 
 log = logging.getLogger(__name__)

@@ -30,6 +30,7 @@ from soko.object.daemons.ratelimit import RateLimiter
 from soko.object.node.diskfile import XATTR_NAME, parse_name, remove_stale_temps
 from soko.object.node.replication_server import METADATA_HEADER
 from soko.object.node.suffixes import get_hashes
+from soko.object.node.walk import entries
 from soko.object.shared.nodeclient import STREAM_CHUNK
 
 log = logging.getLogger(__name__)
@@ -80,10 +81,7 @@ class ObjectReplicator:
         jobs = []
         for dev, device_path in self.node.mounted_devices("object"):
             remove_stale_temps(device_path)
-            try:
-                parts = [e.name for e in os.scandir(device_path / "objects") if e.name.isdigit()]
-            except FileNotFoundError:
-                continue
+            parts = [e.name for e in entries(device_path / "objects") if e.name.isdigit()]
             for name in parts:
                 primaries = ring.get_part_nodes(int(name))
                 peers = [p for p in primaries if p["id"] != dev["id"]]
@@ -190,7 +188,7 @@ def base_path(peer: dict, partition: int) -> str:
 def suffix_files(suffix_dir: Path) -> dict[str, list[str]]:
     """``{hash: [file names]}`` of one suffix dir: what a peer is offered."""
     offer = {}
-    for entry in os.scandir(suffix_dir) if suffix_dir.is_dir() else ():
+    for entry in entries(suffix_dir):
         try:
             names = [n for n in os.listdir(entry.path) if parse_name(n)]
         except (FileNotFoundError, NotADirectoryError):

@@ -18,6 +18,7 @@ from pathlib import Path
 import msgpack
 
 from soko.common.durable import fsync_dir
+from soko.object.node.walk import entries
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,7 @@ class Updater:
 
 def pending_records(device_path: Path):
     root = device_path / "async_pending"
-    for suffix in os.scandir(root) if root.is_dir() else ():
-        if suffix.is_dir():
-            for entry in os.scandir(suffix.path):
-                if not entry.name.startswith(".tmp-"):
-                    yield Path(entry.path)
+    for suffix in entries(root):
+        for entry in entries(suffix.path):
+            if not entry.name.startswith(".tmp-"):
+                yield Path(entry.path)

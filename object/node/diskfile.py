@@ -27,7 +27,7 @@ from pathlib import Path
 import msgpack
 import xxhash
 
-from soko.common.durable import fsync_dir, makedirs_durable
+from soko.common.durable import RACE_RETRIES, fsync_dir, in_directory, makedirs_durable
 from soko.common.errors import InsufficientStorage
 from soko.object.node import expiring
 from soko.object.node.blocksums import LAYOUT, METADATA_KEY, BlockHasher, save_sums
@@ -66,6 +66,8 @@ def unpack_metadata(raw: bytes) -> dict[str, str]:
 def read_metadata(path: str | os.PathLike | int) -> dict[str, str]:
     try:
         return unpack_metadata(os.getxattr(path, XATTR_NAME))
+    except FileNotFoundError:
+        raise  # replaced by a newer write meanwhile: not a defect of the file
     except OSError as exc:
         raise DiskFileError(f"cannot read metadata: {exc}") from None
 
@@ -165,6 +167,13 @@ class DiskFile:
 
     def read_state(self) -> ObjectState:
         """The newest .data/.ts and its metadata, with a newer .meta applied."""
+        for _ in range(RACE_RETRIES - 1):
+            # A newer write may replace a file between listing and reading it: look again.
+            with contextlib.suppress(FileNotFoundError):
+                return self.read_newest()
+        return self.read_newest()
+
+    def read_newest(self) -> ObjectState:
         newest_meta = None
         for ts, kind, name in self.files():
             if kind == "meta":
@@ -205,6 +214,8 @@ class DiskFile:
                 except FileNotFoundError:
                     pass
 
+    quarantined = False
+
     def quarantine(self) -> None:
         """Moves the whole hash dir aside, so replication restores a good copy."""
         target = self.device_path / "quarantined" / "objects" / f"{self.hash_dir.name}-{time.time_ns()}"
@@ -213,6 +224,7 @@ class DiskFile:
             os.rename(self.hash_dir, target)
         except FileNotFoundError:
             return
+        self.quarantined = True
         fsync_dir(target.parent)
         self.invalidate()
 
@@ -241,11 +253,8 @@ class DiskFileWriter:
     def __init__(self, diskfile: DiskFile, size: int | None = None, md5: bool = True):
         self.diskfile = diskfile
         tmp_dir = diskfile.device_path / "tmp"
-        try:
-            self.fd, self.tmp_path = tempfile.mkstemp(dir=tmp_dir, prefix=".tmp-")
-        except FileNotFoundError:
-            makedirs_durable(tmp_dir)
-            self.fd, self.tmp_path = tempfile.mkstemp(dir=tmp_dir, prefix=".tmp-")
+        self.fd, self.tmp_path = in_directory(
+            tmp_dir, lambda: tempfile.mkstemp(dir=tmp_dir, prefix=".tmp-"))
         if size:
             # One up-front allocation: contiguous extents, and ENOSPC before any byte is sent.
             try:
@@ -286,8 +295,10 @@ class DiskFileWriter:
         os.setxattr(self.fd, XATTR_NAME, pack_metadata(metadata))
         os.fsync(self.fd)
         hash_dir = self.diskfile.hash_dir
-        makedirs_durable(hash_dir)
-        os.rename(self.tmp_path, hash_dir / f"{timestamp.normal}.{kind}")
+        # The hash dir (or its suffix or partition) may be new, or removed meanwhile by a
+        # cleanup of empty dirs or a reverted handoff: made again, never a failed write.
+        in_directory(hash_dir, lambda: os.rename(self.tmp_path,
+                                                 hash_dir / f"{timestamp.normal}.{kind}"))
         self.tmp_path = None
         fsync_dir(hash_dir)
         self.diskfile.index_expiry(metadata)

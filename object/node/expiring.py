@@ -18,6 +18,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from soko.common.durable import in_directory
+from soko.object.node.walk import entries
+
 HOUR = 3600
 
 
@@ -41,23 +44,19 @@ def entry_path(device_path: Path, delete_at: int, partition: str, digest: str) -
 def add(device_path: Path, delete_at: int, partition: str, digest: str) -> None:
     path = entry_path(device_path, delete_at, partition, digest)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch()
+        in_directory(path.parent, path.touch)
 
 
 def due(device_path: Path, now: float) -> Iterator[Entry]:
     """The entries whose time has come, oldest first; an hour's directory goes once it is
     past and empty."""
     root = device_path / "expiring"
-    try:
-        hours = sorted(int(e.name) for e in os.scandir(root) if e.name.isdigit())
-    except FileNotFoundError:
-        return
+    hours = sorted(int(e.name) for e in entries(root) if e.name.isdigit())
     for hour in hours:
         if hour > now:
             return
         hour_dir = root / str(hour)
-        for name in sorted(os.listdir(hour_dir)):
+        for name in sorted(e.name for e in entries(hour_dir)):
             delete_at, _, rest = name.partition("-")
             partition, _, digest = rest.partition("-")
             if delete_at.isdigit() and int(delete_at) <= now:

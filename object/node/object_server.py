@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 import falcon
 import msgpack
 
-from soko.common.durable import atomic_write
+from soko.common.durable import RACE_RETRIES, atomic_write
 from soko.common.errors import (
     Conflict,
     NotFound,
@@ -107,6 +107,8 @@ class ObjectResource:
         state = df.read_state()
         if state.timestamp is not None:
             resp.set_header("X-Backend-Timestamp", state.timestamp.normal)
+        if "X-Post-Timestamp" in state.metadata:  # the proxy reads the newest metadata
+            resp.set_header("X-Backend-Meta-Timestamp", state.metadata["X-Post-Timestamp"])
         if not state.exists or is_expired(state.metadata):
             headers = {"X-Backend-Timestamp": state.timestamp.normal} if state.timestamp else {}
             raise NotFound("no such object", headers=headers)
@@ -180,7 +182,18 @@ class ObjectResource:
         self.answer_read(req, resp, device, partition, account, container, obj, body=False)
 
     def on_get(self, req, resp, device, partition, account, container, obj):
-        self.answer_read(req, resp, device, partition, account, container, obj, body=True)
+        for attempt in range(RACE_RETRIES):
+            before = set(resp.headers)
+            try:
+                return self.answer_read(req, resp, device, partition, account, container, obj,
+                                        body=True)
+            except FileNotFoundError:
+                # A newer write replaced the .data between reading the state and opening
+                # it: read the new state (without the old one's headers).
+                if attempt == RACE_RETRIES - 1:
+                    raise
+                for name in set(resp.headers) - before:
+                    resp.delete_header(name)
 
     def answer_read(self, req, resp, device, partition, account, container, obj, body: bool):
         df = self.diskfile(device, partition, account, container, obj)

@@ -17,7 +17,6 @@ import fcntl
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgpack
@@ -31,17 +30,6 @@ INVALID_FILE = "hashes.invalid"
 LOCK_FILE = ".lock"
 
 
-def hash_dirs(root: Path) -> Iterator[tuple[str, Path]]:
-    """``(partition, hash dir)`` of every object (or DB) under ``<device>/<kind>s``."""
-    for part in os.scandir(root) if root.is_dir() else ():
-        if not part.name.isdigit():
-            continue
-        for suffix in os.scandir(part.path):
-            if suffix.is_dir():
-                for entry in os.scandir(suffix.path):
-                    yield part.name, Path(entry.path)
-
-
 @contextlib.contextmanager
 def locked(part_dir: Path):
     fd = os.open(part_dir / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o644)
@@ -53,8 +41,10 @@ def locked(part_dir: Path):
 
 
 def invalidate_suffix(part_dir: Path, suffix: str) -> None:
-    """Marks ``suffix`` of the partition as changed (called after every file change in it)."""
-    with locked(part_dir):
+    """Marks ``suffix`` of the partition as changed (called after every file change in it).
+
+    A partition removed meanwhile (a reverted handoff) has no hashes left to invalidate."""
+    with contextlib.suppress(FileNotFoundError), locked(part_dir):
         fd = os.open(part_dir / INVALID_FILE, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)
         try:
             os.write(fd, suffix.encode() + b"\n")

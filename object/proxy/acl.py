@@ -19,6 +19,9 @@ def validate_acl(value: str, header: str) -> None:
     for item in parse_acl(value):
         if item.startswith(".") and item not in (".rlistings",) and not item.startswith(".r:"):
             raise BadRequest(f"{header}: unknown ACL element {item!r}")
+        if item.startswith(".r:") and item.removeprefix(".r:").lstrip("-") == "":
+            raise BadRequest(f"{header}: no host/domain value after referrer designation "
+                             f"in {item!r}")
         if header.lower().endswith("write") and item.startswith("."):
             raise BadRequest(f"{header}: referrer elements are only for read ACLs")
         if not item.startswith(".") and ":" not in item:

@@ -4,7 +4,8 @@ Placement comes only from the ring. Writes go to every primary at once and succe
 quorum; a primary that cannot be reached, or answers 5xx/507, is replaced by the next
 handoff (for a body the proxy still holds: bodies up to ``REPLAY_LIMIT`` are kept so a node
 that fails after the body can be replaced too). Reads try primaries, then handoffs only
-if a primary failed, and stream the first good answer.
+if a primary failed; an object read hears a quorum of replicas (one streams, the others
+answer a HEAD) and serves the newest version they know, a newer tombstone included.
 
 A read fails over to the next node on a connect error, a timeout, a 5xx or 507, and on a
 body that breaks off or fails its MD5 before the client got a byte: the first chunk is read
@@ -30,6 +31,7 @@ import dataclasses
 import functools
 import hashlib
 import http.client
+import itertools
 import logging
 import random
 import time
@@ -384,12 +386,23 @@ class Replicas:
 
     def read(self, method: str, names: tuple, headers: dict[str, str], *,
              newest: bool = False, query: str = "") -> StreamedResponse | NodeResponse:
-        """The first good answer (or with ``newest``, the newest of all primaries')."""
+        """The newest state a read quorum of replicas knows (with ``newest``: every primary).
+
+        One node gets the request, the others of the quorum a HEAD at the same time. A read
+        quorum and a write quorum share a node, so the last acknowledged write is among the
+        answers: an object tombstone (a 404 with ``X-Backend-Timestamp``) newer than a
+        replica's data wins (a node that was down during a DELETE must not bring the object
+        back: Swift drops only a source older than a tombstone it already saw), and a replica
+        with newer data or metadata is read instead of a stale one. Accounts and containers
+        take the first good answer, as Swift does.
+        """
         part, primaries = self.nodes(*names)
+        want = len(primaries) if newest else (
+            quorum_size(len(primaries)) if self.kind == "object" else 1)
         spares = Spares(iter(()))
-        failures = 0
-        last: StreamedResponse | NodeResponse | None = None
-        candidates: list[StreamedResponse | NodeResponse] = []
+        failures = heard = 0
+        source: StreamedResponse | NodeResponse | None = None  # a full answer to serve
+        views: list[StreamedResponse | NodeResponse] = []  # every answer, full or HEAD
 
         def nodes() -> Iterator[dict]:
             for tried, node in enumerate(self.read_nodes(part, primaries)):
@@ -399,30 +412,63 @@ class Replicas:
                     yield node
             yield from iter(spares.next, None)  # the error-limited, as a last resort
 
-        untried = nodes()
-        for node in untried:
-            path = self.path(node, part, names) + (f"?{query}" if query else "")
-            answer = self.request_streamed(node, method, path, headers, spares)
-            if answer.status >= 500 or answer.status == 507:
-                failures += 1
-                continue
-            if answer.status == 404:
-                if last is None or answer.timestamp > last.timestamp:
-                    last = answer
-                continue
-            if not newest:
-                if isinstance(answer, StreamedResponse):
-                    answer.resume = functools.partial(self.read_rest, untried, part, names,
-                                                      headers)
-                return answer
-            candidates.append(answer)
-        if candidates:
-            best = max(candidates, key=lambda a: a.timestamp)
-            for other in candidates:
-                if other is not best and isinstance(other, StreamedResponse):
-                    other.close()
-            return best
-        return last or NodeResponse({}, FAILED, {})
+        def send(node: dict, whole: bool) -> tuple[str, str, NodeConnection | None]:
+            """The request (``whole``) or a HEAD that only says which version the node has."""
+            verb = method if whole else "HEAD"
+            path = self.path(node, part, names) + (f"?{query}" if query and whole else "")
+            confirm = {"X-Trans-Id": headers.get("X-Trans-Id", "")}
+            return verb, path, self.open(node, verb, path, headers if whole else confirm,
+                                         spares=spares)
+
+        def full(node: dict) -> StreamedResponse | NodeResponse:
+            return self.receive(node, *send(node, True), spares)
+
+        candidates = nodes()
+        while heard < want or not any(is_good(v) for v in views):
+            round_ = list(itertools.islice(candidates, max(1, want - heard)))
+            if not round_:
+                break
+            # Sent all at once, read in turn: the nodes work at the same time.
+            sent = [(node, i == 0 and not is_good(source)) for i, node in enumerate(round_)]
+            sent = [(node, whole, *send(node, whole)) for node, whole in sent]
+            for node, whole, verb, path, conn in sent:
+                answer = self.receive(node, verb, path, conn, spares)
+                if answer.status >= 500 or answer.status == 507:
+                    failures += 1
+                    continue
+                if answer.status == 404 and node not in primaries and not answer.timestamp.ticks:
+                    continue  # a handoff that never had it says nothing (as Swift)
+                heard += 1
+                views.append(answer)
+                if whole and is_good(answer):
+                    source = answer
+        answer = self.settle(source, views, full)
+        if isinstance(answer, StreamedResponse) and not newest:
+            # A body cut short (a bad block, a crash) continues from a replica of the same
+            # version: the others that answered, then the untried.
+            others = [v.node for v in views if v is not answer and is_good(v)]
+            answer.resume = functools.partial(self.read_rest, itertools.chain(others, candidates),
+                                              part, names, headers)
+        return answer
+
+    def settle(self, source, views, full) -> StreamedResponse | NodeResponse:
+        """The answer the views agree on: the newest tombstone, or the newest replica's answer
+        (fetched from it if only its HEAD was seen)."""
+        good = [v for v in views if is_good(v)]
+        best = max(good, key=lambda v: (version(v), v is source), default=None)
+        tombstones = [v for v in views if v.status == 404] if self.kind == "object" else []
+        tombstone = max(tombstones, key=lambda v: v.timestamp, default=None)
+        answer = source
+        if best is None or (tombstone is not None and tombstone.timestamp > best.timestamp):
+            answer = tombstone or (views[0] if views else NodeResponse({}, FAILED, {}))
+        elif best is not source:
+            fetched = full(best.node)  # a stale replica answered first: read the newest
+            if is_good(fetched) or source is None:
+                answer = fetched
+        for view in views:
+            if view is not answer and isinstance(view, StreamedResponse):
+                view.close()
+        return answer
 
     def read_rest(self, nodes: Iterator[dict], part: int, names: tuple,
                   headers: dict[str, str], start: int, end: int, etag: str):
@@ -446,10 +492,9 @@ class Replicas:
             conn.close()
         return None
 
-    def request_streamed(self, node, method, path, headers,
-                         spares: Spares) -> StreamedResponse | NodeResponse:
-        """A request whose 2xx body is left unread for streaming; other answers read whole."""
-        conn = self.open(node, method, path, headers, spares=spares)
+    def receive(self, node: dict, method: str, path: str, conn: NodeConnection | None,
+                spares: Spares) -> StreamedResponse | NodeResponse:
+        """A request's answer; a GET's 2xx body is left unread for streaming."""
         if conn is None:
             return NodeResponse(node, FAILED, {})
         try:
@@ -474,6 +519,21 @@ def range_start(content_range: str) -> int | None:
     """The first byte of a ``Content-Range: bytes <first>-<last>/<size>``, else None."""
     first = content_range.removeprefix("bytes ").partition("-")[0]
     return int(first) if content_range.startswith("bytes ") and first.isdigit() else None
+
+
+def is_good(answer) -> bool:
+    """An answer about an existing object (2xx, or 304/412/416 from its preconditions)."""
+    return answer is not None and answer.status != 404 and not (
+        answer.status >= 500 or answer.status == 507)
+
+
+def version(answer) -> tuple[Timestamp, Timestamp]:
+    """How new a replica's copy is: its data, then its metadata (a POST's ``.meta``)."""
+    try:
+        meta = Timestamp.parse(answer.headers.get("x-backend-meta-timestamp"))
+    except InvalidTimestamp:
+        meta = Timestamp(0)
+    return answer.timestamp, meta
 
 
 def lower_headers(response: http.client.HTTPResponse) -> dict[str, str]:

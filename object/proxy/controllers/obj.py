@@ -9,9 +9,10 @@ GET/HEAD pass the node's answer through, ranges and preconditions included.
 from __future__ import annotations
 
 import mimetypes
+import re
 import time
 from collections.abc import Iterator
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
 
 import falcon
 
@@ -26,6 +27,7 @@ from soko.common.errors import (
     Unprocessable,
 )
 from soko.object.proxy.constraints import (
+    MAX_DELETE_AT,
     MAX_FILE_SIZE,
     check_metadata,
     check_names,
@@ -43,11 +45,15 @@ from soko.object.shared.timestamps import Timestamp
 READ_HEADERS = ("Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since")
 ANSWER_PREFIXES = ("x-object-meta-", "etag", "last-modified", "x-timestamp", "accept-ranges",
                    "content-range", "content-disposition", "content-encoding", "x-delete-at")
-ANSWER_STATUSES = (200, 206, 304, 412, 416)
+ANSWER_STATUSES = (200, 206, 304, 412)
 
 
 class ClientDisconnect(SokoError):
     status, title = 499, "Client Disconnect"
+
+
+class RangeNotSatisfiable(SokoError):
+    status, title = 416, "Requested Range Not Satisfiable"
 
 
 def client_body(req: falcon.Request, length: int | None) -> Iterator[bytes]:
@@ -67,21 +73,68 @@ def client_body(req: falcon.Request, length: int | None) -> Iterator[bytes]:
 
 
 def delete_at_header(req: falcon.Request) -> dict[str, str]:
-    """``X-Delete-At`` (or ``X-Delete-After`` turned into one); a time in the past is 400."""
-    after, at = req.get_header("X-Delete-After"), req.get_header("X-Delete-At")
+    """``X-Delete-At`` (or ``X-Delete-After`` turned into one), with Swift's 400s.
+
+    Only a plain decimal integer is a time (no ``inf``, ``1e10``, ``+5`` or ``1_000``, which
+    Python's parsers would take), up to Swift's largest, ``MAX_DELETE_AT``.
+    """
     now = time.time()
-    try:
-        if after is not None:
-            at = str(int(now + int(after)))
-        elif at is not None:
-            at = str(int(float(at)))
-    except ValueError:
-        raise BadRequest("X-Delete-At and X-Delete-After must be whole numbers") from None
-    if at is None:
+    after, at = req.get_header("X-Delete-After"), req.get_header("X-Delete-At")
+    if after is not None:
+        name, value = "X-Delete-After", whole_seconds(after, "X-Delete-After") + int(now)
+    elif at is not None:
+        name, value = "X-Delete-At", whole_seconds(at, "X-Delete-At")
+    else:
         return {}
-    if int(at) <= now:
-        raise BadRequest("X-Delete-At in past")
-    return {"X-Delete-At": at}
+    if value <= now:
+        raise BadRequest(f"{name} in past")
+    if value > MAX_DELETE_AT:
+        raise BadRequest(f"{name} too far in the future: X-Delete-At is at most "
+                         f"{MAX_DELETE_AT}")
+    return {"X-Delete-At": str(value)}
+
+
+def whole_seconds(value: str, name: str) -> int:
+    match = re.fullmatch(r"\s*(-?)0*([0-9]+)\s*", value)
+    if match is None:
+        raise BadRequest(f"Non-integer {name}")
+    sign, digits = match.groups()
+    magnitude = int(digits) if len(digits) <= 19 else 10**19  # only compared with times
+    return -magnitude if sign else magnitude
+
+
+def header_name(req: falcon.Request, header: str) -> str | None:
+    """A name given in a header, percent-decoded and held to the rules of names in the path:
+    valid UTF-8 without NUL, else 412 as Swift answers (WSGI hands headers over as latin-1)."""
+    raw = req.get_header(header)
+    if raw is None:
+        return None
+    try:
+        name = unquote_to_bytes(raw.encode("latin-1")).decode("utf-8")
+    except UnicodeError:
+        raise PreconditionFailed("Invalid UTF8 or contains NULL") from None
+    if "\x00" in name:
+        raise PreconditionFailed("Invalid UTF8 or contains NULL")
+    return name
+
+
+def object_in_header(req: falcon.Request, header: str) -> tuple[str, str]:
+    """``(container, object)`` from ``Destination`` or ``X-Copy-From``: ``[/]<c>/<o>``."""
+    container, _, obj = header_name(req, header).removeprefix("/").partition("/")
+    if not container or not obj:
+        raise PreconditionFailed(f"{header} header must be of the form "
+                                 "<container name>/<object name>")
+    return container, obj
+
+
+def account_in_header(req: falcon.Request, header: str) -> str | None:
+    """The account of ``Destination-Account`` or ``X-Copy-From-Account`` (None if not given)."""
+    account = header_name(req, header)
+    if account is not None and not account:
+        raise PreconditionFailed("Account name cannot be empty")
+    if account is not None and "/" in account:
+        raise PreconditionFailed("Account name cannot contain slashes")
+    return account
 
 
 def object_metadata(req: falcon.Request) -> dict[str, str]:
@@ -116,9 +169,10 @@ class ObjectController:
             raise NotFound(f"container {container} does not exist")
         if req.get_header("If-None-Match") not in (None, "*"):
             raise BadRequest("If-None-Match: only * is supported on PUT")
-        copy_from = req.get_header("X-Copy-From")
-        if copy_from is not None:
-            self.copy(req, resp, account, copy_from, container, obj)
+        if req.get_header("X-Copy-From") is not None:
+            source = (account_in_header(req, "X-Copy-From-Account") or account,
+                      *object_in_header(req, "X-Copy-From"))
+            self.copy(req, resp, source, (account, container, obj))
             return
         length = req.content_length
         chunked = "chunked" in (req.get_header("Transfer-Encoding") or "").lower()
@@ -167,16 +221,15 @@ class ObjectController:
         resp.set_header("Last-Modified", timestamp.http_date)
         resp.set_header("X-Timestamp", timestamp.normal)
 
-    def copy(self, req, resp, account: str, source: str, container: str, obj: str) -> None:
+    def copy(self, req, resp, source: tuple[str, str, str],
+             target: tuple[str, str, str]) -> None:
         """Server-side copy: the source streams from its replicas into the new object's."""
-        src_container, _, src_obj = unquote(source).lstrip("/").partition("/")
-        if not src_container or not src_obj:
-            raise PreconditionFailed("X-Copy-From must be <container>/<object>")
-        check_names(account, src_container, src_obj)
-        if authorize_container(self.state, req, account, src_container, write=False) is None:
+        check_names(*source)
+        metadata = object_metadata(req)  # refused before the source is read
+        src_account, src_container, src_obj = source
+        if authorize_container(self.state, req, src_account, src_container, write=False) is None:
             raise NotFound(f"container {src_container} does not exist")
-        answer = self.state.objects.read("GET", (account, src_container, src_obj),
-                                         backend_headers(req))
+        answer = self.state.objects.read("GET", source, backend_headers(req))
         if answer.status == 404:
             raise NotFound("the source object does not exist")
         if answer.status != 200:
@@ -184,26 +237,26 @@ class ObjectController:
         source_meta = {} if (req.get_header("X-Fresh-Metadata") or "").lower() == "true" else {
             k.title(): v for k, v in answer.headers.items()
             if k.startswith("x-object-meta-") or k.title() in OBJECT_SYSTEM_HEADERS}
-        headers = {**source_meta, **object_metadata(req),
-                   "Content-Type": req.content_type or answer.headers["content-type"]}
         try:
-            self.store(req, resp, account, container, obj, headers, answer,
+            headers = {**source_meta, **metadata,
+                       "Content-Type": req.content_type or answer.headers["content-type"]}
+            self.store(req, resp, *target, headers, answer,
                        int(answer.headers["content-length"]))
         finally:
             answer.close()
         resp.set_header("X-Copied-From", f"{src_container}/{src_obj}")
+        if src_account != target[0]:
+            resp.set_header("X-Copied-From-Account", src_account)
 
     def on_copy(self, req, resp, account, container, obj):
-        destination = req.get_header("Destination")
-        if not destination:
+        if not req.get_header("Destination"):
             raise PreconditionFailed("COPY needs a Destination: <container>/<object> header")
-        dest_container, _, dest_obj = unquote(destination).lstrip("/").partition("/")
-        if not dest_container or not dest_obj:
-            raise PreconditionFailed("Destination must be <container>/<object>")
-        check_names(account, dest_container, dest_obj)
-        if authorize_container(self.state, req, account, dest_container, write=True) is None:
-            raise NotFound(f"container {dest_container} does not exist")
-        self.copy(req, resp, account, f"{container}/{obj}", dest_container, dest_obj)
+        target = (account_in_header(req, "Destination-Account") or account,
+                  *object_in_header(req, "Destination"))
+        check_names(*target)
+        if authorize_container(self.state, req, target[0], target[1], write=True) is None:
+            raise NotFound(f"container {target[1]} does not exist")
+        self.copy(req, resp, (account, container, obj), target)
 
     def on_post(self, req, resp, account, container, obj):
         check_names(account, container, obj)
@@ -266,6 +319,9 @@ class ObjectController:
                                          newest=newest)
         if answer.status == 404:
             raise NotFound("The resource could not be found.")
+        if answer.status == 416:
+            raise RangeNotSatisfiable("The Range requested is not available.", headers={
+                "Content-Range": answer.headers.get("content-range", "")})
         if answer.status not in ANSWER_STATUSES:
             raise ServiceUnavailable("the object's replicas did not answer")
         resp.status = answer.status

@@ -5,24 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 
-import falcon.testing
 import pytest
 
-from soko.common.config import Config
-from soko.object.node.app import make_app
-from soko.object.node.service import StorageSection
 from soko.object.shared.timestamps import Timestamp
+from tests.object.node_app import node_app
 from tests.support import free_port
 
 
 @pytest.fixture
 def node(tmp_path):
-    section = StorageSection(mount_check=False, devices_dir=tmp_path / "devices")
-    config = Config(data_dir=tmp_path, sections={"storage": section})
-    (section.node_devices(tmp_path) / "d0").mkdir(parents=True)
-    client = falcon.testing.TestClient(make_app(config))
-    client.device = section.node_devices(tmp_path) / "d0"
-    return client
+    return node_app(tmp_path)
 
 
 def ts(n: float) -> dict[str, str]:

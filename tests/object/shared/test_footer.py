@@ -7,12 +7,8 @@ import hashlib
 import os
 import random
 
-import falcon.testing
 import pytest
 
-from soko.common.config import Config
-from soko.object.node.app import make_app
-from soko.object.node.service import StorageSection
 from soko.object.shared.footer import (
     FOOTER_HEADER,
     FOOTER_KIND,
@@ -21,20 +17,16 @@ from soko.object.shared.footer import (
     FooterReader,
 )
 from soko.object.shared.timestamps import Timestamp
+from tests.object.node_app import node_app
 
 OBJ = "/object/d0/5/AUTH_a/c/o"
 FOOTER = {FOOTER_HEADER: FOOTER_KIND}
 
 
+
 @pytest.fixture
 def node(tmp_path):
-    section = StorageSection(mount_check=False, devices_dir=tmp_path / "devices")
-    config = Config(data_dir=tmp_path, sections={"storage": section})
-    device = section.node_devices(tmp_path) / "d0"
-    device.mkdir(parents=True)
-    client = falcon.testing.TestClient(make_app(config))
-    client.device = device
-    return client
+    return node_app(tmp_path)
 
 
 def ts(n: int) -> dict[str, str]:
