@@ -1,0 +1,429 @@
+"""soko's gunicorn worker: gthread, hardened against slow and broken clients.
+
+gunicorn's gthread worker hands a connection to a thread as soon as any byte arrives, and
+that thread then blocks without a timeout on the rest of the head and on the body: 80
+clients that send half a request stop a service. This worker changes three things:
+
+- **Request heads are read by the event loop**, not by a thread: a connection costs a
+  thread only once its head is complete. A head must be complete ``header_timeout`` after
+  its first byte (a new connection: after it was accepted), or it is answered 408 and closed.
+- **Every thread's socket reads and writes time out** after ``client_timeout`` (Swift's):
+  a body that stops arriving is answered 408, and nothing is stored (the app sees the
+  error in the middle of its read, as for any broken body).
+- **Threads start on demand** (``ElasticPool``) up to ``max_clients`` connections per
+  worker, so the requests that do stall (bodies) cannot starve the others.
+
+Errors found by the HTTP layer itself (a malformed head or chunked body, a head too long,
+an unsupported transfer coding) are answered by the app, through ``REFUSAL_ENVIRON_KEY``,
+so a client sees the service's usual error body and the access log has them, never
+gunicorn's HTML pages. A worker also dies with its master (``PR_SET_PDEATHSIG``): an
+orphan would keep the port and stop the next master from binding it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import email.utils
+import errno
+import io
+import logging
+import os
+import resource
+import selectors
+import signal
+import socket
+import sys
+import time
+from functools import partial
+from urllib.parse import unquote
+
+from gunicorn.http import errors as http_errors
+from gunicorn.http.body import Body, ChunkedReader
+from gunicorn.http.message import Request
+from gunicorn.workers.gthread import TConn, ThreadWorker
+
+from soko.common.app import REFUSAL_ENVIRON_KEY
+from soko.common.elastic_pool import ElasticPool
+from soko.common.errors import (
+    BadRequest,
+    ExpectationFailed,
+    HeaderFieldsTooLarge,
+    RequestTimeout,
+    SokoError,
+    Unimplemented,
+    URITooLong,
+)
+
+log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1
+HEAD_READ = 64 * 1024
+# A chunk larger than any file the OS can hold is a broken size line, not a big chunk.
+MAX_CHUNK_SIZE = 2**63 - 1
+METHODS = {"GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS", "COPY"}
+
+
+class ClientSocket(socket.socket):
+    """A client connection whose blocking mode carries the worker's ``client_timeout``.
+
+    gunicorn switches a connection back to blocking mode before each request, which would
+    clear a timeout set earlier: here, blocking means blocking at most ``io_timeout`` per
+    read or write. ``head_line`` keeps the request line for answering a refused request.
+    """
+
+    io_timeout: float | None = None
+    head_line: bytes = b""
+
+    @classmethod
+    def adopt(cls, sock: socket.socket, io_timeout: float) -> ClientSocket:
+        adopted = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        adopted.io_timeout = io_timeout
+        return adopted
+
+    def setblocking(self, flag: bool) -> None:
+        if flag:
+            self.settimeout(self.io_timeout)
+        else:
+            super().setblocking(False)
+
+
+class BoundedChunkedReader(ChunkedReader):
+    """Refuses an absurd chunk size at once instead of waiting for its bytes."""
+
+    def parse_chunk_size(self, unreader, data=None):
+        size, rest = super().parse_chunk_size(unreader, data)
+        if size > MAX_CHUNK_SIZE:
+            raise http_errors.InvalidChunkSize(b"chunk size over 2**63 - 1")
+        return size, rest
+
+
+class SokoRequest(Request):
+    """gunicorn's request with soko's body rules: only the chunked transfer coding (Swift
+    answers 501 to ``gzip, chunked``: the body would be stored still compressed)."""
+
+    def set_body_reader(self):
+        for name, value in self.headers:
+            if name == "TRANSFER-ENCODING":
+                codings = [c.strip(" \t").lower() for c in value.split(",")]
+                if any(c != "chunked" for c in codings):
+                    error = http_errors.UnsupportedTransferCoding(value)
+                    error.req = self
+                    raise error
+        super().set_body_reader()
+        if isinstance(self.body.reader, ChunkedReader):
+            self.body = Body(BoundedChunkedReader(self, self.unreader))
+
+
+class ClientConn(TConn):
+    """A connection with the bytes of its next request head, read by the event loop."""
+
+    def __init__(self, cfg, sock, client, server):
+        super().__init__(cfg, sock, client, server)
+        self.head = bytearray()
+
+    def init(self):
+        fresh = not self.initialized
+        super().init()
+        if fresh and hasattr(self.parser, "mesg_class"):
+            self.parser.mesg_class = SokoRequest
+
+
+def head_complete(head: bytes) -> bool:
+    """The head ends, or has a bare LF gunicorn refuses at once (no use waiting for more)."""
+    return b"\r\n\r\n" in head or head.count(b"\n") != head.count(b"\r\n")
+
+
+class SokoWorker(ThreadWorker):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        section = self.app.section
+        self.client_timeout = float(section.client_timeout)
+        self.header_timeout = float(section.header_timeout)
+        self.awaiting_head: set[ClientConn] = set()
+        # gunicorn's own limits: a head this long is refused by its parser without reading more.
+        self.head_limit = (self.cfg.limit_request_line + 4 + self.cfg.limit_request_fields
+                           * (self.cfg.limit_request_field_size + 2))
+
+    def init_process(self):
+        die_with_parent(self.ppid)
+        raise_open_files_limit(self.worker_connections + 256)
+        super().init_process()
+
+    def get_thread_pool(self):
+        return ElasticPool(core=self.cfg.threads, limit=self.worker_connections)
+
+    # -- the event loop reads request heads ---------------------------------------------
+
+    def accept(self, listener):
+        try:
+            sock, addr = listener.accept()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        conn = ClientConn(self.cfg, ClientSocket.adopt(sock, self.client_timeout), addr,
+                          listener.getsockname())
+        self.await_head(conn, self.header_timeout)
+
+    def on_client_socket_readable(self, conn, client):
+        """A kept-alive connection starts its next request: read its head here too."""
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        self.await_head(conn, self.header_timeout)
+        self.read_head(conn)
+
+    def await_head(self, conn: ClientConn, timeout: float) -> None:
+        conn.sock.setblocking(False)
+        conn.timeout = time.monotonic() + timeout
+        self.awaiting_head.add(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_head_bytes, conn))
+
+    def on_head_bytes(self, conn: ClientConn, _sock) -> None:
+        self.read_head(conn)
+
+    def read_head(self, conn: ClientConn) -> None:
+        try:
+            data = conn.sock.recv(HEAD_READ)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            # The client closed: what it sent (if anything) goes to the parser, which
+            # refuses a partial head without an answer, as for any client gone.
+            self.stop_awaiting(conn)
+            if conn.head:
+                self.enqueue_req(conn)
+            else:
+                self.close_conn(conn)
+            return
+        if not conn.head:
+            conn.timeout = time.monotonic() + self.header_timeout
+        conn.head += data
+        if head_complete(conn.head) or len(conn.head) > self.head_limit:
+            self.stop_awaiting(conn)
+            conn.sock.head_line = bytes(conn.head.partition(b"\r\n")[0][:2048])
+            self.enqueue_req(conn)
+
+    def stop_awaiting(self, conn: ClientConn) -> None:
+        self.awaiting_head.discard(conn)
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def close_conn(self, conn: ClientConn) -> None:
+        self.nr_conns -= 1
+        conn.close()
+
+    def murder_pending(self):
+        """Also expires heads not complete in time: 408 if they had begun, else just closed."""
+        super().murder_pending()
+        now = time.monotonic()
+        for conn in [c for c in self.awaiting_head if c.timeout <= now]:
+            self.stop_awaiting(conn)
+            if conn.head:
+                line = bytes(conn.head.partition(b"\r\n")[0][:2048])
+                self.answer_refusal(conn.sock, RequestTimeout(
+                    f"The request head was not complete within {self.header_timeout:g} s."),
+                    line, conn.client, blocking=False)
+            self.close_conn(conn)
+
+    def handle(self, conn):
+        """In a request thread: the head the event loop read goes to the parser first."""
+        if conn.head:
+            conn.init()
+            conn.parser.unreader.unread(bytes(conn.head))
+            conn.head.clear()
+        return super().handle(conn)
+
+    def _keepalive_after(self, conn, keepalive):
+        """A body the app left unread is drained before the next request; if it is broken,
+        the connection just closes (the app has answered already)."""
+        try:
+            return super()._keepalive_after(conn, keepalive)
+        except (http_errors.ParseException, http_errors.NoMoreData, OSError):
+            return False
+
+    def handle_request(self, req, conn):
+        try:
+            return super().handle_request(req, conn)
+        except TimeoutError:
+            # The client stopped reading the answer: nothing more can be said to it.
+            log.info("client %s stopped reading the answer to %s %s for %g s; closed",
+                     conn.client[0] if conn.client else "?", req.method, req.path,
+                     self.client_timeout)
+            return False
+
+    # -- errors -------------------------------------------------------------------------
+
+    def load_wsgi(self):
+        super().load_wsgi()
+        self.wsgi = guard_body(self.wsgi, self.client_timeout)
+
+    def handle_error(self, req, client, addr, exc):
+        """gunicorn's own refusals (malformed head, unsupported coding...) answered by the app."""
+        error = http_refusal(exc)
+        if error.status >= 500 and not isinstance(error, Unimplemented):
+            self.log.exception("error handling a request")
+        line = b""
+        if req is None:
+            req = getattr(exc, "req", None)
+        if req is not None and getattr(req, "method", None):
+            line = f"{req.method} {req.uri} HTTP/1.1".encode("latin-1", "replace")
+        else:
+            line = getattr(client, "head_line", b"")
+        self.answer_refusal(client, error, line, addr, blocking=True)
+
+    def answer_refusal(self, sock, error: SokoError, line: bytes, addr, *, blocking: bool):
+        """Writes the app's answer to a request refused before it reached the app."""
+        try:
+            data = refusal_answer(self.wsgi, error, line, addr, sock)
+            if blocking:
+                sock.sendall(data)
+            else:
+                sock.send(data)
+        except OSError:
+            pass  # the client is gone or not reading: the connection closes anyway
+        except Exception:
+            self.log.exception("answering a refused request failed")
+
+
+def http_refusal(exc: Exception) -> SokoError:
+    """The client-facing error for an exception of gunicorn's HTTP parser."""
+    detail = str(exc)[:200]
+    if isinstance(exc, http_errors.LimitRequestLine):
+        return URITooLong(f"The request line is too long ({detail}).")
+    if isinstance(exc, http_errors.LimitRequestHeaders):
+        return HeaderFieldsTooLarge(f"The request's header fields are too large ({detail}).")
+    if isinstance(exc, http_errors.ExpectationFailed):
+        return ExpectationFailed(f"Only 'Expect: 100-continue' is supported ({detail}).")
+    if isinstance(exc, http_errors.UnsupportedTransferCoding):
+        return Unimplemented("Unsupported Transfer-Coding header value specified in "
+                             "Transfer-Encoding header (only chunked is supported).")
+    if isinstance(exc, (http_errors.ParseException, http_errors.NoMoreData)):
+        return BadRequest(f"Malformed request: {type(exc).__name__}: {detail}")
+    return SokoError()
+
+
+def body_refusal(exc: Exception, client_timeout: float) -> SokoError | None:
+    """The client-facing error for a failed body read, or None for a bug of the server."""
+    if isinstance(exc, TimeoutError):
+        return RequestTimeout(f"The request body did not arrive: nothing came for "
+                              f"{client_timeout:g} s.")
+    if isinstance(exc, http_errors.NoMoreData):
+        return BadRequest("The request body ended before its declared end.")
+    if isinstance(exc, http_errors.ParseException):
+        return BadRequest(f"Malformed request body: {type(exc).__name__}: {str(exc)[:200]}")
+    if isinstance(exc, OSError):
+        return BadRequest(f"The request body could not be read: {exc.strerror or exc}")
+    return None
+
+
+class GuardedInput:
+    """``wsgi.input`` whose read errors are the client's: 408 for a stall, 400 for a broken
+    body, each closing the connection (where the next request would start is unknown)."""
+
+    def __init__(self, body, client_timeout: float):
+        self.body = body
+        self.client_timeout = client_timeout
+
+    def call(self, method: str, *args):
+        try:
+            return getattr(self.body, method)(*args)
+        except Exception as exc:
+            refusal = body_refusal(exc, self.client_timeout)
+            if refusal is None:
+                raise
+            refusal.headers["Connection"] = "close"
+            raise refusal from None
+
+    def read(self, size=None):
+        return self.call("read", size)
+
+    def readline(self, size=None):
+        return self.call("readline", size)
+
+    def readlines(self, hint=None):
+        return self.call("readlines", hint)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+
+def guard_body(app, client_timeout: float):
+    def wsgi(environ, start_response):
+        environ["wsgi.input"] = GuardedInput(environ["wsgi.input"], client_timeout)
+        return app(environ, start_response)
+
+    return wsgi
+
+
+def refusal_answer(app, error: SokoError, line: bytes, addr, sock) -> bytes:
+    """The HTTP answer (``Connection: close``) the app gives to ``error`` for the request
+    whose request line is ``line`` (may be partial or empty)."""
+    parts = line.decode("latin-1").split(" ")
+    method = parts[0] if parts[0] in METHODS else "GET"
+    target = parts[1] if len(parts) > 1 else "/"
+    path = unquote(target.partition("?")[0], encoding="latin-1")[:1024]
+    if not path.startswith("/"):
+        path = "/"
+    try:
+        server = sock.getsockname()
+    except OSError:
+        server = ("127.0.0.1", 0)
+    addr = addr if isinstance(addr, tuple) else ("", 0)
+    environ = {
+        "REQUEST_METHOD": method, "SCRIPT_NAME": "", "PATH_INFO": path, "QUERY_STRING": "",
+        "SERVER_NAME": str(server[0]), "SERVER_PORT": str(server[1]),
+        "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": str(addr[0]),
+        "REMOTE_PORT": str(addr[1]), "wsgi.version": (1, 0), "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(), "wsgi.errors": sys.stderr, "wsgi.multithread": True,
+        "wsgi.multiprocess": True, "wsgi.run_once": False, REFUSAL_ENVIRON_KEY: error,
+    }
+    answer: dict = {}
+
+    def start_response(status, headers, exc_info=None):
+        answer.update(status=status, headers=headers)
+
+    chunks = app(environ, start_response)
+    try:
+        body = b"".join(chunks)
+    finally:
+        if hasattr(chunks, "close"):
+            chunks.close()
+    if method == "HEAD":
+        body = b""
+    lines = [f"HTTP/1.1 {answer['status']}"]
+    lines += [f"{k}: {v}" for k, v in answer["headers"]
+              if k.lower() not in ("connection", "content-length")]
+    lines += [f"Date: {email.utils.formatdate(usegmt=True)}",
+              f"Content-Length: {len(body)}", "Connection: close"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """SIGKILL this process when the thread that forked it (gunicorn's master) dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        log.warning("prctl(PR_SET_PDEATHSIG) failed: %s", os.strerror(ctypes.get_errno()))
+    if os.getppid() != parent_pid:  # the master died before the line above
+        os._exit(1)
+
+
+def raise_open_files_limit(wanted: int) -> None:
+    """Every client is a file descriptor: raise the soft limit up to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        log.warning("open files limited to %d (hard limit): fewer than %d clients per worker "
+                    "can be served", hard, wanted)
