@@ -9,6 +9,7 @@ every waiting request (up to ``limit``) keeps serving everyone else. Threads bey
 
 from __future__ import annotations
 
+import _thread
 import queue
 import threading
 from collections.abc import Callable
@@ -36,7 +37,10 @@ class ElasticPool:
             with self.lock:
                 if self.threads < self.limit:
                     self.threads += 1
-                    threading.Thread(target=self.run, name="soko-request", daemon=True).start()
+                    # Not threading.Thread.start(): it waits until the new thread runs,
+                    # and with busy threads around that took milliseconds of the caller's
+                    # (the event loop's) time per thread.
+                    _thread.start_new_thread(self.run, ())
         return future
 
     def run(self) -> None:
@@ -62,7 +66,8 @@ class ElasticPool:
             self.idle.release()
 
     def shutdown(self, wait: bool = False) -> None:
-        """Lets idle threads exit; busy ones finish their request first (all are daemons)."""
+        """Lets idle threads exit; busy ones finish their request first (none outlives the
+        process: they are not ``threading`` threads, nobody joins them at exit)."""
         with self.lock:
             for _ in range(self.threads):
                 self.jobs.put(None)

@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
 HEAD_READ = 64 * 1024
+ACCEPT_BATCH = 64
+LINGER_SECONDS, LINGER_BYTES = 2.0, 64 * 1024  # gunicorn's close_graceful()'s
 # A chunk larger than any file the OS can hold is a broken size line, not a big chunk.
 MAX_CHUNK_SIZE = 2**63 - 1
 METHODS = {"GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS", "COPY"}
@@ -117,9 +119,20 @@ class SokoRequest(Request):
 class ClientConn(TConn):
     """A connection with the bytes of its next request head, read by the event loop."""
 
-    def __init__(self, cfg, sock, client, server):
+    def __init__(self, cfg, sock, client, server, linger):
         super().__init__(cfg, sock, client, server)
         self.head = bytearray()
+        self.linger = linger
+        self.drained = 0
+
+    def close(self, graceful=False):
+        """gunicorn closes gracefully on its event loop, lingering up to 2 s for the client
+        to close first: one silent client stopped the loop that long. Here the linger
+        waits on the loop's poller instead."""
+        if graceful:
+            self.linger(self)
+        else:
+            super().close()
 
     def init(self):
         fresh = not self.initialized
@@ -140,6 +153,8 @@ class SokoWorker(ThreadWorker):
         self.client_timeout = float(section.client_timeout)
         self.header_timeout = float(section.header_timeout)
         self.awaiting_head: set[ClientConn] = set()
+        self.lingering: set[ClientConn] = set()
+        self.next_expiry_scan = 0.0
         # gunicorn's own limits: a head this long is refused by its parser without reading more.
         self.head_limit = (self.cfg.limit_request_line + 4 + self.cfg.limit_request_fields
                            * (self.cfg.limit_request_field_size + 2))
@@ -155,16 +170,21 @@ class SokoWorker(ThreadWorker):
     # -- the event loop reads request heads ---------------------------------------------
 
     def accept(self, listener):
-        try:
-            sock, addr = listener.accept()
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
-                raise
-            return
-        self.nr_conns += 1
-        conn = ClientConn(self.cfg, ClientSocket.adopt(sock, self.client_timeout), addr,
-                          listener.getsockname())
-        self.await_head(conn, self.header_timeout)
+        """Takes every waiting connection (up to ``ACCEPT_BATCH``), not one per turn of the
+        loop: a burst of clients must not wait in the listen queue behind the loop's work."""
+        for _ in range(ACCEPT_BATCH):
+            if self.nr_conns >= self.worker_connections:
+                return
+            try:
+                sock, addr = listener.accept()
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                    raise
+                return
+            self.nr_conns += 1
+            conn = ClientConn(self.cfg, ClientSocket.adopt(sock, self.client_timeout), addr,
+                              listener.getsockname(), self.linger)
+            self.await_head(conn, self.header_timeout)
 
     def on_client_socket_readable(self, conn, client):
         """A kept-alive connection starts its next request: read its head here too."""
@@ -217,10 +237,49 @@ class SokoWorker(ThreadWorker):
         self.nr_conns -= 1
         conn.close()
 
+    def linger(self, conn: ClientConn) -> None:
+        """Sends FIN, then reads (and drops) what the client still sends until it closes,
+        64 KiB came or 2 s passed: closing with unread bytes would make the kernel send a
+        reset, which can destroy the answer before the client read it."""
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            conn.sock.close()
+            return
+        conn.sock.setblocking(False)
+        conn.timeout = time.monotonic() + LINGER_SECONDS
+        self.lingering.add(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_linger_bytes, conn))
+
+    def on_linger_bytes(self, conn: ClientConn, _sock) -> None:
+        try:
+            data = conn.sock.recv(HEAD_READ)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        conn.drained += len(data)
+        if not data or conn.drained >= LINGER_BYTES:
+            self.end_linger(conn)
+
+    def end_linger(self, conn: ClientConn) -> None:
+        self.lingering.discard(conn)
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        conn.sock.close()
+
     def murder_pending(self):
-        """Also expires heads not complete in time: 408 if they had begun, else just closed."""
+        """Also expires heads not complete in time (408 if they had begun, else just
+        closed) and lingering closes."""
         super().murder_pending()
         now = time.monotonic()
+        if now < self.next_expiry_scan:
+            return
+        self.next_expiry_scan = now + 0.25  # a scan per turn of the loop is O(clients²)
+        for conn in [c for c in self.lingering if c.timeout <= now]:
+            self.end_linger(conn)
         for conn in [c for c in self.awaiting_head if c.timeout <= now]:
             self.stop_awaiting(conn)
             if conn.head:

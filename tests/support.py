@@ -179,10 +179,10 @@ def raise_open_files_limit(wanted: int = 8192) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
 
 
-def stalled_requests(path: str, headers: str = "") -> list[bytes]:
+def stalled_requests(path: str, headers: str = "", method: str = "PUT") -> list[bytes]:
     """The three ways a slow client stalls a request: the head cut after one header, a body
     that declares 100 bytes and sends 50, a chunked body that stops after one chunk."""
-    head = f"PUT {path} HTTP/1.1\r\nHost: x\r\n{headers}"
+    head = f"{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}"
     return [
         f"GET {path} HTTP/1.1\r\nHost: x\r\n".encode(),
         f"{head}Content-Length: 100\r\n\r\n".encode() + b"x" * 50,
