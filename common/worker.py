@@ -14,45 +14,32 @@ clients that send half a request stop a service. This worker changes three thing
   worker, so the requests that do stall (bodies) cannot starve the others.
 
 Errors found by the HTTP layer itself (a malformed head or chunked body, a head too long,
-an unsupported transfer coding) are answered by the app, through ``REFUSAL_ENVIRON_KEY``,
-so a client sees the service's usual error body and the access log has them, never
-gunicorn's HTML pages. A worker also dies with its master (``PR_SET_PDEATHSIG``): an
+an unsupported transfer coding, a body that stalls) are answered by the app
+(``common/refusals.py``), never with gunicorn's HTML pages. A worker also dies with its master (``PR_SET_PDEATHSIG``): an
 orphan would keep the port and stop the next master from binding it.
 """
 
 from __future__ import annotations
 
 import ctypes
-import email.utils
 import errno
-import io
 import logging
 import os
 import resource
 import selectors
 import signal
 import socket
-import sys
 import time
 from functools import partial
-from urllib.parse import unquote
 
 from gunicorn.http import errors as http_errors
 from gunicorn.http.body import Body, ChunkedReader
 from gunicorn.http.message import Request
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from soko.common.app import REFUSAL_ENVIRON_KEY
 from soko.common.elastic_pool import ElasticPool
-from soko.common.errors import (
-    BadRequest,
-    ExpectationFailed,
-    HeaderFieldsTooLarge,
-    RequestTimeout,
-    SokoError,
-    Unimplemented,
-    URITooLong,
-)
+from soko.common.errors import RequestTimeout, SokoError, Unimplemented
+from soko.common.refusals import guard_body, http_refusal, refusal_answer
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +49,6 @@ ACCEPT_BATCH = 64
 LINGER_SECONDS, LINGER_BYTES = 2.0, 64 * 1024  # gunicorn's close_graceful()'s
 # A chunk larger than any file the OS can hold is a broken size line, not a big chunk.
 MAX_CHUNK_SIZE = 2**63 - 1
-METHODS = {"GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS", "COPY"}
 
 
 class ClientSocket(socket.socket):
@@ -161,7 +147,8 @@ class SokoWorker(ThreadWorker):
 
     def init_process(self):
         die_with_parent(self.ppid)
-        raise_open_files_limit(self.worker_connections + 256)
+        # A proxy request may hold a connection to each of 3 replicas besides its client's.
+        raise_open_files_limit(4 * self.worker_connections + 256)
         super().init_process()
 
     def get_thread_pool(self):
@@ -282,12 +269,20 @@ class SokoWorker(ThreadWorker):
             self.end_linger(conn)
         for conn in [c for c in self.awaiting_head if c.timeout <= now]:
             self.stop_awaiting(conn)
-            if conn.head:
+            if conn.head and self.alive:
                 line = bytes(conn.head.partition(b"\r\n")[0][:2048])
                 self.answer_refusal(conn.sock, RequestTimeout(
                     f"The request head was not complete within {self.header_timeout:g} s."),
                     line, conn.client, blocking=False)
             self.close_conn(conn)
+
+    def _cap_keepalive(self, deadline):
+        """A stopping worker gives heads in progress (and idle new connections) as long as
+        gunicorn gives kept-alive connections, not its whole header timeout."""
+        super()._cap_keepalive(deadline)
+        self.next_expiry_scan = 0.0
+        for conn in self.awaiting_head:
+            conn.timeout = min(conn.timeout, deadline)
 
     def handle(self, conn):
         """In a request thread: the head the event loop read goes to the parser first."""
@@ -347,125 +342,6 @@ class SokoWorker(ThreadWorker):
             pass  # the client is gone or not reading: the connection closes anyway
         except Exception:
             self.log.exception("answering a refused request failed")
-
-
-def http_refusal(exc: Exception) -> SokoError:
-    """The client-facing error for an exception of gunicorn's HTTP parser."""
-    detail = str(exc)[:200]
-    if isinstance(exc, http_errors.LimitRequestLine):
-        return URITooLong(f"The request line is too long ({detail}).")
-    if isinstance(exc, http_errors.LimitRequestHeaders):
-        return HeaderFieldsTooLarge(f"The request's header fields are too large ({detail}).")
-    if isinstance(exc, http_errors.ExpectationFailed):
-        return ExpectationFailed(f"Only 'Expect: 100-continue' is supported ({detail}).")
-    if isinstance(exc, http_errors.UnsupportedTransferCoding):
-        return Unimplemented("Unsupported Transfer-Coding header value specified in "
-                             "Transfer-Encoding header (only chunked is supported).")
-    if isinstance(exc, (http_errors.ParseException, http_errors.NoMoreData)):
-        return BadRequest(f"Malformed request: {type(exc).__name__}: {detail}")
-    return SokoError()
-
-
-def body_refusal(exc: Exception, client_timeout: float) -> SokoError | None:
-    """The client-facing error for a failed body read, or None for a bug of the server."""
-    if isinstance(exc, TimeoutError):
-        return RequestTimeout(f"The request body did not arrive: nothing came for "
-                              f"{client_timeout:g} s.")
-    if isinstance(exc, http_errors.NoMoreData):
-        return BadRequest("The request body ended before its declared end.")
-    if isinstance(exc, http_errors.ParseException):
-        return BadRequest(f"Malformed request body: {type(exc).__name__}: {str(exc)[:200]}")
-    if isinstance(exc, OSError):
-        return BadRequest(f"The request body could not be read: {exc.strerror or exc}")
-    return None
-
-
-class GuardedInput:
-    """``wsgi.input`` whose read errors are the client's: 408 for a stall, 400 for a broken
-    body, each closing the connection (where the next request would start is unknown)."""
-
-    def __init__(self, body, client_timeout: float):
-        self.body = body
-        self.client_timeout = client_timeout
-
-    def call(self, method: str, *args):
-        try:
-            return getattr(self.body, method)(*args)
-        except Exception as exc:
-            refusal = body_refusal(exc, self.client_timeout)
-            if refusal is None:
-                raise
-            refusal.headers["Connection"] = "close"
-            raise refusal from None
-
-    def read(self, size=None):
-        return self.call("read", size)
-
-    def readline(self, size=None):
-        return self.call("readline", size)
-
-    def readlines(self, hint=None):
-        return self.call("readlines", hint)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        line = self.readline()
-        if not line:
-            raise StopIteration
-        return line
-
-
-def guard_body(app, client_timeout: float):
-    def wsgi(environ, start_response):
-        environ["wsgi.input"] = GuardedInput(environ["wsgi.input"], client_timeout)
-        return app(environ, start_response)
-
-    return wsgi
-
-
-def refusal_answer(app, error: SokoError, line: bytes, addr, sock) -> bytes:
-    """The HTTP answer (``Connection: close``) the app gives to ``error`` for the request
-    whose request line is ``line`` (may be partial or empty)."""
-    parts = line.decode("latin-1").split(" ")
-    method = parts[0] if parts[0] in METHODS else "GET"
-    target = parts[1] if len(parts) > 1 else "/"
-    path = unquote(target.partition("?")[0], encoding="latin-1")[:1024]
-    if not path.startswith("/"):
-        path = "/"
-    try:
-        server = sock.getsockname()
-    except OSError:
-        server = ("127.0.0.1", 0)
-    addr = addr if isinstance(addr, tuple) else ("", 0)
-    environ = {
-        "REQUEST_METHOD": method, "SCRIPT_NAME": "", "PATH_INFO": path, "QUERY_STRING": "",
-        "SERVER_NAME": str(server[0]), "SERVER_PORT": str(server[1]),
-        "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": str(addr[0]),
-        "REMOTE_PORT": str(addr[1]), "wsgi.version": (1, 0), "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(), "wsgi.errors": sys.stderr, "wsgi.multithread": True,
-        "wsgi.multiprocess": True, "wsgi.run_once": False, REFUSAL_ENVIRON_KEY: error,
-    }
-    answer: dict = {}
-
-    def start_response(status, headers, exc_info=None):
-        answer.update(status=status, headers=headers)
-
-    chunks = app(environ, start_response)
-    try:
-        body = b"".join(chunks)
-    finally:
-        if hasattr(chunks, "close"):
-            chunks.close()
-    if method == "HEAD":
-        body = b""
-    lines = [f"HTTP/1.1 {answer['status']}"]
-    lines += [f"{k}: {v}" for k, v in answer["headers"]
-              if k.lower() not in ("connection", "content-length")]
-    lines += [f"Date: {email.utils.formatdate(usegmt=True)}",
-              f"Content-Length: {len(body)}", "Connection: close"]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 def die_with_parent(parent_pid: int) -> None:
