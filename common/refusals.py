@@ -51,7 +51,7 @@ def http_refusal(exc: Exception) -> SokoError:
 
 def body_refusal(exc: Exception, client_timeout: float) -> SokoError | None:
     """The client-facing error for a failed body read, or None for a bug of the server."""
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, (TimeoutError, BlockingIOError)):  # BlockingIOError: SO_RCVTIMEO
         return RequestTimeout(f"The request body did not arrive: nothing came for "
                               f"{client_timeout:g} s.")
     if isinstance(exc, http_errors.NoMoreData):
