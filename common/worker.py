@@ -57,9 +57,9 @@ class ClientSocket(socket.socket):
 
     The timeout is the kernel's (``SO_RCVTIMEO``, ``SO_SNDTIMEO``): a read or write that
     waited that long fails with ``EAGAIN`` (``BlockingIOError``). A Python socket timeout
-    would do the same with a ``poll()`` before every call, two trips through the GIL instead
-    of one, which cost about a fifth of the small-object throughput under CPU load; and
-    gunicorn clears Python timeouts anyway when it puts a connection back in blocking mode.
+    would do the same with a ``poll()`` before every call (two trips through the GIL instead
+    of one, each a chance for a busy thread to keep it for up to 5 ms), and gunicorn clears
+    Python timeouts when it puts a connection back in blocking mode.
     ``head_line`` keeps the request line, to answer a refused request.
     """
 
