@@ -26,6 +26,9 @@ access_log = logging.getLogger("soko.access")
 error_log = logging.getLogger("soko.error")
 
 TRANS_ID_HEADER = "X-Trans-Id"
+# Set by soko's gunicorn worker (common/worker.py) to the SokoError of a request it refused
+# before the app could run (malformed head, head timeout): the app answers it like its own.
+REFUSAL_ENVIRON_KEY = "soko.refusal"
 # A caller's id is reused only if it looks like one of ours: never echo arbitrary bytes.
 TRANS_ID_PATTERN = re.compile(r"^tx[0-9a-f]{21}-[0-9a-f]{10}$")
 
@@ -47,6 +50,9 @@ class RequestContext:
         resp.set_header(TRANS_ID_HEADER, trans_id)
         # OpenStack clients (keystoneauth, cinderclient) log this one.
         resp.set_header("X-Openstack-Request-Id", trans_id)
+        refusal = req.env.get(REFUSAL_ENVIRON_KEY)
+        if refusal is not None:
+            raise refusal
 
     def process_response(self, req, resp, resource, req_succeeded: bool) -> None:
         started = getattr(req.context, "started", None)

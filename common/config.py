@@ -28,9 +28,16 @@ class ServerSection:
     bind_ip: str = "127.0.0.1"
     port: int = 0
     workers: int = 2
-    threads: int = 8
-    worker_class: str = "gthread"
-    timeout: int = 60
+    threads: int = 8  # threads a worker keeps; more start on demand, up to max_clients
+    max_clients: int = 1024  # connections one worker serves at once (as Swift's max_clients)
+    worker_class: str = "gthread"  # soko's gthread worker (common/worker.py), the only one
+    timeout: int = 60  # a worker that stops answering its master this long is restarted
+    # A client that sends nothing of its request body (or reads nothing of the answer) for
+    # this long gets 408 and is disconnected: Swift's client_timeout.
+    client_timeout: float = 60.0
+    # A request head (request line and headers) must be complete this long after its first
+    # byte (a new connection: after it was accepted), or 408 and disconnected.
+    header_timeout: float = 20.0
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -39,8 +46,14 @@ class ServerSection:
             raise ConfigError(f"workers: must be at least 1, got {self.workers}")
         if self.threads < 1:
             raise ConfigError(f"threads: must be at least 1, got {self.threads}")
-        if self.worker_class not in ("gthread", "sync"):
-            raise ConfigError(f"worker_class: must be 'gthread' or 'sync', got {self.worker_class!r}")
+        if self.max_clients < self.threads:
+            raise ConfigError(f"max_clients: must be at least threads ({self.threads}), "
+                              f"got {self.max_clients}")
+        if self.worker_class != "gthread":
+            raise ConfigError(f"worker_class: must be 'gthread', got {self.worker_class!r}")
+        for key in ("client_timeout", "header_timeout"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key}: must be more than 0 seconds, got {getattr(self, key)}")
 
     @property
     def endpoint(self) -> str:

@@ -47,6 +47,12 @@ class LengthRequired(SokoError):
     status, title = 411, "Length Required"
 
 
+class RequestTimeout(SokoError):
+    """The client stopped sending its request (head or body) for longer than allowed."""
+
+    status, title = 408, "Request Timeout"
+
+
 class PreconditionFailed(SokoError):
     status, title = 412, "Precondition Failed"
 
@@ -57,12 +63,30 @@ class PayloadTooLarge(SokoError):
     status, title = 413, "Request Entity Too Large"
 
 
+class URITooLong(SokoError):
+    status, title = 414, "URI Too Long"
+
+
+class ExpectationFailed(SokoError):
+    status, title = 417, "Expectation Failed"
+
+
 class Unprocessable(SokoError):
     status, title = 422, "Unprocessable Entity"
 
 
 class TooManyRequests(SokoError):
     status, title = 429, "Too Many Requests"
+
+
+class HeaderFieldsTooLarge(SokoError):
+    status, title = 431, "Request Header Fields Too Large"
+
+
+class Unimplemented(SokoError):
+    """A request feature soko does not implement (a transfer coding other than chunked)."""
+
+    status, title = 501, "Not Implemented"
 
 
 class ServiceUnavailable(SokoError):

@@ -1,7 +1,9 @@
 """Runs a service's WSGI app under gunicorn, the same way for every service.
 
-gthread workers (plain threads, no eventlet): the services spend their time in disk and
-network I/O, where threads overlap well and need no monkey-patching.
+Threads, no eventlet: the services spend their time in disk and network I/O, where threads
+overlap well and need no monkey-patching. The worker is soko's gthread worker
+(``common/worker.py``): heads read by the event loop, timeouts on every client read and
+write, threads on demand, and gunicorn's own errors answered by the app.
 """
 
 from __future__ import annotations
@@ -22,13 +24,17 @@ class ServiceApplication(BaseApplication):
         super().__init__()
 
     def load_config(self) -> None:
-        section = self.config.section(self.spec.name)
+        section = self.section
         settings = {
             "bind": f"{section.bind_ip}:{section.port}",
             "workers": section.workers,
             "threads": section.threads,
-            "worker_class": section.worker_class,
+            "worker_connections": section.max_clients,
+            "worker_class": "soko.common.worker.SokoWorker",
             "timeout": section.timeout,
+            # gunicornc's socket defaults to one path in $HOME shared by every gunicorn of
+            # the user: units would take it from each other, and soko up does not use it.
+            "control_socket_disable": True,
             "graceful_timeout": 10,
             "keepalive": 5,
             "proc_name": f"soko-{self.spec.name}",
@@ -39,6 +45,11 @@ class ServiceApplication(BaseApplication):
         }
         for key, value in settings.items():
             self.cfg.set(key, value)
+
+    @property
+    def section(self):
+        """The service's config section (its worker reads the client timeouts there)."""
+        return self.config.section(self.spec.name)
 
     def load(self):
         return honour_connection_close(self.spec.make_app(self.config))

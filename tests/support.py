@@ -168,3 +168,71 @@ def served(app, port: int = 0) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def raise_open_files_limit(wanted: int = 8192) -> None:
+    """A test that holds many connections needs as many file descriptors."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+
+
+def stalled_requests(path: str, headers: str = "", method: str = "PUT") -> list[bytes]:
+    """The three ways a slow client stalls a request: the head cut after one header, a body
+    that declares 100 bytes and sends 50, a chunked body that stops after one chunk."""
+    head = f"{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}"
+    return [
+        f"GET {path} HTTP/1.1\r\nHost: x\r\n".encode(),
+        f"{head}Content-Length: 100\r\n\r\n".encode() + b"x" * 50,
+        f"{head}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n".encode(),
+    ]
+
+
+@contextlib.contextmanager
+def stalled_clients(address: tuple[str, int], count: int, requests: list[bytes]):
+    """``count`` connections to ``address``, each sending one of ``requests`` (in turn) and
+    then nothing; all closed on exit."""
+    raise_open_files_limit(count + 1024)
+    socks = []
+    try:
+        for i in range(count):
+            sock = socket.create_connection(address, timeout=5)
+            sock.sendall(requests[i % len(requests)])
+            socks.append(sock)
+        yield socks
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def raw_exchange(address: tuple[str, int], data: bytes, *, timeout: float = 10.0,
+                 half_close: bool = False) -> tuple[bytes, float]:
+    """Sends ``data`` on a new connection and reads until the server closes it: (answer,
+    seconds taken). A server that keeps the connection open past ``timeout`` fails the test."""
+    with socket.create_connection(address, timeout=timeout) as sock:
+        started = time.monotonic()
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except TimeoutError:
+            pytest.fail(f"no end of the answer within {timeout} s; got {answer[:300]!r}")
+        except ConnectionResetError:
+            pass
+        return answer, time.monotonic() - started
+
+
+def parse_answer(answer: bytes) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers with lower-case names, body) of one raw HTTP/1.1 answer."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split()[1]), headers, body

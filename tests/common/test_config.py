@@ -49,7 +49,9 @@ def test_values_from_file(tmp_path):
         ("[demo]\nbogus = 1\n", "[demo] bogus: unknown key"),
         ("[nosuch]\nx = 1\n", "[nosuch]: unknown section"),
         ("[demo]\nport = 70000\n", "[demo] port: 70000 is not a TCP port"),
-        ("[demo]\nworker_class = 'eventlet'\n", "[demo] worker_class: must be 'gthread' or 'sync'"),
+        ("[demo]\nworker_class = 'eventlet'\n", "[demo] worker_class: must be 'gthread'"),
+        ("[demo]\nclient_timeout = 0\n", "[demo] client_timeout: must be more than 0"),
+        ("[demo]\nthreads = 8\nmax_clients = 4\n", "[demo] max_clients: must be at least threads"),
         ("[demo\n", "not valid TOML"),
     ],
 )

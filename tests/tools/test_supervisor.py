@@ -5,12 +5,13 @@ import os
 import signal
 import socket
 import threading
+import time
 
 import pytest
 
 from soko.common.config import load_config
 from soko.tools.up import Supervisor, SupervisorError, read_state, state_path
-from tests.support import free_port, healthy, wait_for
+from tests.support import free_port, healthy, stalled_clients, stalled_requests, wait_for
 from tests.tools.sample_service import SERVICE
 
 
@@ -92,6 +93,33 @@ def test_dead_unit_is_restarted(make_supervisor, data_dir):
         watcher.join()
     sup.stop()
     assert group_members(first["pid"]) == []
+
+
+def test_unit_whose_master_was_killed_is_back_at_once(make_supervisor, data_dir):
+    """Only the gunicorn master dies (SIGKILL) while its workers hold client connections:
+    they used to keep the port for the 10 s graceful timeout, and the new master failed to
+    bind it ("Connection in use") for 11 s."""
+    sup = make_supervisor()
+    sup.start()
+    first = read_state(data_dir)["units"][0]
+    port = int(first["endpoint"].rsplit(":", 1)[1])
+    wait_for(lambda: len(group_members(first["pid"])) == 3, what="master and two workers")
+    watcher = threading.Thread(target=sup.watch, kwargs={"poll": 0.1})
+    watcher.start()
+    try:
+        with stalled_clients(("127.0.0.1", port), 8, stalled_requests("/healthcheck")):
+            time.sleep(0.3)
+            os.kill(first["pid"], signal.SIGKILL)
+            started = time.monotonic()
+            wait_for(lambda: read_state(data_dir)["units"][0]["pid"] != first["pid"]
+                     and healthy(first["health_url"]), timeout=30, what="unit back")
+            back_after = time.monotonic() - started
+        assert group_members(first["pid"]) == []
+        assert back_after < 5.0
+        assert "Connection in use" not in sup.running[0].log_path.read_text()
+    finally:
+        sup.stopping = True
+        watcher.join()
 
 
 def test_second_supervisor_for_the_same_data_dir_is_refused(make_supervisor, data_dir):
