@@ -14,8 +14,8 @@ import urllib.request
 
 import pytest
 
+from soko.common import services
 from soko.identity.bootstrap import bootstrap
-from soko.tools import services
 from tests.support import (
     free_port,
     healthy,
