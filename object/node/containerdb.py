@@ -26,6 +26,7 @@ import msgpack
 
 from soko.common.durable import fsync_dir, makedirs_durable
 from soko.object.node.diskfile import name_hash
+from soko.object.proxy.constraints import MAX_META_COUNT, MAX_META_OVERALL_SIZE
 from soko.object.shared.timestamps import ZERO, Timestamp
 
 STAT_COLUMNS = ("put_timestamp", "delete_timestamp", "object_count", "bytes_used", "metadata")
@@ -81,6 +82,7 @@ MIGRATIONS = {
 }
 
 OPEN_CACHE_SIZE = 256
+USER_META_PREFIXES = ("x-account-meta-", "x-container-meta-")
 
 
 def db_path(device_path: Path, kind: str, partition: str, account: str,
@@ -92,6 +94,25 @@ def db_path(device_path: Path, kind: str, partition: str, account: str,
 def upper_bound(prefix: str) -> str:
     """The smallest string greater than every string that starts with ``prefix``."""
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+class MetadataOverLimit(ValueError):
+    """An update would leave more user metadata stored than the API's limits."""
+
+
+def check_stored_metadata(metadata: dict[str, list]) -> None:
+    """Swift's ``DatabaseBroker.validate_metadata``: the stored ``X-Account-Meta-*`` /
+    ``X-Container-Meta-*`` items (non-empty) within the count and overall-size limits."""
+    count = size = 0
+    for key, (value, _) in metadata.items():
+        prefix = next((p for p in USER_META_PREFIXES if key.lower().startswith(p)), None)
+        if value and prefix:
+            count += 1
+            size += len(key[len(prefix):].encode()) + len(value.encode())
+    if count > MAX_META_COUNT:
+        raise MetadataOverLimit(f"Too many metadata items; max {MAX_META_COUNT}")
+    if size > MAX_META_OVERALL_SIZE:
+        raise MetadataOverLimit(f"Total metadata too large; max {MAX_META_OVERALL_SIZE}")
 
 
 class _Connections:
@@ -242,14 +263,22 @@ class ListingDB:
             conn.execute("UPDATE stat SET delete_timestamp = max(delete_timestamp, ?)",
                          (timestamp.normal,))
 
-    def update_metadata(self, updates: dict[str, str], timestamp: Timestamp) -> None:
-        """Merges ``{header: value}`` set at ``timestamp``; an empty value removes the item."""
+    def update_metadata(self, updates: dict[str, str], timestamp: Timestamp, *,
+                        validate: bool = False) -> None:
+        """Merges ``{header: value}`` set at ``timestamp``; an empty value removes the item.
+
+        ``validate`` (a client's PUT or POST, not replication) refuses an update that would
+        leave more user metadata stored than the API allows: limits per request alone would
+        let POSTs pile up items until the node's answers are more than clients can read.
+        """
         with self.transaction() as conn:
             (raw,) = conn.execute("SELECT metadata FROM stat").fetchone()
             metadata = msgpack.unpackb(raw)
             for key, value in updates.items():
                 if key not in metadata or metadata[key][1] < timestamp.normal:
                     metadata[key] = [value, timestamp.normal]
+            if validate:
+                check_stored_metadata(metadata)
             conn.execute("UPDATE stat SET metadata = ?", (msgpack.packb(metadata),))
 
     def list_entries(self, columns: str, *, limit: int, marker: str = "", end_marker: str = "",

@@ -19,7 +19,14 @@ from pathlib import Path
 import falcon
 
 from soko.common.errors import BadRequest, Conflict, NotFound
-from soko.object.node.containerdb import AccountDB, ContainerDB, ListingDB, NotFoundDB, db_path
+from soko.object.node.containerdb import (
+    AccountDB,
+    ContainerDB,
+    ListingDB,
+    MetadataOverLimit,
+    NotFoundDB,
+    db_path,
+)
 from soko.object.node.diskfile import Devices
 from soko.object.shared.internal import prefixed_headers, request_timestamp, target_node
 from soko.object.shared.nodeclient import ConnectionPool, backend_path
@@ -77,6 +84,14 @@ def metadata_updates(req: falcon.Request, prefixes: tuple[str, ...]) -> dict[str
     for prefix in prefixes:
         updates.update(prefixed_headers(req, prefix))
     return updates
+
+
+def update_metadata(db: ListingDB, updates: dict[str, str], timestamp: Timestamp) -> None:
+    """A client's metadata update: 400 if what would be stored is over the limits."""
+    try:
+        db.update_metadata(updates, timestamp, validate=True)
+    except MetadataOverLimit as exc:
+        raise BadRequest(str(exc)) from None
 
 
 class StatsReporter:
@@ -151,7 +166,7 @@ class ContainerResource:
         target = target_node(req, "ACCOUNT")
         if target is not None:
             updates[ACCOUNT_TARGET_KEY] = json.dumps(target)
-        db.update_metadata(updates, timestamp)
+        update_metadata(db, updates, timestamp)
         self.report_now(db, account, container)
         resp.status = falcon.HTTP_202 if was_live else falcon.HTTP_201
 
@@ -159,7 +174,7 @@ class ContainerResource:
         timestamp = request_timestamp(req)
         db = self.db(device, partition, account, container)
         live_info(db)
-        db.update_metadata(metadata_updates(req, CONTAINER_META_PREFIXES), timestamp)
+        update_metadata(db, metadata_updates(req, CONTAINER_META_PREFIXES), timestamp)
         resp.status = falcon.HTTP_204
 
     def on_delete(self, req, resp, device, partition, account, container):
@@ -236,14 +251,14 @@ class AccountResource:
         db = self.db(device, partition, account)
         existed = db.exists()
         db.initialize(timestamp)
-        db.update_metadata(metadata_updates(req, ("X-ACCOUNT-META-",)), timestamp)
+        update_metadata(db, metadata_updates(req, ("X-ACCOUNT-META-",)), timestamp)
         resp.status = falcon.HTTP_202 if existed else falcon.HTTP_201
 
     def on_post(self, req, resp, device, partition, account):
         timestamp = request_timestamp(req)
         db = self.db(device, partition, account)
         live_info(db)
-        db.update_metadata(metadata_updates(req, ("X-ACCOUNT-META-",)), timestamp)
+        update_metadata(db, metadata_updates(req, ("X-ACCOUNT-META-",)), timestamp)
         resp.status = falcon.HTTP_204
 
     def account_headers(self, resp, db: AccountDB) -> None:

@@ -13,7 +13,12 @@ import falcon
 
 from soko.common.errors import ServiceUnavailable
 from soko.object.proxy.constraints import check_metadata, check_names
-from soko.object.proxy.controllers.base import ProxyState, backend_headers, require_owner
+from soko.object.proxy.controllers.base import (
+    ProxyState,
+    backend_headers,
+    refuse_if_bad_request,
+    require_owner,
+)
 from soko.object.proxy.listing_format import listing_query, render
 from soko.object.proxy.replicas import best_status
 
@@ -73,6 +78,7 @@ class AccountController:
             part, nodes, "PUT", (account,),
             lambda node, index: {**backend_headers(req, timestamp), **updates})
         status = best_status(responses, self.state.accounts.replica_count)
+        refuse_if_bad_request(responses, status)
         if status // 100 != 2:
             raise ServiceUnavailable("the account's replicas did not take the update")
         resp.status = falcon.HTTP_204

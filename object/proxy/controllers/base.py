@@ -3,12 +3,13 @@ headers, and the per-worker container-info cache."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
 import falcon
 
-from soko.common.errors import Forbidden, ServiceUnavailable, Unauthorized
+from soko.common.errors import BadRequest, Forbidden, ServiceUnavailable, Unauthorized
 from soko.object.proxy.acl import may_read, may_write
 from soko.object.proxy.replicas import Replicas
 from soko.object.shared.nodeclient import ConnectionPool
@@ -64,6 +65,21 @@ class ProxyState:
     def forget_container(self, account: str, container: str) -> None:
         with self.cache_lock:
             self.cache.pop((account, container), None)
+
+
+def refuse_if_bad_request(responses: list, status: int) -> None:
+    """A 400 the replicas agree on (e.g. stored metadata over the limits) is the client's:
+    passed on with the node's message."""
+    if status != 400:
+        return
+    for response in responses:
+        if response.status == 400:
+            try:
+                message = json.loads(response.body)["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            raise BadRequest(message)
+    raise BadRequest("The storage nodes refused the request")
 
 
 def backend_headers(req: falcon.Request, timestamp: Timestamp | None = None) -> dict[str, str]:

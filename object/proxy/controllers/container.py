@@ -21,6 +21,7 @@ from soko.object.proxy.controllers.base import (
     authorize_container,
     backend_headers,
     is_owner,
+    refuse_if_bad_request,
     require_owner,
 )
 from soko.object.proxy.listing_format import listing_query, render
@@ -66,7 +67,9 @@ class ContainerController:
         responses = self.state.containers.write(part, nodes, method, (account, container),
                                                 headers_for)
         self.state.forget_container(account, container)
-        return best_status(responses, self.state.containers.replica_count)
+        status = best_status(responses, self.state.containers.replica_count)
+        refuse_if_bad_request(responses, status)
+        return status
 
     def on_put(self, req, resp, account, container):
         require_owner(req, account)
