@@ -282,12 +282,18 @@ class ListingDB:
             conn.execute("UPDATE stat SET metadata = ?", (msgpack.packb(metadata),))
 
     def list_entries(self, columns: str, *, limit: int, marker: str = "", end_marker: str = "",
-                     prefix: str = "", delimiter: str = "", reverse: bool = False) -> list:
+                     prefix: str = "", delimiter: str = "", reverse: bool = False,
+                     path: str | None = None) -> list:
         """Swift's listing: rows (tuples of ``columns``, name first) and ``{"subdir": ...}``.
 
         With a delimiter, every name that has it after the prefix rolls up into one subdir
-        entry, and the query jumps past that subdir instead of reading its rows.
+        entry, and the query jumps past that subdir instead of reading its rows. ``path``
+        (Swift's legacy pseudo-folders) lists one level under ``path/``: the names with no
+        further ``/`` (or only a trailing one), deeper ones skipped without a subdir entry.
         """
+        if path is not None:
+            path = prefix = path.rstrip("/") + "/" if path else ""
+            delimiter = "/"
         low_marker, high_marker = (end_marker, marker) if reverse else (marker, end_marker)
         lower = (prefix, True) if prefix > low_marker else (low_marker, False)
         highs = [h for h in (high_marker, upper_bound(prefix) if prefix else "") if h]
@@ -311,12 +317,15 @@ class ListingDB:
                 for row in rows:
                     name = row[0]
                     cut = name.find(delimiter, len(prefix)) if delimiter else -1
+                    if path is not None and len(name) == cut + 1:
+                        cut = -1  # a pseudo-folder marker object (``dir/``) is an entry
                     if cut < 0:
-                        results.append(row)
+                        if name != path:
+                            results.append(row)
                         continue
                     subdir = name[: cut + len(delimiter)]
-                    if subdir != marker:  # as Swift: paging on from a subdir skips it
-                        results.append({"subdir": subdir})
+                    if subdir != marker and path is None:  # as Swift: paging on from a
+                        results.append({"subdir": subdir})  # subdir skips it
                     if reverse:
                         upper = subdir
                     else:

@@ -51,6 +51,8 @@ def listing_query(req: falcon.Request) -> dict:
         "prefix": req.get_param("prefix") or "",
         "delimiter": req.get_param("delimiter") or "",
         "reverse": (req.get_param("reverse") or "").lower() in ("1", "true", "yes", "on"),
+        # blank means the top level: read with blanks kept (falcon's params drop them)
+        "path": falcon.uri.parse_query_string(req.query_string, keep_blank=True).get("path"),
     }
 
 
@@ -272,7 +274,7 @@ class AccountResource:
     def on_get(self, req, resp, device, partition, account):
         db = self.db(device, partition, account)
         self.account_headers(resp, db)
-        rows = db.list_containers(**listing_query(req))
+        rows = db.list_containers(**{**listing_query(req), "path": None})
         resp.content_type = falcon.MEDIA_JSON
         resp.text = json.dumps([
             row if isinstance(row, dict) else {

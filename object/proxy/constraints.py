@@ -19,6 +19,9 @@ CONTAINER_LISTING_LIMIT = 10_000
 ACCOUNT_LISTING_LIMIT = 10_000
 MAX_ACCOUNT_NAME_LENGTH = 256
 MAX_CONTAINER_NAME_LENGTH = 256
+MAX_REQUEST_LINE = 8192
+# soko has one storage policy; Swift names its default one so when swift.conf names none
+DEFAULT_POLICY = "Policy-0"
 
 SWIFT_INFO = {
     "max_file_size": MAX_FILE_SIZE,
@@ -27,17 +30,19 @@ SWIFT_INFO = {
     "max_meta_count": MAX_META_COUNT,
     "max_meta_overall_size": MAX_META_OVERALL_SIZE,
     "max_header_size": MAX_HEADER_SIZE,
+    "max_request_line": MAX_REQUEST_LINE,
     "max_object_name_length": MAX_OBJECT_NAME_LENGTH,
     "container_listing_limit": CONTAINER_LISTING_LIMIT,
     "account_listing_limit": ACCOUNT_LISTING_LIMIT,
     "max_account_name_length": MAX_ACCOUNT_NAME_LENGTH,
     "max_container_name_length": MAX_CONTAINER_NAME_LENGTH,
     "extra_header_count": 0,
-    "valid_api_versions": ["v1"],
+    "valid_api_versions": ["v1", "v1.0"],
+    "auto_create_account_prefix": ".",
     "strict_cors_mode": True,
     "allow_account_management": False,
     "account_autocreate": True,
-    "policies": [{"name": "default", "default": True}],
+    "policies": [{"name": DEFAULT_POLICY, "aliases": DEFAULT_POLICY, "default": True}],
 }
 
 
@@ -87,6 +92,12 @@ def check_metadata(headers: dict[str, str], kind: str) -> None:
             raise BadRequest(f"Too many metadata items; max {MAX_META_COUNT}")
         if size > MAX_META_OVERALL_SIZE:
             raise BadRequest(f"Total metadata too large; max {MAX_META_OVERALL_SIZE}")
+
+
+def check_policy(name: str | None) -> None:
+    """``X-Storage-Policy`` on a container PUT must name a policy (any case), as Swift's."""
+    if name is not None and name.upper() != DEFAULT_POLICY.upper():
+        raise BadRequest(f"Invalid X-Storage-Policy '{name}'")
 
 
 def check_object_size(content_length: int | None) -> None:
