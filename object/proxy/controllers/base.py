@@ -10,7 +10,7 @@ import time
 import falcon
 
 from soko.common.errors import BadRequest, Forbidden, ServiceUnavailable, Unauthorized
-from soko.object.proxy.acl import may_read, may_write
+from soko.object.proxy.acl import may_access
 from soko.object.proxy.replicas import Replicas
 from soko.object.shared.nodeclient import ConnectionPool
 from soko.object.shared.timestamps import Timestamp
@@ -112,9 +112,10 @@ def authorize_container(state: ProxyState, req: falcon.Request, account: str, co
     info = state.container_info(req, account, container, use_cache=owner)
     if owner:
         return info
-    allowed = info is not None and (
-        may_write(info["write"], req.context.auth) if write
-        else may_read(info["read"], req.context.auth, listing))
+    auth = req.context.auth
+    allowed = info is not None and may_access(
+        info["write" if write else "read"], auth, listing=listing, referer=req.referer,
+        own_project=auth is not None and account == RESELLER_PREFIX + auth.project_id)
     if not allowed:
         deny(req)
     return info

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import falcon
 
 from soko.common.errors import Conflict, NotFound, ServiceUnavailable
-from soko.object.proxy.acl import validate_acl
+from soko.object.proxy.acl import clean_acl
 from soko.object.proxy.constraints import (
     DEFAULT_POLICY,
     check_metadata,
@@ -53,8 +53,7 @@ class ContainerController:
         for header in ACL_HEADERS:
             value = req.get_header(header)
             if value is not None:
-                validate_acl(value, header)
-                updates[header] = value
+                updates[header] = clean_acl(header, value)
         return updates
 
     def write(self, req, account: str, container: str, method: str,
