@@ -484,5 +484,11 @@ class AccountDB(ListingDB):
         with self.transaction() as conn:
             return conn.execute("SELECT count(*) FROM entry WHERE deleted = 0").fetchone()[0]
 
+    def ever_had_containers(self) -> bool:
+        """Whether any container was ever listed here (Swift keeps an account's per-policy
+        stats from its first container on, deleted or not)."""
+        with self.transaction() as conn:
+            return conn.execute("SELECT 1 FROM entry LIMIT 1").fetchone() is not None
+
     def list_containers(self, **query) -> list:
         return self.list_entries("name, object_count, bytes_used, put_timestamp", **query)

@@ -28,6 +28,7 @@ from soko.object.node.containerdb import (
     db_path,
 )
 from soko.object.node.diskfile import Devices
+from soko.object.proxy.constraints import DEFAULT_POLICY
 from soko.object.shared.internal import prefixed_headers, request_timestamp, target_node
 from soko.object.shared.nodeclient import ConnectionPool, backend_path
 from soko.object.shared.timestamps import Timestamp
@@ -264,8 +265,15 @@ class AccountResource:
         resp.status = falcon.HTTP_204
 
     def account_headers(self, resp, db: AccountDB) -> None:
-        set_stat_headers(resp, live_info(db), "account")
-        resp.set_header("X-Account-Container-Count", str(db.container_count()))
+        info = live_info(db)
+        set_stat_headers(resp, info, "account")
+        count = db.container_count()
+        resp.set_header("X-Account-Container-Count", str(count))
+        if db.ever_had_containers():  # per policy, as Swift's; there is only one
+            policy = f"X-Account-Storage-Policy-{DEFAULT_POLICY}-"
+            resp.set_header(f"{policy}Container-Count", str(count))
+            resp.set_header(f"{policy}Object-Count", str(info["object_count"]))
+            resp.set_header(f"{policy}Bytes-Used", str(info["bytes_used"]))
 
     def on_head(self, req, resp, device, partition, account):
         self.account_headers(resp, self.db(device, partition, account))

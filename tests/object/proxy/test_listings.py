@@ -10,7 +10,6 @@ Where each expected answer comes from (Swift's source, openstack/swift master):
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import pytest
@@ -222,6 +221,11 @@ def test_account_listing_entries_and_xml(api, prefix):
         if e["count"] == 1), None), what="the object counted in the account listing")
     assert list(entry) == ["name", "count", "bytes", "last_modified", "storage_policy"]
     assert (entry["count"], entry["bytes"], entry["storage_policy"]) == (1, 3, "Policy-0")
+    head = api.head(api.base).headers  # account/utils.py get_response_headers, per policy
+    policy = "x-account-storage-policy-policy-0-"
+    assert head[f"{policy}container-count"] == head["x-account-container-count"]
+    assert head[f"{policy}object-count"] == head["x-account-object-count"]
+    assert head[f"{policy}bytes-used"] == head["x-account-bytes-used"]
     r = api.get(api.base, params={"format": "xml", "prefix": prefix, "delimiter": "."})
     account = api.account
     assert r.text == (
@@ -253,4 +257,10 @@ def test_info_publishes_swift_constraints(cluster):
     assert info["max_request_line"] == 8192
     assert info["valid_api_versions"] == ["v1", "v1.0"]
     assert info["policies"] == [{"name": "Policy-0", "aliases": "Policy-0", "default": True}]
-    assert json.dumps(info)  # plain JSON
+
+
+def test_v1_0_is_served_as_v1(api):
+    """``valid_api_versions`` includes ``v1.0``: the same account under ``/v1.0/``."""
+    legacy = api.base.replace("/v1/", "/v1.0/")
+    assert api.head(legacy).headers["x-account-container-count"] == \
+        api.head(api.base).headers["x-account-container-count"]
