@@ -125,6 +125,7 @@ def render(req: falcon.Request, resp: falcon.Response, entries: list[dict] | Non
            kind: str, name: str, content_type: str) -> None:
     """The listing (``entries``; None for a HEAD) in ``content_type``."""
     resp.content_type = f"{content_type}; charset=utf-8"
+    resp.accept_ranges = "bytes"  # Swift's proxy says so on every account/container GET/HEAD
     if "format" not in query_params(req):
         resp.vary = ("Accept",)
     if entries is None:

@@ -165,6 +165,15 @@ def test_listing_content_types_on_get_and_head(api, filled, fmt, accept, content
                 assert r.headers["vary"] == "Accept"
 
 
+def test_head_is_204_with_accept_ranges(api, filled):
+    """As Swift's API reference shows account and container HEAD: ``204`` with
+    ``Accept-Ranges: bytes`` (set by the proxy's ``GetOrHeadHandler``), on GET too."""
+    for url in (filled, api.base):
+        r = api.head(url)
+        assert r.status_code == 204 and r.headers["accept-ranges"] == "bytes"
+        assert api.get(url).headers["accept-ranges"] == "bytes"
+
+
 def test_unacceptable_and_bad_accept(api, filled):
     assert api.get(filled, headers={"Accept": "image/png"}).status_code == 406
     assert api.get(filled, headers={"Accept": "garbage"}).status_code == 400
