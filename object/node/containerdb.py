@@ -26,7 +26,7 @@ import msgpack
 
 from soko.common.durable import fsync_dir, makedirs_durable
 from soko.object.node.diskfile import name_hash
-from soko.object.proxy.constraints import MAX_META_COUNT, MAX_META_OVERALL_SIZE
+from soko.object.shared.limits import MAX_META_COUNT, MAX_META_OVERALL_SIZE
 from soko.object.shared.timestamps import ZERO, Timestamp
 
 STAT_COLUMNS = ("put_timestamp", "delete_timestamp", "object_count", "bytes_used", "metadata")

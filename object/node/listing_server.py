@@ -28,8 +28,8 @@ from soko.object.node.containerdb import (
     db_path,
 )
 from soko.object.node.diskfile import Devices
-from soko.object.proxy.constraints import DEFAULT_POLICY
 from soko.object.shared.internal import prefixed_headers, request_timestamp, target_node
+from soko.object.shared.limits import DEFAULT_POLICY
 from soko.object.shared.nodeclient import ConnectionPool, backend_path
 from soko.object.shared.timestamps import Timestamp
 

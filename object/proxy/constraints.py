@@ -7,12 +7,15 @@ before they send.
 from __future__ import annotations
 
 from soko.common.errors import BadRequest, PayloadTooLarge, PreconditionFailed
+from soko.object.shared.limits import (
+    DEFAULT_POLICY,
+    MAX_META_COUNT,
+    MAX_META_NAME_LENGTH,
+    MAX_META_OVERALL_SIZE,
+    MAX_META_VALUE_LENGTH,
+)
 
 MAX_FILE_SIZE = 5 * 1024**3
-MAX_META_NAME_LENGTH = 128
-MAX_META_VALUE_LENGTH = 256
-MAX_META_COUNT = 90
-MAX_META_OVERALL_SIZE = 4096
 MAX_HEADER_SIZE = 8192
 MAX_OBJECT_NAME_LENGTH = 1024
 CONTAINER_LISTING_LIMIT = 10_000
@@ -20,8 +23,6 @@ ACCOUNT_LISTING_LIMIT = 10_000
 MAX_ACCOUNT_NAME_LENGTH = 256
 MAX_CONTAINER_NAME_LENGTH = 256
 MAX_REQUEST_LINE = 8192
-# soko has one storage policy; Swift names its default one so when swift.conf names none
-DEFAULT_POLICY = "Policy-0"
 
 SWIFT_INFO = {
     "max_file_size": MAX_FILE_SIZE,

@@ -28,11 +28,13 @@ import threading
 import time
 from urllib.parse import quote
 
+from soko.object.shared.limits import MAX_META_COUNT
+
 MAX_IDLE_AGE = 2.0
 MAX_IDLE_PER_NODE = 32
 STREAM_CHUNK = 1024 * 1024  # bounded memory per stream, few syscalls and Python steps per MiB
-# Swift's MAX_HEADER_COUNT (90 metadata items + 36 others) with its 1.6 margin
-MAX_NODE_HEADERS = int((90 + 36) * 1.6)
+# Swift's MAX_HEADER_COUNT (the metadata items + 36 others) with its 1.6 margin
+MAX_NODE_HEADERS = int((MAX_META_COUNT + 36) * 1.6)
 http.client._MAXHEADERS = max(http.client._MAXHEADERS, MAX_NODE_HEADERS)
 
 
