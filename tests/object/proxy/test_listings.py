@@ -235,14 +235,16 @@ def test_account_listing_entries_and_xml(api, prefix):
     assert head[f"{policy}container-count"] == head["x-account-container-count"]
     assert head[f"{policy}object-count"] == head["x-account-object-count"]
     assert head[f"{policy}bytes-used"] == head["x-account-bytes-used"]
-    r = api.get(api.base, params={"format": "xml", "prefix": prefix, "delimiter": "."})
-    account = api.account
-    assert r.text == (
-        f'<?xml version="1.0" encoding="UTF-8"?>\n<account name="{account}">\n'
+    expected = (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<account name="{api.account}">\n'
         f"<container><name>{prefix}a</name><count>1</count><bytes>3</bytes>"
         f"<last_modified>{entry['last_modified']}</last_modified>"
         "<storage_policy>Policy-0</storage_policy></container>\n"
         f'<subdir name="{prefix}s." />\n</account>')
+    # polled too: another account replica may hear of the object a moment later
+    wait_for(lambda: api.get(api.base, params={"format": "xml", "prefix": prefix,
+                                               "delimiter": "."}).text == expected,
+             what="the XML listing")
 
 
 def test_storage_policy_on_containers(api, prefix):
