@@ -26,6 +26,7 @@ import msgpack
 
 from soko.common.durable import fsync_dir, makedirs_durable
 from soko.object.node.diskfile import name_hash
+from soko.object.shared.limits import MAX_META_COUNT, MAX_META_OVERALL_SIZE
 from soko.object.shared.timestamps import ZERO, Timestamp
 
 STAT_COLUMNS = ("put_timestamp", "delete_timestamp", "object_count", "bytes_used", "metadata")
@@ -81,6 +82,7 @@ MIGRATIONS = {
 }
 
 OPEN_CACHE_SIZE = 256
+USER_META_PREFIXES = ("x-account-meta-", "x-container-meta-")
 
 
 def db_path(device_path: Path, kind: str, partition: str, account: str,
@@ -92,6 +94,25 @@ def db_path(device_path: Path, kind: str, partition: str, account: str,
 def upper_bound(prefix: str) -> str:
     """The smallest string greater than every string that starts with ``prefix``."""
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+class MetadataOverLimit(ValueError):
+    """An update would leave more user metadata stored than the API's limits."""
+
+
+def check_stored_metadata(metadata: dict[str, list]) -> None:
+    """Swift's ``DatabaseBroker.validate_metadata``: the stored ``X-Account-Meta-*`` /
+    ``X-Container-Meta-*`` items (non-empty) within the count and overall-size limits."""
+    count = size = 0
+    for key, (value, _) in metadata.items():
+        prefix = next((p for p in USER_META_PREFIXES if key.lower().startswith(p)), None)
+        if value and prefix:
+            count += 1
+            size += len(key[len(prefix):].encode()) + len(value.encode())
+    if count > MAX_META_COUNT:
+        raise MetadataOverLimit(f"Too many metadata items; max {MAX_META_COUNT}")
+    if size > MAX_META_OVERALL_SIZE:
+        raise MetadataOverLimit(f"Total metadata too large; max {MAX_META_OVERALL_SIZE}")
 
 
 class _Connections:
@@ -242,23 +263,37 @@ class ListingDB:
             conn.execute("UPDATE stat SET delete_timestamp = max(delete_timestamp, ?)",
                          (timestamp.normal,))
 
-    def update_metadata(self, updates: dict[str, str], timestamp: Timestamp) -> None:
-        """Merges ``{header: value}`` set at ``timestamp``; an empty value removes the item."""
+    def update_metadata(self, updates: dict[str, str], timestamp: Timestamp, *,
+                        validate: bool = False) -> None:
+        """Merges ``{header: value}`` set at ``timestamp``; an empty value removes the item.
+
+        ``validate`` (a client's PUT or POST, not replication) refuses an update that would
+        leave more user metadata stored than the API allows: limits per request alone would
+        let POSTs pile up items until the node's answers are more than clients can read.
+        """
         with self.transaction() as conn:
             (raw,) = conn.execute("SELECT metadata FROM stat").fetchone()
             metadata = msgpack.unpackb(raw)
             for key, value in updates.items():
                 if key not in metadata or metadata[key][1] < timestamp.normal:
                     metadata[key] = [value, timestamp.normal]
+            if validate:
+                check_stored_metadata(metadata)
             conn.execute("UPDATE stat SET metadata = ?", (msgpack.packb(metadata),))
 
     def list_entries(self, columns: str, *, limit: int, marker: str = "", end_marker: str = "",
-                     prefix: str = "", delimiter: str = "", reverse: bool = False) -> list:
+                     prefix: str = "", delimiter: str = "", reverse: bool = False,
+                     path: str | None = None) -> list:
         """Swift's listing: rows (tuples of ``columns``, name first) and ``{"subdir": ...}``.
 
         With a delimiter, every name that has it after the prefix rolls up into one subdir
-        entry, and the query jumps past that subdir instead of reading its rows.
+        entry, and the query jumps past that subdir instead of reading its rows. ``path``
+        (Swift's legacy pseudo-folders) lists one level under ``path/``: the names with no
+        further ``/`` (or only a trailing one), deeper ones skipped without a subdir entry.
         """
+        if path is not None:
+            path = prefix = path.rstrip("/") + "/" if path else ""
+            delimiter = "/"
         low_marker, high_marker = (end_marker, marker) if reverse else (marker, end_marker)
         lower = (prefix, True) if prefix > low_marker else (low_marker, False)
         highs = [h for h in (high_marker, upper_bound(prefix) if prefix else "") if h]
@@ -282,12 +317,15 @@ class ListingDB:
                 for row in rows:
                     name = row[0]
                     cut = name.find(delimiter, len(prefix)) if delimiter else -1
+                    if path is not None and len(name) == cut + 1:
+                        cut = -1  # a pseudo-folder marker object (``dir/``) is an entry
                     if cut < 0:
-                        results.append(row)
+                        if name != path:
+                            results.append(row)
                         continue
                     subdir = name[: cut + len(delimiter)]
-                    if subdir != marker:  # as Swift: paging on from a subdir skips it
-                        results.append({"subdir": subdir})
+                    if subdir != marker and path is None:  # as Swift: paging on from a
+                        results.append({"subdir": subdir})  # subdir skips it
                     if reverse:
                         upper = subdir
                     else:
@@ -445,6 +483,12 @@ class AccountDB(ListingDB):
     def container_count(self) -> int:
         with self.transaction() as conn:
             return conn.execute("SELECT count(*) FROM entry WHERE deleted = 0").fetchone()[0]
+
+    def ever_had_containers(self) -> bool:
+        """Whether any container was ever listed here (Swift keeps an account's per-policy
+        stats from its first container on, deleted or not)."""
+        with self.transaction() as conn:
+            return conn.execute("SELECT 1 FROM entry LIMIT 1").fetchone() is not None
 
     def list_containers(self, **query) -> list:
         return self.list_entries("name, object_count, bytes_used, put_timestamp", **query)

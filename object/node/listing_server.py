@@ -19,9 +19,17 @@ from pathlib import Path
 import falcon
 
 from soko.common.errors import BadRequest, Conflict, NotFound
-from soko.object.node.containerdb import AccountDB, ContainerDB, ListingDB, NotFoundDB, db_path
+from soko.object.node.containerdb import (
+    AccountDB,
+    ContainerDB,
+    ListingDB,
+    MetadataOverLimit,
+    NotFoundDB,
+    db_path,
+)
 from soko.object.node.diskfile import Devices
 from soko.object.shared.internal import prefixed_headers, request_timestamp, target_node
+from soko.object.shared.limits import DEFAULT_POLICY
 from soko.object.shared.nodeclient import ConnectionPool, backend_path
 from soko.object.shared.timestamps import Timestamp
 
@@ -44,6 +52,8 @@ def listing_query(req: falcon.Request) -> dict:
         "prefix": req.get_param("prefix") or "",
         "delimiter": req.get_param("delimiter") or "",
         "reverse": (req.get_param("reverse") or "").lower() in ("1", "true", "yes", "on"),
+        # blank means the top level: read with blanks kept (falcon's params drop them)
+        "path": falcon.uri.parse_query_string(req.query_string, keep_blank=True).get("path"),
     }
 
 
@@ -77,6 +87,14 @@ def metadata_updates(req: falcon.Request, prefixes: tuple[str, ...]) -> dict[str
     for prefix in prefixes:
         updates.update(prefixed_headers(req, prefix))
     return updates
+
+
+def update_metadata(db: ListingDB, updates: dict[str, str], timestamp: Timestamp) -> None:
+    """A client's metadata update: 400 if what would be stored is over the limits."""
+    try:
+        db.update_metadata(updates, timestamp, validate=True)
+    except MetadataOverLimit as exc:
+        raise BadRequest(str(exc)) from None
 
 
 class StatsReporter:
@@ -151,7 +169,7 @@ class ContainerResource:
         target = target_node(req, "ACCOUNT")
         if target is not None:
             updates[ACCOUNT_TARGET_KEY] = json.dumps(target)
-        db.update_metadata(updates, timestamp)
+        update_metadata(db, updates, timestamp)
         self.report_now(db, account, container)
         resp.status = falcon.HTTP_202 if was_live else falcon.HTTP_201
 
@@ -159,7 +177,7 @@ class ContainerResource:
         timestamp = request_timestamp(req)
         db = self.db(device, partition, account, container)
         live_info(db)
-        db.update_metadata(metadata_updates(req, CONTAINER_META_PREFIXES), timestamp)
+        update_metadata(db, metadata_updates(req, CONTAINER_META_PREFIXES), timestamp)
         resp.status = falcon.HTTP_204
 
     def on_delete(self, req, resp, device, partition, account, container):
@@ -236,19 +254,26 @@ class AccountResource:
         db = self.db(device, partition, account)
         existed = db.exists()
         db.initialize(timestamp)
-        db.update_metadata(metadata_updates(req, ("X-ACCOUNT-META-",)), timestamp)
+        update_metadata(db, metadata_updates(req, ("X-ACCOUNT-META-",)), timestamp)
         resp.status = falcon.HTTP_202 if existed else falcon.HTTP_201
 
     def on_post(self, req, resp, device, partition, account):
         timestamp = request_timestamp(req)
         db = self.db(device, partition, account)
         live_info(db)
-        db.update_metadata(metadata_updates(req, ("X-ACCOUNT-META-",)), timestamp)
+        update_metadata(db, metadata_updates(req, ("X-ACCOUNT-META-",)), timestamp)
         resp.status = falcon.HTTP_204
 
     def account_headers(self, resp, db: AccountDB) -> None:
-        set_stat_headers(resp, live_info(db), "account")
-        resp.set_header("X-Account-Container-Count", str(db.container_count()))
+        info = live_info(db)
+        set_stat_headers(resp, info, "account")
+        count = db.container_count()
+        resp.set_header("X-Account-Container-Count", str(count))
+        if db.ever_had_containers():  # per policy, as Swift's; there is only one
+            policy = f"X-Account-Storage-Policy-{DEFAULT_POLICY}-"
+            resp.set_header(f"{policy}Container-Count", str(count))
+            resp.set_header(f"{policy}Object-Count", str(info["object_count"]))
+            resp.set_header(f"{policy}Bytes-Used", str(info["bytes_used"]))
 
     def on_head(self, req, resp, device, partition, account):
         self.account_headers(resp, self.db(device, partition, account))
@@ -257,7 +282,7 @@ class AccountResource:
     def on_get(self, req, resp, device, partition, account):
         db = self.db(device, partition, account)
         self.account_headers(resp, db)
-        rows = db.list_containers(**listing_query(req))
+        rows = db.list_containers(**{**listing_query(req), "path": None})
         resp.content_type = falcon.MEDIA_JSON
         resp.text = json.dumps([
             row if isinstance(row, dict) else {

@@ -39,7 +39,7 @@ class PathCheck:
     """Refuses a ``/v1`` path that is not valid UTF-8 or holds NUL (412), before routing."""
 
     def process_request(self, req, resp):
-        if req.env.get("PATH_INFO", "").startswith("/v1/"):
+        if req.env.get("PATH_INFO", "").startswith(("/v1/", "/v1.0/")):
             check_utf8(req.env["PATH_INFO"])
 
 
@@ -79,9 +79,11 @@ def make_app(config: Config, *, validator: TokenValidator | None = None, tempaut
     app.add_route("/info", Info())
     app.add_route("/auth/v1.0", tempauth)
     accounts, containers = AccountController(state), ContainerController(state)
-    app.add_route("/v1/{account}", accounts)
-    app.add_route("/v1/{account}/", accounts)
-    app.add_route("/v1/{account}/{container}", containers)
-    app.add_route("/v1/{account}/{container}/", containers)
-    app.add_route("/v1/{account}/{container}/{obj:path}", ObjectController(state))
+    objects = ObjectController(state)
+    for version in SWIFT_INFO["valid_api_versions"]:
+        app.add_route(f"/{version}/{{account}}", accounts)
+        app.add_route(f"/{version}/{{account}}/", accounts)
+        app.add_route(f"/{version}/{{account}}/{{container}}", containers)
+        app.add_route(f"/{version}/{{account}}/{{container}}/", containers)
+        app.add_route(f"/{version}/{{account}}/{{container}}/{{obj:path}}", objects)
     return app

@@ -7,12 +7,15 @@ before they send.
 from __future__ import annotations
 
 from soko.common.errors import BadRequest, PayloadTooLarge, PreconditionFailed
+from soko.object.shared.limits import (
+    DEFAULT_POLICY,
+    MAX_META_COUNT,
+    MAX_META_NAME_LENGTH,
+    MAX_META_OVERALL_SIZE,
+    MAX_META_VALUE_LENGTH,
+)
 
 MAX_FILE_SIZE = 5 * 1024**3
-MAX_META_NAME_LENGTH = 128
-MAX_META_VALUE_LENGTH = 256
-MAX_META_COUNT = 90
-MAX_META_OVERALL_SIZE = 4096
 MAX_HEADER_SIZE = 8192
 MAX_OBJECT_NAME_LENGTH = 1024
 CONTAINER_LISTING_LIMIT = 10_000
@@ -20,6 +23,7 @@ ACCOUNT_LISTING_LIMIT = 10_000
 MAX_ACCOUNT_NAME_LENGTH = 256
 MAX_CONTAINER_NAME_LENGTH = 256
 MAX_DELETE_AT = 9_999_999_999  # Swift's expiry times are 10 digits
+MAX_REQUEST_LINE = 8192
 
 SWIFT_INFO = {
     "max_file_size": MAX_FILE_SIZE,
@@ -28,17 +32,19 @@ SWIFT_INFO = {
     "max_meta_count": MAX_META_COUNT,
     "max_meta_overall_size": MAX_META_OVERALL_SIZE,
     "max_header_size": MAX_HEADER_SIZE,
+    "max_request_line": MAX_REQUEST_LINE,
     "max_object_name_length": MAX_OBJECT_NAME_LENGTH,
     "container_listing_limit": CONTAINER_LISTING_LIMIT,
     "account_listing_limit": ACCOUNT_LISTING_LIMIT,
     "max_account_name_length": MAX_ACCOUNT_NAME_LENGTH,
     "max_container_name_length": MAX_CONTAINER_NAME_LENGTH,
     "extra_header_count": 0,
-    "valid_api_versions": ["v1"],
+    "valid_api_versions": ["v1", "v1.0"],
+    "auto_create_account_prefix": ".",
     "strict_cors_mode": True,
     "allow_account_management": False,
     "account_autocreate": True,
-    "policies": [{"name": "default", "default": True}],
+    "policies": [{"name": DEFAULT_POLICY, "aliases": DEFAULT_POLICY, "default": True}],
 }
 
 
@@ -88,6 +94,12 @@ def check_metadata(headers: dict[str, str], kind: str) -> None:
             raise BadRequest(f"Too many metadata items; max {MAX_META_COUNT}")
         if size > MAX_META_OVERALL_SIZE:
             raise BadRequest(f"Total metadata too large; max {MAX_META_OVERALL_SIZE}")
+
+
+def check_policy(name: str | None) -> None:
+    """``X-Storage-Policy`` on a container PUT must name a policy (any case), as Swift's."""
+    if name is not None and name.upper() != DEFAULT_POLICY.upper():
+        raise BadRequest(f"Invalid X-Storage-Policy '{name}'")
 
 
 def check_object_size(content_length: int | None) -> None:

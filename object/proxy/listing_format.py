@@ -1,74 +1,143 @@
-"""Swift's listing formats for account and container GETs: plain, JSON, XML.
+"""Swift's listing formats for account and container GETs and HEADs: plain, JSON, XML.
 
 The storage node always answers JSON; the proxy renders what the client asked for with
-``?format=`` or ``Accept``. A plain listing with nothing in it is a 204, as Swift's.
+``?format=`` or ``Accept``, exactly as Swift's ``listing_formats`` middleware does: the
+same content types (``; charset=utf-8`` always, HEAD as GET), JSON with non-ASCII escaped,
+XML as ElementTree writes it, a plain listing with nothing in it as a 204.
 """
 
 from __future__ import annotations
 
 import json
-from xml.sax.saxutils import escape, quoteattr
+import re
+from urllib.parse import unquote_plus
+from xml.etree.ElementTree import Element, SubElement, tostring
 
 import falcon
 
 from soko.common.errors import BadRequest, PreconditionFailed
-from soko.object.proxy.constraints import CONTAINER_LISTING_LIMIT
+from soko.object.proxy.constraints import ACCOUNT_LISTING_LIMIT, CONTAINER_LISTING_LIMIT
 
-QUERY_KEYS = ("limit", "marker", "end_marker", "prefix", "delimiter", "reverse")
+QUERY_KEYS = {
+    "account": ("marker", "end_marker", "prefix", "delimiter", "reverse"),
+    "container": ("marker", "end_marker", "prefix", "delimiter", "reverse", "path"),
+}
+LIMITS = {"account": ACCOUNT_LISTING_LIMIT, "container": CONTAINER_LISTING_LIMIT}
+FORMAT_TYPES = {"plain": "text/plain", "json": "application/json", "xml": "application/xml"}
+OFFERED = ("text/plain", "application/json", "application/xml", "text/xml")
 XML_FIELDS = {
     "container": ("name", "hash", "bytes", "content_type", "last_modified"),
-    "account": ("name", "count", "bytes", "last_modified"),
+    "account": ("name", "count", "bytes", "last_modified", "storage_policy"),
 }
+# RFC 7231 media ranges, as Swift's ``swob.Accept`` reads them
+TOKEN = r'[^()<>@,;:\"/\[\]?={}\x00-\x20\x7f]+'
+PARAM = r'(?:\s*;\s*' + TOKEN + r'\s*=\s*(?:' + TOKEN + r'|"(?:[^"\\]|\\.)*"))'
+MEDIA_RANGE = re.compile(r"^\s*(" + TOKEN + r")/(" + TOKEN + r")(" + PARAM + r"*?\s*)$")
 
 
-def listing_query(req: falcon.Request) -> dict[str, str]:
-    """The listing parameters to pass to the node, checked as Swift checks them."""
-    query = {k: req.get_param(k) for k in QUERY_KEYS if req.get_param(k) is not None}
-    if "limit" in query:
-        if not query["limit"].isdigit():
-            raise BadRequest("limit must be a whole number")
-        if int(query["limit"]) > CONTAINER_LISTING_LIMIT:
-            raise PreconditionFailed(f"Maximum limit is {CONTAINER_LISTING_LIMIT}")
-    if len(query.get("delimiter", "")) > 1:
-        raise PreconditionFailed("Bad delimiter: one character at most")
+def query_params(req: falcon.Request) -> dict[str, str]:
+    """The query as Swift reads it: blank values kept (``path=``), the last of a repeated
+    name wins, and a value that is not UTF-8 is a 400."""
+    params = {}
+    for pair in filter(None, req.query_string.split("&")):
+        name, _, value = pair.partition("=")
+        name = unquote_plus(name)
+        try:
+            params[name] = unquote_plus(value, errors="strict")
+        except UnicodeDecodeError:
+            raise BadRequest(f'"{name}" parameter not valid UTF-8') from None
+    return params
+
+
+def listing_query(req: falcon.Request, kind: str) -> dict[str, str]:
+    """The listing parameters to pass to the node, checked as Swift checks them: a
+    ``limit`` over the cap is 412, one that is not all digits is ignored."""
+    params = query_params(req)
+    query = {k: params[k] for k in QUERY_KEYS[kind] if k in params}
+    limit = params.get("limit", "")
+    if limit.isdigit():
+        if int(limit) > LIMITS[kind]:
+            raise PreconditionFailed(f"Maximum limit is {LIMITS[kind]}")
+        query["limit"] = limit
     query["format"] = "json"
     return query
 
 
-def wanted_format(req: falcon.Request) -> str:
-    fmt = (req.get_param("format") or "").lower()
-    if fmt in ("json", "xml", "plain"):
-        return fmt
-    accept = req.get_header("Accept") or ""
-    if "application/json" in accept:
-        return "json"
-    if "application/xml" in accept or "text/xml" in accept:
-        return "xml"
-    return "plain"
+def accepted_types(accept: str) -> list[str]:
+    """The media-range patterns of ``Accept``, best first (by q, exact before wildcards)."""
+    ranges = []
+    for item in accept.split(","):
+        match = MEDIA_RANGE.match(item)
+        if not match:
+            raise BadRequest("Invalid Accept header")
+        main, sub, params = match.groups()
+        quality = 1.0
+        for param in filter(None, (p.strip() for p in params.split(";"))):
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    quality = float(value.strip())
+                except ValueError:
+                    raise BadRequest("Invalid Accept header") from None
+        pattern = (TOKEN if main == "*" else re.escape(main)) + "/" + (
+            TOKEN if sub == "*" else re.escape(sub))
+        ranges.append((f"^{pattern}$", quality, "*" not in (main, sub)))
+    ranges.sort(key=lambda r: (r[1], r[2]), reverse=True)
+    return [r[0] for r in ranges]
 
 
-def render(req: falcon.Request, resp: falcon.Response, entries: list[dict], kind: str,
-           name: str) -> None:
-    fmt = wanted_format(req)
-    if fmt == "json":
-        resp.content_type = "application/json; charset=utf-8"
-        resp.text = json.dumps(entries)
-    elif fmt == "xml":
-        resp.content_type = "application/xml; charset=utf-8"
-        item = "object" if kind == "container" else "container"
-        parts = [f'<?xml version="1.0" encoding="UTF-8"?>\n<{kind} name={quoteattr(name)}>']
-        for entry in entries:
-            if "subdir" in entry:
-                sub = escape(entry["subdir"])
-                parts.append(f"<subdir name={quoteattr(entry['subdir'])}><name>{sub}</name></subdir>")
-                continue
-            fields = "".join(f"<{f}>{escape(str(entry[f]))}</{f}>" for f in XML_FIELDS[kind])
-            parts.append(f"<{item}>{fields}</{item}>")
-        parts.append(f"</{kind}>")
-        resp.text = "".join(parts)
+def listing_content_type(req: falcon.Request) -> str:
+    """``format=`` (unknown values mean plain) or else the best match for ``Accept``."""
+    fmt = query_params(req).get("format")
+    accept = FORMAT_TYPES.get(fmt.lower(), "text/plain") if fmt else req.get_header("Accept")
+    if not accept:
+        return OFFERED[0]
+    for pattern in accepted_types(accept):
+        for offered in OFFERED:
+            if re.match(pattern, offered):
+                return offered
+    raise falcon.HTTPNotAcceptable()
+
+
+def xml_listing(entries: list[dict], kind: str, name: str) -> bytes:
+    doc = Element(kind, name=name)
+    if kind == "account":
+        doc.text = "\n"
+    for entry in entries:
+        if "subdir" in entry:
+            item = SubElement(doc, "subdir", name=entry["subdir"])
+            if kind == "container":
+                SubElement(item, "name").text = entry["subdir"]
+        else:
+            item = SubElement(doc, "object" if kind == "container" else "container")
+            for field in XML_FIELDS[kind]:
+                if field in entry:
+                    SubElement(item, field).text = str(entry[field])
+        if kind == "account":
+            item.tail = "\n"
+    body = tostring(doc, encoding="UTF-8")
+    declaration = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    return declaration + body[body.index(b"?>\n") + 3:] if body.startswith(b"<?xml") \
+        else declaration + body
+
+
+def render(req: falcon.Request, resp: falcon.Response, entries: list[dict] | None,
+           kind: str, name: str, content_type: str) -> None:
+    """The listing (``entries``; None for a HEAD) in ``content_type``."""
+    resp.content_type = f"{content_type}; charset=utf-8"
+    resp.accept_ranges = "bytes"  # Swift's proxy says so on every account/container GET/HEAD
+    if "format" not in query_params(req):
+        resp.vary = ("Accept",)
+    if entries is None:
+        resp.status = falcon.HTTP_204
+        return
+    if content_type.endswith("/xml"):
+        body = xml_listing(entries, kind, name)
+    elif content_type == "application/json":
+        body = json.dumps(entries).encode("ascii")
     else:
-        if not entries:
-            resp.status = falcon.HTTP_204
-            return
-        resp.content_type = "text/plain; charset=utf-8"
-        resp.text = "".join(e.get("name", e.get("subdir")) + "\n" for e in entries)
+        body = "".join(e.get("name", e.get("subdir")) + "\n" for e in entries).encode()
+    if not body:
+        resp.status = falcon.HTTP_204
+        return
+    resp.data = body

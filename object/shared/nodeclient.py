@@ -12,6 +12,11 @@ last, the pool refuses it at once (``ErrorLimited``) until ``error_interval`` pa
 a new error, so a dead or cut-off node does not cost every request a timeout. Off by default
 (``error_limit=0``): the proxy turns it on; a storage node's listing updates keep trying, so
 a container node that came back gets them at once rather than as async pendings.
+
+A node's answer may carry every user metadata item the API allows (90) plus its own headers:
+more than the 100 ``http.client`` reads by default, which would make an object or account
+with full metadata read as missing. The limit is raised for the process, as Swift's
+``bufferedhttp`` does (``http.client`` has no per-connection setting).
 """
 
 from __future__ import annotations
@@ -23,9 +28,14 @@ import threading
 import time
 from urllib.parse import quote
 
+from soko.object.shared.limits import MAX_META_COUNT
+
 MAX_IDLE_AGE = 2.0
 MAX_IDLE_PER_NODE = 32
 STREAM_CHUNK = 1024 * 1024  # bounded memory per stream, few syscalls and Python steps per MiB
+# Swift's MAX_HEADER_COUNT (the metadata items + 36 others) with its 1.6 margin
+MAX_NODE_HEADERS = int((MAX_META_COUNT + 36) * 1.6)
+http.client._MAXHEADERS = max(http.client._MAXHEADERS, MAX_NODE_HEADERS)
 
 
 class NodeConnection(http.client.HTTPConnection):

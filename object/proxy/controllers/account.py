@@ -12,9 +12,14 @@ from urllib.parse import urlencode
 import falcon
 
 from soko.common.errors import ServiceUnavailable
-from soko.object.proxy.constraints import check_metadata, check_names
-from soko.object.proxy.controllers.base import ProxyState, backend_headers, require_owner
-from soko.object.proxy.listing_format import listing_query, render
+from soko.object.proxy.constraints import DEFAULT_POLICY, check_metadata, check_names
+from soko.object.proxy.controllers.base import (
+    ProxyState,
+    backend_headers,
+    refuse_if_bad_request,
+    require_owner,
+)
+from soko.object.proxy.listing_format import listing_content_type, listing_query, render
 from soko.object.proxy.replicas import best_status
 
 PASS_PREFIXES = ("x-account-", "x-timestamp", "x-put-timestamp")
@@ -30,6 +35,15 @@ def user_metadata(req: falcon.Request, prefix: str) -> dict[str, str]:
     return {k.title(): v for k, v in req.headers.items() if k.startswith(prefix.upper())}
 
 
+def metadata_updates(req: falcon.Request, kind: str, removable: tuple[str, ...] = ()) -> dict:
+    """``X-<Kind>-Meta-*`` to set, and each ``X-Remove-<Kind>-Meta-*`` (or ``X-Remove-`` of a
+    ``removable`` header) as an empty value, which removes it (Swift's ``transfer_headers``)."""
+    removals = (f"X-REMOVE-{kind.upper()}-META-", *(f"X-REMOVE-{h[2:].upper()}" for h in removable))
+    updates = {("X-" + key[len("X-REMOVE-"):]).title(): "" for key in req.headers
+               if key.startswith(removals)}
+    return {**updates, **user_metadata(req, f"X-{kind}-Meta-")}
+
+
 class AccountController:
     allow_anonymous = True  # the controller decides: owners only
 
@@ -43,9 +57,10 @@ class AccountController:
         self.answer(req, resp, account, "GET")
 
     def answer(self, req, resp, account: str, method: str) -> None:
+        content_type = listing_content_type(req)
         require_owner(req, account)
         check_names(account)
-        query = urlencode(listing_query(req)) if method == "GET" else ""
+        query = urlencode(listing_query(req, "account")) if method == "GET" else ""
         answer = self.state.accounts.read(method, (account,), backend_headers(req), query=query)
         entries = []
         if answer.status == 404:  # not created yet: reads as empty (autocreate)
@@ -57,22 +72,24 @@ class AccountController:
                 entries = json.loads(answer.read_all() or b"[]")
         else:
             raise ServiceUnavailable("the account's replicas did not answer")
-        if method == "HEAD":
-            resp.status = falcon.HTTP_204
-            return
-        render(req, resp, entries, "account", account)
+        for entry in entries:  # one policy: every container is in the default one
+            if "subdir" not in entry:
+                entry["storage_policy"] = DEFAULT_POLICY
+        render(req, resp, entries if method == "GET" else None, "account", account,
+               content_type)
 
     def on_post(self, req, resp, account):
         require_owner(req, account)
         check_names(account)
         check_metadata(req.headers, "account")
-        updates = user_metadata(req, "X-Account-Meta-")
+        updates = metadata_updates(req, "Account")
         timestamp = self.state.new_timestamp()
         part, nodes = self.state.accounts.nodes(account)
         responses = self.state.accounts.write(
             part, nodes, "PUT", (account,),
             lambda node, index: {**backend_headers(req, timestamp), **updates})
         status = best_status(responses, self.state.accounts.replica_count)
+        refuse_if_bad_request(responses, status)
         if status // 100 != 2:
             raise ServiceUnavailable("the account's replicas did not take the update")
         resp.status = falcon.HTTP_204

@@ -3,13 +3,14 @@ headers, and the per-worker container-info cache."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
 import falcon
 
-from soko.common.errors import Forbidden, ServiceUnavailable, Unauthorized
-from soko.object.proxy.acl import may_read, may_write
+from soko.common.errors import BadRequest, Forbidden, ServiceUnavailable, Unauthorized
+from soko.object.proxy.acl import may_access
 from soko.object.proxy.replicas import Replicas
 from soko.object.shared.nodeclient import ConnectionPool
 from soko.object.shared.timestamps import Timestamp
@@ -66,6 +67,21 @@ class ProxyState:
             self.cache.pop((account, container), None)
 
 
+def refuse_if_bad_request(responses: list, status: int) -> None:
+    """A 400 the replicas agree on (e.g. stored metadata over the limits) is the client's:
+    passed on with the node's message."""
+    if status != 400:
+        return
+    for response in responses:
+        if response.status == 400:
+            try:
+                message = json.loads(response.body)["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            raise BadRequest(message)
+    raise BadRequest("The storage nodes refused the request")
+
+
 def backend_headers(req: falcon.Request, timestamp: Timestamp | None = None) -> dict[str, str]:
     headers = {"X-Trans-Id": req.context.trans_id}
     if timestamp is not None:
@@ -96,9 +112,10 @@ def authorize_container(state: ProxyState, req: falcon.Request, account: str, co
     info = state.container_info(req, account, container, use_cache=owner)
     if owner:
         return info
-    allowed = info is not None and (
-        may_write(info["write"], req.context.auth) if write
-        else may_read(info["read"], req.context.auth, listing))
+    auth = req.context.auth
+    allowed = info is not None and may_access(
+        info["write" if write else "read"], auth, listing=listing, referer=req.referer,
+        own_project=auth is not None and account == RESELLER_PREFIX + auth.project_id)
     if not allowed:
         deny(req)
     return info

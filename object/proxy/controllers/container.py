@@ -13,18 +13,25 @@ from urllib.parse import urlencode
 import falcon
 
 from soko.common.errors import Conflict, NotFound, ServiceUnavailable
-from soko.object.proxy.acl import validate_acl
-from soko.object.proxy.constraints import check_metadata, check_names
-from soko.object.proxy.controllers.account import pass_headers, user_metadata
+from soko.object.proxy.acl import clean_acl
+from soko.object.proxy.constraints import (
+    DEFAULT_POLICY,
+    check_metadata,
+    check_names,
+    check_policy,
+)
+from soko.object.proxy.controllers.account import metadata_updates, pass_headers
 from soko.object.proxy.controllers.base import (
     ProxyState,
     authorize_container,
     backend_headers,
     is_owner,
+    refuse_if_bad_request,
     require_owner,
 )
-from soko.object.proxy.listing_format import listing_query, render
+from soko.object.proxy.listing_format import listing_content_type, listing_query, render
 from soko.object.proxy.replicas import best_status
+from soko.object.shared.timestamps import Timestamp
 
 ACL_HEADERS = ("X-Container-Read", "X-Container-Write")
 OWNER_ONLY = ("x-container-read", "x-container-write")
@@ -42,12 +49,11 @@ class ContainerController:
 
     def container_updates(self, req: falcon.Request) -> dict[str, str]:
         check_metadata(req.headers, "container")
-        updates = user_metadata(req, "X-Container-Meta-")
+        updates = metadata_updates(req, "Container", ACL_HEADERS)
         for header in ACL_HEADERS:
             value = req.get_header(header)
             if value is not None:
-                validate_acl(value, header)
-                updates[header] = value
+                updates[header] = clean_acl(header, value)
         return updates
 
     def write(self, req, account: str, container: str, method: str,
@@ -66,11 +72,14 @@ class ContainerController:
         responses = self.state.containers.write(part, nodes, method, (account, container),
                                                 headers_for)
         self.state.forget_container(account, container)
-        return best_status(responses, self.state.containers.replica_count)
+        status = best_status(responses, self.state.containers.replica_count)
+        refuse_if_bad_request(responses, status)
+        return status
 
     def on_put(self, req, resp, account, container):
         require_owner(req, account)
         check_names(account, container)
+        check_policy(req.get_header("X-Storage-Policy"))
         status = self.write(req, account, container, "PUT", self.container_updates(req))
         if status // 100 != 2:
             raise ServiceUnavailable("the container's replicas did not take the write")
@@ -106,11 +115,12 @@ class ContainerController:
         self.answer(req, resp, account, container, "GET")
 
     def answer(self, req, resp, account: str, container: str, method: str) -> None:
+        content_type = listing_content_type(req)
         check_names(account, container)
         if authorize_container(self.state, req, account, container, write=False,
                                listing=True) is None:
             raise NotFound("no such container")
-        query = urlencode(listing_query(req)) if method == "GET" else ""
+        query = urlencode(listing_query(req, "container")) if method == "GET" else ""
         newest = (req.get_header("X-Newest") or "").lower() == "true"
         answer = self.state.containers.read(method, (account, container), backend_headers(req),
                                             query=query, newest=newest)
@@ -122,11 +132,13 @@ class ContainerController:
         if not is_owner(req, account):
             headers = {k: v for k, v in headers.items() if k not in OWNER_ONLY}
         pass_headers(resp, headers, ("x-container-", "x-timestamp", "x-put-timestamp"))
-        if method == "HEAD":
-            resp.status = falcon.HTTP_204
-            return
-        try:
-            entries = json.loads(answer.read_all() or b"[]")
-        except ValueError:
-            raise ServiceUnavailable("the container listing could not be read") from None
-        render(req, resp, entries, "container", container)
+        resp.set_header("X-Storage-Policy", DEFAULT_POLICY)
+        resp.set_header("Last-Modified",
+                        Timestamp.parse(answer.headers.get("x-put-timestamp")).http_date)
+        entries = None
+        if method == "GET":
+            try:
+                entries = json.loads(answer.read_all() or b"[]")
+            except ValueError:
+                raise ServiceUnavailable("the container listing could not be read") from None
+        render(req, resp, entries, "container", container, content_type)
