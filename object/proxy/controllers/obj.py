@@ -76,7 +76,8 @@ def delete_at_header(req: falcon.Request) -> dict[str, str]:
     """``X-Delete-At`` (or ``X-Delete-After`` turned into one), with Swift's 400s.
 
     Only a plain decimal integer is a time (no ``inf``, ``1e10``, ``+5`` or ``1_000``, which
-    Python's parsers would take), up to Swift's largest, ``MAX_DELETE_AT``.
+    Python's parsers would take); a later one than Swift's largest, ``MAX_DELETE_AT``, is
+    clamped to it, as Swift's ``normalize_delete_at_timestamp`` does.
     """
     now = time.time()
     after, at = req.get_header("X-Delete-After"), req.get_header("X-Delete-At")
@@ -88,10 +89,7 @@ def delete_at_header(req: falcon.Request) -> dict[str, str]:
         return {}
     if value <= now:
         raise BadRequest(f"{name} in past")
-    if value > MAX_DELETE_AT:
-        raise BadRequest(f"{name} too far in the future: X-Delete-At is at most "
-                         f"{MAX_DELETE_AT}")
-    return {"X-Delete-At": str(value)}
+    return {"X-Delete-At": str(min(value, MAX_DELETE_AT))}
 
 
 def whole_seconds(value: str, name: str) -> int:
