@@ -10,6 +10,7 @@ import dataclasses
 import os
 import random
 import subprocess
+import uuid
 
 import falcon.testing
 import pytest
@@ -171,8 +172,10 @@ def test_mostly_zero_volume_corruption_and_deletes(env):
     assert other.call("GET", f"/backups/{sparse['id']}").status_code == 404
     assert other.call("POST", f"/backups/{sparse['id']}/restore",
                       {"restore": {}}).status_code == 404
-    assert tester.call("POST", "/backups",
-                       {"backup": {"volume_id": "no-such-volume"}}).status_code == 404
+    assert tester.call("POST", "/backups",  # an id, of no volume
+                       {"backup": {"volume_id": str(uuid.uuid4())}}).status_code == 404
+    assert tester.call("POST", "/backups",  # not an id at all
+                       {"backup": {"volume_id": "no-such-volume"}}).status_code == 400
     # restoring over an in-use volume is refused, and nothing changes
     tester.call("POST", f"/volumes/{restored}/action",
                 {"os-attach": {"connector": {"initiator": HOST}}}, 200)
