@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -205,7 +206,7 @@ def test_quiesced_snapshot_under_a_running_writer_holds_every_acknowledged_recor
 
 def test_quiesce_of_a_volume_not_on_the_server_is_a_400(stack, server):
     resp = stack.servers("POST", f"/{server['id']}/action",
-                         json={"soko-quiesce": {"volume_id": "not-attached"}})
+                         json={"soko-quiesce": {"volume_id": str(uuid.uuid4())}})  # no volume of it
     assert resp.status_code == 400 and "not attached" in resp.json()["error"]["message"]
 
 
