@@ -23,7 +23,7 @@ from soko.common.auth import AuthContext
 from soko.common.db import session_scope
 from soko.common.errors import BadRequest, Conflict, Forbidden, NotFound
 from soko.net import ipam
-from soko.net.fields import Body, new_id
+from soko.net.fields import Body, is_uuid, new_id
 from soko.net.models import (
     NETWORK_OWNERS,
     OWNER_DHCP,
@@ -329,6 +329,9 @@ class NetManager:
                              '{"subnet_id": ..., "ip_address": ...}.')
         subnets = {sub.id: sub for sub in network.subnets}
         if "subnet_id" in item:
+            if not is_uuid(item["subnet_id"]):
+                raise BadRequest(f"Invalid input for fixed_ips. Reason: '{item['subnet_id']}' "
+                                 "is not a valid UUID.")
             subnet = subnets.get(item["subnet_id"])
             if subnet is None:
                 raise BadRequest(f"Invalid input for operation: subnet {item['subnet_id']} "
