@@ -9,6 +9,7 @@ repeated key matches any of its values) and ``fields``. Errors carry Neutron's
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,16 @@ from soko.common.auth import AuthMiddleware, TokenValidator
 from soko.common.config import Config
 from soko.common.errors import SokoError
 from soko.net import views
+from soko.net.lookups import (
+    FLOATING_IPS,
+    NETWORKS,
+    PORTS,
+    ROUTERS,
+    SECURITY_GROUP_RULES,
+    SECURITY_GROUPS,
+    SUBNETS,
+    Finder,
+)
 from soko.net.manager import NetManager
 from soko.net.routers import RouterManager
 from soko.net.security_groups import SecurityGroupManager
@@ -141,26 +152,33 @@ def kinds(nets: NetManager, routers: RouterManager,
     def delete_port(auth, port_id):
         nets.delete_port(auth, port_id, routers.release_port)
 
+    def listed(finder: Finder) -> Callable:
+        return functools.partial(finder.list, nets.sessions)
+
+    def shown(finder: Finder) -> Callable:
+        return functools.partial(finder.get, nets.sessions)
+
     return {
-        "networks": Kind("network", views.network_view, nets.list_networks,
-                         nets.create_network, nets.get_network, nets.update_network,
+        "networks": Kind("network", views.network_view, listed(NETWORKS),
+                         nets.create_network, shown(NETWORKS), nets.update_network,
                          nets.delete_network),
-        "subnets": Kind("subnet", views.subnet_view, nets.list_subnets, nets.create_subnet,
-                        nets.get_subnet, nets.update_subnet, nets.delete_subnet),
-        "ports": Kind("port", views.port_view, nets.list_ports, nets.create_port,
-                      nets.get_port, nets.update_port, delete_port),
-        "routers": Kind("router", views.router_view, routers.list_routers,
-                        routers.create_router, routers.get_router, routers.update_router,
+        "subnets": Kind("subnet", views.subnet_view, listed(SUBNETS), nets.create_subnet,
+                        shown(SUBNETS), nets.update_subnet, nets.delete_subnet),
+        "ports": Kind("port", views.port_view, listed(PORTS), nets.create_port,
+                      shown(PORTS), nets.update_port, delete_port),
+        "routers": Kind("router", views.router_view, listed(ROUTERS),
+                        routers.create_router, shown(ROUTERS), routers.update_router,
                         routers.delete_router),
-        "floatingips": Kind("floatingip", views.floating_ip_view, routers.list_floating_ips,
-                            routers.create_floating_ip, routers.get_floating_ip,
+        "floatingips": Kind("floatingip", views.floating_ip_view, listed(FLOATING_IPS),
+                            routers.create_floating_ip, shown(FLOATING_IPS),
                             routers.update_floating_ip, routers.delete_floating_ip),
         "security-groups": Kind("security_group", views.security_group_view,
-                                groups.list_groups, groups.create_group, groups.get_group,
-                                groups.update_group, groups.delete_group),
+                                groups.list_groups, groups.create_group,
+                                shown(SECURITY_GROUPS), groups.update_group,
+                                groups.delete_group),
         "security-group-rules": Kind("security_group_rule", views.security_group_rule_view,
-                                     groups.list_rules, groups.create_rule, groups.get_rule,
-                                     None, groups.delete_rule),
+                                     groups.list_rules, groups.create_rule,
+                                     shown(SECURITY_GROUP_RULES), None, groups.delete_rule),
     }
 
 

@@ -37,6 +37,8 @@ class Body:
         if not isinstance(value, str) or len(value) > NAME_MAX:
             raise BadRequest(f"Invalid input for {key}. Reason: '{value}' is not a string of "
                              f"at most {NAME_MAX} characters.")
+        if "\x00" in value:  # PostgreSQL cannot store it (common/validation.py's text rule)
+            raise BadRequest(f"Invalid input for {key}. Reason: it contains a NUL character.")
         return value
 
     def flag(self, key: str, default: bool) -> bool:

@@ -21,9 +21,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from soko.common.auth import AuthContext
 from soko.common.db import session_scope
-from soko.common.errors import BadRequest, Conflict, Forbidden, NotFound
+from soko.common.errors import BadRequest, Conflict, Forbidden
 from soko.net import ipam
-from soko.net.fields import Body, new_id
+from soko.net.fields import Body, is_uuid, new_id
+from soko.net.lookups import NETWORKS, PORTS, SUBNETS, owned
 from soko.net.models import (
     NETWORK_OWNERS,
     OWNER_DHCP,
@@ -62,15 +63,6 @@ def check_quota(s: Session, model: type, project_id: str, limit: int, name: str)
         raise Conflict(f"Quota exceeded for resources: ['{name}'].")
 
 
-def visible(auth: AuthContext, network: Network) -> bool:
-    return (auth.is_admin or network.project_id == auth.project_id or network.shared
-            or network.external)
-
-
-def owned(auth: AuthContext, row) -> bool:
-    return auth.is_admin or row.project_id == auth.project_id
-
-
 def random_mac() -> str:
     """Neutron's default base MAC, fa:16:3e, with three random octets."""
     return "fa:16:3e:" + ":".join(f"{random.randrange(256):02x}" for _ in range(3))
@@ -94,26 +86,11 @@ class NetManager:
 
     # -- networks ---------------------------------------------------------------------
 
-    def network(self, s: Session, auth: AuthContext, network_id: str) -> Network:
-        network = s.get(Network, network_id)
-        if network is None or not visible(auth, network):
-            raise NotFound(f"Network {network_id} could not be found.")
-        return network
-
     def own_network(self, s: Session, auth: AuthContext, network_id: str) -> Network:
-        network = self.network(s, auth, network_id)
+        network = NETWORKS.one(s, auth, network_id)
         if not owned(auth, network):
             raise Forbidden(f"Network {network_id} belongs to another project.")
         return network
-
-    def list_networks(self, auth: AuthContext) -> list[Network]:
-        with session_scope(self.sessions) as s:
-            rows = s.scalars(select(Network).order_by(Network.created_at)).all()
-            return [n for n in rows if visible(auth, n)]
-
-    def get_network(self, auth: AuthContext, network_id: str) -> Network:
-        with session_scope(self.sessions) as s:
-            return self.network(s, auth, network_id)
 
     def create_network(self, auth: AuthContext, raw: object) -> Network:
         body = Body(raw, "network", {"name", "description", "admin_state_up", "shared",
@@ -177,21 +154,6 @@ class NetManager:
 
     # -- subnets ----------------------------------------------------------------------
 
-    def subnet(self, s: Session, auth: AuthContext, subnet_id: str) -> Subnet:
-        subnet = s.get(Subnet, subnet_id)
-        if subnet is None or not visible(auth, subnet.network):
-            raise NotFound(f"Subnet {subnet_id} could not be found.")
-        return subnet
-
-    def list_subnets(self, auth: AuthContext) -> list[Subnet]:
-        with session_scope(self.sessions) as s:
-            rows = s.scalars(select(Subnet).order_by(Subnet.created_at)).all()
-            return [r for r in rows if visible(auth, r.network)]
-
-    def get_subnet(self, auth: AuthContext, subnet_id: str) -> Subnet:
-        with session_scope(self.sessions) as s:
-            return self.subnet(s, auth, subnet_id)
-
     def create_subnet(self, auth: AuthContext, raw: object) -> Subnet:
         body = Body(raw, "subnet", {"name", "description", "network_id", "ip_version", "cidr",
                                     "gateway_ip", "allocation_pools", "dns_nameservers",
@@ -234,7 +196,7 @@ class NetManager:
         body = Body(raw, "subnet", {"name", "description", "dns_nameservers", "host_routes",
                                     "enable_dhcp"})
         with session_scope(self.sessions) as s:
-            subnet = self.subnet(s, auth, subnet_id)
+            subnet = SUBNETS.one(s, auth, subnet_id)
             if not owned(auth, subnet.network):
                 raise Forbidden(f"Subnet {subnet_id} belongs to another project.")
             for field in ("name", "description"):
@@ -254,7 +216,7 @@ class NetManager:
 
     def delete_subnet(self, auth: AuthContext, subnet_id: str) -> None:
         with session_scope(self.sessions) as s:
-            subnet = self.subnet(s, auth, subnet_id)
+            subnet = SUBNETS.one(s, auth, subnet_id)
             if not owned(auth, subnet.network):
                 raise Forbidden(f"Subnet {subnet_id} belongs to another project.")
             users = s.scalars(select(Port).join(IPAllocation).where(
@@ -329,6 +291,9 @@ class NetManager:
                              '{"subnet_id": ..., "ip_address": ...}.')
         subnets = {sub.id: sub for sub in network.subnets}
         if "subnet_id" in item:
+            if not is_uuid(item["subnet_id"]):
+                raise BadRequest(f"Invalid input for fixed_ips. Reason: '{item['subnet_id']}' "
+                                 "is not a valid UUID.")
             subnet = subnets.get(item["subnet_id"])
             if subnet is None:
                 raise BadRequest(f"Invalid input for operation: subnet {item['subnet_id']} "
@@ -353,21 +318,6 @@ class NetManager:
 
     # -- ports ------------------------------------------------------------------------
 
-    def port(self, s: Session, auth: AuthContext, port_id: str) -> Port:
-        port = s.get(Port, port_id)
-        if port is None or not owned(auth, port):
-            raise NotFound(f"Port {port_id} could not be found.")
-        return port
-
-    def list_ports(self, auth: AuthContext) -> list[Port]:
-        with session_scope(self.sessions) as s:
-            rows = s.scalars(select(Port).order_by(Port.created_at)).all()
-            return [p for p in rows if owned(auth, p)]
-
-    def get_port(self, auth: AuthContext, port_id: str) -> Port:
-        with session_scope(self.sessions) as s:
-            return self.port(s, auth, port_id)
-
     def create_port(self, auth: AuthContext, raw: object) -> Port:
         body = Body(raw, "port", {"name", "description", "network_id", "mac_address",
                                   "fixed_ips", "device_id", "device_owner", "admin_state_up",
@@ -385,7 +335,7 @@ class NetManager:
 
         def work() -> Port:
             with session_scope(self.sessions) as s:
-                network = self.network(s, auth, network_id)
+                network = NETWORKS.one(s, auth, network_id)
                 project = body.project(auth)
                 check_quota(s, Port, project, self.quotas.ports, "port")
                 security = body.flag("port_security_enabled", network.port_security_enabled)
@@ -421,7 +371,7 @@ class NetManager:
         body = Body(raw, "port", {"name", "description", "device_id", "device_owner",
                                   "admin_state_up", "security_groups", "port_security_enabled"})
         with session_scope(self.sessions) as s:
-            port = self.port(s, auth, port_id)
+            port = PORTS.one(s, auth, port_id)
             for field in ("name", "description", "device_id", "device_owner"):
                 if field in body:
                     setattr(port, field, body.text(field))
@@ -444,7 +394,7 @@ class NetManager:
         """``on_delete`` releases what points at the port (floating IPs) and names the
         routers that changed."""
         with session_scope(self.sessions) as s:
-            port = self.port(s, auth, port_id)
+            port = PORTS.one(s, auth, port_id)
             if port.device_owner in NETWORK_OWNERS and not auth.is_admin:
                 raise Conflict(f"Port {port_id} cannot be deleted directly via the port API: "
                                f"it is owned by {port.device_owner}.")

@@ -18,7 +18,8 @@ from soko.common.auth import AuthContext
 from soko.common.db import session_scope
 from soko.common.errors import BadRequest, Conflict, Forbidden, NotFound
 from soko.net.fields import Body, is_uuid, new_id
-from soko.net.manager import NetManager, check_quota, committing, owned, random_mac
+from soko.net.lookups import FLOATING_IPS, NETWORKS, PORTS, ROUTERS, SUBNETS, owned
+from soko.net.manager import NetManager, check_quota, committing, random_mac
 from soko.net.models import (
     OWNER_FLOATINGIP,
     OWNER_ROUTER_GATEWAY,
@@ -44,21 +45,6 @@ class RouterManager:
         self.agent = nets.agent
 
     # -- routers ----------------------------------------------------------------------
-
-    def router(self, s: Session, auth: AuthContext, router_id: str) -> Router:
-        router = s.get(Router, router_id)
-        if router is None or not owned(auth, router):
-            raise NotFound(f"Router {router_id} could not be found")
-        return router
-
-    def list_routers(self, auth: AuthContext) -> list[Router]:
-        with session_scope(self.sessions) as s:
-            rows = s.scalars(select(Router).order_by(Router.created_at)).all()
-            return [r for r in rows if owned(auth, r)]
-
-    def get_router(self, auth: AuthContext, router_id: str) -> Router:
-        with session_scope(self.sessions) as s:
-            return self.router(s, auth, router_id)
 
     def create_router(self, auth: AuthContext, raw: object) -> Router:
         body = Body(raw, "router", {"name", "description", "admin_state_up",
@@ -87,7 +73,7 @@ class RouterManager:
 
         def work() -> Router:
             with session_scope(self.sessions) as s:
-                router = self.router(s, auth, router_id)
+                router = ROUTERS.one(s, auth, router_id)
                 for field in ("name", "description"):
                     if field in body:
                         setattr(router, field, body.text(field))
@@ -122,7 +108,7 @@ class RouterManager:
             raise BadRequest("Invalid input for external_gateway_info. Reason: expected "
                              '{"network_id": ..., "enable_snat": ..., "external_fixed_ips": ...}.')
         gw = Body({"g": info}, "g", {"network_id", "enable_snat", "external_fixed_ips"})
-        network = self.nets.network(s, auth, gw.uuid("network_id"))
+        network = NETWORKS.one(s, auth, gw.uuid("network_id"))
         if not network.external:
             raise BadRequest(f"Bad router request: External network {network.id} is not a "
                              "valid external network.")
@@ -146,7 +132,7 @@ class RouterManager:
 
     def delete_router(self, auth: AuthContext, router_id: str) -> None:
         with session_scope(self.sessions) as s:
-            router = self.router(s, auth, router_id)
+            router = ROUTERS.one(s, auth, router_id)
             legs = interfaces(s, router_id)
             if legs:
                 raise Conflict(f"Router {router_id} still has ports ({len(legs)} "
@@ -173,7 +159,7 @@ class RouterManager:
 
         def work() -> tuple[Port, Subnet]:
             with session_scope(self.sessions) as s:
-                router = self.router(s, auth, router_id)
+                router = ROUTERS.one(s, auth, router_id)
                 if key == "subnet_id":
                     port, subnet = self.gateway_port(s, auth, router, raw[key])
                 else:
@@ -201,7 +187,7 @@ class RouterManager:
 
     def gateway_port(self, s: Session, auth: AuthContext, router: Router,
                      subnet_id: str) -> tuple[Port, Subnet]:
-        subnet = self.nets.subnet(s, auth, subnet_id)
+        subnet = SUBNETS.one(s, auth, subnet_id)
         if not owned(auth, subnet.network):
             raise NotFound(f"Subnet {subnet_id} could not be found.")
         if subnet.gateway_ip is None:
@@ -216,7 +202,7 @@ class RouterManager:
 
     def adopt_port(self, s: Session, auth: AuthContext, router: Router,
                    port_id: str) -> tuple[Port, Subnet]:
-        port = self.nets.port(s, auth, port_id)
+        port = PORTS.one(s, auth, port_id)
         if port.device_id or port.device_owner:
             raise Conflict(f"Port {port_id} is in use by {port.device_owner or 'a device'} "
                            f"{port.device_id}.")
@@ -230,7 +216,7 @@ class RouterManager:
             raise BadRequest("Bad router request: Either subnet_id or port_id must be "
                              "specified.")
         with session_scope(self.sessions) as s:
-            self.router(s, auth, router_id)
+            ROUTERS.one(s, auth, router_id)
             legs = interfaces(s, router_id)
             port = next((leg for leg in legs if leg.id == raw.get("port_id", leg.id) and
                          any(a.subnet_id == raw.get("subnet_id", a.subnet_id)
@@ -259,21 +245,6 @@ class RouterManager:
 
     # -- floating IPs -----------------------------------------------------------------
 
-    def floating_ip(self, s: Session, auth: AuthContext, fip_id: str) -> FloatingIP:
-        fip = s.get(FloatingIP, fip_id)
-        if fip is None or not owned(auth, fip):
-            raise NotFound(f"Floating IP {fip_id} could not be found")
-        return fip
-
-    def list_floating_ips(self, auth: AuthContext) -> list[FloatingIP]:
-        with session_scope(self.sessions) as s:
-            rows = s.scalars(select(FloatingIP).order_by(FloatingIP.created_at)).all()
-            return [f for f in rows if owned(auth, f)]
-
-    def get_floating_ip(self, auth: AuthContext, fip_id: str) -> FloatingIP:
-        with session_scope(self.sessions) as s:
-            return self.floating_ip(s, auth, fip_id)
-
     def create_floating_ip(self, auth: AuthContext, raw: object) -> FloatingIP:
         body = Body(raw, "floatingip", {"floating_network_id", "floating_ip_address", "port_id",
                                         "fixed_ip_address", "description", "subnet_id"})
@@ -285,7 +256,7 @@ class RouterManager:
 
         def work() -> FloatingIP:
             with session_scope(self.sessions) as s:
-                network: Network = self.nets.network(s, auth, network_id)
+                network: Network = NETWORKS.one(s, auth, network_id)
                 if not network.external:
                     raise BadRequest(f"Bad floatingip request: Network {network_id} is not a "
                                      "valid external network.")
@@ -326,7 +297,7 @@ class RouterManager:
 
         def work() -> tuple[FloatingIP, str | None]:
             with session_scope(self.sessions) as s:
-                fip = self.floating_ip(s, auth, fip_id)
+                fip = FLOATING_IPS.one(s, auth, fip_id)
                 before = fip.router_id
                 if "description" in body:
                     fip.description = body.text("description")
@@ -345,7 +316,7 @@ class RouterManager:
 
     def associate(self, s: Session, auth: AuthContext, fip: FloatingIP, port_id: str,
                   fixed_ip: object) -> None:
-        port = self.nets.port(s, auth, port_id)
+        port = PORTS.one(s, auth, port_id)
         choices = [a for a in port.fixed_ips if fixed_ip in (None, a.ip_address)]
         if not choices:
             raise BadRequest(f"Bad floatingip request: Port {port_id} does not have fixed ip "
@@ -375,7 +346,7 @@ class RouterManager:
 
     def delete_floating_ip(self, auth: AuthContext, fip_id: str) -> None:
         with session_scope(self.sessions) as s:
-            fip = self.floating_ip(s, auth, fip_id)
+            fip = FLOATING_IPS.one(s, auth, fip_id)
             router_id = fip.router_id
             holder = s.get(Port, fip.floating_port_id)
             s.delete(fip)

@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from soko.common.auth import AuthContext
 from soko.common.db import session_scope
-from soko.common.errors import BadRequest, Conflict, NotFound
+from soko.common.errors import BadRequest, Conflict
 from soko.net.fields import Body, is_uuid, new_id
+from soko.net.lookups import SECURITY_GROUP_RULES, SECURITY_GROUPS
 from soko.net.models import Port, SecurityGroup, SecurityGroupRule
 
 PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1}
@@ -55,9 +56,7 @@ def check_groups(s: Session, auth: AuthContext, group_ids: object) -> None:
         raise BadRequest("Invalid input for security_groups. Reason: a list of UUIDs is "
                          "expected.")
     for group_id in group_ids:
-        group = s.get(SecurityGroup, group_id)
-        if group is None or not (auth.is_admin or group.project_id == auth.project_id):
-            raise NotFound(f"Security group {group_id} does not exist")
+        SECURITY_GROUPS.one(s, auth, group_id)
 
 
 class SecurityGroupManager:
@@ -65,23 +64,10 @@ class SecurityGroupManager:
         self.sessions = sessions
         self.agent = agent  # rules change: the host's firewall follows
 
-    def group(self, s: Session, auth: AuthContext, group_id: str) -> SecurityGroup:
-        group = s.get(SecurityGroup, group_id)
-        if group is None or not (auth.is_admin or group.project_id == auth.project_id):
-            raise NotFound(f"Security group {group_id} does not exist")
-        return group
-
     def list_groups(self, auth: AuthContext) -> list[SecurityGroup]:
         with session_scope(self.sessions) as s:
             ensure_default_group(s, auth.project_id)
-            query = select(SecurityGroup)
-            if not auth.is_admin:
-                query = query.where(SecurityGroup.project_id == auth.project_id)
-            return list(s.scalars(query.order_by(SecurityGroup.created_at)))
-
-    def get_group(self, auth: AuthContext, group_id: str) -> SecurityGroup:
-        with session_scope(self.sessions) as s:
-            return self.group(s, auth, group_id)
+            return SECURITY_GROUPS.all(s, auth)
 
     def create_group(self, auth: AuthContext, raw: object) -> SecurityGroup:
         body = Body(raw, "security_group", {"name", "description"})
@@ -103,7 +89,7 @@ class SecurityGroupManager:
     def update_group(self, auth: AuthContext, group_id: str, raw: object) -> SecurityGroup:
         body = Body(raw, "security_group", {"name", "description"})
         with session_scope(self.sessions) as s:
-            group = self.group(s, auth, group_id)
+            group = SECURITY_GROUPS.one(s, auth, group_id)
             if "name" in body:
                 if group.default_of is not None or body.text("name") == "default":
                     raise Conflict("The default security group cannot be renamed, and no other "
@@ -115,7 +101,7 @@ class SecurityGroupManager:
 
     def delete_group(self, auth: AuthContext, group_id: str) -> None:
         with session_scope(self.sessions) as s:
-            group = self.group(s, auth, group_id)
+            group = SECURITY_GROUPS.one(s, auth, group_id)
             if group.default_of is not None and not auth.is_admin:
                 raise Conflict("Removing the default security group is not allowed.")
             users = [p.id for p in s.scalars(select(Port).where(Port.project_id
@@ -130,13 +116,6 @@ class SecurityGroupManager:
     def list_rules(self, auth: AuthContext) -> list[SecurityGroupRule]:
         return [rule for group in self.list_groups(auth) for rule in group.rules]
 
-    def get_rule(self, auth: AuthContext, rule_id: str) -> SecurityGroupRule:
-        with session_scope(self.sessions) as s:
-            rule = s.get(SecurityGroupRule, rule_id)
-            if rule is None or not (auth.is_admin or rule.project_id == auth.project_id):
-                raise NotFound(f"Security group rule {rule_id} does not exist")
-            return rule
-
     def create_rule(self, auth: AuthContext, raw: object) -> SecurityGroupRule:
         body = Body(raw, "security_group_rule", {
             "security_group_id", "direction", "ethertype", "protocol", "port_range_min",
@@ -144,9 +123,9 @@ class SecurityGroupManager:
         rule = SecurityGroupRule(id=new_id(), security_group_id=body.uuid("security_group_id"),
                                  description=body.text("description"), **rule_fields(body))
         with session_scope(self.sessions) as s:
-            group = self.group(s, auth, rule.security_group_id)
+            group = SECURITY_GROUPS.one(s, auth, rule.security_group_id)
             if rule.remote_group_id is not None:
-                self.group(s, auth, rule.remote_group_id)
+                SECURITY_GROUPS.one(s, auth, rule.remote_group_id)
             rule.project_id = group.project_id
             mine = ("direction", "ethertype", "protocol", "port_range_min", "port_range_max",
                     "remote_ip_prefix", "remote_group_id")
@@ -160,10 +139,7 @@ class SecurityGroupManager:
 
     def delete_rule(self, auth: AuthContext, rule_id: str) -> None:
         with session_scope(self.sessions) as s:
-            rule = s.get(SecurityGroupRule, rule_id)
-            if rule is None or not (auth.is_admin or rule.project_id == auth.project_id):
-                raise NotFound(f"Security group rule {rule_id} does not exist")
-            s.delete(rule)
+            s.delete(SECURITY_GROUP_RULES.one(s, auth, rule_id))
         self.agent.firewall_changed()
 
 

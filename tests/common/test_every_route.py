@@ -1,5 +1,5 @@
-"""Malformed input to every route of identity, block, image and compute: never a 5xx, never
-a traceback, and no state change (issue 13).
+"""Malformed input to every route of identity, block, image, compute and net: never a 5xx,
+never a traceback, and no state change (issue 13).
 
 Routes come from the falcon apps themselves, so a new route is covered as soon as it
 exists; one that reads a body must be given an example body here (the test says so), from
@@ -75,7 +75,7 @@ def examples(ids: dict) -> dict[tuple[str, str, str], list]:
               server_boot(uuid=ids["raw_image"], source_type="image", volume_size=1)]
     flavor = {"flavor": {"name": "fz", "vcpus": 1, "ram": 64, "disk": 0, "id": "fz1"}}
     p = "/v3/{project_id}"
-    return {
+    return {**net_examples(ids),
         ("identity", "POST", "/v3/auth/tokens"): [{"auth": {"identity": {
             "methods": ["password"], "password": {"user": {
                 "name": "alice", "domain": {"name": "Default"}, "password": "alice-password"}}},
@@ -132,18 +132,81 @@ def examples(ids: dict) -> dict[tuple[str, str, str], list]:
     }
 
 
-# Writes that read no JSON body: only their path parameters are malformed.
-BODYLESS = {("identity", "PUT", "/v3/projects/{project_id}/users/{user_id}/roles/{role_id}")}
+def net_examples(ids: dict) -> dict[tuple[str, str, str], list]:
+    net, subnet, port = ids["net:networks"], ids["net:subnets"], ids["net:ports"]
+    group, public = ids["net:security-groups"], ids["net:public"]
+    network = {"network": {"name": "n", "description": "d", "admin_state_up": True,
+                           "shared": False, "router:external": False,
+                           "port_security_enabled": True}}
+    subnet_fields = {"name": "n", "description": "d", "dns_nameservers": ["10.0.0.53"],
+                     "host_routes": [{"destination": "10.9.0.0/16", "nexthop": "10.0.0.5"}],
+                     "enable_dhcp": True}
+    port_fields = {"name": "n", "description": "d", "device_id": "d",
+                   "device_owner": "compute:nova", "admin_state_up": True,
+                   "security_groups": [group], "port_security_enabled": True}
+    router = {"router": {"name": "n", "description": "d", "admin_state_up": True,
+                         "external_gateway_info": {"network_id": public, "enable_snat": True,
+                                                   "external_fixed_ips": [
+                                                       {"ip_address": "172.24.4.50"}]}}}
+    rule = {"security_group_id": group, "direction": "ingress", "ethertype": "IPv4",
+            "protocol": "udp", "port_range_min": 53, "port_range_max": 53, "description": "d"}
+    v = "/v2.0"
+    return {
+        ("net", "POST", f"{v}/networks"): [{"network": {**network["network"], "mtu": 1400}}],
+        ("net", "PUT", f"{v}/networks/{{item_id}}"): [network],
+        ("net", "POST", f"{v}/subnets"): [{"subnet": {
+            **subnet_fields, "network_id": net, "cidr": "10.0.2.0/24", "ip_version": 4,
+            "gateway_ip": "10.0.2.1",
+            "host_routes": [{"destination": "10.9.0.0/16", "nexthop": "10.0.2.5"}],
+            "allocation_pools": [{"start": "10.0.2.10", "end": "10.0.2.20"}]}}],
+        ("net", "PUT", f"{v}/subnets/{{item_id}}"): [{"subnet": subnet_fields}],
+        ("net", "POST", f"{v}/ports"): [{"port": {
+            **port_fields, "network_id": net, "mac_address": "fa:16:3e:00:00:01",
+            "fixed_ips": [{"subnet_id": subnet, "ip_address": "10.0.0.50"}]}}],
+        ("net", "PUT", f"{v}/ports/{{item_id}}"): [{"port": port_fields}],
+        ("net", "POST", f"{v}/routers"): [router],
+        ("net", "PUT", f"{v}/routers/{{item_id}}"): [router, {"router": {
+            "name": "n", "external_gateway_info": {"network_id": public, "enable_snat": True}}}],
+        ("net", "PUT", f"{v}/routers/{{item_id}}/add_router_interface"): [
+            {"subnet_id": ids["net:spare_subnet"]}, {"port_id": port}],
+        ("net", "PUT", f"{v}/routers/{{item_id}}/remove_router_interface"): [
+            {"subnet_id": subnet}, {"port_id": port}],
+        ("net", "POST", f"{v}/floatingips"): [
+            {"floatingip": {"floating_network_id": public, "floating_ip_address": "172.24.4.60",
+                            "port_id": port, "fixed_ip_address": "10.0.0.3",
+                            "description": "d"}},
+            {"floatingip": {"floating_network_id": public,
+                            "subnet_id": ids["net:public_subnet"]}}],
+        ("net", "PUT", f"{v}/floatingips/{{item_id}}"): [{"floatingip": {
+            "port_id": port, "fixed_ip_address": "10.0.0.3", "description": "d"}}],
+        ("net", "POST", f"{v}/security-groups"): [
+            {"security_group": {"name": "n", "description": "d"}}],
+        ("net", "PUT", f"{v}/security-groups/{{item_id}}"): [
+            {"security_group": {"name": "n", "description": "d"}}],
+        ("net", "POST", f"{v}/security-group-rules"): [
+            {"security_group_rule": {**rule, "remote_ip_prefix": "10.0.0.0/8"}},
+            {"security_group_rule": {**rule, "remote_group_id": group}}],
+    }
+
+
+# Writes that read no JSON body: only their path parameters are malformed (a rule has no
+# update: 405 whatever the body).
+BODYLESS = {("identity", "PUT", "/v3/projects/{project_id}/users/{user_id}/roles/{role_id}"),
+            ("net", "PUT", "/v2.0/security-group-rules/{item_id}")}
 BINARY = {("image", "PUT", "/v2/images/{image_id}/file"): BAD_IMAGE_DATA}
 
 
-def path_values(ids: dict) -> dict[str, dict[str, str]]:
+def path_values(ids: dict, route: str) -> dict[str, dict[str, str]]:
+    """Each service's path parameters; net's one ``{item_id}`` is the seeded item of the
+    route's resource (``/v2.0/ports/{item_id}`` a port)."""
+    plural = route.split("/{item_id}")[0].rsplit("/", 1)[-1]
     return {
         "identity": {"project_id": ids["project"], "user_id": ids["user"], "role_id": "member"},
         "block": {"project_id": PROJECT, "target_id": PROJECT, "volume_id": ids["volume"],
                   "snapshot_id": ids["snapshot"], "backup_id": ids["unknown"]},
         "image": {"image_id": ids["image"]},
         "compute": {"flavor_id": "1", "server_id": ids["server"], "volume_id": ids["volume"]},
+        "net": {"item_id": ids.get(f"net:{plural}", "")},
     }
 
 
@@ -168,7 +231,7 @@ def requests_for(service: str, method: str, route: str, ids: dict):
     """(path, query, body bytes, content type, as whom) of each malformed request to one
     route: bodies as an admin, whom no policy stops before they are read; ids and queries
     also as a member, whose project scope is checked too."""
-    values = path_values(ids)[service]
+    values = path_values(ids, route)[service]
     params = [name for name in values if "{" + name + "}" in route]
     path = route.format(**{name: values[name] for name in params})
     key = (service, method, route)
