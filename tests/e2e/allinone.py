@@ -26,8 +26,11 @@ class AllInOne:
     demo_key: str  # the demo user's password, which is also its tempauth key
 
     def soko(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "soko.tools.cli", *args], env=self.env,
-                              capture_output=True, text=True, check=True, timeout=timeout)
+        done = subprocess.run([sys.executable, "-m", "soko.tools.cli", *args], env=self.env,
+                              capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            pytest.fail(f"soko {' '.join(args)} exited {done.returncode}:\n{done.stderr}")
+        return done
 
 
 @pytest.fixture(scope="session")
