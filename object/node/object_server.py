@@ -226,7 +226,7 @@ class ObjectResource:
         except DiskFileError:
             raise quarantined(df, resp) from None
         if ranges is None:
-            # The proxy need not hash it again (replicas.StreamedResponse).
+            # The proxy need not hash it again (node_answers.StreamedResponse).
             headers[VERIFIED_HEADER] = "md5"
             length, chunks = size, read(0, size)
         elif len(ranges) == 1:

@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from soko.object.proxy.replicas import BodyError, Replicas
+from soko.object.proxy.node_answers import BodyError
+from soko.object.proxy.replicas import Replicas
 from soko.object.shared.nodeclient import STREAM_CHUNK, ConnectionPool, ErrorLimited
 from tests.support import free_port
 
