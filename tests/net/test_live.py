@@ -143,9 +143,15 @@ def test_kill_9_mid_change_then_restart_rebuilds_exactly_the_db(live):
             f"qdhcp-{cloud}-{n['id']}" for n in networks if n["subnets"]}
         wait_for(lambda: {n for n in listnetns() if f"-{cloud}-" in n} == wanted,
                  timeout=60, what="the namespaces to match the DB")
-        for router in routers:
-            legs = [p for p in ports if p["device_id"] == router["id"]]
-            inside = subprocess.run(["ip", "-n", f"qrouter-{cloud}-{router['id']}", "-o",
-                                     "link"], capture_output=True, text=True).stdout
-            assert inside.count(" qr-") == len(legs), inside
+
+        def legs_plugged() -> bool:  # the rebuild plugs a router's legs after its namespace
+            for router in routers:
+                legs = [p for p in ports if p["device_id"] == router["id"]]
+                inside = subprocess.run(["ip", "-n", f"qrouter-{cloud}-{router['id']}", "-o",
+                                         "link"], capture_output=True, text=True).stdout
+                if inside.count(" qr-") != len(legs):
+                    return False
+            return True
+
+        wait_for(legs_plugged, timeout=60, what="every router leg in the DB plugged")
         assert len(dnsmasq_pids(live.data_dir)) == len([n for n in networks if n["subnets"]])
