@@ -70,16 +70,20 @@ class ProxyState:
 def refuse_if_bad_request(responses: list, status: int) -> None:
     """A 400 the replicas agree on (e.g. stored metadata over the limits) is the client's:
     passed on with the node's message."""
-    if status != 400:
-        return
+    if status == 400:
+        raise BadRequest(node_message(responses, 400))
+
+
+def node_message(responses: list, status: int) -> str:
+    """The message of the first replica's error answer of this status (the client's
+    mistake the replicas agree on, said as a storage node says it)."""
     for response in responses:
-        if response.status == 400:
+        if response.status == status:
             try:
-                message = json.loads(response.body)["error"]["message"]
+                return json.loads(response.body)["error"]["message"]
             except (ValueError, KeyError, TypeError):
                 continue
-            raise BadRequest(message)
-    raise BadRequest("The storage nodes refused the request")
+    return "The storage nodes refused the request"
 
 
 def backend_headers(req: falcon.Request, timestamp: Timestamp | None = None) -> dict[str, str]:

@@ -12,7 +12,7 @@ import mimetypes
 import re
 import time
 from collections.abc import Iterator
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes
 
 import falcon
 
@@ -34,12 +34,19 @@ from soko.object.proxy.constraints import (
     check_object_size,
 )
 from soko.object.proxy.controllers.account import user_metadata
-from soko.object.proxy.controllers.base import ProxyState, authorize_container, backend_headers
+from soko.object.proxy.controllers.base import (
+    ProxyState,
+    authorize_container,
+    backend_headers,
+    node_message,
+    refuse_if_bad_request,
+)
 from soko.object.proxy.controllers.container import node_address
 from soko.object.proxy.replicas import best_status
 from soko.object.shared.footer import FOOTER_HEADER, FOOTER_KIND, FOOTER_SIZE, FooterBody
 from soko.object.shared.internal import OBJECT_SYSTEM_HEADERS
 from soko.object.shared.nodeclient import STREAM_CHUNK
+from soko.object.shared.ranges import etag_set
 from soko.object.shared.timestamps import Timestamp
 
 READ_HEADERS = ("Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since")
@@ -125,9 +132,13 @@ def object_in_header(req: falcon.Request, header: str) -> tuple[str, str]:
     return container, obj
 
 
-def account_in_header(req: falcon.Request, header: str) -> str | None:
-    """The account of ``Destination-Account`` or ``X-Copy-From-Account`` (None if not given)."""
+def account_in_header(req: falcon.Request, header: str, *,
+                      empty_is_none: bool = False) -> str | None:
+    """The account of ``Destination-Account`` or ``X-Copy-From-Account`` (None if not given;
+    an empty ``X-Copy-From-Account`` is not given, for Swift's copy middleware)."""
     account = header_name(req, header)
+    if empty_is_none and not account:
+        return None
     if account is not None and not account:
         raise PreconditionFailed("Account name cannot be empty")
     if account is not None and "/" in account:
@@ -163,15 +174,15 @@ class ObjectController:
 
     def on_put(self, req, resp, account, container, obj):
         check_names(account, container, obj)
+        if req.get_header("X-Copy-From") is not None:
+            source = (account_in_header(req, "X-Copy-From-Account", empty_is_none=True)
+                      or account, *object_in_header(req, "X-Copy-From"))
+            self.copy(req, resp, source, (account, container, obj))
+            return
         if authorize_container(self.state, req, account, container, write=True) is None:
             raise NotFound(f"container {container} does not exist")
         if req.get_header("If-None-Match") not in (None, "*"):
             raise BadRequest("If-None-Match: only * is supported on PUT")
-        if req.get_header("X-Copy-From") is not None:
-            source = (account_in_header(req, "X-Copy-From-Account") or account,
-                      *object_in_header(req, "X-Copy-From"))
-            self.copy(req, resp, source, (account, container, obj))
-            return
         length = req.content_length
         chunked = "chunked" in (req.get_header("Transfer-Encoding") or "").lower()
         if length is None and not chunked:
@@ -221,39 +232,48 @@ class ObjectController:
 
     def copy(self, req, resp, source: tuple[str, str, str],
              target: tuple[str, str, str]) -> None:
-        """Server-side copy: the source streams from its replicas into the new object's."""
+        """Server-side copy as Swift's copy middleware does it: the source is read first
+        (the newest replica, with the request's ``Range`` and preconditions: a range copies
+        just those bytes), then streamed into the target's replicas. The target keeps the
+        source's metadata under the request's (``X-Fresh-Metadata: true``: only the
+        request's), and its type unless the request gives one."""
+        if req.content_length:
+            raise BadRequest("Copy requests require a zero byte body")
         check_names(*source)
         metadata = object_metadata(req)  # refused before the source is read
         src_account, src_container, src_obj = source
         if authorize_container(self.state, req, src_account, src_container, write=False) is None:
             raise NotFound(f"container {src_container} does not exist")
-        answer = self.state.objects.read("GET", source, backend_headers(req))
-        if answer.status == 404:
-            raise NotFound("the source object does not exist")
-        if answer.status != 200:
-            raise ServiceUnavailable("the source object's replicas did not answer")
-        source_meta = {} if (req.get_header("X-Fresh-Metadata") or "").lower() == "true" else {
-            k.title(): v for k, v in answer.headers.items()
-            if k.startswith("x-object-meta-") or k.title() in OBJECT_SYSTEM_HEADERS}
+        answer = self.state.objects.read("GET", source, read_headers(req), newest=True)
+        if answer.status // 100 != 2:
+            self.serve(req, resp, answer, "HEAD")  # Swift answers as the source's GET
+            return
         try:
-            headers = {**source_meta, **metadata,
-                       "Content-Type": req.content_type or answer.headers["content-type"]}
+            if authorize_container(self.state, req, *target[:2], write=True) is None:
+                raise NotFound(f"container {target[1]} does not exist")
+            fresh = (req.get_header("X-Fresh-Metadata") or "").lower() == "true"
+            headers = {} if fresh else {k.title(): v for k, v in answer.headers.items()
+                                        if is_object_metadata(k)}
+            headers.update(metadata)
+            headers["Content-Type"] = req.content_type or answer.headers["content-type"]
             self.store(req, resp, *target, headers, answer,
                        int(answer.headers["content-length"]))
         finally:
             answer.close()
-        resp.set_header("X-Copied-From", f"{src_container}/{src_obj}")
-        if src_account != target[0]:
-            resp.set_header("X-Copied-From-Account", src_account)
+        resp.set_header("X-Copied-From-Account", quote(src_account))
+        resp.set_header("X-Copied-From", quote(f"{src_container}/{src_obj}"))
+        resp.set_header("X-Copied-From-Last-Modified", answer.headers["last-modified"])
+        for key, value in headers.items():
+            if key.startswith("X-Object-Meta-") or key == "X-Delete-At":
+                resp.set_header(key, value)
 
     def on_copy(self, req, resp, account, container, obj):
         if not req.get_header("Destination"):
-            raise PreconditionFailed("COPY needs a Destination: <container>/<object> header")
+            raise PreconditionFailed("Destination header required")
         target = (account_in_header(req, "Destination-Account") or account,
                   *object_in_header(req, "Destination"))
+        check_names(account, container, obj)
         check_names(*target)
-        if authorize_container(self.state, req, target[0], target[1], write=True) is None:
-            raise NotFound(f"container {target[1]} does not exist")
         self.copy(req, resp, (account, container, obj), target)
 
     def on_post(self, req, resp, account, container, obj):
@@ -263,7 +283,7 @@ class ObjectController:
         headers = object_metadata(req)
         if req.content_type:
             headers["Content-Type"] = req.content_type
-        status = self.simple_write(req, "POST", account, container, obj, headers)
+        status = self.simple_write(req, "POST", account, container, obj, headers, update=True)
         if status == 404:
             raise NotFound("no such object")
         resp.status = falcon.HTTP_202
@@ -272,7 +292,10 @@ class ObjectController:
         check_names(account, container, obj)
         if authorize_container(self.state, req, account, container, write=True) is None:
             raise NotFound(f"container {container} does not exist")
-        status = self.simple_write(req, "DELETE", account, container, obj, {}, update=True)
+        condition = req.get_header("X-If-Delete-At")
+        status = self.simple_write(req, "DELETE", account, container, obj,
+                                   {} if condition is None else {"X-If-Delete-At": condition},
+                                   update=True)
         if status == 404:
             raise NotFound("no such object")
         resp.status = falcon.HTTP_204
@@ -294,6 +317,9 @@ class ObjectController:
         responses = self.state.objects.write(part, nodes, method, (account, container, obj),
                                              headers_for)
         status = best_status(responses, self.state.objects.replica_count)
+        refuse_if_bad_request(responses, status)
+        if status == 412:
+            raise PreconditionFailed(node_message(responses, 412))
         if status != 404 and status // 100 != 2:
             raise ServiceUnavailable(f"Too few replicas took the {method}.")
         return status
@@ -310,23 +336,33 @@ class ObjectController:
         check_names(account, container, obj)
         if authorize_container(self.state, req, account, container, write=False) is None:
             raise NotFound(f"container {container} does not exist")
-        headers = backend_headers(req)
-        headers.update({h: req.get_header(h) for h in READ_HEADERS if req.get_header(h)})
         newest = (req.get_header("X-Newest") or "").lower() == "true"
-        answer = self.state.objects.read(method, (account, container, obj), headers,
+        answer = self.state.objects.read(method, (account, container, obj), read_headers(req),
                                          newest=newest)
+        self.serve(req, resp, answer, method)
+
+    def serve(self, req, resp, answer, method: str) -> None:
+        """Passes the replicas' answer to a GET or HEAD on (ranges and preconditions are
+        the node's, ``object/shared/ranges.py``)."""
+        if answer.status == 404 and "*" in etag_set(req.get_header("If-Match") or ""):
+            resp.status, resp.content_length = falcon.HTTP_412, 0  # RFC 7232 3.1, as swob
+            return
         if answer.status == 404:
             raise NotFound("The resource could not be found.")
         if answer.status == 416:
             raise RangeNotSatisfiable("The Range requested is not available.", headers={
-                "Content-Range": answer.headers.get("content-range", "")})
+                key: value for key, value in answer.headers.items()
+                if key.startswith(ANSWER_PREFIXES)})
         if answer.status not in ANSWER_STATUSES:
             raise ServiceUnavailable("the object's replicas did not answer")
         resp.status = answer.status
         for key, value in answer.headers.items():
             if key.startswith(ANSWER_PREFIXES):
                 resp.set_header(key, value)
-        if answer.status == 304:
+        if answer.status in (304, 412):  # no body, as Swift (a 304 keeps the type)
+            if answer.status == 304 and "content-type" in answer.headers:
+                resp.content_type = answer.headers["content-type"]
+            resp.content_length = 0
             return
         if "content-type" in answer.headers:
             resp.content_type = answer.headers["content-type"]
@@ -338,3 +374,16 @@ class ObjectController:
             resp.data = answer.body
         if answer.status == 200 and method == "GET":
             resp.set_header("Last-Modified", Timestamp.parse(answer.headers["x-timestamp"]).http_date)
+
+
+def read_headers(req: falcon.Request) -> dict[str, str]:
+    """What a read tells the replicas: the request's range and preconditions."""
+    headers = backend_headers(req)
+    headers.update({h: req.get_header(h) for h in READ_HEADERS if req.get_header(h)})
+    return headers
+
+
+def is_object_metadata(header: str) -> bool:
+    """What a copy keeps of its source (lower-case names): user metadata and the settable
+    system headers (Swift's ``copy_header_subset``, less the ETag, type and times)."""
+    return header.startswith("x-object-meta-") or header.title() in OBJECT_SYSTEM_HEADERS
