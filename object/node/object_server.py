@@ -45,6 +45,7 @@ from soko.object.shared.footer import (
     FooterReader,
 )
 from soko.object.shared.internal import (
+    CONTENT_TYPE_OF_304,
     OBJECT_SYSTEM_HEADERS,
     prefixed_headers,
     request_timestamp,
@@ -214,9 +215,13 @@ class ObjectResource:
         last_modified = math.ceil(Timestamp.parse(headers["X-Timestamp"]).seconds)
         status = precondition_status(req.headers, headers["ETag"], last_modified)
         if status is not None:
-            # No body; as Swift, a 412 leaves out what describes a body (its type, ranges).
-            if status == 412:
-                del headers["Content-Type"], headers["Accept-Ranges"]
+            # No body. Swift's 304 says the object's type (WSGI allows no Content-Type on a
+            # 304: it goes as a backend header); its 412 has neither type nor ranges.
+            content_type = headers.pop("Content-Type")
+            if status == 304:
+                headers[CONTENT_TYPE_OF_304] = content_type
+            else:
+                del headers["Accept-Ranges"]
             resp.set_headers(headers)
             resp.status = falcon.code_to_http_status(status)
             return

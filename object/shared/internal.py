@@ -10,6 +10,9 @@ from soko.object.shared.timestamps import InvalidTimestamp, Timestamp
 
 # What an object PUT/POST may set besides X-Object-Meta-*: kept with the object, returned on GET.
 OBJECT_SYSTEM_HEADERS = ("Content-Disposition", "Content-Encoding", "X-Delete-At")
+# A node's 304 carries the object's type here (WSGI forbids Content-Type on a 304; the
+# proxy's answer has it, as Swift's does).
+CONTENT_TYPE_OF_304 = "X-Backend-Content-Type"
 
 
 def request_timestamp(req: falcon.Request, header: str = "X-TIMESTAMP") -> Timestamp:

@@ -44,7 +44,7 @@ from soko.object.proxy.controllers.base import (
 from soko.object.proxy.controllers.container import node_address
 from soko.object.proxy.replicas import best_status
 from soko.object.shared.footer import FOOTER_HEADER, FOOTER_KIND, FOOTER_SIZE, FooterBody
-from soko.object.shared.internal import OBJECT_SYSTEM_HEADERS
+from soko.object.shared.internal import CONTENT_TYPE_OF_304, OBJECT_SYSTEM_HEADERS
 from soko.object.shared.nodeclient import STREAM_CHUNK
 from soko.object.shared.ranges import etag_set
 from soko.object.shared.timestamps import Timestamp
@@ -360,8 +360,8 @@ class ObjectController:
             if key.startswith(ANSWER_PREFIXES):
                 resp.set_header(key, value)
         if answer.status in (304, 412):  # no body, as Swift (a 304 keeps the type)
-            if answer.status == 304 and "content-type" in answer.headers:
-                resp.content_type = answer.headers["content-type"]
+            if answer.status == 304 and CONTENT_TYPE_OF_304.lower() in answer.headers:
+                resp.content_type = answer.headers[CONTENT_TYPE_OF_304.lower()]
             resp.content_length = 0
             return
         if "content-type" in answer.headers:

@@ -93,6 +93,8 @@ def test_names_in_headers_are_checked_like_names_in_the_path(cluster, cluster_ap
         assert r.status_code == status, (headers, r.status_code, r.text)
         if text:
             assert message(r) == text, headers
+        if headers.get("Destination-Account") == "":
+            continue  # an empty X-Copy-From-Account is none to Swift's copy middleware
         copy_from = {"X-Copy-From": headers["Destination"].replace("/src", ""),
                      "Content-Length": "0"}
         if "Destination-Account" in headers:
