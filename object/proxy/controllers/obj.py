@@ -182,7 +182,7 @@ class ObjectController:
         if authorize_container(self.state, req, account, container, write=True) is None:
             raise NotFound(f"container {container} does not exist")
         if req.get_header("If-None-Match") not in (None, "*"):
-            raise BadRequest("If-None-Match: only * is supported on PUT")
+            raise BadRequest("If-None-Match only supports *")
         length = req.content_length
         chunked = "chunked" in (req.get_header("Transfer-Encoding") or "").lower()
         if length is None and not chunked:

@@ -180,6 +180,18 @@ def test_copy_keeps_source_metadata_under_the_requests(api, c, obj):
     assert "X-Object-Meta-Color" not in head and "Content-Disposition" not in head
 
 
+def test_copy_answer_names_the_source_percent_encoded(api, c):
+    """``_create_response_headers``: ``wsgi_quote`` of the source, so a non-ASCII or spaced
+    name reaches the client intact."""
+    api.put(f"{c}/%C3%BC%20x", data=b"abc")
+    name = c.rsplit("/", 1)[1]
+    r = api.request("COPY", f"{c}/%C3%BC%20x", headers={"Destination": f"{name}/copy-%C3%BC"})
+    assert r.status_code == 201 and r.headers["X-Copied-From"] == f"{name}/%C3%BC%20x"
+    assert api.get(f"{c}/copy-%C3%BC").content == b"abc"
+    r = api.put(f"{c}/inm", data=b"x", headers={"If-None-Match": "abc"})
+    assert r.status_code == 400 and "If-None-Match only supports *" in r.text
+
+
 def test_copy_with_a_range_copies_that_range(api, c, obj):
     """copy.py: "PUT with both X-Copy-From and Range, Swift will make a partial copy"."""
     source = in_account(obj)
