@@ -57,7 +57,7 @@ def parse_range(header: str | None, size: int) -> list[tuple[int, int]] | None:
     ignore the header and serve it whole; raises Unsatisfiable (416) when no range fits or
     the set is egregious (``swob.Range.ranges_for_length``)."""
     requested = requested_ranges(header)
-    if requested is None or size == 0:  # an empty object is served whole, as Swift does
+    if requested is None:
         return None
     ranges = []
     for start, end in requested:
@@ -72,7 +72,7 @@ def parse_range(header: str | None, size: int) -> list[tuple[int, int]] | None:
     if not ranges or len(ranges) > MAX_RANGES or overlaps > MAX_RANGE_OVERLAPS or (
             not ascending and len(ranges) >= MAX_NONASCENDING_RANGES):
         raise Unsatisfiable()
-    return ranges
+    return ranges if size else None  # a suffix of an empty object is all of it: 200
 
 
 def multipart_byteranges(ranges: list[tuple[int, int]], size: int, content_type: str,

@@ -92,6 +92,15 @@ def test_range_header_as_swift_parses_it(api, obj, header, status, body):
     assert api.head(obj, headers={"Range": header}).headers["Content-Length"] == "10"
 
 
+def test_ranges_of_an_empty_object(api, c):
+    """swob: a suffix of nothing is the whole (empty) body; a first byte is past its end."""
+    api.put(f"{c}/empty", data=b"")
+    r = api.get(f"{c}/empty", headers={"Range": "bytes=-5"})
+    assert r.status_code == 200 and r.content == b""
+    r = api.get(f"{c}/empty", headers={"Range": "bytes=0-5"})
+    assert r.status_code == 416 and r.headers["Content-Range"] == "bytes */0"
+
+
 def test_multipart_byteranges_framed_as_swift(api, obj):
     """``swob.Response._prepare_for_ranges`` / ``multi_range_iterator``: no CRLF after the
     closing boundary, and Content-Length counts exactly that."""
