@@ -272,7 +272,6 @@ class ObjectController:
             raise PreconditionFailed("Destination header required")
         target = (account_in_header(req, "Destination-Account") or account,
                   *object_in_header(req, "Destination"))
-        check_names(account, container, obj)
         check_names(*target)
         self.copy(req, resp, (account, container, obj), target)
 
