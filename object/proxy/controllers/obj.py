@@ -36,6 +36,7 @@ from soko.object.proxy.constraints import (
 from soko.object.proxy.controllers.account import user_metadata
 from soko.object.proxy.controllers.base import ProxyState, authorize_container, backend_headers
 from soko.object.proxy.controllers.container import node_address
+from soko.object.proxy.cors import preflight
 from soko.object.proxy.replicas import best_status
 from soko.object.shared.footer import FOOTER_HEADER, FOOTER_KIND, FOOTER_SIZE, FooterBody
 from soko.object.shared.internal import OBJECT_SYSTEM_HEADERS
@@ -299,6 +300,9 @@ class ObjectController:
         return status
 
     # -- reads -----------------------------------------------------------------------------
+
+    def on_options(self, req, resp, account, container, obj):
+        preflight(self.state, req, resp, account, container, obj=True)
 
     def on_get(self, req, resp, account, container, obj):
         self.answer(req, resp, account, container, obj, "GET")

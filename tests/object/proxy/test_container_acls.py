@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import uuid
 
+import falcon.testing
 import pytest
 
 from soko.common.auth import AuthContext
-from soko.object.proxy.acl import may_access, referrer_allowed
+from soko.common.errors import Forbidden
+from soko.object.proxy.access import Access, AccessRules
+from soko.object.proxy.acl import referrer_allowed
 from tests.object.test_cluster import Api
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
@@ -115,8 +118,16 @@ def test_referrer_allowed_as_swift():
 
 def test_group_is_a_role_of_the_accounts_own_project():
     """keystoneauth's last step: a group matching one of the user's roles (any case) grants,
-    but only on the account of the user's own project."""
-    auth = AuthContext("u1", "bob", "p1", "proj", frozenset({"reader"}), 0.0)
-    assert may_access("Reader", auth, own_project=True, referer=None)
-    assert not may_access("Reader", auth, own_project=False, referer=None)
-    assert not may_access("proj", auth, own_project=True, referer=None)
+    but only on an account of the user's own project."""
+    access = Access(AccessRules(), validator=None)
+    req = falcon.Request(falcon.testing.create_environ())
+    req.context.auth = AuthContext("u1", "bob", "p1", "proj", frozenset({"reader"}), 0.0)
+
+    def granted(account: str, acl: str) -> bool:
+        return access.granted(req, account, write=False, container=True, obj=True, acl=acl,
+                              account_acl=lambda: None) is False
+
+    assert granted("AUTH_p1", "Reader") and granted("SERVICE_p1", "reader")
+    for account, acl in (("AUTH_p2", "Reader"), ("AUTH_p1", "proj")):
+        with pytest.raises(Forbidden):
+            granted(account, acl)
