@@ -11,8 +11,6 @@ name, and only for users of the account's own project; a denial is 401 without a
 
 from __future__ import annotations
 
-import uuid
-
 import falcon.testing
 import pytest
 
@@ -23,24 +21,6 @@ from soko.object.proxy.acl import referrer_allowed
 from tests.object.test_cluster import Api
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def api(cluster) -> Api:
-    return Api(*cluster.auth())
-
-
-@pytest.fixture(scope="module")
-def other(cluster, api) -> Api:
-    return Api(api.base, cluster.auth("other:otheruser")[1])
-
-
-@pytest.fixture
-def c(api) -> str:
-    url = f"{api.base}/acl-{uuid.uuid4().hex[:8]}"
-    assert api.put(url).status_code == 201
-    assert api.put(f"{url}/obj", data=b"secret").status_code == 201
-    return url
 
 
 @pytest.mark.parametrize(("header", "given", "stored"), [
