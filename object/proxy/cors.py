@@ -46,9 +46,15 @@ class CorsRules:
         return origin in allowed or "*" in allowed
 
 
-def container_cors(state, req: falcon.Request, account: str, container: str) -> dict:
-    """The container's CORS metadata (empty when it does not exist)."""
-    info = state.container_info(req, account, container, use_cache=True)
+def container_cors(state, req: falcon.Request, account: str, container: str, *,
+                   use_cache: bool) -> dict:
+    """The container's CORS metadata (empty when it does not exist).
+
+    A preflight reads it afresh; an actual request takes what its own authorization just
+    read into this worker's cache (afresh, unless the caller is the owner, whose answers
+    may then lag a change made through another worker by ``container_info_ttl``).
+    """
+    info = state.container_info(req, account, container, use_cache=use_cache)
     return info["cors"] if info else {}
 
 
@@ -77,7 +83,7 @@ def preflight(state, req: falcon.Request, resp: falcon.Response, account: str,
         if obj:
             resp.set_header("Allow", allow + ", COPY")
         return
-    cors = container_cors(state, req, account, container)
+    cors = container_cors(state, req, account, container, use_cache=False)
     if not state.cors.origin_allowed(cors, origin) or \
             req.get_header("Access-Control-Request-Method") not in methods:
         raise Unauthorized("This server could not verify that you are authorized to access "
@@ -116,7 +122,7 @@ class CorsHeaders:
             return
         origin = req.get_header("Origin")
         try:
-            cors = container_cors(self.state, req, *target)
+            cors = container_cors(self.state, req, *target, use_cache=True)
         except SokoError:  # the answer stands, without CORS headers
             return
         rules = self.state.cors
