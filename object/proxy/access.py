@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import NoReturn
 
 import falcon
 
@@ -103,13 +104,16 @@ class Access:
                 obj: bool, acl: str | None, account_acl: Callable[[], str | None]) -> bool:
         """``decide`` for a caller who is not the owner by roles: an ACL must grant it."""
         auth = req.context.auth
+        ours = self.rules.prefix_of(account) is not None  # one of the reseller prefixes
+        if auth is None and not ours:
+            deny(req)
         referrers, groups = parse_acl(acl)
         if auth is not None and grants_user(groups, auth):
             return False
         by_referrer = referrer_allowed(req.referer, referrers)
         if by_referrer and (obj or ".rlistings" in groups):
             return False
-        if auth is None or self.rules.prefix_of(account) is None:
+        if auth is None or not ours:
             deny(req)
         lowered = {group.lower() for group in groups}
         if not by_referrer and self.own_project(auth, account) \
@@ -124,7 +128,7 @@ class Access:
         deny(req)
 
 
-def deny(req: falcon.Request) -> None:
+def deny(req: falcon.Request) -> NoReturn:
     if req.context.auth is None:
         raise Unauthorized("This request needs a token (X-Auth-Token) or a container ACL.")
     raise Forbidden("This token may not do that on this account.")
