@@ -77,6 +77,7 @@ def preflight(state, req: falcon.Request, resp: falcon.Response, account: str,
     methods = CONTAINER_METHODS if container is not None else ACCOUNT_METHODS
     allow = ", ".join(methods)
     resp.status = falcon.HTTP_200
+    resp.content_type = "text/html; charset=UTF-8"  # Swift's, for its empty answer
     resp.set_header("Allow", allow)
     origin = req.get_header("Origin")
     if not origin or container is None:
