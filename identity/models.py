@@ -14,15 +14,6 @@ from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-# admin > member > reader, as Keystone's defaults; ``service`` marks a service's user (its
-# token goes in Swift's X-Service-Token) and ``ResellerAdmin`` may act on every object-store
-# account (keystoneauth's ``reseller_admin_role``). Roles are names, not rows: adding one
-# here needs no migration.
-ROLES = ("admin", "member", "reader", "service", "ResellerAdmin")
-# What each role implies, as Keystone's default implied roles: tokens list them all.
-IMPLIED_ROLES = {"admin": ("admin", "member", "reader"), "member": ("member", "reader"),
-                 "reader": ("reader",), "service": ("service",),
-                 "ResellerAdmin": ("ResellerAdmin",)}
 NAME_MAX = 64
 
 
