@@ -64,8 +64,8 @@ class ProxyState:
         info = {
             "read": answer.headers.get("x-container-read"),
             "write": answer.headers.get("x-container-write"),
-            "cors": {key: answer.headers.get(CORS_META + key)
-                     for key in ("allow-origin", "expose-headers", "max-age")},
+            "cors": {name: answer.headers.get(CORS_META + name)
+                     for name in ("allow-origin", "expose-headers", "max-age")},
         }
         with self.cache_lock:
             self.cache[key] = (time.monotonic() + self.container_info_ttl, info)
