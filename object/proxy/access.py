@@ -11,7 +11,8 @@ roles), with the account ACLs of Swift's ``tempauth`` added (keystoneauth has no
 - anyone else needs a grant: a container ACL (``acl``: ``<project>:<user>``, referrers,
   or, for users of the account's own project, a role name), or an account ACL
   (``read-only``: reads; ``read-write``: reads, and writes to containers and objects;
-  ``admin``: everything the owner may do).
+  ``admin``: everything the owner may do); ``project_reader_roles`` (none by default, as in
+  Swift) read everything in their project's accounts.
 
 A denial is 401 without a token and 403 with one.
 """
@@ -44,6 +45,7 @@ class AccessRules:
     service_roles: dict[str, frozenset[str]] = dataclasses.field(
         default_factory=lambda: {"SERVICE_": frozenset({"service"})})
     reseller_admin_roles: frozenset[str] = frozenset({"reselleradmin", "admin"})
+    project_reader_roles: frozenset[str] = frozenset()
 
     @classmethod
     def from_section(cls, section) -> AccessRules:
@@ -52,7 +54,8 @@ class AccessRules:
 
         return cls(tuple(section.reseller_prefixes), lowered(section.operator_roles),
                    {prefix: lowered(roles) for prefix, roles in section.service_roles.items()},
-                   lowered(section.reseller_admin_roles))
+                   lowered(section.reseller_admin_roles),
+                   lowered(section.project_reader_roles))
 
     def prefix_of(self, account: str) -> str | None:
         return next((p for p in self.reseller_prefixes if account.startswith(p)), None)
@@ -115,9 +118,12 @@ class Access:
             return False
         if auth is None or not ours:
             deny(req)
-        lowered = {group.lower() for group in groups}
+        roles = {role.lower() for role in auth.roles}
+        if self.own_project(auth, account) and not write \
+                and roles & self.rules.project_reader_roles:
+            return False  # keystoneauth's project_reader_roles: reads, never owns
         if not by_referrer and self.own_project(auth, account) \
-                and any(role.lower() in lowered for role in auth.roles):
+                and roles & {group.lower() for group in groups}:
             return False
         level = account_acl_level(account_acl(), auth)
         if level == "admin":

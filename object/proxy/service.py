@@ -40,6 +40,8 @@ class ProxySection(ServerSection):
         default_factory=lambda: {"SERVICE_": ["service"]})
     reseller_admin_roles: list[str] = dataclasses.field(
         default_factory=lambda: ["ResellerAdmin", "admin"])
+    # Roles that read (never write) everything in their project's accounts, e.g. ["reader"].
+    project_reader_roles: list[str] = dataclasses.field(default_factory=list)
     # CORS (object/proxy/cors.py), as Swift's proxy: origins allowed on every container
     # besides its X-Container-Meta-Access-Control-Allow-Origin, headers every CORS answer
     # exposes, and whether an origin not allowed gets no CORS headers on actual requests.

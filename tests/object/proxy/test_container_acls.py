@@ -11,12 +11,8 @@ name, and only for users of the account's own project; a denial is 401 without a
 
 from __future__ import annotations
 
-import falcon.testing
 import pytest
 
-from soko.common.auth import AuthContext
-from soko.common.errors import Forbidden
-from soko.object.proxy.access import Access, AccessRules
 from soko.object.proxy.acl import referrer_allowed
 from tests.object.test_cluster import Api
 
@@ -94,20 +90,3 @@ def test_referrer_allowed_as_swift():
     assert referrer_allowed("http://x.org/", ["*", "-*"])
     assert not referrer_allowed(None, [".example.com"])
     assert not referrer_allowed("http://example.com/", [".example.com"])
-
-
-def test_group_is_a_role_of_the_accounts_own_project():
-    """keystoneauth's last step: a group matching one of the user's roles (any case) grants,
-    but only on an account of the user's own project."""
-    access = Access(AccessRules(), validator=None)
-    req = falcon.Request(falcon.testing.create_environ())
-    req.context.auth = AuthContext("u1", "bob", "p1", "proj", frozenset({"reader"}), 0.0)
-
-    def granted(account: str, acl: str) -> bool:
-        return access.granted(req, account, write=False, container=True, obj=True, acl=acl,
-                              account_acl=lambda: None) is False
-
-    assert granted("AUTH_p1", "Reader") and granted("SERVICE_p1", "reader")
-    for account, acl in (("AUTH_p2", "Reader"), ("AUTH_p1", "proj")):
-        with pytest.raises(Forbidden):
-            granted(account, acl)
