@@ -5,7 +5,8 @@ with the shared key, no round trip per request) into an ``AuthContext``. Resourc
 what they need with attributes, so policy sits next to the route it guards:
 
 - ``public = True``: no token needed (``/healthcheck``, ``/auth/v1.0``).
-- ``allow_anonymous = True``: a token is optional; the resource decides (Swift ACLs).
+- ``allow_anonymous = True``: a token is optional and the resource decides, roles included
+  (Swift ACLs and operator roles, ``object/proxy/access.py``).
 - ``policy = {"POST": "admin"}``: the least role per method; by default reads need
   ``reader`` and writes ``member``.
 
@@ -96,4 +97,6 @@ class AuthMiddleware:
             if not auth.is_admin:
                 raise Forbidden("This token is scoped to another project.")
             check_project_ref(project)  # an admin may name any project, but only a project
-        require_role(auth, required_role(resource, req.method), f"{req.method} on this resource")
+        if not getattr(resource, "allow_anonymous", False):
+            require_role(auth, required_role(resource, req.method),
+                         f"{req.method} on this resource")

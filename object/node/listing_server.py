@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 MAX_LISTING = 10_000
 ACCOUNT_TARGET_KEY = "X-Backend-Account-Target"
 CONTAINER_META_PREFIXES = ("X-CONTAINER-META-", "X-CONTAINER-READ", "X-CONTAINER-WRITE")
+# System metadata (the account ACL) comes only from the proxy, which never passes a client's.
+ACCOUNT_META_PREFIXES = ("X-ACCOUNT-META-", "X-ACCOUNT-SYSMETA-")
 
 
 def listing_query(req: falcon.Request) -> dict:
@@ -254,14 +256,14 @@ class AccountResource:
         db = self.db(device, partition, account)
         existed = db.exists()
         db.initialize(timestamp)
-        update_metadata(db, metadata_updates(req, ("X-ACCOUNT-META-",)), timestamp)
+        update_metadata(db, metadata_updates(req, ACCOUNT_META_PREFIXES), timestamp)
         resp.status = falcon.HTTP_202 if existed else falcon.HTTP_201
 
     def on_post(self, req, resp, device, partition, account):
         timestamp = request_timestamp(req)
         db = self.db(device, partition, account)
         live_info(db)
-        update_metadata(db, metadata_updates(req, ("X-ACCOUNT-META-",)), timestamp)
+        update_metadata(db, metadata_updates(req, ACCOUNT_META_PREFIXES), timestamp)
         resp.status = falcon.HTTP_204
 
     def account_headers(self, resp, db: AccountDB) -> None:

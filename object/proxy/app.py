@@ -15,11 +15,13 @@ import falcon
 from soko.common.app import make_base_app
 from soko.common.auth import AuthMiddleware, TokenValidator
 from soko.common.config import Config
+from soko.object.proxy.access import Access, AccessRules
 from soko.object.proxy.constraints import SWIFT_INFO, check_utf8
 from soko.object.proxy.controllers.account import AccountController
 from soko.object.proxy.controllers.base import ProxyState
 from soko.object.proxy.controllers.container import ContainerController
 from soko.object.proxy.controllers.obj import ObjectController
+from soko.object.proxy.cors import CorsHeaders, CorsRules
 from soko.object.shared.nodeclient import ConnectionPool
 from soko.object.shared.rings import load_rings
 
@@ -29,10 +31,14 @@ class Info:
 
     public = True
 
+    def __init__(self, cors: CorsRules):
+        self.cors = cors
+
     def on_get(self, req, resp):
         resp.content_type = falcon.MEDIA_JSON
-        resp.text = json.dumps({"swift": {"version": "soko", **SWIFT_INFO},
-                                "tempauth": {"account_acls": False}})
+        resp.text = json.dumps({
+            "swift": {"version": "soko", "strict_cors_mode": self.cors.strict, **SWIFT_INFO},
+            "tempauth": {"account_acls": True}})
 
 
 class PathCheck:
@@ -73,10 +79,12 @@ def make_app(config: Config, *, validator: TokenValidator | None = None, tempaut
     state = ProxyState(rings or load_rings(config),
                        pool or ConnectionPool(section.conn_timeout, section.node_timeout,
                                               section.error_limit, section.error_interval),
-                       section.container_info_ttl)
+                       section.container_info_ttl,
+                       Access(AccessRules.from_section(section), validator),
+                       CorsRules.from_section(section))
     app = make_base_app(middleware=[CloseAfterRefusedBody(), PathCheck(),
-                                          AuthMiddleware(validator)])
-    app.add_route("/info", Info())
+                                    CorsHeaders(state), AuthMiddleware(validator)])
+    app.add_route("/info", Info(state.cors))
     app.add_route("/auth/v1.0", tempauth)
     accounts, containers = AccountController(state), ContainerController(state)
     objects = ObjectController(state)

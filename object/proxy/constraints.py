@@ -41,7 +41,6 @@ SWIFT_INFO = {
     "extra_header_count": 0,
     "valid_api_versions": ["v1", "v1.0"],
     "auto_create_account_prefix": ".",
-    "strict_cors_mode": True,
     "allow_account_management": False,
     "account_autocreate": True,
     "policies": [{"name": DEFAULT_POLICY, "aliases": DEFAULT_POLICY, "default": True}],

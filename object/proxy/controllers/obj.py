@@ -42,6 +42,7 @@ from soko.object.proxy.controllers.base import (
     refuse_if_bad_request,
 )
 from soko.object.proxy.controllers.container import node_address
+from soko.object.proxy.cors import preflight
 from soko.object.proxy.replicas import best_status
 from soko.object.shared.footer import FOOTER_HEADER, FOOTER_KIND, FOOTER_SIZE, FooterBody
 from soko.object.shared.internal import CONTENT_TYPE_OF_304, OBJECT_SYSTEM_HEADERS
@@ -324,6 +325,9 @@ class ObjectController:
         return status
 
     # -- reads -----------------------------------------------------------------------------
+
+    def on_options(self, req, resp, account, container, obj):
+        preflight(self.state, req, resp, account, container, obj=True)
 
     def on_get(self, req, resp, account, container, obj):
         self.answer(req, resp, account, container, obj, "GET")
