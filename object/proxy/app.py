@@ -15,13 +15,17 @@ import falcon
 from soko.common.app import make_base_app
 from soko.common.auth import AuthMiddleware, TokenValidator
 from soko.common.config import Config
+from soko.common.errors import BadRequest, NotFound, PreconditionFailed
 from soko.object.proxy.constraints import SWIFT_INFO, check_utf8
 from soko.object.proxy.controllers.account import AccountController
 from soko.object.proxy.controllers.base import ProxyState
 from soko.object.proxy.controllers.container import ContainerController
 from soko.object.proxy.controllers.obj import ObjectController
+from soko.object.proxy.swift_errors import SWIFT_ERRORS
 from soko.object.shared.nodeclient import ConnectionPool
 from soko.object.shared.rings import load_rings
+
+OWN_PATHS = ("/info", "/healthcheck")
 
 
 class Info:
@@ -36,11 +40,23 @@ class Info:
 
 
 class PathCheck:
-    """Refuses a ``/v1`` path that is not valid UTF-8 or holds NUL (412), before routing."""
+    """Swift's answers to paths no controller serves, before routing (its proxy's
+    ``handle_request`` and ``get_controller``, with ``split_path(path, 1, 4, True)``): not
+    valid UTF-8 or holding NUL, 412; an empty segment before the last, 404; no account
+    (``/v1``, ``/v1/``, ``/anything``), 412 ``Bad URL``; an unknown API version, 400."""
 
     def process_request(self, req, resp):
-        if req.env.get("PATH_INFO", "").startswith(("/v1/", "/v1.0/")):
-            check_utf8(req.env["PATH_INFO"])
+        path = req.env.get("PATH_INFO", "")
+        check_utf8(path)
+        if path in OWN_PATHS or path.startswith("/auth/"):
+            return
+        segments = path.split("/", 4)[1:]
+        if path[:1] != "/" or not segments[0] or not all(segments[:-1]):
+            raise NotFound()
+        if len(segments) < 2 or not segments[1]:
+            raise PreconditionFailed("Bad URL")
+        if segments[0] not in SWIFT_INFO["valid_api_versions"]:
+            raise BadRequest()
 
 
 class CloseAfterRefusedBody:
@@ -75,7 +91,7 @@ def make_app(config: Config, *, validator: TokenValidator | None = None, tempaut
                                               section.error_limit, section.error_interval),
                        section.container_info_ttl)
     app = make_base_app(middleware=[CloseAfterRefusedBody(), PathCheck(),
-                                          AuthMiddleware(validator)])
+                                    AuthMiddleware(validator)], errors=SWIFT_ERRORS)
     app.add_route("/info", Info())
     app.add_route("/auth/v1.0", tempauth)
     accounts, containers = AccountController(state), ContainerController(state)

@@ -6,7 +6,7 @@ before they send.
 
 from __future__ import annotations
 
-from soko.common.errors import BadRequest, PayloadTooLarge, PreconditionFailed
+from soko.common.errors import BadRequest, NotFound, PayloadTooLarge, PreconditionFailed
 from soko.object.shared.limits import (
     DEFAULT_POLICY,
     MAX_META_COUNT,
@@ -24,6 +24,7 @@ MAX_ACCOUNT_NAME_LENGTH = 256
 MAX_CONTAINER_NAME_LENGTH = 256
 MAX_DELETE_AT = 9_999_999_999  # Swift's expiry times are 10 digits
 MAX_REQUEST_LINE = 8192
+PLAIN = "text/plain"  # the media type of Swift's constraint texts (the others are HTML)
 
 SWIFT_INFO = {
     "max_file_size": MAX_FILE_SIZE,
@@ -59,50 +60,58 @@ def check_utf8(raw_path: str) -> None:
 
 
 def check_names(account: str, container: str | None = None, obj: str | None = None) -> None:
+    """Name lengths in bytes, with the texts of Swift's account and container controllers and
+    its ``check_object_creation`` (``text/plain`` there)."""
     if len(account.encode()) > MAX_ACCOUNT_NAME_LENGTH:
         raise BadRequest(f"Account name length of {len(account.encode())} longer than "
                          f"{MAX_ACCOUNT_NAME_LENGTH}")
     if container is not None:
         if not container:
-            raise BadRequest("Container name is empty")
+            raise NotFound()  # ``/v1/<a>//<o>``: Swift's split_path refuses it
         if len(container.encode()) > MAX_CONTAINER_NAME_LENGTH:
             raise BadRequest(f"Container name length of {len(container.encode())} longer than "
                              f"{MAX_CONTAINER_NAME_LENGTH}")
     if obj is not None and len(obj.encode()) > MAX_OBJECT_NAME_LENGTH:
         raise BadRequest(f"Object name length of {len(obj.encode())} longer than "
-                         f"{MAX_OBJECT_NAME_LENGTH}")
+                         f"{MAX_OBJECT_NAME_LENGTH}", content_type=PLAIN)
 
 
 def check_metadata(headers: dict[str, str], kind: str) -> None:
-    """``X-<Kind>-Meta-*`` limits: name and value length, item count, overall size (400)."""
-    prefix = f"X-{kind.upper()}-META-"
+    """``X-<Kind>-Meta-*`` limits: name and value length, item count, overall size, each in
+    bytes (400 with Swift's ``check_metadata`` texts, which name a header as
+    ``x-<kind>-meta-Title-Cased``); any header value over ``MAX_HEADER_SIZE`` too."""
+    prefix = f"x-{kind.lower()}-meta-"
     count = size = 0
     for key, value in headers.items():
-        if not key.upper().startswith(prefix):
+        if len(value.encode()) > MAX_HEADER_SIZE:
+            raise BadRequest(f"Header value too long: {key.title()[:MAX_META_NAME_LENGTH]}",
+                             content_type=PLAIN)
+        if not key.lower().startswith(prefix):
             continue
-        name = key[len(prefix):]
+        name = key.title()[len(prefix):]
         if not name:
-            raise BadRequest("Metadata name cannot be empty")
+            raise BadRequest("Metadata name cannot be empty", content_type=PLAIN)
         count += 1
         size += len(name.encode()) + len(value.encode())
         if len(name.encode()) > MAX_META_NAME_LENGTH:
-            raise BadRequest(f"Metadata name too long: {name[:64]}...; max "
-                             f"{MAX_META_NAME_LENGTH}")
+            raise BadRequest(f"Metadata name too long: {prefix}{name}", content_type=PLAIN)
         if len(value.encode()) > MAX_META_VALUE_LENGTH:
-            raise BadRequest(f"Metadata value longer than {MAX_META_VALUE_LENGTH}: {name}")
+            raise BadRequest(f"Metadata value longer than {MAX_META_VALUE_LENGTH}: "
+                             f"{prefix}{name}", content_type=PLAIN)
         if count > MAX_META_COUNT:
-            raise BadRequest(f"Too many metadata items; max {MAX_META_COUNT}")
+            raise BadRequest(f"Too many metadata items; max {MAX_META_COUNT}",
+                             content_type=PLAIN)
         if size > MAX_META_OVERALL_SIZE:
-            raise BadRequest(f"Total metadata too large; max {MAX_META_OVERALL_SIZE}")
+            raise BadRequest(f"Total metadata too large; max {MAX_META_OVERALL_SIZE}",
+                             content_type=PLAIN)
 
 
 def check_policy(name: str | None) -> None:
     """``X-Storage-Policy`` on a container PUT must name a policy (any case), as Swift's."""
     if name is not None and name.upper() != DEFAULT_POLICY.upper():
-        raise BadRequest(f"Invalid X-Storage-Policy '{name}'")
+        raise BadRequest(f"Invalid X-Storage-Policy '{name}'", content_type=PLAIN)
 
 
 def check_object_size(content_length: int | None) -> None:
     if content_length is not None and content_length > MAX_FILE_SIZE:
-        raise PayloadTooLarge(f"Your request is too large: objects are at most "
-                              f"{MAX_FILE_SIZE} bytes; upload larger ones as segments")
+        raise PayloadTooLarge("Your request is too large.", content_type=PLAIN)

@@ -102,8 +102,7 @@ class ContainerController:
         if status == 404:
             raise NotFound("no such container")
         if status == 409:
-            raise Conflict("There was a conflict when trying to complete your request: "
-                           "the container is not empty.")
+            raise Conflict()  # not empty (Swift says no more)
         if status // 100 != 2:
             raise ServiceUnavailable("the container's replicas did not take the delete")
         resp.status = falcon.HTTP_204

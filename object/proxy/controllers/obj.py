@@ -29,6 +29,7 @@ from soko.common.errors import (
 from soko.object.proxy.constraints import (
     MAX_DELETE_AT,
     MAX_FILE_SIZE,
+    PLAIN,
     check_metadata,
     check_names,
     check_object_size,
@@ -66,10 +67,10 @@ def client_body(req: falcon.Request, length: int | None) -> Iterator[bytes]:
             break
         received += len(chunk)
         if received > MAX_FILE_SIZE:
-            raise PayloadTooLarge(f"objects are at most {MAX_FILE_SIZE} bytes")
+            raise PayloadTooLarge()
         yield chunk
     if length is not None and received < length:
-        raise ClientDisconnect(f"the client sent {received} of {length} bytes")
+        raise ClientDisconnect()
 
 
 def delete_at_header(req: falcon.Request) -> dict[str, str]:
@@ -88,14 +89,14 @@ def delete_at_header(req: falcon.Request) -> dict[str, str]:
     else:
         return {}
     if value <= now:
-        raise BadRequest(f"{name} in past")
+        raise BadRequest(f"{name} in past", content_type=PLAIN)
     return {"X-Delete-At": str(min(value, MAX_DELETE_AT))}
 
 
 def whole_seconds(value: str, name: str) -> int:
     match = re.fullmatch(r"\s*(-?)0*([0-9]+)\s*", value)
     if match is None:
-        raise BadRequest(f"Non-integer {name}")
+        raise BadRequest(f"Non-integer {name}", content_type=PLAIN)
     sign, digits = match.groups()
     magnitude = int(digits) if len(digits) <= 19 else 10**19  # only compared with times
     return -magnitude if sign else magnitude
@@ -166,7 +167,7 @@ class ObjectController:
         if authorize_container(self.state, req, account, container, write=True) is None:
             raise NotFound(f"container {container} does not exist")
         if req.get_header("If-None-Match") not in (None, "*"):
-            raise BadRequest("If-None-Match: only * is supported on PUT")
+            raise BadRequest("If-None-Match only supports *", content_type=PLAIN)
         if req.get_header("X-Copy-From") is not None:
             source = (account_in_header(req, "X-Copy-From-Account") or account,
                       *object_in_header(req, "X-Copy-From"))
@@ -175,7 +176,7 @@ class ObjectController:
         length = req.content_length
         chunked = "chunked" in (req.get_header("Transfer-Encoding") or "").lower()
         if length is None and not chunked:
-            raise LengthRequired("PUT needs Content-Length or Transfer-Encoding: chunked")
+            raise LengthRequired("Missing Content-Length header.", content_type=PLAIN)
         check_object_size(length)
         headers = {**object_metadata(req), "Content-Type": content_type(req, obj)}
         for name in ("ETag", "If-None-Match"):
@@ -205,9 +206,9 @@ class ObjectController:
                                              headers_for, body, length)
         status = best_status(responses, self.state.objects.replica_count)
         if status == 422:
-            raise Unprocessable("The ETag you sent does not match the MD5 of the body.")
+            raise Unprocessable()
         if status == 412:
-            raise PreconditionFailed("The object exists (If-None-Match: *).")
+            raise PreconditionFailed()
         if status == 409:
             status = 202  # a newer write already won on a quorum: nothing to add
         if status // 100 != 2:
@@ -248,7 +249,7 @@ class ObjectController:
 
     def on_copy(self, req, resp, account, container, obj):
         if not req.get_header("Destination"):
-            raise PreconditionFailed("COPY needs a Destination: <container>/<object> header")
+            raise PreconditionFailed("Destination header required")
         target = (account_in_header(req, "Destination-Account") or account,
                   *object_in_header(req, "Destination"))
         check_names(*target)
@@ -318,7 +319,7 @@ class ObjectController:
         if answer.status == 404:
             raise NotFound("The resource could not be found.")
         if answer.status == 416:
-            raise RangeNotSatisfiable("The Range requested is not available.", headers={
+            raise RangeNotSatisfiable(headers={
                 "Content-Range": answer.headers.get("content-range", "")})
         if answer.status not in ANSWER_STATUSES:
             raise ServiceUnavailable("the object's replicas did not answer")
