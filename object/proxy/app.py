@@ -26,6 +26,7 @@ from soko.object.shared.nodeclient import ConnectionPool
 from soko.object.shared.rings import load_rings
 
 OWN_PATHS = ("/info", "/healthcheck")
+SWOB_CONTENT_TYPE = "text/html; charset=UTF-8"  # what Swift's answers say by default
 
 
 class Info:
@@ -74,8 +75,32 @@ class CloseAfterRefusedBody:
             resp.set_header("Connection", "close")
 
 
+class SwiftHeaders:
+    """Answers with the headers Swift's have: names title-cased (swob's ``HeaderKeyDict``:
+    ``X-Object-Meta-Color``, ``Etag``; falcon writes lower case), and a 204 with its
+    ``Content-Length: 0`` and swob's default content type (falcon leaves both out).
+    Otherwise the falcon app it wraps."""
+
+    def __init__(self, app: falcon.App):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        def start(status, headers, exc_info=None):
+            headers = [(k.title(), v) for k, v in headers]
+            if status.startswith("204"):
+                names = {k for k, _ in headers}
+                headers += [(k, v) for k, v in (("Content-Type", SWOB_CONTENT_TYPE),
+                                                ("Content-Length", "0")) if k not in names]
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start)
+
+    def __getattr__(self, name):
+        return getattr(self.app, name)
+
+
 def make_app(config: Config, *, validator: TokenValidator | None = None, tempauth=None,
-             rings: dict | None = None, pool: ConnectionPool | None = None) -> falcon.App:
+             rings: dict | None = None, pool: ConnectionPool | None = None):
     """The proxy app; tests inject a validator, tempauth resource, rings or pool."""
     section = config.section("proxy")
     if validator is None:
@@ -92,6 +117,7 @@ def make_app(config: Config, *, validator: TokenValidator | None = None, tempaut
                        section.container_info_ttl)
     app = make_base_app(middleware=[CloseAfterRefusedBody(), PathCheck(),
                                     AuthMiddleware(validator)], errors=SWIFT_ERRORS)
+    app.resp_options.default_media_type = SWOB_CONTENT_TYPE
     app.add_route("/info", Info())
     app.add_route("/auth/v1.0", tempauth)
     accounts, containers = AccountController(state), ContainerController(state)
@@ -102,4 +128,4 @@ def make_app(config: Config, *, validator: TokenValidator | None = None, tempaut
         app.add_route(f"/{version}/{{account}}/{{container}}", containers)
         app.add_route(f"/{version}/{{account}}/{{container}}/", containers)
         app.add_route(f"/{version}/{{account}}/{{container}}/{{obj:path}}", objects)
-    return app
+    return SwiftHeaders(app)

@@ -7,6 +7,7 @@ before they send.
 from __future__ import annotations
 
 from soko.common.errors import BadRequest, NotFound, PayloadTooLarge, PreconditionFailed
+from soko.object.shared.header_text import header_text, wire_length
 from soko.object.shared.limits import (
     DEFAULT_POLICY,
     MAX_META_COUNT,
@@ -51,12 +52,16 @@ SWIFT_INFO = {
 
 def check_utf8(raw_path: str) -> None:
     """WSGI hands the path over as latin-1: it must be valid UTF-8 without NUL (412, as Swift)."""
-    try:
-        text = raw_path.encode("latin-1").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
-        raise PreconditionFailed("Invalid UTF8 or contains NULL") from None
-    if "\x00" in text:
+    text = header_text(raw_path)
+    if text is None or "\x00" in text:
         raise PreconditionFailed("Invalid UTF8 or contains NULL")
+
+
+def check_content_type(value: str) -> None:
+    """A content type is listed as text: UTF-8 without NUL (``check_object_creation``)."""
+    text = header_text(value)
+    if text is None or "\x00" in text:
+        raise BadRequest("Invalid Content-Type", content_type=PLAIN)
 
 
 def check_names(account: str, container: str | None = None, obj: str | None = None) -> None:
@@ -78,12 +83,13 @@ def check_names(account: str, container: str | None = None, obj: str | None = No
 
 def check_metadata(headers: dict[str, str], kind: str) -> None:
     """``X-<Kind>-Meta-*`` limits: name and value length, item count, overall size, each in
-    bytes (400 with Swift's ``check_metadata`` texts, which name a header as
-    ``x-<kind>-meta-Title-Cased``); any header value over ``MAX_HEADER_SIZE`` too."""
+    bytes as sent (400 with Swift's ``check_metadata`` texts, which name a header as
+    ``x-<kind>-meta-Title-Cased``); any header value over ``MAX_HEADER_SIZE`` too. Header
+    names are ASCII tokens (the HTTP parser refuses others)."""
     prefix = f"x-{kind.lower()}-meta-"
     count = size = 0
     for key, value in headers.items():
-        if len(value.encode()) > MAX_HEADER_SIZE:
+        if wire_length(value) > MAX_HEADER_SIZE:
             raise BadRequest(f"Header value too long: {key.title()[:MAX_META_NAME_LENGTH]}",
                              content_type=PLAIN)
         if not key.lower().startswith(prefix):
@@ -91,11 +97,13 @@ def check_metadata(headers: dict[str, str], kind: str) -> None:
         name = key.title()[len(prefix):]
         if not name:
             raise BadRequest("Metadata name cannot be empty", content_type=PLAIN)
+        if kind.lower() != "object" and header_text(value) is None:
+            raise BadRequest("Metadata must be valid UTF-8", content_type=PLAIN)
         count += 1
-        size += len(name.encode()) + len(value.encode())
-        if len(name.encode()) > MAX_META_NAME_LENGTH:
+        size += len(name) + wire_length(value)
+        if len(name) > MAX_META_NAME_LENGTH:
             raise BadRequest(f"Metadata name too long: {prefix}{name}", content_type=PLAIN)
-        if len(value.encode()) > MAX_META_VALUE_LENGTH:
+        if wire_length(value) > MAX_META_VALUE_LENGTH:
             raise BadRequest(f"Metadata value longer than {MAX_META_VALUE_LENGTH}: "
                              f"{prefix}{name}", content_type=PLAIN)
         if count > MAX_META_COUNT:

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 HTML = "text/html; charset=UTF-8"
 REASONS = {  # swift/common/swob.py RESPONSE_REASONS
+    202: ("Accepted", "The request is accepted for processing."),
     400: ("Bad Request", "The server could not comply with the request since it is either "
           "malformed or otherwise incorrect."),
     401: ("Unauthorized", "This server could not verify that you are authorized to access the "
@@ -53,7 +54,7 @@ REASONS = {  # swift/common/swob.py RESPONSE_REASONS
 FIXED_PAGE = frozenset({401, 403, 404})
 
 
-def fixed_page(status: int) -> str:
+def swift_page(status: int) -> str:
     title, explanation = REASONS.get(status, ("Error", ""))
     return f"<html><h1>{title}</h1><p>{explanation}</p></html>"
 
@@ -86,7 +87,7 @@ class SwiftErrors:
                 log.log(logging.WARNING if status >= 500 else logging.DEBUG,
                         "answered %s with Swift's page: %s", status, error.message)
             resp.content_type = HTML
-            resp.text = fixed_page(status)
+            resp.text = swift_page(status)
         if req.method == "HEAD":
             resp.text = ""  # Swift's HEAD answers say Content-Length: 0, not the body's
         if status == 401:

@@ -22,7 +22,7 @@ from soko.object.proxy.controllers.base import (
 from soko.object.proxy.listing_format import listing_content_type, listing_query, render
 from soko.object.proxy.replicas import best_status
 
-PASS_PREFIXES = ("x-account-", "x-timestamp", "x-put-timestamp")
+PASS_PREFIXES = ("x-account-", "x-timestamp")  # not x-put-timestamp: Swift's don't
 
 
 def pass_headers(resp: falcon.Response, headers: dict[str, str], prefixes=PASS_PREFIXES) -> None:

@@ -130,7 +130,7 @@ class ContainerController:
         headers = answer.headers
         if not is_owner(req, account):
             headers = {k: v for k, v in headers.items() if k not in OWNER_ONLY}
-        pass_headers(resp, headers, ("x-container-", "x-timestamp", "x-put-timestamp"))
+        pass_headers(resp, headers, ("x-container-", "x-timestamp"))
         resp.set_header("X-Storage-Policy", DEFAULT_POLICY)
         resp.set_header("Last-Modified",
                         Timestamp.parse(answer.headers.get("x-put-timestamp")).http_date)

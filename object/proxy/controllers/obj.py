@@ -12,7 +12,7 @@ import mimetypes
 import re
 import time
 from collections.abc import Iterator
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes
 
 import falcon
 
@@ -30,6 +30,7 @@ from soko.object.proxy.constraints import (
     MAX_DELETE_AT,
     MAX_FILE_SIZE,
     PLAIN,
+    check_content_type,
     check_metadata,
     check_names,
     check_object_size,
@@ -38,6 +39,7 @@ from soko.object.proxy.controllers.account import user_metadata
 from soko.object.proxy.controllers.base import ProxyState, authorize_container, backend_headers
 from soko.object.proxy.controllers.container import node_address
 from soko.object.proxy.replicas import best_status
+from soko.object.proxy.swift_errors import swift_page
 from soko.object.shared.footer import FOOTER_HEADER, FOOTER_KIND, FOOTER_SIZE, FooterBody
 from soko.object.shared.internal import OBJECT_SYSTEM_HEADERS
 from soko.object.shared.nodeclient import STREAM_CHUNK
@@ -150,6 +152,7 @@ def object_metadata(req: falcon.Request) -> dict[str, str]:
 def content_type(req: falcon.Request, obj: str) -> str:
     given = req.content_type
     if given and (req.get_header("X-Detect-Content-Type") or "").lower() != "true":
+        check_content_type(given)
         return given
     return mimetypes.guess_type(obj)[0] or "application/octet-stream"
 
@@ -218,7 +221,6 @@ class ObjectController:
         if len(etags) == 1:
             resp.set_header("ETag", etags.pop())
         resp.set_header("Last-Modified", timestamp.http_date)
-        resp.set_header("X-Timestamp", timestamp.normal)
 
     def copy(self, req, resp, source: tuple[str, str, str],
              target: tuple[str, str, str]) -> None:
@@ -243,9 +245,11 @@ class ObjectController:
                        int(answer.headers["content-length"]))
         finally:
             answer.close()
-        resp.set_header("X-Copied-From", f"{src_container}/{src_obj}")
-        if src_account != target[0]:
-            resp.set_header("X-Copied-From-Account", src_account)
+        # Quoted, as Swift's copy middleware does: a name may hold any UTF-8 (or a %).
+        resp.set_header("X-Copied-From", quote(f"{src_container}/{src_obj}"))
+        resp.set_header("X-Copied-From-Account", quote(src_account))
+        resp.set_header("X-Copied-From-Last-Modified",
+                        Timestamp.parse(answer.headers["x-timestamp"]).http_date)
 
     def on_copy(self, req, resp, account, container, obj):
         if not req.get_header("Destination"):
@@ -268,6 +272,7 @@ class ObjectController:
         if status == 404:
             raise NotFound("no such object")
         resp.status = falcon.HTTP_202
+        resp.text = swift_page(202)  # Swift's object POST answers swob's page
 
     def on_delete(self, req, resp, account, container, obj):
         check_names(account, container, obj)

@@ -11,11 +11,12 @@ required``); the 401 realm from swob's ``www_authenticate`` and tempauth's
 
 from __future__ import annotations
 
-import http.client
 from urllib.parse import urlsplit
 
 import pytest
 import requests
+
+from tests.object.proxy import raw_http
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 
@@ -28,17 +29,8 @@ def page(title: str, explanation: str) -> str:
 
 
 def raw(cluster, method: str, path: bytes, headers: dict[str, str] | None = None):
-    """A request whose path goes on the wire byte for byte (requests would quote it)."""
-    conn = http.client.HTTPConnection("127.0.0.1", cluster.proxy_port, timeout=10)
-    try:
-        conn.putrequest(method, path.decode("latin-1"), skip_accept_encoding=True)
-        for name, value in (headers or {}).items():
-            conn.putheader(name, value)
-        conn.endheaders()
-        resp = conn.getresponse()
-        return resp.status, resp.reason, resp.getheader("content-type"), resp.read().decode()
-    finally:
-        conn.close()
+    answer = raw_http.raw(cluster.proxy_port, method, path, (headers or {}).items())
+    return answer.status, answer.reason, answer.header("content-type"), answer.text
 
 
 def assert_answer(r, status: int, content_type: str, body: str) -> None:
