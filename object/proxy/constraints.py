@@ -64,9 +64,12 @@ def check_content_type(value: str) -> None:
         raise BadRequest("Invalid Content-Type", content_type=PLAIN)
 
 
-def check_names(account: str, container: str | None = None, obj: str | None = None) -> None:
-    """Name lengths in bytes, with the texts of Swift's account and container controllers and
-    its ``check_object_creation`` (``text/plain`` there)."""
+def check_names(account: str, container: str | None = None, obj: str | None = None, *,
+                creating: bool = False) -> None:
+    """Name lengths in bytes. An account name over the limit is 400 (Swift's account
+    controller); a longer container or object name names nothing that can exist, so 404 —
+    but 400 with Swift's text when the request creates it (the last name given: a
+    container PUT; an object PUT or a COPY's destination, ``check_object_creation``)."""
     if len(account.encode()) > MAX_ACCOUNT_NAME_LENGTH:
         raise BadRequest(f"Account name length of {len(account.encode())} longer than "
                          f"{MAX_ACCOUNT_NAME_LENGTH}")
@@ -74,9 +77,13 @@ def check_names(account: str, container: str | None = None, obj: str | None = No
         if not container:
             raise NotFound()  # ``/v1/<a>//<o>``: Swift's split_path refuses it
         if len(container.encode()) > MAX_CONTAINER_NAME_LENGTH:
+            if not creating or obj is not None:
+                raise NotFound()
             raise BadRequest(f"Container name length of {len(container.encode())} longer than "
                              f"{MAX_CONTAINER_NAME_LENGTH}")
     if obj is not None and len(obj.encode()) > MAX_OBJECT_NAME_LENGTH:
+        if not creating:
+            raise NotFound()
         raise BadRequest(f"Object name length of {len(obj.encode())} longer than "
                          f"{MAX_OBJECT_NAME_LENGTH}", content_type=PLAIN)
 

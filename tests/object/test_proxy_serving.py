@@ -140,7 +140,7 @@ def test_http_layer_refusals_look_like_the_proxys_own_errors(api, quick_proxy):
             (b"GET /v1/AUTH_x HTTP/9.1\r\nHost: x\r\n\r\n", 400),
             (b"GET /v1/AUTH_x/" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
             (b"GET /v1/AUTH_x HTTP/1.1\r\n"
-             + b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 8000) for i in range(110)) + b"\r\n", 431),
+             + b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 100) for i in range(201)) + b"\r\n", 431),
             (b"GET /v1/AUTH_x HTTP/1.1\r\nHost: x\r\n", 408)):
         answer, _ = raw_exchange(quick_proxy, request_bytes)
         got_status, headers, body = parse_answer(answer)

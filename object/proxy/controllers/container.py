@@ -78,7 +78,7 @@ class ContainerController:
 
     def on_put(self, req, resp, account, container):
         require_owner(req, account)
-        check_names(account, container)
+        check_names(account, container, creating=True)
         check_policy(req.get_header("X-Storage-Policy"))
         status = self.write(req, account, container, "PUT", self.container_updates(req))
         if status // 100 != 2:

@@ -166,7 +166,7 @@ class ObjectController:
     # -- writes ----------------------------------------------------------------------------
 
     def on_put(self, req, resp, account, container, obj):
-        check_names(account, container, obj)
+        check_names(account, container, obj, creating=True)
         if authorize_container(self.state, req, account, container, write=True) is None:
             raise NotFound(f"container {container} does not exist")
         if req.get_header("If-None-Match") not in (None, "*"):
@@ -256,7 +256,7 @@ class ObjectController:
             raise PreconditionFailed("Destination header required")
         target = (account_in_header(req, "Destination-Account") or account,
                   *object_in_header(req, "Destination"))
-        check_names(*target)
+        check_names(*target, creating=True)
         if authorize_container(self.state, req, target[0], target[1], write=True) is None:
             raise NotFound(f"container {target[1]} does not exist")
         self.copy(req, resp, (account, container, obj), target)

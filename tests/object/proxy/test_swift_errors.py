@@ -117,3 +117,18 @@ def test_401_names_the_realm(cluster, cluster_api):
         assert_answer(r, 401, HTML, unauthorized)
         assert r.headers["www-authenticate"] == f'Swift realm="{realm}"', url
 
+
+
+def test_names_too_long_to_exist_are_404_unless_created(cluster_api, cluster_container):
+    """Swift checks a container name's length on container PUT and an object name's in
+    ``check_object_creation`` (PUT); any other request for such a name is 404."""
+    api, url = cluster_api, f"{cluster_api.base}/{cluster_container}"
+    long_object, long_container = "n" * 1025, "n" * 257
+    for method in ("GET", "HEAD", "POST", "DELETE"):
+        assert api.request(method, f"{url}/{long_object}").status_code == 404, method
+        assert api.request(method, f"{api.base}/{long_container}").status_code == 404, method
+    assert_answer(api.put(f"{url}/{long_object}", data=b"x"), 400, "text/plain",
+                  "Object name length of 1025 longer than 1024")
+    assert_answer(api.put(f"{api.base}/{long_container}"), 400, HTML,
+                  "Container name length of 257 longer than 256")
+    assert api.put(f"{api.base}/{long_container}/o", data=b"x").status_code == 404
