@@ -56,6 +56,11 @@ def test_non_ascii_metadata_counts_its_bytes_once(target):
                ).status == 201
     over = raw(port, "PUT", c + b"/o", [token, ("X-Object-Meta-E", at_limit + b"e")], b"x")
     assert (over.status, over.text) == (400, "Metadata value longer than 256: x-object-meta-E")
+    # 16 items of a 128-byte name and 64 é (128 bytes): 4096 bytes, Swift's overall limit,
+    # which the container server checks again for what it would store
+    full = [(f"X-Container-Meta-{i:x}{'s' * 127}", ("é" * 64).encode()) for i in range(16)]
+    assert raw(port, "POST", c, [token, *full]).status == 204
+    assert raw(port, "POST", c, [token, *[(k, b"") for k, _ in full]]).status == 204
     bad = raw(port, "POST", c, [token, ("X-Container-Meta-Bad", b"\xff")])
     assert (bad.status, bad.text) == (400, "Metadata must be valid UTF-8")
 

@@ -95,6 +95,9 @@ def test_paths_no_controller_serves(cluster, cluster_api):
     assert raw(cluster, "GET", b"/anything") == bad_url
     assert raw(cluster, "GET", b"/") == (404, "Not Found", HTML, NOT_FOUND)
     assert raw(cluster, "GET", b"/v1//c", token) == (404, "Not Found", HTML, NOT_FOUND)
+    # A "/" in a container name is the path's: container "none", object "d" (none exists)
+    assert raw(cluster, "GET", f"/v1/{account}/none%2Fd".encode(), token) == (
+        404, "Not Found", HTML, NOT_FOUND)
     assert raw(cluster, "GET", f"/v2/{account}".encode(), token) == (
         400, "Bad Request", HTML, page("Bad Request", "The server could not comply with the "
                                        "request since it is either malformed or otherwise "
