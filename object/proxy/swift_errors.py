@@ -6,8 +6,9 @@ Swift answers an error either with a short text (``Non-integer X-Delete-After``,
 ``<html><h1>Not Found</h1><p>The resource could not be found.</p></html>`` (swob's
 ``RESPONSE_REASONS``, whose reason phrases are also its status lines: ``500 Internal Error``).
 So a soko error raised on the proxy carries a message only where Swift has that text. 401,
-403, 404 and 5xx always get the fixed page: Swift words none of them on the paths soko
-serves, and the shared auth code words them for soko's own APIs (the words go to the log).
+403, 404, 408 and 5xx always get the fixed page: Swift words none of them on the paths soko
+serves, and code shared with soko's own APIs (auth, the HTTP layer's timeouts) words them
+for those (the words go to the log).
 A 401 says which realm to authenticate to, as Swift's tempauth sets it.
 """
 
@@ -32,6 +33,8 @@ REASONS = {  # swift/common/swob.py RESPONSE_REASONS
     403: ("Forbidden", "Access was denied to this resource."),
     404: ("Not Found", "The resource could not be found."),
     405: ("Method Not Allowed", "The method is not allowed for this resource."),
+    406: ("Not Acceptable", "The resource is not available in a format acceptable to your "
+          "browser."),
     408: ("Request Timeout", "The server has waited too long for the request to be sent by "
           "the client."),
     409: ("Conflict", "There was a conflict when trying to complete your request."),
@@ -51,7 +54,7 @@ REASONS = {  # swift/common/swob.py RESPONSE_REASONS
           "later time."),
     507: ("Insufficient Storage", "There was not enough space to save the resource."),
 }
-FIXED_PAGE = frozenset({401, 403, 404})
+FIXED_PAGE = frozenset({401, 403, 404, 408})
 
 
 def swift_page(status: int) -> str:
