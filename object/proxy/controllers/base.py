@@ -79,7 +79,7 @@ def refuse_if_bad_request(responses: list, status: int) -> None:
             except (ValueError, KeyError, TypeError):
                 continue
             raise BadRequest(message)
-    raise BadRequest("The storage nodes refused the request")
+    raise BadRequest()  # no text a node gave: Swift's page
 
 
 def backend_headers(req: falcon.Request, timestamp: Timestamp | None = None) -> dict[str, str]:
