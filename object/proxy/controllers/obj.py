@@ -246,10 +246,9 @@ class ObjectController:
         finally:
             answer.close()
         # Quoted, as Swift's copy middleware does: a name may hold any UTF-8 (or a %).
-        resp.set_header("X-Copied-From", quote(f"{src_container}/{src_obj}"))
         resp.set_header("X-Copied-From-Account", quote(src_account))
-        resp.set_header("X-Copied-From-Last-Modified",
-                        Timestamp.parse(answer.headers["x-timestamp"]).http_date)
+        resp.set_header("X-Copied-From", quote(f"{src_container}/{src_obj}"))
+        resp.set_header("X-Copied-From-Last-Modified", answer.headers["last-modified"])
 
     def on_copy(self, req, resp, account, container, obj):
         if not req.get_header("Destination"):
