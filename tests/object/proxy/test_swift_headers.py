@@ -63,3 +63,12 @@ def test_storage_policy_of_a_container(cluster_api, cluster_container):
     assert api.head(f"{api.base}/{cluster_container}-p").status_code == 404
     r = api.put(f"{api.base}/{cluster_container}-p", headers={"X-Storage-Policy": "policy-0"})
     assert r.status_code == 201
+
+
+def test_tempauth_answers_headers_alone(cluster):
+    """Swift's tempauth ``handle_get_token``: the token and storage URL in headers, no body."""
+    answer = raw(cluster.proxy_port, "GET", b"/auth/v1.0",
+                 [("X-Auth-User", "test:tester"), ("X-Auth-Key", "testing123")])
+    assert {k for k, _ in answer.headers} == ALWAYS | {
+        "X-Auth-Token", "X-Storage-Token", "X-Auth-Token-Expires", "X-Storage-Url"}
+    assert (answer.status, answer.header("Content-Type"), answer.body) == (200, SWOB, b"")
