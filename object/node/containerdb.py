@@ -26,6 +26,7 @@ import msgpack
 
 from soko.common.durable import fsync_dir, makedirs_durable
 from soko.object.node.diskfile import name_hash
+from soko.object.shared.header_text import wire_length
 from soko.object.shared.limits import MAX_META_COUNT, MAX_META_OVERALL_SIZE
 from soko.object.shared.timestamps import ZERO, Timestamp
 
@@ -108,7 +109,7 @@ def check_stored_metadata(metadata: dict[str, list]) -> None:
         prefix = next((p for p in USER_META_PREFIXES if key.lower().startswith(p)), None)
         if value and prefix:
             count += 1
-            size += len(key[len(prefix):].encode()) + len(value.encode())
+            size += wire_length(key[len(prefix):]) + wire_length(value)
     if count > MAX_META_COUNT:
         raise MetadataOverLimit(f"Too many metadata items; max {MAX_META_COUNT}")
     if size > MAX_META_OVERALL_SIZE:

@@ -28,6 +28,7 @@ from soko.object.node.containerdb import (
     db_path,
 )
 from soko.object.node.diskfile import Devices
+from soko.object.shared.header_text import header_text
 from soko.object.shared.internal import prefixed_headers, request_timestamp, target_node
 from soko.object.shared.limits import DEFAULT_POLICY
 from soko.object.shared.nodeclient import ConnectionPool, backend_path
@@ -232,7 +233,9 @@ class ContainerObjectResource:
             size = int(req.get_header("X-SIZE") or 0)
         except ValueError:
             raise BadRequest("X-Size: not a number") from None
-        db.merge_object(obj, timestamp, size, req.get_header("X-CONTENT-TYPE") or "",
+        # Listed as text (the proxy lets only UTF-8 content types in).
+        content_type = header_text(req.get_header("X-CONTENT-TYPE") or "") or ""
+        db.merge_object(obj, timestamp, size, content_type,
                         req.get_header("X-ETAG") or "", deleted)
         self.reporter.mark_dirty(db, account, container)
         resp.status = falcon.HTTP_201 if not deleted else falcon.HTTP_204

@@ -15,6 +15,7 @@ import falcon
 from soko.common.app import make_base_app
 from soko.common.auth import AuthMiddleware, TokenValidator
 from soko.common.config import Config
+from soko.common.errors import BadRequest, NotFound, PreconditionFailed
 from soko.object.proxy.access import Access, AccessRules
 from soko.object.proxy.constraints import SWIFT_INFO, check_utf8
 from soko.object.proxy.controllers.account import AccountController
@@ -22,8 +23,12 @@ from soko.object.proxy.controllers.base import ProxyState
 from soko.object.proxy.controllers.container import ContainerController
 from soko.object.proxy.controllers.obj import ObjectController
 from soko.object.proxy.cors import CorsHeaders, CorsRules
+from soko.object.proxy.swift_errors import SWIFT_ERRORS
 from soko.object.shared.nodeclient import ConnectionPool
 from soko.object.shared.rings import load_rings
+
+OWN_PATHS = ("/info", "/healthcheck")
+SWOB_CONTENT_TYPE = "text/html; charset=UTF-8"  # what Swift's answers say by default
 
 
 class Info:
@@ -42,11 +47,23 @@ class Info:
 
 
 class PathCheck:
-    """Refuses a ``/v1`` path that is not valid UTF-8 or holds NUL (412), before routing."""
+    """Swift's answers to paths no controller serves, before routing (its proxy's
+    ``handle_request`` and ``get_controller``, with ``split_path(path, 1, 4, True)``): not
+    valid UTF-8 or holding NUL, 412; an empty segment before the last, 404; no account
+    (``/v1``, ``/v1/``, ``/anything``), 412 ``Bad URL``; an unknown API version, 400."""
 
     def process_request(self, req, resp):
-        if req.env.get("PATH_INFO", "").startswith(("/v1/", "/v1.0/")):
-            check_utf8(req.env["PATH_INFO"])
+        path = req.env.get("PATH_INFO", "")
+        check_utf8(path)
+        if path in OWN_PATHS or path.startswith("/auth/"):
+            return
+        segments = path.split("/", 4)[1:]
+        if path[:1] != "/" or not segments[0] or not all(segments[:-1]):
+            raise NotFound()
+        if len(segments) < 2 or not segments[1]:
+            raise PreconditionFailed("Bad URL")
+        if segments[0] not in SWIFT_INFO["valid_api_versions"]:
+            raise BadRequest()
 
 
 class CloseAfterRefusedBody:
@@ -64,8 +81,32 @@ class CloseAfterRefusedBody:
             resp.set_header("Connection", "close")
 
 
+class SwiftHeaders:
+    """Answers with the headers Swift's have: names title-cased (swob's ``HeaderKeyDict``:
+    ``X-Object-Meta-Color``, ``Etag``; falcon writes lower case), and a 204 with its
+    ``Content-Length: 0`` and swob's default content type (falcon leaves both out).
+    Otherwise the falcon app it wraps."""
+
+    def __init__(self, app: falcon.App):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        def start(status, headers, exc_info=None):
+            headers = [(k.title(), v) for k, v in headers]
+            if status.startswith("204"):
+                names = {k for k, _ in headers}
+                headers += [(k, v) for k, v in (("Content-Type", SWOB_CONTENT_TYPE),
+                                                ("Content-Length", "0")) if k not in names]
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start)
+
+    def __getattr__(self, name):
+        return getattr(self.app, name)
+
+
 def make_app(config: Config, *, validator: TokenValidator | None = None, tempauth=None,
-             rings: dict | None = None, pool: ConnectionPool | None = None) -> falcon.App:
+             rings: dict | None = None, pool: ConnectionPool | None = None):
     """The proxy app; tests inject a validator, tempauth resource, rings or pool."""
     section = config.section("proxy")
     if validator is None:
@@ -83,7 +124,9 @@ def make_app(config: Config, *, validator: TokenValidator | None = None, tempaut
                        Access(AccessRules.from_section(section), validator),
                        CorsRules.from_section(section))
     app = make_base_app(middleware=[CloseAfterRefusedBody(), PathCheck(),
-                                    CorsHeaders(state), AuthMiddleware(validator)])
+                                    CorsHeaders(state), AuthMiddleware(validator)],
+                        errors=SWIFT_ERRORS)
+    app.resp_options.default_media_type = SWOB_CONTENT_TYPE
     app.add_route("/info", Info(state.cors))
     app.add_route("/auth/v1.0", tempauth)
     accounts, containers = AccountController(state), ContainerController(state)
@@ -94,4 +137,4 @@ def make_app(config: Config, *, validator: TokenValidator | None = None, tempaut
         app.add_route(f"/{version}/{{account}}/{{container}}", containers)
         app.add_route(f"/{version}/{{account}}/{{container}}/", containers)
         app.add_route(f"/{version}/{{account}}/{{container}}/{{obj:path}}", objects)
-    return app
+    return SwiftHeaders(app)

@@ -45,7 +45,8 @@ def query_params(req: falcon.Request) -> dict[str, str]:
         try:
             params[name] = unquote_plus(value, errors="strict")
         except UnicodeDecodeError:
-            raise BadRequest(f'"{name}" parameter not valid UTF-8') from None
+            raise BadRequest(f'"{name}" parameter not valid UTF-8',
+                             content_type="text/plain") from None
     return params
 
 

@@ -26,7 +26,7 @@ from soko.object.proxy.cors import preflight
 from soko.object.proxy.listing_format import listing_content_type, listing_query, render
 from soko.object.proxy.replicas import best_status
 
-PASS_PREFIXES = ("x-account-", "x-timestamp", "x-put-timestamp")
+PASS_PREFIXES = ("x-account-", "x-timestamp")  # not x-put-timestamp: Swift's don't
 SYSMETA_PREFIXES = ("x-account-sysmeta-", "x-container-sysmeta-")
 
 

@@ -92,7 +92,7 @@ def refuse_if_bad_request(responses: list, status: int) -> None:
         raise BadRequest(node_message(responses, 400))
 
 
-def node_message(responses: list, status: int) -> str:
+def node_message(responses: list, status: int) -> str | None:
     """The message of the first replica's error answer of this status (the client's
     mistake the replicas agree on, said as a storage node says it)."""
     for response in responses:
@@ -101,7 +101,7 @@ def node_message(responses: list, status: int) -> str:
                 return json.loads(response.body)["error"]["message"]
             except (ValueError, KeyError, TypeError):
                 continue
-    return "The storage nodes refused the request"
+    return None  # no text a node gave: the error's own (Swift's page)
 
 
 def backend_headers(req: falcon.Request, timestamp: Timestamp | None = None) -> dict[str, str]:

@@ -82,7 +82,7 @@ class ContainerController:
 
     def on_put(self, req, resp, account, container):
         owner = authorize_account(self.state, req, account, write=True, container=True)
-        check_names(account, container)
+        check_names(account, container, creating=True)
         check_policy(req.get_header("X-Storage-Policy"))
         status = self.write(req, account, container, "PUT", self.container_updates(req, owner))
         if status // 100 != 2:
@@ -106,8 +106,7 @@ class ContainerController:
         if status == 404:
             raise NotFound("no such container")
         if status == 409:
-            raise Conflict("There was a conflict when trying to complete your request: "
-                           "the container is not empty.")
+            raise Conflict()  # not empty (Swift says no more)
         if status // 100 != 2:
             raise ServiceUnavailable("the container's replicas did not take the delete")
         resp.status = falcon.HTTP_204
@@ -135,8 +134,7 @@ class ContainerController:
             raise NotFound("no such container")
         if answer.status // 100 != 2:
             raise ServiceUnavailable("the container's replicas did not answer")
-        pass_headers(req, resp, answer.headers,
-                     ("x-container-", "x-timestamp", "x-put-timestamp"))
+        pass_headers(req, resp, answer.headers, ("x-container-", "x-timestamp"))
         resp.set_header("X-Storage-Policy", DEFAULT_POLICY)
         resp.set_header("Last-Modified",
                         Timestamp.parse(answer.headers.get("x-put-timestamp")).http_date)

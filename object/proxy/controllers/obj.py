@@ -29,6 +29,8 @@ from soko.common.errors import (
 from soko.object.proxy.constraints import (
     MAX_DELETE_AT,
     MAX_FILE_SIZE,
+    PLAIN,
+    check_content_type,
     check_metadata,
     check_names,
     check_object_size,
@@ -44,6 +46,7 @@ from soko.object.proxy.controllers.base import (
 from soko.object.proxy.controllers.container import node_address
 from soko.object.proxy.cors import preflight
 from soko.object.proxy.replicas import best_status
+from soko.object.proxy.swift_errors import swift_page
 from soko.object.shared.footer import FOOTER_HEADER, FOOTER_KIND, FOOTER_SIZE, FooterBody
 from soko.object.shared.internal import CONTENT_TYPE_OF_304, OBJECT_SYSTEM_HEADERS
 from soko.object.shared.nodeclient import STREAM_CHUNK
@@ -74,10 +77,10 @@ def client_body(req: falcon.Request, length: int | None) -> Iterator[bytes]:
             break
         received += len(chunk)
         if received > MAX_FILE_SIZE:
-            raise PayloadTooLarge(f"objects are at most {MAX_FILE_SIZE} bytes")
+            raise PayloadTooLarge()
         yield chunk
     if length is not None and received < length:
-        raise ClientDisconnect(f"the client sent {received} of {length} bytes")
+        raise ClientDisconnect()
 
 
 def delete_at_header(req: falcon.Request) -> dict[str, str]:
@@ -96,14 +99,14 @@ def delete_at_header(req: falcon.Request) -> dict[str, str]:
     else:
         return {}
     if value <= now:
-        raise BadRequest(f"{name} in past")
+        raise BadRequest(f"{name} in past", content_type=PLAIN)
     return {"X-Delete-At": str(min(value, MAX_DELETE_AT))}
 
 
 def whole_seconds(value: str, name: str) -> int:
     match = re.fullmatch(r"\s*(-?)0*([0-9]+)\s*", value)
     if match is None:
-        raise BadRequest(f"Non-integer {name}")
+        raise BadRequest(f"Non-integer {name}", content_type=PLAIN)
     sign, digits = match.groups()
     magnitude = int(digits) if len(digits) <= 19 else 10**19  # only compared with times
     return -magnitude if sign else magnitude
@@ -161,6 +164,7 @@ def object_metadata(req: falcon.Request) -> dict[str, str]:
 def content_type(req: falcon.Request, obj: str) -> str:
     given = req.content_type
     if given and (req.get_header("X-Detect-Content-Type") or "").lower() != "true":
+        check_content_type(given)
         return given
     return mimetypes.guess_type(obj)[0] or "application/octet-stream"
 
@@ -174,7 +178,7 @@ class ObjectController:
     # -- writes ----------------------------------------------------------------------------
 
     def on_put(self, req, resp, account, container, obj):
-        check_names(account, container, obj)
+        check_names(account, container, obj, creating=True)
         if req.get_header("X-Copy-From") is not None:
             source = (account_in_header(req, "X-Copy-From-Account", empty_is_none=True)
                       or account, *object_in_header(req, "X-Copy-From"))
@@ -183,11 +187,11 @@ class ObjectController:
         if authorize_container(self.state, req, account, container, write=True) is None:
             raise NotFound(f"container {container} does not exist")
         if req.get_header("If-None-Match") not in (None, "*"):
-            raise BadRequest("If-None-Match only supports *")
+            raise BadRequest("If-None-Match only supports *", content_type=PLAIN)
         length = req.content_length
         chunked = "chunked" in (req.get_header("Transfer-Encoding") or "").lower()
         if length is None and not chunked:
-            raise LengthRequired("PUT needs Content-Length or Transfer-Encoding: chunked")
+            raise LengthRequired("Missing Content-Length header.", content_type=PLAIN)
         check_object_size(length)
         headers = {**object_metadata(req), "Content-Type": content_type(req, obj)}
         for name in ("ETag", "If-None-Match"):
@@ -217,9 +221,9 @@ class ObjectController:
                                              headers_for, body, length)
         status = best_status(responses, self.state.objects.replica_count)
         if status == 422:
-            raise Unprocessable("The ETag you sent does not match the MD5 of the body.")
+            raise Unprocessable()
         if status == 412:
-            raise PreconditionFailed("The object exists (If-None-Match: *).")
+            raise PreconditionFailed()
         if status == 409:
             status = 202  # a newer write already won on a quorum: nothing to add
         if status // 100 != 2:
@@ -229,7 +233,6 @@ class ObjectController:
         if len(etags) == 1:
             resp.set_header("ETag", etags.pop())
         resp.set_header("Last-Modified", timestamp.http_date)
-        resp.set_header("X-Timestamp", timestamp.normal)
 
     def copy(self, req, resp, source: tuple[str, str, str],
              target: tuple[str, str, str]) -> None:
@@ -261,6 +264,7 @@ class ObjectController:
                        int(answer.headers["content-length"]))
         finally:
             answer.close()
+        # Quoted, as Swift's copy middleware does: a name may hold any UTF-8 (or a %).
         resp.set_header("X-Copied-From-Account", quote(src_account))
         resp.set_header("X-Copied-From", quote(f"{src_container}/{src_obj}"))
         resp.set_header("X-Copied-From-Last-Modified", answer.headers["last-modified"])
@@ -273,7 +277,7 @@ class ObjectController:
             raise PreconditionFailed("Destination header required")
         target = (account_in_header(req, "Destination-Account") or account,
                   *object_in_header(req, "Destination"))
-        check_names(*target)
+        check_names(*target, creating=True)
         self.copy(req, resp, (account, container, obj), target)
 
     def on_post(self, req, resp, account, container, obj):
@@ -287,6 +291,7 @@ class ObjectController:
         if status == 404:
             raise NotFound("no such object")
         resp.status = falcon.HTTP_202
+        resp.text = swift_page(202)  # Swift's object POST answers swob's page
 
     def on_delete(self, req, resp, account, container, obj):
         check_names(account, container, obj)
@@ -353,7 +358,7 @@ class ObjectController:
         if answer.status == 404:
             raise NotFound("The resource could not be found.")
         if answer.status == 416:
-            raise RangeNotSatisfiable("The Range requested is not available.", headers={
+            raise RangeNotSatisfiable(headers={  # Swift's page
                 key: value for key, value in answer.headers.items()
                 if key.startswith(ANSWER_PREFIXES)})
         if answer.status not in ANSWER_STATUSES:
