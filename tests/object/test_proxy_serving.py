@@ -86,7 +86,9 @@ def test_a_thousand_stalled_clients_do_not_stop_the_proxy(api, cluster, containe
                 started = time.monotonic()
                 r = api.request(method, timeout=5, **kwargs)
                 seconds = time.monotonic() - started
-                assert r.status_code in (200, 201) and seconds < 1.0, (method, r.status_code, seconds)
+                # A proxy the stalls held would not answer before the 5 s timeout; 2.5 s
+                # leaves room for a machine shared with other test runs
+                assert r.status_code in (200, 201) and seconds < 2.5, (method, r.status_code, seconds)
     wait_for(lambda: temp_files(cluster) == [], timeout=10, what="stalled uploads cleaned up")
     assert cluster.object_files(api.account, container, "stalled") == []
 
