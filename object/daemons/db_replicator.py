@@ -15,12 +15,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from soko.object.daemons.replicator import PeerError, call
+from soko.object.daemons.sync_memory import SyncMemory
 from soko.object.node.containerdb import (
     CONNECTIONS,
     AccountDB,
@@ -48,6 +50,7 @@ class DBJob:
 class DBReplicator:
     def __init__(self, node):
         self.node = node
+        self.memory = SyncMemory(node.settings.replicator_verify_interval)
 
     def build_jobs(self) -> list[DBJob]:
         jobs = []
@@ -65,8 +68,8 @@ class DBReplicator:
         return jobs
 
     def run_once(self) -> dict:
-        stats = collections.Counter(dbs=0, rows_sent=0, dbs_created=0, handoffs_reverted=0,
-                                    rows_reclaimed=0, failures=0)
+        stats = collections.Counter(dbs=0, dbs_skipped=0, rows_sent=0, dbs_created=0,
+                                    handoffs_reverted=0, rows_reclaimed=0, failures=0)
         with ThreadPoolExecutor(self.node.settings.replicator_concurrency) as pool:
             for job_stats in pool.map(self.run_job, self.build_jobs()):
                 stats.update(job_stats)
@@ -82,6 +85,10 @@ class DBReplicator:
         stats = collections.Counter()
         if self.node.stop.is_set():
             return stats
+        key, state = job.db.path, file_state(job.db.path)  # before reading: a later write shows
+        if not job.handoff and self.memory.unchanged(key, state):
+            stats["dbs_skipped"] += 1
+            return stats
         try:
             info = job.db.replication_info()
         except NotFoundDB:
@@ -96,6 +103,10 @@ class DBReplicator:
                          peer["device"], exc)
                 stats["failures"] += 1
                 all_synced = False
+        if all_synced and not job.handoff:
+            self.memory.synced(key, state)
+        else:
+            self.memory.forget(key)
         cutoff = Timestamp.parse(time.time() - self.node.settings.reclaim_age)
         stats["rows_reclaimed"] += job.db.reclaim(cutoff)
         if job.handoff and all_synced and \
@@ -125,6 +136,20 @@ class DBReplicator:
                                               "max_seq": rows[-1][-1]})
             point = rows[-1][-1]
             stats["rows_sent"] += len(rows)
+
+
+def file_state(path: Path) -> tuple:
+    """What changes whenever a DB does, read without opening it: its file's and its
+    write-ahead log's identity, size and modification time."""
+    state = []
+    for name in (path, path.with_name(path.name + "-wal")):
+        try:
+            st = os.stat(name)
+        except FileNotFoundError:
+            state.append(None)
+            continue
+        state.append((st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(state)
 
 
 def db_path_on(peer: dict, job: DBJob) -> str:

@@ -28,6 +28,7 @@ from soko.object.shared.timestamps import InvalidTimestamp, Timestamp
 HASHES_FILE = "hashes.msgpack"
 INVALID_FILE = "hashes.invalid"
 LOCK_FILE = ".lock"
+SYNC_REQUEST_FILE = "sync.requested"
 
 
 @contextlib.contextmanager
@@ -50,6 +51,22 @@ def invalidate_suffix(part_dir: Path, suffix: str) -> None:
             os.write(fd, suffix.encode() + b"\n")
         finally:
             os.close(fd)
+
+
+def request_sync(part_dir: Path) -> None:
+    """A peer saw this partition differ from its own: this node's replicator must not skip
+    it next pass (``sync_memory``), as the peer may lack what only this node has."""
+    with contextlib.suppress(FileNotFoundError):
+        os.close(os.open(part_dir / SYNC_REQUEST_FILE, os.O_CREAT | os.O_WRONLY, 0o644))
+
+
+def take_sync_request(part_dir: Path) -> bool:
+    """Whether a peer asked for a sync since the last call (the request is used up)."""
+    try:
+        os.unlink(part_dir / SYNC_REQUEST_FILE)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def newest_is_old_tombstone(names: list[str], reclaim_before: float) -> bool:
