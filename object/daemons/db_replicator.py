@@ -139,16 +139,16 @@ class DBReplicator:
 
 
 def file_state(path: Path) -> tuple:
-    """What changes whenever a DB does, read without opening it: its file's and its
-    write-ahead log's identity, size and modification time."""
+    """What changes whenever a DB does, read without opening it: its file's identity, size
+    and modification time, and its write-ahead log's size and modification time when it
+    holds anything (SQLite recreates and resets an empty log as connections come and go)."""
     state = []
     for name in (path, path.with_name(path.name + "-wal")):
         try:
             st = os.stat(name)
         except FileNotFoundError:
-            state.append(None)
-            continue
-        state.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            st = None
+        state.append((st.st_ino, st.st_size, st.st_mtime_ns) if st and st.st_size else None)
     return tuple(state)
 
 

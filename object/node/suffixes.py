@@ -127,10 +127,30 @@ def read_invalid(part_dir: Path) -> set[str]:
     return {s for s in data.decode().split() if s}
 
 
+def clean_cache(part_dir: Path) -> dict | None:
+    """The cached hashes when nothing invalidated them (None: they need the full path).
+
+    The common case of an idle pass, read without the lock: the cache file is replaced by
+    rename, so it is whole; a write invalidating a suffix after the check is one a moment
+    later, which the next call sees."""
+    try:
+        if os.stat(part_dir / INVALID_FILE).st_size:
+            return None
+    except FileNotFoundError:
+        pass
+    try:
+        hashes = msgpack.unpackb((part_dir / HASHES_FILE).read_bytes())
+    except (FileNotFoundError, ValueError):
+        return None
+    return None if None in hashes.values() else hashes
+
+
 def get_hashes(part_dir: Path, recalculate=(), reclaim_age: float = 7 * 86400.0) -> dict:
     """``{suffix: hash}`` of a partition, recomputing invalidated and ``recalculate``d ones."""
     if not part_dir.is_dir():
         return {}
+    if not recalculate and (cached := clean_cache(part_dir)) is not None:
+        return cached
     with locked(part_dir):
         try:
             hashes = msgpack.unpackb((part_dir / HASHES_FILE).read_bytes())
