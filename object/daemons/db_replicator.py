@@ -45,6 +45,7 @@ class DBJob:
     partition: int
     peers: list[dict]
     handoff: bool
+    state: tuple = ()  # the DB's file_state when this pass looked at it
 
 
 class DBReplicator:
@@ -70,8 +71,15 @@ class DBReplicator:
     def run_once(self) -> dict:
         stats = collections.Counter(dbs=0, dbs_skipped=0, rows_sent=0, dbs_created=0,
                                     handoffs_reverted=0, rows_reclaimed=0, failures=0)
+        due = []
+        for job in self.build_jobs():
+            job.state = file_state(job.db.path)  # before reading it: a later write shows
+            if not job.handoff and self.memory.unchanged(job.db.path, job.state):
+                stats["dbs_skipped"] += 1  # the idle case, decided without a thread
+            else:
+                due.append(job)
         with ThreadPoolExecutor(self.node.settings.replicator_concurrency) as pool:
-            for job_stats in pool.map(self.run_job, self.build_jobs()):
+            for job_stats in pool.map(self.run_job, due):
                 stats.update(job_stats)
         return dict(stats)
 
@@ -85,10 +93,7 @@ class DBReplicator:
         stats = collections.Counter()
         if self.node.stop.is_set():
             return stats
-        key, state = job.db.path, file_state(job.db.path)  # before reading: a later write shows
-        if not job.handoff and self.memory.unchanged(key, state):
-            stats["dbs_skipped"] += 1
-            return stats
+        key, state = job.db.path, job.state
         try:
             info = job.db.replication_info()
         except NotFoundDB:

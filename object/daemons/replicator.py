@@ -30,7 +30,7 @@ from soko.object.daemons.ratelimit import RateLimiter
 from soko.object.daemons.sync_memory import SyncMemory
 from soko.object.node.diskfile import XATTR_NAME, parse_name, remove_stale_temps
 from soko.object.node.replication_server import METADATA_HEADER
-from soko.object.node.suffixes import get_hashes, take_sync_request
+from soko.object.node.suffixes import clean_cache, get_hashes, take_sync_request
 from soko.object.node.walk import entries
 from soko.object.shared.nodeclient import STREAM_CHUNK
 
@@ -61,14 +61,15 @@ def call(pool, peer: dict, path: str, body) -> object:
 @dataclasses.dataclass
 class PartitionJob:
     device: dict  # the local ring device
-    device_path: Path
+    part_dir: Path
     partition: int
     peers: list[dict]  # the other primaries; for a handoff, all of them
     handoff: bool
+    forced: bool = False  # a handoff, or a peer asked: synced even if unchanged
 
     @property
-    def part_dir(self) -> Path:
-        return self.device_path / "objects" / str(self.partition)
+    def key(self) -> tuple[int, int]:
+        return self.device["id"], self.partition
 
 
 class ObjectReplicator:
@@ -83,11 +84,12 @@ class ObjectReplicator:
         jobs = []
         for dev, device_path in self.node.mounted_devices("object"):
             remove_stale_temps(device_path)
-            parts = [e.name for e in entries(device_path / "objects") if e.name.isdigit()]
-            for name in parts:
-                primaries = ring.get_part_nodes(int(name))
+            for entry in entries(device_path / "objects"):
+                if not entry.name.isdigit():
+                    continue
+                primaries = ring.get_part_nodes(int(entry.name))
                 peers = [p for p in primaries if p["id"] != dev["id"]]
-                jobs.append(PartitionJob(dev, device_path, int(name), peers,
+                jobs.append(PartitionJob(dev, Path(entry.path), int(entry.name), peers,
                                          handoff=len(peers) == len(primaries)))
         return jobs
 
@@ -95,9 +97,17 @@ class ObjectReplicator:
         stats = collections.Counter(partitions=0, partitions_skipped=0, suffixes_synced=0,
                                     objects_moved=0, bytes_moved=0, handoffs_reverted=0,
                                     failures=0)
-        jobs = self.build_jobs()
+        due = []
+        for job in self.build_jobs():
+            if job.handoff or take_sync_request(job.part_dir):
+                job.forced = True
+            elif (cached := clean_cache(job.part_dir)) is not None and \
+                    self.memory.unchanged(job.key, cached):
+                stats["partitions_skipped"] += 1  # the idle case, decided without a thread
+                continue
+            due.append(job)
         with ThreadPoolExecutor(self.settings.replicator_concurrency) as pool:
-            for job_stats in pool.map(self.run_job, jobs):
+            for job_stats in pool.map(self.run_job, due):
                 stats.update(job_stats)
         return dict(stats)
 
@@ -107,10 +117,9 @@ class ObjectReplicator:
             return stats
         reclaim = self.settings.reclaim_age
         local = get_hashes(job.part_dir, reclaim_age=reclaim)
-        key = (job.device["id"], job.partition)
-        asked = take_sync_request(job.part_dir)
-        if not (job.handoff or asked) and self.memory.unchanged(key, local):
-            stats["partitions_skipped"] += 1
+        key = job.key
+        if not job.forced and self.memory.unchanged(key, local):
+            stats["partitions_skipped"] += 1  # rehashed, to the same hashes
             return stats
         stats["partitions"] += 1
         all_synced = True

@@ -27,7 +27,7 @@ class DaemonsSection:
     replicator_concurrency: int = 4  # partitions replicated in parallel
     # A partition or DB unchanged since its last sync is skipped, and verified with every
     # peer at a random moment within this many seconds (sync_memory); 0: every pass
-    replicator_verify_interval: float = 600.0
+    replicator_verify_interval: float = 3600.0
     replicator_bytes_per_second: int = 100 << 20  # pushed by one node; 0: unlimited
     reclaim_age: float = 7 * 86400.0  # object tombstones older than this are removed
     auditor_bytes_per_second: int = 10 << 20  # read while checking MD5s; 0: unlimited

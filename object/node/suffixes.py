@@ -63,7 +63,7 @@ def request_sync(part_dir: Path) -> None:
 def take_sync_request(part_dir: Path) -> bool:
     """Whether a peer asked for a sync since the last call (the request is used up)."""
     try:
-        os.unlink(part_dir / SYNC_REQUEST_FILE)
+        os.unlink(os.path.join(part_dir, SYNC_REQUEST_FILE))
     except FileNotFoundError:
         return False
     return True
@@ -133,13 +133,15 @@ def clean_cache(part_dir: Path) -> dict | None:
     The common case of an idle pass, read without the lock: the cache file is replaced by
     rename, so it is whole; a write invalidating a suffix after the check is one a moment
     later, which the next call sees."""
+    part_dir = os.fspath(part_dir)  # string paths: this runs for every partition, every pass
     try:
-        if os.stat(part_dir / INVALID_FILE).st_size:
+        if os.stat(os.path.join(part_dir, INVALID_FILE)).st_size:
             return None
     except FileNotFoundError:
         pass
     try:
-        hashes = msgpack.unpackb((part_dir / HASHES_FILE).read_bytes())
+        with open(os.path.join(part_dir, HASHES_FILE), "rb") as f:
+            hashes = msgpack.unpackb(f.read())
     except (FileNotFoundError, ValueError):
         return None
     return None if None in hashes.values() else hashes
