@@ -351,17 +351,24 @@ class ListingDB:
                 "metadata": msgpack.unpackb(raw), "max_seq": max_seq}
 
     def merge_info(self, info: dict[str, Any]) -> None:
-        """Takes a peer's put/delete times and metadata items where they are newer."""
+        """Takes a peer's put/delete times and metadata items where they are newer.
+
+        Nothing newer, nothing written: a peer's routine sync must not change this DB's
+        files, or the replicators would see every DB as changed on every pass."""
         with self.transaction() as conn:
-            (raw,) = conn.execute("SELECT metadata FROM stat").fetchone()
+            put_ts, delete_ts, raw = conn.execute(
+                "SELECT put_timestamp, delete_timestamp, metadata FROM stat").fetchone()
             metadata = msgpack.unpackb(raw)
-            for key, (value, ts) in info["metadata"].items():
-                if key not in metadata or metadata[key][1] < ts:
-                    metadata[key] = [value, ts]
+            newer = {key: [value, ts] for key, (value, ts) in info["metadata"].items()
+                     if key not in metadata or metadata[key][1] < ts}
+            if not newer and info["put_timestamp"] <= put_ts and \
+                    info["delete_timestamp"] <= delete_ts:
+                return
             conn.execute(
                 "UPDATE stat SET put_timestamp = max(put_timestamp, ?), "
                 "delete_timestamp = max(delete_timestamp, ?), metadata = ?",
-                (info["put_timestamp"], info["delete_timestamp"], msgpack.packb(metadata)))
+                (info["put_timestamp"], info["delete_timestamp"],
+                 msgpack.packb({**metadata, **newer})))
 
     def sync_point(self, remote_uid: str) -> int:
         """The last of ``remote_uid``'s row numbers merged here (-1: none yet)."""

@@ -15,6 +15,7 @@ BENCHMARKS = {
     "snapshot": "soko.tools.bench.snapshot:bench_snapshot",
     "backup": "soko.tools.bench.backup:bench_backup",
     "boot": "soko.tools.bench.boot:bench_boot",
+    "idle": "soko.tools.bench.idle:bench_idle",
 }
 
 
