@@ -15,6 +15,7 @@ import falcon
 from soko.common.app import make_base_app
 from soko.common.auth import AuthMiddleware, TokenValidator
 from soko.common.config import Config
+from soko.object.middleware import pipeline
 from soko.object.proxy.constraints import SWIFT_INFO, check_utf8
 from soko.object.proxy.controllers.account import AccountController
 from soko.object.proxy.controllers.base import ProxyState
@@ -25,14 +26,18 @@ from soko.object.shared.rings import load_rings
 
 
 class Info:
-    """``GET /info``: capabilities and constraints, as Swift clients read them."""
+    """``GET /info``: capabilities and constraints, as Swift clients read them (the
+    pipeline's middlewares add theirs)."""
 
     public = True
 
+    def __init__(self, middlewares: dict[str, dict]):
+        self.body = json.dumps({"swift": {"version": "soko", **SWIFT_INFO}, **middlewares,
+                                "tempauth": {"account_acls": False}})
+
     def on_get(self, req, resp):
         resp.content_type = falcon.MEDIA_JSON
-        resp.text = json.dumps({"swift": {"version": "soko", **SWIFT_INFO},
-                                "tempauth": {"account_acls": False}})
+        resp.text = self.body
 
 
 class PathCheck:
@@ -59,8 +64,9 @@ class CloseAfterRefusedBody:
 
 
 def make_app(config: Config, *, validator: TokenValidator | None = None, tempauth=None,
-             rings: dict | None = None, pool: ConnectionPool | None = None) -> falcon.App:
-    """The proxy app; tests inject a validator, tempauth resource, rings or pool."""
+             rings: dict | None = None, pool: ConnectionPool | None = None):
+    """The proxy: the middleware pipeline (``object/middleware``) in front of the core app;
+    tests inject a validator, tempauth resource, rings or pool."""
     section = config.section("proxy")
     if validator is None:
         from soko.identity.tokens import FernetTokenValidator
@@ -76,7 +82,7 @@ def make_app(config: Config, *, validator: TokenValidator | None = None, tempaut
                        section.container_info_ttl)
     app = make_base_app(middleware=[CloseAfterRefusedBody(), PathCheck(),
                                           AuthMiddleware(validator)])
-    app.add_route("/info", Info())
+    app.add_route("/info", Info(pipeline.swift_info(section.pipeline, section)))
     app.add_route("/auth/v1.0", tempauth)
     accounts, containers = AccountController(state), ContainerController(state)
     objects = ObjectController(state)
@@ -86,4 +92,4 @@ def make_app(config: Config, *, validator: TokenValidator | None = None, tempaut
         app.add_route(f"/{version}/{{account}}/{{container}}", containers)
         app.add_route(f"/{version}/{{account}}/{{container}}/", containers)
         app.add_route(f"/{version}/{{account}}/{{container}}/{{obj:path}}", objects)
-    return app
+    return pipeline.build(app, section.pipeline, section, validator)
