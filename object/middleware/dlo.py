@@ -20,6 +20,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote
 
 from soko.common.errors import BadRequest, SokoError
+from soko.object.middleware.copies import copy_request, copy_whole, source_head
 from soko.object.middleware.segments import Segment, SegmentedBody, stream, within
 from soko.object.middleware.subrequest import (
     Answer,
@@ -70,6 +71,10 @@ class DynamicLargeObjects:
         if path is None:
             return self.app(environ, start_response)
         method = environ["REQUEST_METHOD"]
+        copy = copy_request(environ)
+        if copy is not None and query_value(environ, "multipart-manifest") != "get" and \
+                "x-object-manifest" in source_head(self.app, environ, *copy[:2]).headers:
+            return copy_whole(self, environ, start_response, *copy)
         if method in ("PUT", "POST"):
             check_manifest_header(environ)
         elif method in ("GET", "HEAD") and query_value(environ, "multipart-manifest") != "get":

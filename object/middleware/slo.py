@@ -13,11 +13,20 @@ object (or a range of one, or another SLO), served as their concatenation.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 from collections.abc import Iterator
 
 from soko.common.errors import BadRequest
+from soko.object.middleware.copies import (
+    copied_from,
+    copy_request,
+    copy_whole,
+    object_url,
+    source_head,
+    target_environ,
+)
 from soko.object.middleware.report import accepted_format, report_body
 from soko.object.middleware.segments import (
     Segment,
@@ -95,6 +104,11 @@ class StaticLargeObjects:
             heartbeat = (query_value(environ, "heartbeat") or "").lower() in ("on", "true", "1",
                                                                               "yes")
             return ManifestPut(self, environ, *path, heartbeat).answer(start_response)
+        copy = copy_request(environ)
+        if copy is not None and is_slo(source_head(self.app, environ, *copy[:2]).headers):
+            if mode == "get":
+                return self.copy_manifest(environ, start_response, *copy)
+            return copy_whole(self, environ, start_response, *copy)
         if method == "PUT" and "HTTP_X_STATIC_LARGE_OBJECT" in environ:
             raise BadRequest("X-Static-Large-Object is a reserved header. To create a static "
                              "large object add query param multipart-manifest=put.")
@@ -212,6 +226,21 @@ class StaticLargeObjects:
                                                       "swift_bytes", "slo_etag")),
             ("Etag", hashlib.md5(raw).hexdigest()), ("Content-Length", str(len(raw)))])
         return [] if method == "HEAD" else [raw]
+
+    def copy_manifest(self, environ, start_response, version: str, source, target):
+        """A copy of the manifest, not of the data (``?multipart-manifest=get``): the
+        manifest put again at the target, as it was put, its segments checked again."""
+        raw = subrequest(self, environ, "GET", object_url(version, source),
+                         query="multipart-manifest=get&format=raw", source="COPY")
+        if raw.status != 200:
+            start_response(raw.status_line, raw.header_list)
+            return raw.body
+        body = raw.read(self.max_manifest_size)
+        env = target_environ(environ, version, target, raw, query="multipart-manifest=put")
+        env.update({"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))})
+        answer = call(self, env)
+        start_response(answer.status_line, copied_from(answer.header_list, source, target))
+        return answer.body
 
     # -- delete ----------------------------------------------------------------------------
 

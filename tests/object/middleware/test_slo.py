@@ -215,3 +215,25 @@ def test_vanished_or_changed_segment_fails_the_get(api, c):
         for chunk in r.iter_content(65536):
             received += chunk
     assert len(received) < 900_000 and bytes(received) == b"".join(parts)[:len(received)]
+
+
+def test_copies_of_an_slo(api, c):
+    entries = put_segments(api, c, PARTS)
+    api.put(f"{c}/big?multipart-manifest=put", data=json.dumps(entries),
+            headers={"X-Object-Meta-Color": "red"})
+    name = c.rsplit("/", 1)[1]
+    r = api.put(f"{c}/flat", headers={"X-Copy-From": f"{name}/big"})
+    assert r.status_code == 201, r.text
+    assert r.headers["etag"] == md5(WHOLE) and r.headers["x-copied-from"] == f"{name}/big"
+    r = api.get(f"{c}/flat")
+    assert r.content == WHOLE and "x-static-large-object" not in r.headers
+    assert r.headers["x-object-meta-color"] == "red"
+    r = api.request("COPY", f"{c}/big", headers={"Destination": f"{name}/flat2"})
+    assert r.status_code == 201 and api.get(f"{c}/flat2").content == WHOLE
+    r = api.request("COPY", f"{c}/big?multipart-manifest=get",
+                    headers={"Destination": f"{name}/manifest-copy"})
+    assert r.status_code == 201, r.text
+    r = api.get(f"{c}/manifest-copy")
+    assert r.content == WHOLE and r.headers["x-static-large-object"] == "True"
+    assert r.headers["x-object-meta-color"] == "red"
+    assert api.head(f"{c}/manifest-copy").headers["etag"] == api.head(f"{c}/big").headers["etag"]
