@@ -11,6 +11,7 @@ import logging
 
 from soko.common.app import TRANS_ID_HEADER, TRANS_ID_PATTERN, new_trans_id
 from soko.common.auth import AUTH_ENVIRON_KEY, TokenValidator
+from soko.common.config import ConfigError
 from soko.common.errors import SokoError
 from soko.common.service import import_ref
 from soko.object.shared.internal import OBJECT_SYSMETA_PREFIX
@@ -30,7 +31,7 @@ HIDDEN_ENVIRON_PREFIXES = tuple("HTTP_" + p.upper().replace("-", "_") for p in H
 def check_names(names: list[str]) -> None:
     unknown = [name for name in names if name not in MIDDLEWARES]
     if unknown:
-        raise ValueError(f"[proxy] pipeline: unknown middleware {unknown[0]!r} "
+        raise ConfigError(f"[proxy] pipeline: unknown middleware {unknown[0]!r} "
                          f"(known: {', '.join(MIDDLEWARES)})")
 
 

@@ -7,6 +7,8 @@ import hashlib
 
 import pytest
 
+from tests.object.test_cluster import Api
+
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 
 PARTS = [b"x" * 3, b"y" * 4, b"z" * 5]
@@ -64,8 +66,6 @@ def test_manifest_get_and_bad_header(api, c):
 def test_segments_need_the_callers_read_access(api, cluster, c):
     """A DLO in a readable container, naming a container the reader may not list: the
     reader gets no segment bytes (sub-requests act as the caller)."""
-    from tests.object.test_cluster import Api
-
     url = dlo(api, c)
     other = Api(api.base, cluster.auth("other:otheruser")[1])
     assert other.get(url).status_code == 403

@@ -9,6 +9,8 @@ import json
 import pytest
 import requests
 
+from tests.object.test_cluster import Api
+
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 
 
@@ -237,3 +239,24 @@ def test_copies_of_an_slo(api, c):
     assert r.content == WHOLE and r.headers["x-static-large-object"] == "True"
     assert r.headers["x-object-meta-color"] == "red"
     assert api.head(f"{c}/manifest-copy").headers["etag"] == api.head(f"{c}/big").headers["etag"]
+
+
+def test_segments_are_read_as_the_caller(api, cluster, c):
+    """A manifest the caller may read whose segments sit in a container the caller may not
+    read serves none of their bytes (segments are read with the caller's rights), and the
+    caller cannot make a manifest of them either."""
+    private = put_segments(api, c, PARTS)
+    reader = Api(api.base, cluster.auth("other:otheruser")[1])
+    name = c.rsplit("/", 1)[1]
+    # a manifest in a container they may read, whose segments sit in one they may not
+    shared = f"{api.base}/shared-{name}"
+    api.put(shared, headers={"X-Container-Read": "other:otheruser"})
+    api.put(f"{shared}/big?multipart-manifest=put", data=json.dumps(private))
+    assert api.get(f"{shared}/big").content == WHOLE
+    r = reader.get(f"{shared}/big")
+    assert r.status_code == 409 and WHOLE[:10] not in r.content
+    assert reader.head(f"{shared}/big").status_code == 200  # the manifest itself is theirs to see
+    api.post(shared, headers={"X-Container-Write": "other:otheruser"})
+    r = reader.put(f"{shared}/steal?multipart-manifest=put", data=json.dumps(private))
+    assert r.status_code == 400 and r.text.count("403 Forbidden") == len(PARTS)
+    assert reader.head(f"{shared}/steal").status_code == 404
