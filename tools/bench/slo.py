@@ -22,8 +22,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from soko.common.cli.output import emit_rows
-from soko.tools.bench.object import authenticate
+from soko.tools.bench.object import authenticate, cluster_options, emit_report
 
 CHUNK = 1 << 20
 
@@ -164,19 +163,12 @@ def bench_cluster(auth: str, user: str, key: str, size: int, segment: int, concu
 
 
 @click.command("slo")
-@click.option("--auth", required=True, help="Auth v1.0 URL, e.g. http://127.0.0.1:8080/auth/v1.0")
-@click.option("--user", required=True, help="<project>:<user>")
-@click.option("--key", required=True)
-@click.option("--peer-auth", help="A second cluster (e.g. a Swift all-in-one) to compare with.")
-@click.option("--peer-user")
-@click.option("--peer-key")
+@cluster_options
 @click.option("--size-mib", default=1024, show_default=True)
 @click.option("--segment-mib", default=100, show_default=True)
 @click.option("--concurrency", default=2, show_default=True, help="Segment PUTs at a time.")
 @click.option("--proxy-match", help="Sample soko's proxy RSS: text in its command line.")
 @click.option("--peer-proxy-match", help="The same for the peer's proxy.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False),
-              help="Also write the results as JSON here.")
 def bench_slo(auth, user, key, peer_auth, peer_user, peer_key, size_mib, segment_mib,
               concurrency, proxy_match, peer_proxy_match, json_path) -> None:
     """An SLO of --size-mib in --segment-mib segments up and down, vs one object."""
@@ -196,7 +188,4 @@ def bench_slo(auth, user, key, peer_auth, peer_user, peer_key, size_mib, segment
             row["peer proxy RSS MiB"] = f"{theirs['proxy_rss_mib']:.0f}"
             row["ratio"] = f"{mine['mb_per_s'] / theirs['mb_per_s']:.2f}x"
         rows.append(row)
-    emit_rows(rows, list(rows[0]), "table")
-    if json_path:
-        with open(json_path, "w") as f:
-            json.dump(report, f, indent=2)
+    emit_report(rows, report, json_path)
