@@ -18,7 +18,7 @@ import json
 import logging
 from collections.abc import Iterator
 
-from soko.common.errors import BadRequest
+from soko.common.errors import BadRequest, Conflict
 from soko.object.middleware.copies import (
     copied_from,
     copy_request,
@@ -145,7 +145,10 @@ class StaticLargeObjects:
                            [*base, ("Content-Type", content_type),
                             ("Content-Length", str(length))])
             return []
-        entries = self.manifest_entries(answer)
+        try:
+            entries = self.manifest_entries(answer)
+        except SegmentError as error:
+            raise Conflict(f"{'/'.join(path[2:])}: {error}") from None
         account_path = "/".join(("", path[0], path[1]))
         trans_id = environ.get("HTTP_X_TRANS_ID")
         name = "/".join(path[2:])
