@@ -39,11 +39,14 @@ class RssSampler:
     def rss(self) -> int:
         total = 0
         for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():  # not the bench
+                continue
             try:
-                if proc.name.isdigit() and self.match in (proc / "cmdline").read_bytes(
-                        ).replace(b"\0", b" ").decode(errors="replace"):
-                    total += int((proc / "statm").read_text().split()[1]) * os.sysconf(
-                        "SC_PAGE_SIZE")
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                    errors="replace")
+                if self.match in cmdline:
+                    pages = int((proc / "statm").read_text().split()[1])
+                    total += pages * os.sysconf("SC_PAGE_SIZE")
             except OSError:
                 continue
         return total
