@@ -1,9 +1,9 @@
 """Sub-requests a middleware makes to the app below it, as the caller.
 
 A sub-request keeps who the caller is (the auth context the pipeline's front put in the
-environ, the token and ``Referer`` for container ACLs) and the transaction id, and nothing
-else of the caller's request: no Range, no If-*, no body. ``swift.source`` names the
-middleware that made it (for logs), as in Swift.
+environ, the token, a service token, ``Referer`` for container ACLs) and the transaction id,
+and nothing else of the caller's request: no Range, no If-*, no body. ``swift.source``
+names the middleware that made it (for logs), as in Swift.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from urllib.parse import parse_qs
 
 from soko.object.shared.nodeclient import STREAM_CHUNK
 
-CALLER_HEADERS = frozenset({"HTTP_X_AUTH_TOKEN", "HTTP_REFERER", "HTTP_X_TRANS_ID", "HTTP_HOST",
-                            "HTTP_USER_AGENT"})
+CALLER_HEADERS = frozenset({"HTTP_X_AUTH_TOKEN", "HTTP_X_SERVICE_TOKEN", "HTTP_REFERER",
+                            "HTTP_X_TRANS_ID", "HTTP_HOST", "HTTP_USER_AGENT"})
 SOURCE_KEY = "swift.source"
 
 
