@@ -46,6 +46,10 @@ from soko.object.shared.footer import (
 )
 from soko.object.shared.internal import (
     CONTENT_TYPE_OF_304,
+    ETAG_IS_AT_HEADER,
+    IGNORE_RANGE_HEADER,
+    OBJECT_POST_HEADERS,
+    OBJECT_SYSMETA_PREFIX,
     OBJECT_SYSTEM_HEADERS,
     prefixed_headers,
     request_timestamp,
@@ -84,7 +88,8 @@ def object_headers(state: ObjectState) -> dict[str, str]:
     """The response headers a GET/HEAD of this object carries."""
     meta = state.metadata
     headers = {k: v for k, v in meta.items()
-               if k.startswith("X-Object-Meta-") or k in OBJECT_SYSTEM_HEADERS}
+               if k.startswith(("X-Object-Meta-", OBJECT_SYSMETA_PREFIX))
+               or k in OBJECT_SYSTEM_HEADERS}
     changed = meta.get("X-Post-Timestamp", meta["X-Timestamp"])  # a POST modifies it (Swift)
     headers.update({
         "Content-Type": meta.get("Content-Type", "application/octet-stream"),
@@ -95,6 +100,24 @@ def object_headers(state: ObjectState) -> dict[str, str]:
         "Accept-Ranges": "bytes",
     })
     return headers
+
+
+def condition_etag(req: falcon.Request, metadata: dict[str, str]) -> str:
+    """What If-Match/If-None-Match compare with: the ETag, or the first metadata a
+    middleware named in ``X-Backend-Etag-Is-At`` that this object has."""
+    for name in (req.get_header(ETAG_IS_AT_HEADER) or "").split(","):
+        if name.strip().title() in metadata:
+            return metadata[name.strip().title()]
+    return metadata["ETag"]
+
+
+def requested_range(req: falcon.Request, metadata: dict[str, str]) -> str | None:
+    """The Range header, unless the object has metadata a middleware said makes it want
+    the whole object (``X-Backend-Ignore-Range-If-Metadata-Present``)."""
+    names = (req.get_header(IGNORE_RANGE_HEADER) or "").split(",")
+    if any(name.strip().title() in metadata for name in names if name.strip()):
+        return None
+    return req.get_header("RANGE")
 
 
 class ObjectResource:
@@ -150,6 +173,7 @@ class ObjectResource:
                 "Content-Length": str(writer.size),
                 "ETag": etag,
                 **prefixed_headers(req, "X-OBJECT-META-"),
+                **prefixed_headers(req, OBJECT_SYSMETA_PREFIX.upper()),
                 **{h: req.get_header(h) for h in OBJECT_SYSTEM_HEADERS if req.get_header(h)},
             }
             writer.commit(timestamp, "data", metadata)
@@ -178,7 +202,7 @@ class ObjectResource:
         if state.timestamp >= timestamp:
             raise Conflict("a newer write exists")
         metadata = {"X-Timestamp": timestamp.normal, **prefixed_headers(req, "X-OBJECT-META-")}
-        metadata.update({h: req.get_header(h) for h in OBJECT_SYSTEM_HEADERS
+        metadata.update({h: req.get_header(h) for h in OBJECT_POST_HEADERS
                          if req.get_header(h)})
         # Swift's fast POST: a type it sets stays until another POST sets one (the .data
         # keeps its own); the listing shows it, and the POST's time as last modified.
@@ -213,7 +237,8 @@ class ObjectResource:
         headers = object_headers(state)
         size = int(state.metadata["Content-Length"])
         last_modified = math.ceil(Timestamp.parse(headers["X-Timestamp"]).seconds)
-        status = precondition_status(req.headers, headers["ETag"], last_modified)
+        status = precondition_status(req.headers, condition_etag(req, state.metadata),
+                                     last_modified)
         if status is not None:
             # No body. Swift's 304 says the object's type (WSGI allows no Content-Type on a
             # 304: it goes as a backend header); its 412 has neither type nor ranges.
@@ -230,7 +255,7 @@ class ObjectResource:
             resp.content_length = size
             return
         try:
-            ranges = parse_range(req.get_header("RANGE"), size)
+            ranges = parse_range(requested_range(req, state.metadata), size)
         except Unsatisfiable:
             resp.set_headers(headers)
             resp.status = falcon.HTTP_416

@@ -16,6 +16,7 @@ from soko.common.app import make_base_app
 from soko.common.auth import AuthMiddleware, TokenValidator
 from soko.common.config import Config
 from soko.common.errors import BadRequest, NotFound, PreconditionFailed
+from soko.object.middleware import pipeline
 from soko.object.proxy.access import Access, AccessRules
 from soko.object.proxy.constraints import SWIFT_INFO, check_utf8
 from soko.object.proxy.controllers.account import AccountController
@@ -32,18 +33,20 @@ SWOB_CONTENT_TYPE = "text/html; charset=UTF-8"  # what Swift's answers say by de
 
 
 class Info:
-    """``GET /info``: capabilities and constraints, as Swift clients read them."""
+    """``GET /info``: capabilities and constraints, as Swift clients read them (the
+    pipeline's middlewares add theirs)."""
 
     public = True
 
-    def __init__(self, cors: CorsRules):
+    def __init__(self, cors: CorsRules, middlewares: dict[str, dict]):
         self.cors = cors
+        self.middlewares = middlewares
 
     def on_get(self, req, resp):
         resp.content_type = falcon.MEDIA_JSON
         resp.text = json.dumps({
             "swift": {"version": "soko", "strict_cors_mode": self.cors.strict, **SWIFT_INFO},
-            "tempauth": {"account_acls": True}})
+            **self.middlewares, "tempauth": {"account_acls": True}})
 
 
 class PathCheck:
@@ -107,7 +110,8 @@ class SwiftHeaders:
 
 def make_app(config: Config, *, validator: TokenValidator | None = None, tempauth=None,
              rings: dict | None = None, pool: ConnectionPool | None = None):
-    """The proxy app; tests inject a validator, tempauth resource, rings or pool."""
+    """The proxy: the middleware pipeline (``object/middleware``) in front of the core app;
+    tests inject a validator, tempauth resource, rings or pool."""
     section = config.section("proxy")
     if validator is None:
         from soko.identity.tokens import FernetTokenValidator
@@ -127,7 +131,7 @@ def make_app(config: Config, *, validator: TokenValidator | None = None, tempaut
                                     CorsHeaders(state), AuthMiddleware(validator)],
                         errors=SWIFT_ERRORS)
     app.resp_options.default_media_type = SWOB_CONTENT_TYPE
-    app.add_route("/info", Info(state.cors))
+    app.add_route("/info", Info(state.cors, pipeline.swift_info(section.pipeline, section)))
     app.add_route("/auth/v1.0", tempauth)
     accounts, containers = AccountController(state), ContainerController(state)
     objects = ObjectController(state)
@@ -137,4 +141,4 @@ def make_app(config: Config, *, validator: TokenValidator | None = None, tempaut
         app.add_route(f"/{version}/{{account}}/{{container}}", containers)
         app.add_route(f"/{version}/{{account}}/{{container}}/", containers)
         app.add_route(f"/{version}/{{account}}/{{container}}/{{obj:path}}", objects)
-    return SwiftHeaders(app)
+    return SwiftHeaders(pipeline.build(app, section.pipeline, section, validator))

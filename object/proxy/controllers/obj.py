@@ -48,14 +48,23 @@ from soko.object.proxy.cors import preflight
 from soko.object.proxy.replicas import best_status
 from soko.object.proxy.swift_errors import swift_page
 from soko.object.shared.footer import FOOTER_HEADER, FOOTER_KIND, FOOTER_SIZE, FooterBody
-from soko.object.shared.internal import CONTENT_TYPE_OF_304, OBJECT_SYSTEM_HEADERS
+from soko.object.shared.internal import (
+    CONTENT_TYPE_OF_304,
+    ETAG_IS_AT_HEADER,
+    IGNORE_RANGE_HEADER,
+    OBJECT_SYSMETA_PREFIX,
+    OBJECT_SYSTEM_HEADERS,
+)
 from soko.object.shared.nodeclient import STREAM_CHUNK
 from soko.object.shared.ranges import etag_set
 from soko.object.shared.timestamps import Timestamp
 
-READ_HEADERS = ("Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since")
+READ_HEADERS = ("Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since",
+                ETAG_IS_AT_HEADER, IGNORE_RANGE_HEADER)
+# System metadata goes up to the middlewares; the pipeline's front keeps it from clients.
 ANSWER_PREFIXES = ("x-object-meta-", "etag", "last-modified", "x-timestamp", "accept-ranges",
-                   "content-range", "content-disposition", "content-encoding", "x-delete-at")
+                   "content-range", "content-disposition", "content-encoding", "x-delete-at",
+                   "x-object-manifest", "x-static-large-object", OBJECT_SYSMETA_PREFIX.lower())
 ANSWER_STATUSES = (200, 206, 304, 412)
 
 
@@ -151,12 +160,15 @@ def account_in_header(req: falcon.Request, header: str, *,
 
 
 def object_metadata(req: falcon.Request) -> dict[str, str]:
-    """The metadata a PUT or POST sets: user metadata and Swift's settable system headers."""
+    """The metadata a PUT or POST sets: user metadata, Swift's settable system headers and
+    the system metadata of the middlewares (storage nodes take on a POST what a POST may
+    change)."""
     check_metadata(req.headers, "object")
     headers = user_metadata(req, "X-Object-Meta-")
-    for name in OBJECT_SYSTEM_HEADERS[:2]:
-        if req.get_header(name) is not None:
+    for name in OBJECT_SYSTEM_HEADERS:
+        if name != "X-Delete-At" and req.get_header(name) is not None:
             headers[name] = req.get_header(name)
+    headers.update(user_metadata(req, OBJECT_SYSMETA_PREFIX))
     headers.update(delete_at_header(req))
     return headers
 
