@@ -140,7 +140,7 @@ def test_auditor_pass_goes_on_when_a_partition_vanishes_under_it(node):
                                      headers=ts(i)).status_code == 201
     context = types.SimpleNamespace(
         settings=DaemonsSection(auditor_bytes_per_second=0, auditor_files_per_second=0),
-        stop=threading.Event(),
+        stop=threading.Event(), background=False,
         mounted_devices=lambda kind: [({}, node.device)] if kind == "object" else [])
     auditor = Auditor(context)
     walked = sorted(os.listdir(node.device / "objects"))
