@@ -1,4 +1,5 @@
-"""The compute service's persistent state: flavors, instances and their volume attachments.
+"""The compute service's persistent state: flavors, instances, their volume attachments
+and their NICs.
 
 An instance row is the durable record of what must exist on the hypervisor: its vm_state
 says whether its domain should run; a task_state with an owner says which process is in the
@@ -66,3 +67,22 @@ class Attachment(Base):
     boot: Mapped[bool] = mapped_column(Boolean, default=False)
     delete_on_termination: Mapped[bool] = mapped_column(Boolean, default=False)
     connection_info: Mapped[dict | None] = mapped_column(JSON)  # once attached
+
+
+class Vif(Base):
+    """A NIC of an instance: its port on the network service and where the tap is plugged
+    (recorded, so the domain is defined again after ``soko down`` without asking anyone).
+    ``created``: compute made the port, so it goes with the server; a port the user gave
+    is only unbound."""
+
+    __tablename__ = "vifs"
+
+    port_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    server_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("instances.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)  # the guest's eth0, eth1, ...
+    network_id: Mapped[str] = mapped_column(String(36))
+    mac: Mapped[str] = mapped_column(String(17))
+    bridge: Mapped[str] = mapped_column(String(15))
+    tap: Mapped[str] = mapped_column(String(15))
+    created: Mapped[bool] = mapped_column(Boolean, default=True)

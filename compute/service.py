@@ -28,6 +28,7 @@ class ComputeConfig(ServerSection):
     database_url: str | None = None  # default: sqlite in <data_dir>/compute/
     # The block API without the project (http://host:8776); empty: the [block] section's.
     block_url: str = ""
+    net_url: str = ""  # the network API (http://host:9696); empty: the [net] section's
     libvirt_uri: str = "qemu:///system"
     virt_type: str = "auto"  # auto (kvm where a probe shows it works, else qemu/TCG) | kvm | qemu
     domain_prefix: str = "soko-"  # every domain soko-compute owns is named <prefix><server id>

@@ -74,8 +74,10 @@ def leg_of(s: Session, port: Port) -> Leg:
 
 class HostAgent:
     def __init__(self, *, sessions: sessionmaker[Session], driver: NetworkDriver,
-                 lock_path: Path, default_dns: list[str] | None = None):
+                 lock_path: Path, default_dns: list[str] | None = None,
+                 host_gateway_cidr: str = ""):
         self.sessions = sessions
+        self.host_gateway_cidr = host_gateway_cidr
         self.driver = driver
         self.lock_path = lock_path
         self.default_dns = tuple(default_dns) if default_dns else tuple(host_resolvers())
@@ -112,7 +114,17 @@ class HostAgent:
                       for a in p.fixed_ips if a.subnet_id in dhcp_subnets)
         return NetworkSpec(id=network.id, mtu=network.mtu, subnets=subnets,
                            dhcp=leg_of(s, dhcp) if dhcp is not None and dhcp_subnets else None,
-                           hosts=hosts)
+                           hosts=hosts, host_address=self.host_address(network))
+
+    def host_address(self, network: Network) -> str | None:
+        """The gateway of the external subnet on ``host_gateway_cidr`` (``soko up``'s
+        ``public``), held by the host so it reaches floating IPs, as devstack's br-ex."""
+        if not network.external or not self.host_gateway_cidr:
+            return None
+        for sub in network.subnets:
+            if sub.cidr == self.host_gateway_cidr and sub.gateway_ip:
+                return f"{sub.gateway_ip}/{ipaddress.ip_network(sub.cidr).prefixlen}"
+        return None
 
     def router_spec(self, s: Session, router_id: str) -> RouterSpec | None:
         router = s.get(Router, router_id)

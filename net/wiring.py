@@ -35,7 +35,7 @@ def make_manager(config: Config) -> NetManager:
     sessions = make_sessionmaker(engine)
     driver = LinuxDriver(cloud_id(config), state_dir, section.dhcp_lease_seconds)
     agent = HostAgent(sessions=sessions, driver=driver, lock_path=state_dir / "host.lock",
-                      default_dns=section.default_dns)
+                      default_dns=section.default_dns, host_gateway_cidr=section.public_cidr)
     return NetManager(sessions=sessions, agent=agent, mtu=section.mtu,
                       quotas=Quotas(networks=section.quota_networks, ports=section.quota_ports,
                                     routers=section.quota_routers,
@@ -52,9 +52,12 @@ def start(config: Config, manager: NetManager) -> None:
 
 
 def bootstrap(config: Config) -> list[str]:
+    from soko.net.defaults import ensure_default_networks
+
     manager = make_manager(config)
+    made = ensure_default_networks(config, manager)
     manager.agent.reconcile()
-    return [f"net: cloud id {cloud_id(config)} (bridges brq{cloud_id(config)}*, namespaces "
+    return made + [f"net: cloud id {cloud_id(config)} (bridges brq{cloud_id(config)}*, namespaces "
             f"qdhcp-{cloud_id(config)}-*, qrouter-{cloud_id(config)}-*)"]
 
 

@@ -49,6 +49,9 @@ class NetworkSpec:
     subnets: tuple[SubnetSpec, ...]
     dhcp: Leg | None  # None: no subnet has DHCP on
     hosts: tuple[HostEntry, ...]
+    # "ip/prefixlen" the host itself holds on the bridge: the default external network's
+    # gateway, so the host reaches floating IPs (devstack's br-ex address); None: none.
+    host_address: str | None = None
 
 
 @dataclass(frozen=True)

@@ -154,13 +154,15 @@ class LinuxDriver:
         server = DhcpServer(self.dhcp_dir, spec.id, namespace, self.lease_seconds)
         if spec.dhcp is None:
             with IPRoute() as ipr:
-                self.ensure_bridge(ipr, spec.id, spec.mtu)
+                bridge = self.ensure_bridge(ipr, spec.id, spec.mtu)
+                sync_addresses(ipr, bridge, (spec.host_address,) if spec.host_address else ())
             server.stop()
             self.remove_namespace(namespace)
             return
         device = inner_name("ns", spec.dhcp.port_id)
         with self.sockets(namespace) as (ipr, ns):
             bridge = self.ensure_bridge(ipr, spec.id, spec.mtu)
+            sync_addresses(ipr, bridge, (spec.host_address,) if spec.host_address else ())
             self.plug(ipr, ns, namespace, spec.dhcp, device, bridge)
             unplug_others(ns, keep={device})
         server.apply(spec, device)
