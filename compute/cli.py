@@ -400,24 +400,20 @@ def add_floating() -> None:
 @click.argument("server_ref", metavar="SERVER")
 @click.argument("address", metavar="IP")
 @click.option("--fixed-ip-address", help="Which of the server's addresses (default: its "
-              "oldest port's).")
+              "first NIC's).")
 @pass_client
 def add_floating_ip(client, server_ref, address, fixed_ip_address):
     """Forward floating IP (an allocated address, see `soko floating ip create`) to SERVER."""
     found, ports, net = server_ports(client, server_ref)
-    port = ports[0]
-    if fixed_ip_address:
-        port = next((p for p in ports if any(a["ip_address"] == fixed_ip_address
-                                             for a in p["fixed_ips"])), None)
-        if port is None:
-            raise click.ClickException(f"server {found['id']} has no address "
-                                       f"{fixed_ip_address}")
+    fixed = fixed_ip_address or next((a["addr"] for listed in found["addresses"].values()
+                                      for a in listed if a["OS-EXT-IPS:type"] == "fixed"), None)
+    port = next((p for p in ports if any(a["ip_address"] == fixed for a in p["fixed_ips"])),
+                None)
+    if port is None:
+        raise click.ClickException(f"server {found['id']} has no address {fixed}")
     fip = net.find("floatingips", address, "floating_ip_address")
-    body = {"port_id": port["id"]}
-    if fixed_ip_address:
-        body["fixed_ip_address"] = fixed_ip_address
-    net.update("floatingips", fip["id"], body)
-    click.echo(f"floating IP {fip['floating_ip_address']} -> server {found['id']}")
+    net.update("floatingips", fip["id"], {"port_id": port["id"], "fixed_ip_address": fixed})
+    click.echo(f"floating IP {fip['floating_ip_address']} -> server {found['id']} ({fixed})")
 
 
 @server_remove.group("floating")

@@ -123,8 +123,6 @@ def network_topology(client, fmt):
     """Networks, routers, ports and instances as a tree."""
     import json
 
-    from rich.console import Console
-
     from soko.net.topology import render, topology
 
     lists = {plural: client.call("GET", f"/v2.0/{plural}")[plural]
@@ -134,7 +132,7 @@ def network_topology(client, fmt):
     if fmt == "json":
         click.echo(json.dumps(tree, indent=2))
     else:
-        Console(soft_wrap=True).print(render(tree))
+        click.echo(render(tree))
 
 
 def server_names(client: NetClient) -> dict[str, str]:

@@ -4,8 +4,6 @@ they join, so the path from an instance to the outside reads top to bottom."""
 
 from __future__ import annotations
 
-from rich.tree import Tree
-
 from soko.net.models import (
     OWNER_COMPUTE,
     OWNER_DHCP,
@@ -47,13 +45,14 @@ def topology(networks: list[dict], subnets: list[dict], ports: list[dict],
         for n in networks]}
 
 
-def render(tree: dict) -> Tree:
-    root = Tree("networks")
+def render(tree: dict) -> str:
+    """The tree as text, one line per network and per thing plugged into it."""
+    lines = []
     for net in tree["networks"]:
         flags = " external" if net["external"] else (" shared" if net["shared"] else "")
-        branch = root.add(f"network {net['name'] or '-'} ({net['id']}){flags} "
-                          f"{', '.join(net['cidrs']) or 'no subnet'}")
-        for port in net["ports"]:
+        lines.append(f"network {net['name'] or '-'} ({net['id']}){flags} "
+                     f"{', '.join(net['cidrs']) or 'no subnet'}")
+        for i, port in enumerate(net["ports"]):
             label = f"{port['kind']} {port['name'] or '-'}"
             if port["kind"] in ("router", "server"):
                 label += f" ({port['device_id']})"
@@ -64,5 +63,5 @@ def render(tree: dict) -> Tree:
                 label += f" {port['mac']}"
             if port.get("floating_ips"):
                 label += f", floating {', '.join(port['floating_ips'])}"
-            branch.add(label)
-    return root
+            lines.append(("└── " if i == len(net["ports"]) - 1 else "├── ") + label)
+    return "\n".join(lines)

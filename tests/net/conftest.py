@@ -74,7 +74,7 @@ def real_net(tmp_path: Path):
     veth, dnsmasq and NAT table of that cloud is gone (asserted)."""
     require_tools("ip", "dnsmasq", "iptables-restore", "sysctl")
     config = Config(data_dir=tmp_path, sections={"net": NetConfig(
-        cloud_id=uuid.uuid4().hex[:4])})
+        cloud_id=uuid.uuid4().hex[:4], public_cidr="")})  # tests plug their own outside at the gateway
     manager = wiring.make_manager(config)
     client = falcon.testing.TestClient(make_app(config, validator=FixedTokens(),
                                                 manager=manager))

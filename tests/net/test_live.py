@@ -37,7 +37,7 @@ def live(tmp_path):
     data_dir.mkdir()
     (data_dir / "soko.toml").write_text(
         f"[identity]\nport = {free_port()}\nscrypt_log2_n = 10\n"
-        f"[net]\nport = {free_port()}\nworkers = 2\n")
+        f"[net]\nport = {free_port()}\nworkers = 2\npublic_cidr = \"\"\n")
     config = services.load(None, data_dir)
     bootstrap(config)
     try:
