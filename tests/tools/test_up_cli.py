@@ -53,8 +53,25 @@ def loops_under(path) -> list[str]:
     return found
 
 
+def net_left(data_dir) -> list[str]:
+    """What of the cloud's tenant networks is still on the host: namespaces, bridges, taps
+    and veths, security-group chains, dnsmasq."""
+    from soko.net.service import cloud_id
+    from tests.net.plumbing import dnsmasq_pids
+
+    cloud = cloud_id(services.load(None, data_dir))
+    left = [n for n in os.listdir("/run/netns") if f"-{cloud}-" in n] \
+        if os.path.isdir("/run/netns") else []
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    left += [word.rstrip(":").split("@")[0] for word in links.split()
+             if word.startswith((f"brq{cloud}", f"tap{cloud}"))]
+    rules = subprocess.run(["iptables", "-S"], capture_output=True, text=True).stdout
+    left += [line for line in rules.splitlines() if f"sk{cloud}" in line]
+    return left + [f"dnsmasq {pid}" for pid in dnsmasq_pids(data_dir)]
+
+
 def nothing_left(data_dir) -> bool:
-    return not mounts_under(data_dir) and not loops_under(data_dir)
+    return not mounts_under(data_dir) and not loops_under(data_dir) and not net_left(data_dir)
 
 
 def test_up_status_ctrl_c(up_env, data_dir):
