@@ -135,32 +135,53 @@ def net_client(client: ComputeClient):
     return client.peer(NetClient, LOGIN[0])
 
 
-def requested_networks(client: ComputeClient, nics, networks, ports) -> list | str | None:
-    """Nova's ``networks`` from ``--nic`` (in order), then ``--network``, then ``--port``."""
-    if not (nics or networks or ports):
+class NicsInOrder(click.Command):
+    """Remembers the order of --nic, --network and --port as given: they become the guest's
+    eth0, eth1, ... (click groups an option's values together)."""
+
+    NIC_OPTIONS = ("nics", "networks", "ports")
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        _, _, order = self.make_parser(ctx).parse_args(args=list(args))
+        ctx.meta["nic_order"] = [p.name for p in order if p.name in self.NIC_OPTIONS]
+        return super().parse_args(ctx, args)
+
+
+def requested_networks(client: ComputeClient, given: dict[str, tuple]) -> list | str | None:
+    """Nova's ``networks`` from ``--nic``, ``--network`` and ``--port``, in their order."""
+    if not any(given.values()):
         return None
+    nics = given["nics"]
     if any(n in ("auto", "none") for n in nics):
-        if len(nics) != 1 or networks or ports:
+        if len(nics) != 1 or given["networks"] or given["ports"]:
             raise click.UsageError("--nic auto and --nic none stand alone")
         return nics[0]
     net = net_client(client)
+    pending = {name: iter(values) for name, values in given.items()}
     entries = []
-    for nic in nics:
-        given = pairs(nic, "--nic")
-        if set(given) - {"net-id", "v4-fixed-ip", "port-id"} or \
-                ("net-id" in given) == ("port-id" in given):
-            raise click.BadParameter("expected net-id=NET[,v4-fixed-ip=IP] or port-id=PORT",
-                                     param_hint="--nic")
-        if "port-id" in given:
-            entries.append({"port": net.find("ports", given["port-id"])["id"]})
-            continue
-        entry = {"uuid": net.find("networks", given["net-id"])["id"]}
-        if "v4-fixed-ip" in given:
-            entry["fixed_ip"] = given["v4-fixed-ip"]
-        entries.append(entry)
-    entries += [{"uuid": net.find("networks", ref)["id"]} for ref in networks]
-    entries += [{"port": net.find("ports", ref)["id"]} for ref in ports]
+    for name in click.get_current_context().meta["nic_order"]:
+        value = next(pending[name])
+        if name == "networks":
+            entries.append({"uuid": net.find("networks", value)["id"]})
+        elif name == "ports":
+            entries.append({"port": net.find("ports", value)["id"]})
+        else:
+            entries.append(nic_entry(net, value))
     return entries
+
+
+def nic_entry(net, spec: str) -> dict:
+    given = pairs(spec, "--nic")
+    if set(given) - {"net-id", "v4-fixed-ip", "port-id"} or \
+            ("net-id" in given) == ("port-id" in given):
+        raise click.BadParameter("expected net-id=NET[,v4-fixed-ip=IP] or port-id=PORT",
+                                 param_hint="--nic")
+    if "port-id" in given:
+        return {"port": net.find("ports", given["port-id"])["id"]}
+    entry = {"uuid": net.find("networks", given["net-id"])["id"]}
+    if "v4-fixed-ip" in given:
+        entry["fixed_ip"] = given["v4-fixed-ip"]
+    return entry
 
 
 def image_id(client: ComputeClient, ref: str) -> str:
@@ -169,7 +190,7 @@ def image_id(client: ComputeClient, ref: str) -> str:
     return ref if UUID_RE.match(ref) else client.peer(ImageClient).find(ref)["id"]
 
 
-@server.command("create")
+@server.command("create", cls=NicsInOrder)
 @click.argument("name")
 @click.option("--flavor", "flavor_ref", required=True, help="Flavor id or name.")
 @click.option("--volume", "volume_ref", help="Boot from this existing bootable volume.")
@@ -191,8 +212,8 @@ def image_id(client: ComputeClient, ref: str) -> str:
 @pass_client
 def create(client, name, flavor_ref, volume_ref, image_ref, boot_volume_size,
            delete_on_termination, nics, networks, ports, groups, wait, fmt):
-    """Boot server NAME from a volume (--volume) or from an image (--image), with NICs
-    from --nic (in order), then --network, then --port."""
+    """Boot server NAME from a volume (--volume) or from an image (--image), with a NIC
+    for each --nic, --network and --port, in the order given."""
     if bool(volume_ref) == bool(image_ref):
         raise click.UsageError("give exactly one of --volume and --image")
     if image_ref and not boot_volume_size:
@@ -206,7 +227,8 @@ def create(client, name, flavor_ref, volume_ref, image_ref, boot_volume_size,
                        "block_device_mapping_v2": [{
                            **mapping, "boot_index": 0, "destination_type": "volume",
                            "delete_on_termination": delete_on_termination}]}}
-    requested = requested_networks(client, nics, networks, ports)
+    requested = requested_networks(client, {"nics": nics, "networks": networks,
+                                            "ports": ports})
     if requested is not None:
         body["server"]["networks"] = requested
     if groups:
