@@ -337,6 +337,9 @@ class NetManager:
         def work() -> Port:
             with session_scope(self.sessions) as s:
                 network = NETWORKS.one(s, auth, network_id)
+                if not (owned(auth, network) or network.shared):  # an external one is seen
+                    raise Forbidden(f"(rule:create_port) network {network.id} is another "
+                                    "project's and not shared: use a floating IP on it")
                 project = body.project(auth)
                 check_quota(s, Port, project, self.quotas.ports, "port")
                 security = body.flag("port_security_enabled", network.port_security_enabled)

@@ -138,6 +138,7 @@ def test_bad_network_requests_are_refused_and_leave_nothing(wired, topology):
         ([{"uuid": private, "fixed_ip": "10.0.0.300"}], None, 400, "not an IPv4 address"),
         ([{"uuid": private}, {"port": bound["id"]}], None, 409, "still in use"),
         ([{"port": GONE}], None, 400, f"Port {GONE} could not be found"),
+        ([{"uuid": topology["public"]}], None, 400, "use a floating IP"),
         ([{"uuid": private}], [{"name": "nope"}], 400, "Security group nope not found"),
         ([{"uuid": private, "port": mine}], None, 400, "exactly one of uuid"),
         ("everything", None, 400, '"auto", "none" or a non-empty list'),

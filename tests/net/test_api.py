@@ -214,3 +214,14 @@ def test_a_port_bound_to_a_server_cannot_be_deleted_or_taken_by_another(client, 
                                json={"port": {"device_id": "", "device_owner": ""}})
     assert resp.status_code == 200 and resp.json["port"]["device_id"] == ""
     assert client.simulate_delete(f"/v2.0/ports/{port['id']}", headers=A).status_code == 204
+
+
+def test_an_external_network_takes_no_tenant_port(client, manager):
+    external = public(client)
+    before = counts(manager)
+    resp = client.simulate_post("/v2.0/ports", headers=A,
+                                json={"port": {"network_id": external["id"]}})
+    assert resp.status_code == 403 and "use a floating IP" in resp.text
+    assert counts(manager) == before
+    assert client.simulate_post("/v2.0/ports", headers=ADMIN, json={
+        "port": {"network_id": external["id"]}}).status_code == 201
