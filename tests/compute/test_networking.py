@@ -18,7 +18,9 @@ from click.testing import CliRunner
 from pyroute2.netns import listnetns
 
 from soko.common.config import Config
+from soko.image.guest_files import READY_MARKER
 from soko.tools.cli import cli
+from tests.compute.conftest import wait_console
 from tests.support import free_port, require_tools, served, wait_for
 
 pytestmark = pytest.mark.privileged
@@ -195,6 +197,15 @@ def test_the_servers_ports_are_bound_to_it_in_order(wired, server):
     assert first["fixed_ips"][0]["ip_address"] == "10.0.0.10"
     assert first["security_groups"] == second["security_groups"] == [wired.ids["web"]]
     assert mine["name"] == "mine" and mine["security_groups"] != [wired.ids["web"]]
+
+
+def test_the_guest_takes_its_fixed_ip_by_dhcp_through_its_tap(wired, server):
+    """The test guest runs a DHCP client on its first NIC: dnsmasq's answer crosses the
+    bridge and the port's chains (DHCP in, anti-spoofing out) to the tap."""
+    first = wired.compute.networking.vifs([server["id"]])[0]
+    text = wait_console(wired.stack.driver, server["id"], READY_MARKER, timeout=300)
+    ready = next(line for line in text.splitlines() if READY_MARKER in line)
+    assert f"ip=10.0.0.10 mac={first.mac}" in ready, ready
 
 
 def test_each_nic_is_a_tap_named_for_its_port_on_the_networks_bridge(wired, server):
