@@ -27,7 +27,7 @@ from soko.image.guest_files import READY_MARKER
 from soko.tools.up import read_state
 from tests.compute.conftest import guest_exec, require_libvirt, wait_console
 from tests.support import port_env, require_tools, wait_for
-from tests.tools.test_up_cli import nothing_left
+from tests.tools.test_up_cli import left_on_host, wait_nothing_left
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 
@@ -134,13 +134,12 @@ def left_behind(cloud: Cloud, server: dict) -> list[str]:
     if Tgtadm(0).is_serving():
         iqn = volume_iqn(server["volume_id"])
         left += [f"target {t.iqn}" for t in Tgtadm(0).targets() if t.iqn == iqn]
-    if not nothing_left(cloud.data_dir):
-        left.append(f"a mount or loop device of {cloud.data_dir}")
+    left += left_on_host(cloud.data_dir)
     return left
 
 
 def stopped_cleanly(cloud: Cloud, server: dict) -> None:
-    wait_for(lambda: nothing_left(cloud.data_dir), what="loop devices to detach once unmounted")
+    wait_nothing_left(cloud.data_dir)
     assert left_behind(cloud, server) == []
     assert read_state(cloud.data_dir) is None
     # The guest powered itself off (agent or ACPI): it was not forced off.

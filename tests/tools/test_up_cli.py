@@ -70,8 +70,21 @@ def net_left(data_dir) -> list[str]:
     return left + [f"dnsmasq {pid}" for pid in dnsmasq_pids(data_dir)]
 
 
+def left_on_host(data_dir) -> list[str]:
+    return mounts_under(data_dir) + loops_under(data_dir) + net_left(data_dir)
+
+
 def nothing_left(data_dir) -> bool:
-    return not mounts_under(data_dir) and not loops_under(data_dir) and not net_left(data_dir)
+    return not left_on_host(data_dir)
+
+
+def wait_nothing_left(data_dir, timeout: float = 30) -> None:
+    """Until the stopped cloud left nothing on the host (a loop device detaches a moment
+    after its unmount); a failure names what is still there."""
+    try:
+        wait_for(lambda: nothing_left(data_dir), timeout=timeout, what="soko's leftovers")
+    except pytest.fail.Exception:
+        pytest.fail(f"left on the host after {timeout:.0f} s: {left_on_host(data_dir)}")
 
 
 def test_up_status_ctrl_c(up_env, data_dir):
@@ -95,7 +108,7 @@ def test_up_status_ctrl_c(up_env, data_dir):
     assert "soko stopped." in out
     assert not any(alive(pid) for pid in pids)
     assert read_state(data_dir) is None
-    wait_for(lambda: nothing_left(data_dir), what="mounts and loop devices to go")
+    wait_nothing_left(data_dir)
 
 
 def test_detach_status_down(up_env, data_dir):
@@ -111,7 +124,7 @@ def test_detach_status_down(up_env, data_dir):
     assert not nothing_left(data_dir)
     soko("down", env=up_env)
     assert not any(alive(pid) for pid in pids)
-    wait_for(lambda: nothing_left(data_dir), what="mounts and loop devices to go")
+    wait_nothing_left(data_dir)
     status = soko("status", env=up_env, check=False)
     assert status.returncode != 0 and "nothing is running" in status.stderr
 
