@@ -58,6 +58,18 @@ class FloatingPair:
 
 
 @dataclass(frozen=True)
+class MetadataEntry:
+    """An instance's address behind a router, and what the metadata proxy says of it:
+    ``ports`` are the facts of the instance's ports (address, subnet, MAC, floating IP)
+    that compute's metadata API builds ``network_data.json`` from."""
+
+    ip: str
+    instance_id: str
+    project_id: str
+    ports: tuple[dict, ...]
+
+
+@dataclass(frozen=True)
 class RouterSpec:
     id: str
     interfaces: tuple[Leg, ...]
@@ -65,6 +77,7 @@ class RouterSpec:
     gateway_nexthop: str | None  # the external subnet's gateway: the default route
     snat_cidrs: tuple[str, ...]  # tenant subnets translated to the gateway address
     floating: tuple[FloatingPair, ...]
+    metadata: tuple[MetadataEntry, ...] = ()  # the instances on its tenant subnets
 
 
 @dataclass(frozen=True)
@@ -100,6 +113,9 @@ class NetworkDriver(Protocol):
         """The router's namespace, its legs, routes and NAT table."""
 
     def remove_router(self, router_id: str) -> None: ...
+
+    def apply_metadata(self, router_id: str, entries: tuple[MetadataEntry, ...]) -> None:
+        """Who the router's metadata proxy answers for (a port came, went or moved)."""
 
     def remove_orphans(self, network_ids: set[str], router_ids: set[str]) -> None:
         """Removes this cloud's networks and routers that are not in the given sets."""

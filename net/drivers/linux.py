@@ -25,10 +25,17 @@ from pathlib import Path
 from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
-from soko.net.drivers.base import Leg, NetworkSpec, PortFirewall, RouterSpec
+from soko.net.drivers.base import (
+    Leg,
+    MetadataEntry,
+    NetworkSpec,
+    PortFirewall,
+    RouterSpec,
+)
 from soko.net.drivers.dnsmasq import DhcpServer
 from soko.net.drivers.firewall import Firewall
-from soko.net.drivers.iptables import nat_rules, restore_table
+from soko.net.drivers.iptables import metadata_rules, nat_rules, restore_table
+from soko.net.drivers.metadata import MetadataProxy
 
 log = logging.getLogger("soko.net.driver")
 
@@ -82,11 +89,14 @@ def index_of(ipr, ifname: str) -> int | None:
 
 
 class LinuxDriver:
-    def __init__(self, cloud: str, state_dir: Path, lease_seconds: int = 86400):
+    def __init__(self, cloud: str, state_dir: Path, lease_seconds: int = 86400,
+                 metadata: MetadataProxy | None = None, metadata_port: int = 9697):
         self.names = Names(cloud)
         self.firewall = Firewall(cloud, self.names.tap)
         self.dhcp_dir = state_dir / "dhcp"
         self.lease_seconds = lease_seconds
+        self.metadata = metadata or MetadataProxy(state_dir / "metadata", "", None)
+        self.metadata_port = metadata_port
 
     def bridge_name(self, network_id: str) -> str:
         return self.names.bridge(network_id)
@@ -197,9 +207,24 @@ class LinuxDriver:
             default_route(ns, gateway_dev, spec.gateway_nexthop)
         rules = [] if gateway_dev is None else nat_rules(gateway_dev, gateway_ip,
                                                          spec.snat_cidrs, spec.floating)
+        serves_metadata = self.metadata.enabled and bool(spec.interfaces)
+        if serves_metadata:
+            rules = metadata_rules(self.metadata_port) + rules
         restore_table(namespace, "nat", rules)
+        if serves_metadata:
+            self.apply_metadata(spec.id, spec.metadata)
+        else:
+            self.metadata.stop_serving(namespace)
+
+    def apply_metadata(self, router_id: str, entries: tuple[MetadataEntry, ...]) -> None:
+        """The proxy listens on ``metadata_port`` in the router's namespace, where the NAT
+        table sends guests' 169.254.169.254:80."""
+        namespace = self.names.router_namespace(router_id)
+        if namespace in netns.listnetns():
+            self.metadata.serve(namespace, ("0.0.0.0", self.metadata_port), entries)
 
     def remove_router(self, router_id: str) -> None:
+        self.metadata.stop_serving(self.names.router_namespace(router_id))
         self.remove_namespace(self.names.router_namespace(router_id))
 
     # -- reconcile ----------------------------------------------------------------------
@@ -220,6 +245,7 @@ class LinuxDriver:
                 if entry.name not in network_ids:
                     DhcpServer(self.dhcp_dir, entry.name, "", self.lease_seconds).stop()
                     shutil.rmtree(entry, ignore_errors=True)
+        self.metadata.keep_only({names.router_namespace(r) for r in router_ids})
         wanted = {names.bridge(n) for n in network_ids}
         with IPRoute() as ipr:
             for link in ipr.get_links():

@@ -1,0 +1,158 @@
+"""The metadata proxy for real: namespaces standing in for instances (plugged as their
+ports' taps, addressed by DHCP) ask 169.254.169.254 through their router, and compute's
+metadata API (in-process, over loopback HTTP) answers for the instance the proxy found."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+import falcon.testing
+import pytest
+
+from soko.common.config import Config
+from soko.common.db import make_engine, make_sessionmaker, session_scope
+from soko.common.procs import find_pids
+from soko.compute import api as compute_api
+from soko.compute.manager import ComputeManager, Settings
+from soko.compute.models import Base, Instance
+from soko.compute.service import ComputeConfig
+from soko.net import wiring
+from soko.net.api import make_app
+from soko.net.service import NetConfig
+from tests.block.fakes import FixedTokens
+from tests.net.plumbing import dhcp, in_ns
+from tests.support import require_tools, served, wait_for
+
+pytestmark = pytest.mark.privileged
+
+A = {"X-Auth-Token": "tok-a"}
+
+
+def fetch(namespace: str, path: str, headers: dict | None = None) -> tuple[int, str]:
+    """A guest's GET to the metadata address (curl: a Python client's start-up alone
+    costs a second on a loaded host)."""
+    argv = ["curl", "-s", "-m", "10", "-w", "\n%{http_code}"]
+    for name, value in (headers or {}).items():
+        argv += ["-H", f"{name}: {value}"]
+    out = in_ns(namespace, *argv, f"http://169.254.169.254{path}", timeout=20).stdout
+    body, _, status = out.rpartition("\n")
+    return int(status), body.rstrip("\n")
+
+
+def proxy_pids(data_dir) -> list[int]:
+    found = []
+    for pid in find_pids("python3") + find_pids("python"):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"soko.net.metadata_proxy" in cmdline and str(data_dir).encode() in cmdline:
+            found.append(pid)
+    return found
+
+
+@pytest.fixture
+def cloud(tmp_path):
+    """soko-net with the real driver and compute's metadata API, one data dir (so one
+    shared secret); at the end no namespace, bridge or proxy of it is left."""
+    require_tools("ip", "dnsmasq", "iptables-restore", "udhcpc", "curl")
+    engine = make_engine(f"sqlite:///{tmp_path / 'compute.db'}")
+    Base.metadata.create_all(engine)
+    compute = ComputeManager(sessions=make_sessionmaker(engine), driver=None,
+                             settings=Settings(block_url="", image_url="", initiator="iqn.x"),
+                             background=lambda work: None)
+    compute_config = Config(data_dir=tmp_path, sections={"compute": ComputeConfig()})
+    with served(compute_api.make_app(compute_config, validator=FixedTokens(),
+                                     manager=compute)) as compute_url:
+        config = Config(data_dir=tmp_path, sections={"net": NetConfig(
+            cloud_id=uuid.uuid4().hex[:4], metadata_url=compute_url)})
+        manager = wiring.make_manager(config)
+        client = falcon.testing.TestClient(make_app(config, validator=FixedTokens(),
+                                                    manager=manager))
+        try:
+            yield SimpleNamespace(config=config, manager=manager, client=client,
+                                  driver=manager.agent.driver, compute=compute)
+        finally:
+            wiring.teardown(config)
+    assert not proxy_pids(tmp_path), "the metadata proxy outlived soko down"
+
+
+def call(client, method, path, body=None, status=None):
+    resp = client.simulate_request(method, path, headers=A, json=body)
+    assert resp.status_code == (status or {"POST": 201}.get(method, 200)), resp.text
+    return resp.json
+
+
+def add_instance(cloud, name: str) -> str:
+    instance_id = str(uuid.uuid4())
+    with session_scope(cloud.compute.sessions) as s:
+        s.add(Instance(id=instance_id, project_id="proj-a", user_id="user-proj-a", name=name,
+                       flavor_id="1", vcpus=1, ram=512, vm_state="active",
+                       key_name="k", key_data=f"ssh-ed25519 AAAA {name}"))
+    return instance_id
+
+
+def test_guests_get_their_own_metadata_and_nothing_else(cloud, netns, plugs, tmp_path):
+    client = cloud.client
+    net = call(client, "POST", "/v2.0/networks", {"network": {"name": "private"}})["network"]
+    subnet = call(client, "POST", "/v2.0/subnets", {"subnet": {
+        "network_id": net["id"], "cidr": "10.0.0.0/24"}})["subnet"]
+    router = call(client, "POST", "/v2.0/routers", {"router": {"name": "r"}})["router"]
+    call(client, "PUT", f"/v2.0/routers/{router['id']}/add_router_interface",
+         {"subnet_id": subnet["id"]})
+    guests = {}
+    for name in ("vm-a", "vm-b"):
+        instance_id = add_instance(cloud, name)
+        port = call(client, "POST", "/v2.0/ports", {"port": {
+            "network_id": net["id"], "device_id": instance_id,
+            "device_owner": "compute:nova"}})["port"]
+        namespace = netns("soko-inst")
+        plugs.plug(namespace, cloud.driver.bridge_name(net["id"]), mac=port["mac_address"],
+                   host_end=cloud.driver.tap_name(port["id"]))
+        dhcp(namespace, tmp_path / f"{name}.lease")
+        guests[name] = SimpleNamespace(id=instance_id, ns=namespace, port=port)
+    a, b = guests["vm-a"], guests["vm-b"]
+
+    status, body = fetch(a.ns, "/openstack/latest/meta_data.json")
+    assert status == 200, body
+    meta = json.loads(body)
+    assert (meta["uuid"], meta["hostname"]) == (a.id, "vm-a")
+    assert meta["public_keys"] == {"k": "ssh-ed25519 AAAA vm-a"}
+    assert fetch(b.ns, "/latest/meta-data/instance-id") == (200, b.id)
+    assert fetch(a.ns, "/latest/meta-data/local-ipv4") == (
+        200, a.port["fixed_ips"][0]["ip_address"])
+    network_data = json.loads(fetch(a.ns, "/openstack/latest/network_data.json")[1])
+    assert network_data["links"][0]["ethernet_mac_address"] == a.port["mac_address"]
+
+    # Whatever a guest claims in headers, it gets its own instance.
+    forged = {"X-Instance-ID": b.id, "X-Tenant-ID": "proj-a", "X-Forwarded-For":
+              b.port["fixed_ips"][0]["ip_address"], "X-Instance-ID-Signature": "0" * 64}
+    assert fetch(a.ns, "/latest/meta-data/instance-id", forged) == (200, a.id)
+    # An address no instance's port holds (plugged without a port) gets nothing.
+    stranger = netns("soko-stranger")
+    plugs.plug(stranger, cloud.driver.bridge_name(net["id"]), address="10.0.0.200/24")
+    in_ns(stranger, "ip", "route", "add", "default", "via", "10.0.0.1")
+    assert fetch(stranger, "/openstack/latest/meta_data.json")[0] == 404
+
+    # A port given to another device moves the answer with it (the map follows the DB).
+    call(client, "PUT", f"/v2.0/ports/{b.port['id']}", {"port": {"device_id": ""}})
+    assert fetch(b.ns, "/latest/meta-data/instance-id")[0] == 404
+
+    # Killed hard, the proxy is back after the next reconcile, and only once.
+    [pid] = proxy_pids(tmp_path)
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not proxy_pids(tmp_path), what="the killed proxy to go")
+    cloud.manager.agent.reconcile()
+    cloud.manager.agent.reconcile()
+    assert len(proxy_pids(tmp_path)) == 1
+    assert fetch(a.ns, "/latest/meta-data/instance-id") == (200, a.id)
+
+    # The router gone, its namespace's proxy listener goes with it; the process too.
+    call(client, "PUT", f"/v2.0/routers/{router['id']}/remove_router_interface",
+         {"subnet_id": subnet["id"]})
+    assert not proxy_pids(tmp_path)
