@@ -8,6 +8,7 @@ servers are named by id or by name. Commands that start a change return at once 
 
 from __future__ import annotations
 
+import base64
 import re
 import time
 
@@ -85,6 +86,7 @@ def row(server: dict) -> dict:
         "task_state": server.get("OS-EXT-STS:task_state"),
         "power_state": POWER_NAMES.get(server.get("OS-EXT-STS:power_state"), "NOSTATE"),
         "flavor": f"{flavor.get('vcpus')} vCPU, {flavor.get('ram')} MiB",
+        "key_name": server.get("key_name"),
         "volumes": ", ".join(f"{v['id']}{' on ' + v['device'] if v.get('device') else ''}"
                              for v in volumes),
     }
@@ -136,11 +138,14 @@ def image_id(client: ComputeClient, ref: str) -> str:
               help="Size of the new boot volume (with --image).")
 @click.option("--delete-on-termination", is_flag=True,
               help="Delete the boot volume when the server is deleted.")
+@click.option("--key-name", help="Key pair whose public key the guest gets (metadata).")
+@click.option("--user-data", type=click.File("rb"), metavar="FILE",
+              help="User data for the guest (a script starting with #! runs at first boot).")
 @wait_option
 @format_option
 @pass_client
 def create(client, name, flavor_ref, volume_ref, image_ref, boot_volume_size,
-           delete_on_termination, wait, fmt):
+           delete_on_termination, key_name, user_data, wait, fmt):
     """Boot server NAME from a volume (--volume) or from an image (--image)."""
     if bool(volume_ref) == bool(image_ref):
         raise click.UsageError("give exactly one of --volume and --image")
@@ -155,6 +160,10 @@ def create(client, name, flavor_ref, volume_ref, image_ref, boot_volume_size,
                        "block_device_mapping_v2": [{
                            **mapping, "boot_index": 0, "destination_type": "volume",
                            "delete_on_termination": delete_on_termination}]}}
+    if key_name:
+        body["server"]["key_name"] = key_name
+    if user_data:
+        body["server"]["user_data"] = base64.b64encode(user_data.read()).decode()
     created = client.call("POST", "/servers", json=body)["server"]
     if wait:
         created = client.wait(created["id"])

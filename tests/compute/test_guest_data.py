@@ -36,9 +36,9 @@ def cloud(tmp_path):
                              settings=Settings(block_url="", image_url="", initiator="iqn.x"),
                              background=lambda work: None)
     config = Config(data_dir=tmp_path, sections={"compute": ComputeConfig()})
-    client = falcon.testing.TestClient(make_app(config, validator=FixedTokens(),
-                                                manager=manager))
-    client.manager = manager
+    app = make_app(config, validator=FixedTokens(), manager=manager)
+    client = falcon.testing.TestClient(app)
+    client.app, client.manager = app, manager
     client.secret = shared_secret(tmp_path, METADATA_SECRET_FILE)
     return client
 
@@ -204,3 +204,37 @@ def test_metadata_trusts_only_a_valid_signature(cloud):
     assert cloud.simulate_get("/latest/user-data", headers=good).status_code == 404
     # A token is no way in either: metadata is for the signed proxy only.
     assert cloud.simulate_get(path, headers=A).status_code == 400
+
+
+def test_keypair_and_server_create_commands(cloud, tmp_path):
+    from click.testing import CliRunner
+
+    from soko.tools.cli import cli
+    from tests.support import served
+
+    with served(cloud.app) as url:
+        def run(*args, ok=True):
+            result = CliRunner().invoke(cli, [args[0], "--os-url", f"{url}/v2.1", "--os-token",
+                                              "tok-a", "--data-dir", str(tmp_path), *args[1:]])
+            assert (result.exit_code == 0) == ok, result.output
+            return result.output
+
+        (tmp_path / "me.pub").write_text(PUBLIC + "\n")
+        made = json.loads(run("keypair", "create", "mine", "--public-key",
+                              str(tmp_path / "me.pub"), "--format", "json"))
+        assert made["name"] == "mine" and "private_key" not in made
+        run("keypair", "create", "gen", "--private-key", str(tmp_path / "gen.pem"))
+        assert (tmp_path / "gen.pem").read_text().startswith("-----BEGIN RSA PRIVATE KEY")
+        assert (tmp_path / "gen.pem").stat().st_mode & 0o777 == 0o600
+        listed = json.loads(run("keypair", "list", "--format", "json"))
+        assert sorted(k["name"] for k in listed) == ["gen", "mine"]
+        assert run("keypair", "show", "mine", "--public-key").strip() == PUBLIC
+        assert "409" in run("keypair", "create", "mine", "--public-key",
+                            str(tmp_path / "me.pub"), ok=False)
+        run("keypair", "delete", "mine", "gen")
+        assert json.loads(run("keypair", "list", "--format", "json")) == []
+        (tmp_path / "ud.sh").write_text("#!/bin/sh\necho hi\n")
+        out = run("server", "create", "vm", "--flavor", "m1.tiny", "--volume",
+                  "4b0c5e0e-0000-4000-8000-000000000001", "--key-name", "gone",
+                  "--user-data", str(tmp_path / "ud.sh"), ok=False)
+        assert "400" in out and "Invalid key_name" in out

@@ -106,3 +106,18 @@ def dnsmasq_pids(data_dir: Path) -> list[int]:
             if str(data_dir).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
                 found.append(pid)
     return found
+
+
+def proxy_pids(data_dir: Path) -> list[int]:
+    """The metadata proxies of the cloud whose data dir is ``data_dir``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"soko.net.metadata_proxy" in cmdline and str(data_dir).encode() in cmdline:
+            found.append(int(entry.name))
+    return found

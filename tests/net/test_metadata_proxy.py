@@ -8,25 +8,15 @@ import json
 import os
 import signal
 import uuid
-from pathlib import Path
 from types import SimpleNamespace
 
-import falcon.testing
 import pytest
 
-from soko.common.config import Config
-from soko.common.db import make_engine, make_sessionmaker, session_scope
-from soko.common.procs import find_pids
-from soko.compute import api as compute_api
-from soko.compute.manager import ComputeManager, Settings
-from soko.compute.models import Base, Instance
-from soko.compute.service import ComputeConfig
-from soko.net import wiring
-from soko.net.api import make_app
-from soko.net.service import NetConfig
-from tests.block.fakes import FixedTokens
-from tests.net.plumbing import dhcp, in_ns
-from tests.support import require_tools, served, wait_for
+from soko.common.db import session_scope
+from soko.compute.models import Instance
+from tests.net.conftest import metadata_cloud
+from tests.net.plumbing import dhcp, in_ns, proxy_pids
+from tests.support import wait_for
 
 pytestmark = pytest.mark.privileged
 
@@ -44,41 +34,10 @@ def fetch(namespace: str, path: str, headers: dict | None = None) -> tuple[int, 
     return int(status), body.rstrip("\n")
 
 
-def proxy_pids(data_dir) -> list[int]:
-    found = []
-    for pid in find_pids("python3") + find_pids("python"):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"soko.net.metadata_proxy" in cmdline and str(data_dir).encode() in cmdline:
-            found.append(pid)
-    return found
-
-
 @pytest.fixture
 def cloud(tmp_path):
-    """soko-net with the real driver and compute's metadata API, one data dir (so one
-    shared secret); at the end no namespace, bridge or proxy of it is left."""
-    require_tools("ip", "dnsmasq", "iptables-restore", "udhcpc", "curl")
-    engine = make_engine(f"sqlite:///{tmp_path / 'compute.db'}")
-    Base.metadata.create_all(engine)
-    compute = ComputeManager(sessions=make_sessionmaker(engine), driver=None,
-                             settings=Settings(block_url="", image_url="", initiator="iqn.x"),
-                             background=lambda work: None)
-    compute_config = Config(data_dir=tmp_path, sections={"compute": ComputeConfig()})
-    with served(compute_api.make_app(compute_config, validator=FixedTokens(),
-                                     manager=compute)) as compute_url:
-        config = Config(data_dir=tmp_path, sections={"net": NetConfig(
-            cloud_id=uuid.uuid4().hex[:4], metadata_url=compute_url)})
-        manager = wiring.make_manager(config)
-        client = falcon.testing.TestClient(make_app(config, validator=FixedTokens(),
-                                                    manager=manager))
-        try:
-            yield SimpleNamespace(config=config, manager=manager, client=client,
-                                  driver=manager.agent.driver, compute=compute)
-        finally:
-            wiring.teardown(config)
+    with metadata_cloud(tmp_path) as made:
+        yield made
     assert not proxy_pids(tmp_path), "the metadata proxy outlived soko down"
 
 
