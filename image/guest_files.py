@@ -81,7 +81,7 @@ IP=none; MAC=none
 if [ -n "$IF" ]; then
   MAC=$(cat /sys/class/net/$IF/address)
   ip link set "$IF" up
-  udhcpc -i "$IF" -s /etc/udhcpc/default.script -t 15 -T 1 -A 3 -n -S >/dev/null 2>&1 && IP=$(cat /run/dhcp-ip)
+  udhcpc -i "$IF" -s /etc/udhcpc/default.script -O staticroutes -t 15 -T 1 -A 3 -n -S >/dev/null 2>&1 && IP=$(cat /run/dhcp-ip)
 fi
 [ "$IP" != none ] && /sbin/soko-metadata
 
@@ -178,7 +178,7 @@ done
 """
 
 UDHCPC_SCRIPT = r"""#!/bin/sh
-# busybox udhcpc hook: configures $interface from $ip $mask $router $dns.
+# busybox udhcpc hook: configures $interface from $ip $mask $router $staticroutes $dns.
 case "$1" in
   deconfig) ip -4 addr flush dev "$interface"; ip link set "$interface" up ;;
   bound|renew)
@@ -189,6 +189,8 @@ case "$1" in
       ip route del default 2>/dev/null
       for r in $router; do ip route add default via "$r" dev "$interface"; break; done
     fi
+    set -- $staticroutes  # option 121: "dest/len gateway" pairs (the metadata route)
+    while [ $# -ge 2 ]; do ip route replace "$1" via "$2" dev "$interface"; shift 2; done
     : > /etc/resolv.conf
     for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
     echo "$ip" > /run/dhcp-ip ;;

@@ -114,9 +114,11 @@ class HostAgent:
                                 hostname="host-" + a.ip_address.replace(".", "-"))
                       for p in ports if p is not dhcp
                       for a in p.fixed_ips if a.subnet_id in dhcp_subnets)
+        isolated = dhcp is not None and dhcp_subnets and not self.routers_on(s, network_id)
         return NetworkSpec(id=network.id, mtu=network.mtu, subnets=subnets,
                            dhcp=leg_of(s, dhcp) if dhcp is not None and dhcp_subnets else None,
-                           hosts=hosts)
+                           hosts=hosts,
+                           metadata=self.instances_on(s, dhcp_subnets) if isolated else None)
 
     def router_spec(self, s: Session, router_id: str) -> RouterSpec | None:
         router = s.get(Router, router_id)
@@ -139,11 +141,14 @@ class HostAgent:
                           metadata=self.metadata_spec(s, router_id))
 
     def metadata_spec(self, s: Session, router_id: str) -> tuple[MetadataEntry, ...]:
-        """The instances' addresses on the router's subnets (a port of a device that is not
-        the network service's own), each with the facts of all that instance's ports."""
-        subnet_ids = [a.subnet_id for leg in interfaces(s, router_id) for a in leg.fixed_ips]
+        return self.instances_on(s, [a.subnet_id for leg in interfaces(s, router_id)
+                                     for a in leg.fixed_ips])
+
+    def instances_on(self, s: Session, subnet_ids) -> tuple[MetadataEntry, ...]:
+        """The instances' addresses on these subnets (a port of a device that is not the
+        network service's own), each with the facts of all that instance's ports."""
         found = s.scalars(select(IPAllocation).join(Port).where(
-            IPAllocation.subnet_id.in_(subnet_ids), Port.device_id != "",
+            IPAllocation.subnet_id.in_(list(subnet_ids)), Port.device_id != "",
             Port.device_owner.not_in(NETWORK_OWNERS)).order_by(IPAllocation.ip_address)).all()
         return tuple(MetadataEntry(ip=a.ip_address, instance_id=a.port.device_id,
                                    project_id=a.port.project_id,

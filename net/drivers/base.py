@@ -43,23 +43,9 @@ class HostEntry:
 
 
 @dataclass(frozen=True)
-class NetworkSpec:
-    id: str
-    mtu: int
-    subnets: tuple[SubnetSpec, ...]
-    dhcp: Leg | None  # None: no subnet has DHCP on
-    hosts: tuple[HostEntry, ...]
-
-
-@dataclass(frozen=True)
-class FloatingPair:
-    floating_ip: str
-    fixed_ip: str
-
-
-@dataclass(frozen=True)
 class MetadataEntry:
-    """An instance's address behind a router, and what the metadata proxy says of it:
+    """An instance's address (behind a router, or on a network without one), and what the
+    metadata proxy says of it:
     ``ports`` are the facts of the instance's ports (address, subnet, MAC, floating IP)
     that compute's metadata API builds ``network_data.json`` from."""
 
@@ -67,6 +53,24 @@ class MetadataEntry:
     instance_id: str
     project_id: str
     ports: tuple[dict, ...]
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    id: str
+    mtu: int
+    subnets: tuple[SubnetSpec, ...]
+    dhcp: Leg | None  # None: no subnet has DHCP on
+    hosts: tuple[HostEntry, ...]
+    # Set when no router serves the network's metadata: the DHCP namespace does (Neutron's
+    # isolated metadata), for these instances, and DHCP hands out a route to it.
+    metadata: tuple[MetadataEntry, ...] | None = None
+
+
+@dataclass(frozen=True)
+class FloatingPair:
+    floating_ip: str
+    fixed_ip: str
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from pyroute2 import IPRoute, netns
@@ -32,7 +33,7 @@ from soko.net.drivers.base import (
     PortFirewall,
     RouterSpec,
 )
-from soko.net.drivers.dnsmasq import DhcpServer
+from soko.net.drivers.dnsmasq import METADATA_IP, DhcpServer
 from soko.net.drivers.firewall import Firewall
 from soko.net.drivers.iptables import metadata_rules, nat_rules, restore_table
 from soko.net.drivers.metadata import MetadataProxy
@@ -165,17 +166,25 @@ class LinuxDriver:
         if spec.dhcp is None:
             with IPRoute() as ipr:
                 self.ensure_bridge(ipr, spec.id, spec.mtu)
+            self.metadata.stop_serving(namespace)
             server.stop()
             self.remove_namespace(namespace)
             return
         device = inner_name("ns", spec.dhcp.port_id)
+        serves_metadata = self.metadata.enabled and spec.metadata is not None
         with self.sockets(namespace) as (ipr, ns):
             bridge = self.ensure_bridge(ipr, spec.id, spec.mtu)
-            self.plug(ipr, ns, namespace, spec.dhcp, device, bridge)
+            self.plug(ipr, ns, namespace, spec.dhcp, device, bridge,
+                      (f"{METADATA_IP}/32",) if serves_metadata else ())
             unplug_others(ns, keep={device})
-        server.apply(spec, device)
+        server.apply(spec if serves_metadata else replace(spec, metadata=None), device)
+        if serves_metadata:  # a network without a router: its guests ask the DHCP namespace
+            self.metadata.serve(namespace, (METADATA_IP, 80), spec.metadata)
+        else:
+            self.metadata.stop_serving(namespace)
 
     def remove_network(self, network_id: str) -> None:
+        self.metadata.stop_serving(self.names.dhcp_namespace(network_id))
         DhcpServer(self.dhcp_dir, network_id, "", self.lease_seconds).stop()
         self.remove_namespace(self.names.dhcp_namespace(network_id))
         shutil.rmtree(self.dhcp_dir / network_id, ignore_errors=True)
@@ -245,7 +254,8 @@ class LinuxDriver:
                 if entry.name not in network_ids:
                     DhcpServer(self.dhcp_dir, entry.name, "", self.lease_seconds).stop()
                     shutil.rmtree(entry, ignore_errors=True)
-        self.metadata.keep_only({names.router_namespace(r) for r in router_ids})
+        self.metadata.keep_only({names.router_namespace(r) for r in router_ids}
+                                | {names.dhcp_namespace(n) for n in network_ids})
         wanted = {names.bridge(n) for n in network_ids}
         with IPRoute() as ipr:
             for link in ipr.get_links():

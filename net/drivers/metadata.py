@@ -21,7 +21,6 @@ from soko.common.procs import pid_alive, stop_pid
 from soko.net.drivers.base import MetadataEntry
 from soko.net.drivers.dnsmasq import replace_file
 
-METADATA_IP = "169.254.169.254"
 MODULE = "soko.net.metadata_proxy"
 
 

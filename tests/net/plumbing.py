@@ -53,8 +53,8 @@ def dhcp(namespace: str, lease_file: Path) -> dict[str, str]:
     """Runs a DHCP client in ``namespace`` until it has a lease; returns what it got."""
     import os
 
-    in_ns(namespace, "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "10", "-T", "1",
-          "-s", str(UDHCPC_SCRIPT), timeout=30,
+    in_ns(namespace, "udhcpc", "-i", "eth0", "-O", "staticroutes", "-n", "-q", "-f",
+          "-t", "10", "-T", "1", "-s", str(UDHCPC_SCRIPT), timeout=30,
           env={**os.environ, "SOKO_LEASE_FILE": str(lease_file)})
     return dict(line.split("=", 1) for line in lease_file.read_text().splitlines())
 

@@ -111,7 +111,37 @@ def test_guests_get_their_own_metadata_and_nothing_else(cloud, netns, plugs, tmp
     assert len(proxy_pids(tmp_path)) == 1
     assert fetch(a.ns, "/latest/meta-data/instance-id") == (200, a.id)
 
-    # The router gone, its namespace's proxy listener goes with it; the process too.
+    # The router gone, the network's DHCP namespace serves its metadata instead.
     call(client, "PUT", f"/v2.0/routers/{router['id']}/remove_router_interface",
          {"subnet_id": subnet["id"]})
-    assert not proxy_pids(tmp_path)
+    assert cloud.driver.metadata.serving() == {cloud.driver.names.dhcp_namespace(net["id"])}
+    assert len(proxy_pids(tmp_path)) == 1
+
+
+def test_a_network_without_a_router_serves_metadata_from_its_dhcp_namespace(cloud, netns,
+                                                                             plugs, tmp_path):
+    """Neutron's isolated metadata: the DHCP port holds 169.254.169.254 and DHCP option 121
+    routes guests to it; a router added later takes over."""
+    client = cloud.client
+    net = call(client, "POST", "/v2.0/networks", {"network": {"name": "isolated"}})["network"]
+    subnet = call(client, "POST", "/v2.0/subnets", {"subnet": {
+        "network_id": net["id"], "cidr": "10.9.0.0/24"}})["subnet"]
+    instance_id = add_instance(cloud, "lonely")
+    port = call(client, "POST", "/v2.0/ports", {"port": {
+        "network_id": net["id"], "device_id": instance_id, "device_owner": "compute:nova"}})
+    namespace = netns("soko-inst")
+    plugs.plug(namespace, cloud.driver.bridge_name(net["id"]),
+               mac=port["port"]["mac_address"], host_end=cloud.driver.tap_name(port["port"]["id"]))
+    dhcp(namespace, tmp_path / "lonely.lease")
+    routes = in_ns(namespace, "ip", "route").stdout
+    assert "169.254.169.254 via 10.9.0.2" in routes and "default via 10.9.0.1" in routes, routes
+    assert fetch(namespace, "/latest/meta-data/instance-id") == (200, instance_id)
+    assert fetch(namespace, "/latest/meta-data/hostname") == (200, "lonely")
+
+    router = call(client, "POST", "/v2.0/routers", {"router": {"name": "r"}})["router"]
+    call(client, "PUT", f"/v2.0/routers/{router['id']}/add_router_interface",
+         {"subnet_id": subnet["id"]})
+    dhcp_ns = cloud.driver.names.dhcp_namespace(net["id"])
+    assert "169.254.169.254" not in in_ns(dhcp_ns, "ip", "-4", "addr").stdout
+    in_ns(namespace, "ip", "route", "del", "169.254.169.254")  # as a lease renewal would
+    assert fetch(namespace, "/latest/meta-data/instance-id") == (200, instance_id)
