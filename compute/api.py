@@ -16,8 +16,12 @@ from soko.common.auth import AuthMiddleware, TokenValidator
 from soko.common.config import Config
 from soko.common.errors import BadRequest, Forbidden
 from soko.common.periodic import Periodic
+from soko.common.shared_secret import METADATA_SECRET_FILE, shared_secret
 from soko.common.validation import check_id, check_text, check_whole, one_action
+from soko.compute.keypairs import KeyPairs
+from soko.compute.keypairs import add_routes as add_keypair_routes
 from soko.compute.manager import BootSource, Caller, ComputeManager
+from soko.compute.metadata import add_routes as add_metadata_routes
 from soko.compute.models import NAME_MAX, Flavor, Instance
 from soko.compute.networking import network_request
 
@@ -104,6 +108,7 @@ def server_view(req: falcon.Request, manager: ComputeManager, instance: Instance
         "OS-EXT-STS:power_state": NOVA_POWER.get(instance.power_state, 0),
         "os-extended-volumes:volumes_attached": volumes,
         "metadata": instance.meta or {},
+        "key_name": instance.key_name,
         "addresses": addresses.get(instance.id, {}),
         "created": iso(instance.created_at),
         "updated": iso(instance.updated_at or instance.created_at),
@@ -177,9 +182,11 @@ class FlavorItem:
 
 
 class Servers:
-    def __init__(self, manager: ComputeManager, *, detail: bool):
+    def __init__(self, manager: ComputeManager, *, detail: bool,
+                 keypairs: KeyPairs | None = None):
         self.manager = manager
         self.detail = detail
+        self.keypairs = keypairs
 
     def on_get(self, req, resp) -> None:
         everyone = req.get_param_as_bool("all_tenants", default=False)
@@ -205,7 +212,8 @@ class Servers:
             caller_of(req), name=text(spec.get("name"), "name", required=True),
             flavor_ref=text(spec.get("flavorRef"), "flavorRef", required=True, maximum=64),
             source=boot_source(spec),
-            network=network_request(spec.get("networks"), spec.get("security_groups")))
+            network=network_request(spec.get("networks"), spec.get("security_groups")),
+            guest=self.keypairs.guest_data(req.context.auth.user_id, spec))
         resp.status = falcon.HTTP_202
         resp.media = {"server": server_view(req, self.manager, instance)}
 
@@ -325,7 +333,12 @@ def make_app(config: Config, *, validator: TokenValidator | None = None,
     app.add_route(f"{PREFIX}/flavors", Flavors(manager, detail=False))
     app.add_route(f"{PREFIX}/flavors/detail", Flavors(manager, detail=True))
     app.add_route(f"{PREFIX}/flavors/{{flavor_id}}", FlavorItem(manager))
-    app.add_route(f"{PREFIX}/servers", Servers(manager, detail=False))
+    section = config.section("compute")
+    add_metadata_routes(app, manager.sessions, shared_secret(
+        config.data_dir, METADATA_SECRET_FILE, section.metadata_secret))
+    keypairs = KeyPairs(manager.sessions)
+    add_keypair_routes(app, PREFIX, keypairs)
+    app.add_route(f"{PREFIX}/servers", Servers(manager, detail=False, keypairs=keypairs))
     app.add_route(f"{PREFIX}/servers/detail", Servers(manager, detail=True))
     app.add_route(f"{PREFIX}/servers/{{server_id}}", ServerItem(manager))
     app.add_route(f"{PREFIX}/servers/{{server_id}}/action", ServerAction(manager))

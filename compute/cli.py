@@ -8,6 +8,7 @@ servers are named by id or by name. Commands that start a change return at once 
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import time
@@ -93,6 +94,7 @@ def row(server: dict) -> dict:
         "flavor": f"{flavor.get('vcpus')} vCPU, {flavor.get('ram')} MiB",
         "networks": "; ".join(f"{name}={', '.join(a['addr'] for a in found)}"
                               for name, found in (server.get("addresses") or {}).items()),
+        "key_name": server.get("key_name"),
         "volumes": ", ".join(f"{v['id']}{' on ' + v['device'] if v.get('device') else ''}"
                              for v in volumes),
     }
@@ -207,11 +209,15 @@ def image_id(client: ComputeClient, ref: str) -> str:
               help="A NIC on this existing port (id or name); kept when the server goes.")
 @click.option("--security-group", "groups", multiple=True,
               help="Security group (id or name) of the ports made for the server.")
+@click.option("--key-name", help="Key pair whose public key the guest gets (metadata).")
+@click.option("--user-data", type=click.File("rb"), metavar="FILE",
+              help="User data for the guest (a script starting with #! runs at first boot).")
 @wait_option
 @format_option
 @pass_client
 def create(client, name, flavor_ref, volume_ref, image_ref, boot_volume_size,
-           delete_on_termination, nics, networks, ports, groups, wait, fmt):
+           delete_on_termination, nics, networks, ports, groups, key_name, user_data, wait,
+           fmt):
     """Boot server NAME from a volume (--volume) or from an image (--image), with a NIC
     for each --nic, --network and --port, in the order given."""
     if bool(volume_ref) == bool(image_ref):
@@ -233,6 +239,10 @@ def create(client, name, flavor_ref, volume_ref, image_ref, boot_volume_size,
         body["server"]["networks"] = requested
     if groups:
         body["server"]["security_groups"] = [{"name": g} for g in groups]
+    if key_name:
+        body["server"]["key_name"] = key_name
+    if user_data:
+        body["server"]["user_data"] = base64.b64encode(user_data.read()).decode()
     created = client.call("POST", "/servers", json=body)["server"]
     if wait:
         created = client.wait(created["id"])

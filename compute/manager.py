@@ -162,10 +162,11 @@ class ComputeManager:
     # -- create -----------------------------------------------------------------------
 
     def create(self, caller: Caller, *, name: str, flavor_ref: str, source: BootSource,
-               network: NetworkRequest | None = None) -> Instance:
+               network: NetworkRequest | None = None, guest: dict | None = None) -> Instance:
         """Checks what the request names (flavor, volume or image) and makes its ports
         before the server exists (undone if it cannot be); the build (volume from image,
-        attach, define, start) then runs in the background."""
+        attach, define, start) then runs in the background. ``guest``: what the metadata
+        API serves it (``compute/keypairs.py``)."""
         try:
             flavor = self.flavor(flavor_ref)
         except NotFound as exc:
@@ -191,7 +192,8 @@ class ComputeManager:
             id=str(uuid.uuid4()), project_id=caller.project_id, user_id=caller.user_id,
             name=name, flavor_id=flavor.id, vcpus=flavor.vcpus, ram=flavor.ram,
             image_id=source.image_id, vm_state="building", task_state="spawning",
-            power_state=PowerState.NOSTATE.value, owner=current_owner(), meta={})
+            power_state=PowerState.NOSTATE.value, owner=current_owner(), meta={},
+            **(guest or {}))
         vifs = self.networking.plug(caller, instance.id, network)
         try:
             with claiming(source.volume_id), session_scope(self.sessions) as s:

@@ -10,7 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from soko.common.db import utcnow
@@ -49,6 +58,11 @@ class Instance(Base):
     owner: Mapped[str | None] = mapped_column(String(128))  # who runs the current task
     fault: Mapped[dict | None] = mapped_column(JSON)
     meta: Mapped[dict] = mapped_column("metadata", JSON, default=dict)
+    # What the guest reads from the metadata API: the key pair as it was at boot (Nova
+    # copies it, so deleting the key pair later changes nothing) and the user data.
+    key_name: Mapped[str | None] = mapped_column(String(NAME_MAX))
+    key_data: Mapped[str | None] = mapped_column(Text)
+    user_data: Mapped[str | None] = mapped_column(Text)  # base64, as given
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, onupdate=utcnow)
 
@@ -86,3 +100,18 @@ class Vif(Base):
     bridge: Mapped[str] = mapped_column(String(15))
     tap: Mapped[str] = mapped_column(String(15))
     created: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class KeyPair(Base):
+    """An ssh public key of a user (key pairs are per user, not per project, as in Nova)."""
+
+    __tablename__ = "keypairs"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX))
+    type: Mapped[str] = mapped_column(String(8), default="ssh")
+    public_key: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

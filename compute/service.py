@@ -40,6 +40,9 @@ class ComputeConfig(ServerSection):
     stop_timeout: float = 60.0
     freeze_max_seconds: float = 10.0  # a guest freeze is thawed after this, whatever happens
     volume_timeout: float = 600.0  # seconds to wait for a boot volume to be filled
+    # The key the metadata proxy signs instance identities with ([net] metadata_secret
+    # must be the same); empty: <data_dir>/metadata-secret, made on first use.
+    metadata_secret: str = ""
 
     def validate(self) -> None:
         super().validate()

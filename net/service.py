@@ -43,6 +43,15 @@ class NetConfig(ServerSection):
     # with `router1` gatewayed to public. Empty public_cidr: none made, no host address.
     public_cidr: str = "172.24.4.0/24"
     private_cidr: str = "10.0.0.0/24"
+    # Where the metadata proxy forwards guests' requests (compute's API); empty: the
+    # [compute] section's endpoint, and no metadata proxy where this cloud has no compute.
+    metadata_url: str = ""
+    # The key instance identities are signed with; the same as [compute] metadata_secret.
+    # Empty: <data_dir>/metadata-secret, made on first use.
+    metadata_secret: str = ""
+    # The port the metadata proxy listens on inside router namespaces (169.254.169.254:80
+    # is redirected to it there).
+    metadata_port: int = 9697
     quota_networks: int = 100
     quota_ports: int = 500
     quota_routers: int = 10
@@ -68,6 +77,8 @@ class NetConfig(ServerSection):
             except ValueError as exc:
                 raise ConfigError(f"{key}: an IPv4 CIDR like 10.0.0.0/24 or empty, got "
                                   f"{value!r} ({exc})") from None
+        if not 1 <= self.metadata_port <= 65535:
+            raise ConfigError(f"metadata_port: {self.metadata_port} is not a TCP port")
         if self.reconcile_interval < 0:
             raise ConfigError("reconcile_interval: must be 0 (off) or a number of seconds")
 

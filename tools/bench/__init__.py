@@ -15,6 +15,7 @@ BENCHMARKS = {
     "snapshot": "soko.tools.bench.snapshot:bench_snapshot",
     "backup": "soko.tools.bench.backup:bench_backup",
     "boot": "soko.tools.bench.boot:bench_boot",
+    "net": "soko.tools.bench.net:bench_net",
 }
 
 
