@@ -77,8 +77,8 @@ def guest(tmp_path_factory, driver, guest_image):  # noqa: F811
         shutil.copyfile(guest_image, disk)
         driver.spawn(InstanceSpec(name=instance_id, uuid=instance_id, vcpus=1, memory_mib=256,
                                   disks=(FileDisk(disk),),
-                                  nic=Nic(driver_bridge := cloud.driver.bridge_name(net_id),
-                                          port["mac_address"])))
+                                  nics=(Nic(driver_bridge := cloud.driver.bridge_name(net_id),
+                                            port["mac_address"]),)))
         outside = f"soko-netm-{uuid.uuid4().hex[:6]}"
         subprocess.run(["ip", "netns", "add", outside], check=True)
         host_end = f"vt{uuid.uuid4().hex[:8]}"
