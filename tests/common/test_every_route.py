@@ -61,7 +61,8 @@ BAD_IMAGE_DATA = [b"", QCOW2_V99, b"\xff" * (1 << 20)]
 
 
 def server_boot(**source) -> dict:
-    return {"server": {"name": "s", "flavorRef": "1", "block_device_mapping_v2": [{
+    return {"server": {"name": "s", "flavorRef": "1", "user_data": "IyEvYmluL3NoCg==",
+                       "block_device_mapping_v2": [{
         "boot_index": 0, "destination_type": "volume", "delete_on_termination": False,
         **source}]}}
 
@@ -129,6 +130,9 @@ def examples(ids: dict) -> dict[tuple[str, str, str], list]:
                               "max_seconds": 5}}],
         ("compute", "POST", "/v2.1/servers/{server_id}/os-volume_attachments"): [
             {"volumeAttachment": {"volumeId": ids["volume"]}}],
+        ("compute", "POST", "/v2.1/os-keypairs"): [{"keypair": {
+            "name": "fuzz", "type": "ssh", "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5"
+            "AAAAIDvHnDQ2ZlDyIMWzMmcRwW3VtP7dCJBt8x/pjFAm7Uq+ fuzz"}}],
     }
 
 
@@ -205,7 +209,8 @@ def path_values(ids: dict, route: str) -> dict[str, dict[str, str]]:
         "block": {"project_id": PROJECT, "target_id": PROJECT, "volume_id": ids["volume"],
                   "snapshot_id": ids["snapshot"], "backup_id": ids["unknown"]},
         "image": {"image_id": ids["image"]},
-        "compute": {"flavor_id": "1", "server_id": ids["server"], "volume_id": ids["volume"]},
+        "compute": {"flavor_id": "1", "server_id": ids["server"], "volume_id": ids["volume"],
+                    "name": "fuzz"},
         "net": {"item_id": ids.get(f"net:{plural}", "")},
     }
 
