@@ -25,6 +25,9 @@ ROLE_RANK = {"reader": 1, "member": 2, "admin": 3}
 # What identity can hold as a project id or name (Keystone refers to projects by either).
 PROJECT_REF = re.compile(r"^[^\x00-\x1f\x7f:/]{1,64}$")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Where an in-process layer that authenticated a request by other means (the S3 API's
+# signatures) puts its AuthContext: a WSGI environ key, which no client can set.
+AUTH_ENVIRON_KEY = "soko.auth"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,15 +84,17 @@ class AuthMiddleware:
         req.context.auth = None
         if resource is None or getattr(resource, "public", False):
             return
-        token = req.get_header("X-Auth-Token")
-        if not token:
-            if getattr(resource, "allow_anonymous", False):
-                return
-            raise Unauthorized(
-                "This request needs a token in X-Auth-Token; "
-                "get one with `soko identity token issue` or POST /v3/auth/tokens."
-            )
-        auth = self.validator.validate(token)
+        auth = req.env.get(AUTH_ENVIRON_KEY)
+        if auth is None:
+            token = req.get_header("X-Auth-Token")
+            if not token:
+                if getattr(resource, "allow_anonymous", False):
+                    return
+                raise Unauthorized(
+                    "This request needs a token in X-Auth-Token; "
+                    "get one with `soko identity token issue` or POST /v3/auth/tokens."
+                )
+            auth = self.validator.validate(token)
         req.context.auth = auth
         project = params.get("project_id")
         if project is not None and project != auth.project_id:

@@ -9,7 +9,10 @@ from soko.common.errors import BadRequest
 from soko.object.shared.timestamps import InvalidTimestamp, Timestamp
 
 # What an object PUT/POST may set besides X-Object-Meta-*: kept with the object, returned on GET.
-OBJECT_SYSTEM_HEADERS = ("Content-Disposition", "Content-Encoding", "X-Delete-At")
+# Swift's default ``allowed_headers`` (the S3 API stores Cache-Control and Expires here too),
+# then X-Delete-At, which the proxy checks apart.
+OBJECT_SYSTEM_HEADERS = ("Content-Disposition", "Content-Encoding", "Cache-Control",
+                         "Content-Language", "Expires", "X-Robots-Tag", "X-Delete-At")
 
 
 def request_timestamp(req: falcon.Request, header: str = "X-TIMESTAMP") -> Timestamp:

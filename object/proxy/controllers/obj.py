@@ -44,7 +44,7 @@ from soko.object.shared.timestamps import Timestamp
 
 READ_HEADERS = ("Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since")
 ANSWER_PREFIXES = ("x-object-meta-", "etag", "last-modified", "x-timestamp", "accept-ranges",
-                   "content-range", "content-disposition", "content-encoding", "x-delete-at")
+                   "content-range", *(h.lower() for h in OBJECT_SYSTEM_HEADERS))
 ANSWER_STATUSES = (200, 206, 304, 412)
 
 
@@ -139,7 +139,7 @@ def object_metadata(req: falcon.Request) -> dict[str, str]:
     """The metadata a PUT or POST sets: user metadata and Swift's settable system headers."""
     check_metadata(req.headers, "object")
     headers = user_metadata(req, "X-Object-Meta-")
-    for name in OBJECT_SYSTEM_HEADERS[:2]:
+    for name in OBJECT_SYSTEM_HEADERS[:-1]:  # X-Delete-At is checked below
         if req.get_header(name) is not None:
             headers[name] = req.get_header(name)
     headers.update(delete_at_header(req))
