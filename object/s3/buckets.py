@@ -86,11 +86,13 @@ def create_bucket(req: S3Request) -> S3Response:
         if location not in (None, "", req.region):
             raise S3Error("InvalidLocationConstraint",
                           f"This endpoint's region is {req.region}, not {location}.")
+    req.owners.claim(req.swift, req.bucket)
     if container_exists(req):
         raise S3Error("BucketAlreadyOwnedByYou", BucketName=req.bucket)
     answer = req.swift.call("PUT", req.swift.path(req.bucket))
     body = answer.read()
     if answer.status // 100 != 2:
+        req.owners.release(req.swift, req.bucket)
         raise from_swift(answer.status, body, "NoSuchBucket", BucketName=req.bucket)
     return S3Response(200, [("Location", "/" + req.bucket)])
 
@@ -102,6 +104,7 @@ def delete_bucket(req: S3Request) -> S3Response:
         raise S3Error("BucketNotEmpty", BucketName=req.bucket)
     if answer.status // 100 != 2:
         raise from_swift(answer.status, body, "NoSuchBucket", BucketName=req.bucket)
+    req.owners.release(req.swift, req.bucket)
     return S3Response(204)
 
 

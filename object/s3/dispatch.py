@@ -28,6 +28,8 @@ def dispatch(req):
         if req.method == "GET":
             return buckets.list_buckets(req)
         raise S3Error("MethodNotAllowed", Method=req.method, ResourceType="SERVICE")
+    if not (req.key is None and req.method == "PUT"):  # CreateBucket claims the name itself
+        req.owners.check(req.swift, req.bucket)
     if req.key is None:
         return bucket_operation(req, params)
     return object_operation(req, params)

@@ -22,6 +22,7 @@ from soko.common.config import Config
 from soko.common.errors import ServiceUnavailable
 from soko.object.s3 import sigv4
 from soko.object.s3.errors import S3Error, not_implemented
+from soko.object.s3.owners import BucketOwners
 from soko.object.s3.swift import SwiftCaller
 
 log = logging.getLogger("soko.s3")
@@ -57,6 +58,7 @@ class S3Request:
     swift: SwiftCaller
     trans_id: str
     region: str
+    owners: BucketOwners
 
     @property
     def params(self) -> dict[str, str]:
@@ -112,6 +114,7 @@ class S3Layer:
         self.proxy_app = proxy_app
         self.config = config
         self._credentials = credentials
+        self.owners = BucketOwners()
         self.domain = domain.lower().strip(".")
         self.region = region
         self.clock = clock
@@ -198,4 +201,4 @@ class S3Layer:
             bucket, key = bucket or None, key or None
         return S3Request(environ, environ["REQUEST_METHOD"], bucket, key, query, signed, who,
                          SwiftCaller(self.proxy_app, environ, who, trans_id), trans_id,
-                         self.region)
+                         self.region, self.owners)

@@ -97,3 +97,15 @@ def bucket(s3) -> str:
     name = f"b-{uuid.uuid4().hex[:10]}"
     s3.create_bucket(Bucket=name)
     return name
+
+
+def signed_request(url: str, keys: tuple[str, str], method: str = "GET", body: bytes = b"",
+                   headers: dict | None = None) -> tuple[str, dict]:
+    """(url, headers) signed by botocore's own SigV4 signer, for requests sent by hand."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method=method, url=url, data=body, headers=headers or {})
+    S3SigV4Auth(Credentials(*keys), "s3", "us-east-1").add_auth(request)
+    return request.url, dict(request.headers)
