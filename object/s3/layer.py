@@ -21,6 +21,7 @@ from soko.common.auth import AuthContext
 from soko.common.config import Config
 from soko.common.errors import ServiceUnavailable
 from soko.object.s3 import sigv4
+from soko.object.s3.chunked import AwsChunkedBody
 from soko.object.s3.errors import S3Error, not_implemented
 from soko.object.s3.owners import BucketOwners
 from soko.object.s3.swift import SwiftCaller
@@ -59,6 +60,7 @@ class S3Request:
     trans_id: str
     region: str
     owners: BucketOwners
+    signing_key: bytes  # what signs aws-chunked uploads' chunks
 
     @property
     def params(self) -> dict[str, str]:
@@ -75,15 +77,29 @@ class S3Request:
             raise S3Error("InvalidArgument", "Content-Length must be a number.")
         return int(value)
 
-    def body_stream(self):
-        """The body to store: checked against a signed payload hash while it streams."""
+    def body_stream(self, length: int | None):
+        """(body, its length) to store: checked against what was signed while it streams."""
         payload = self.signed.payload_hash
-        if payload in sigv4.STREAMING_PAYLOADS:
-            raise not_implemented("aws-chunked uploads (STREAMING-*)")
         stream = self.environ["wsgi.input"]
         if payload == sigv4.UNSIGNED_PAYLOAD:
-            return stream
-        return sigv4.VerifiedBody(stream, payload, self.content_length())
+            return stream, length
+        if payload not in (sigv4.SIGNED_CHUNKS, sigv4.UNSIGNED_CHUNKS):
+            if payload in sigv4.STREAMING_PAYLOADS:
+                raise not_implemented(f"{payload} uploads")
+            return sigv4.VerifiedBody(stream, payload, length), length
+        decoded = self.header("x-amz-decoded-content-length") or ""
+        if length is None or not decoded.isdigit():
+            raise S3Error("MissingContentLength", "aws-chunked uploads need Content-Length "
+                                                  "and x-amz-decoded-content-length.")
+        signed = payload == sigv4.SIGNED_CHUNKS
+        if signed and self.header("x-amz-trailer"):
+            raise not_implemented("Trailers on signed aws-chunked uploads")
+        body = AwsChunkedBody(stream, length, int(decoded),
+                              signing_key=self.signing_key if signed else None,
+                              seed_signature=self.signed.signature,
+                              amz_date=self.signed.amz_date, scope=self.signed.scope,
+                              trailer=self.header("x-amz-trailer"))
+        return body, int(decoded)
 
     def read_body(self, limit: int) -> bytes:
         """A small request body (XML), whole and verified."""
@@ -193,7 +209,7 @@ class S3Layer:
             sigv4.check_time(signed, self.clock())
         except ValueError:
             raise S3Error("AccessDenied", "The request time is malformed.") from None
-        sigv4.verify(environ, query, signed, secret)
+        signing_key = sigv4.verify(environ, query, signed, secret)
         if host_bucket is not None:
             bucket, key = host_bucket, path.lstrip("/") or None
         else:
@@ -201,4 +217,4 @@ class S3Layer:
             bucket, key = bucket or None, key or None
         return S3Request(environ, environ["REQUEST_METHOD"], bucket, key, query, signed, who,
                          SwiftCaller(self.proxy_app, environ, who, trans_id), trans_id,
-                         self.region, self.owners)
+                         self.region, self.owners, signing_key)

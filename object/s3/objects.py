@@ -16,7 +16,6 @@ from soko.object.proxy.constraints import MAX_OBJECT_NAME_LENGTH
 from soko.object.s3.buckets import container_exists
 from soko.object.s3.errors import S3Error, from_swift
 from soko.object.s3.layer import S3Request, S3Response
-from soko.object.s3.sigv4 import VerifiedBody
 from soko.object.s3.xmlio import MAX_BODY, child_text, children, document, parse
 
 STORED_HEADERS = ("content-type", "content-encoding", "content-disposition", "content-language",
@@ -58,6 +57,8 @@ def write_headers(req: S3Request) -> dict[str, str]:
     headers = {"Content-Type": "binary/octet-stream"}  # S3's default, not a guess by name
     for name in STORED_HEADERS:
         value = req.header(name)
+        if name == "content-encoding" and value is not None:  # aws-chunked is the transfer's
+            value = ",".join(v for v in value.split(",") if v.strip() != "aws-chunked") or None
         if value is not None:
             headers[name.title()] = value
     for key, value in req.environ.items():
@@ -82,12 +83,11 @@ def put_object(req: S3Request) -> S3Response:
         if "chunked" not in (req.header("transfer-encoding") or "").lower():
             raise S3Error("MissingContentLength")
         headers["Transfer-Encoding"] = "chunked"
-    body = req.body_stream()
+    body, length = req.body_stream(length)
     answer = req.swift.call("PUT", path, headers=headers, body=body, length=length)
     detail = answer.read()
-    if isinstance(body, VerifiedBody) and body.mismatch:
-        raise S3Error("XAmzContentSHA256Mismatch", ClientComputedContentSHA256=body.expected,
-                      S3ComputedContentSHA256=body.sha256.hexdigest())
+    if getattr(body, "failure", None) is not None:  # the body failed its checks
+        raise body.failure
     if answer.status // 100 != 2:
         raise from_swift(answer.status, detail, "NoSuchBucket", BucketName=req.bucket)
     return S3Response(200, [("ETag", f'"{answer.headers.get("etag", "")}"')])

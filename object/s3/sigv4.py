@@ -22,8 +22,9 @@ from soko.object.s3.errors import S3Error
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
-STREAMING_PAYLOADS = ("STREAMING-AWS4-HMAC-SHA256-PAYLOAD", "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
-                      "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER")
+SIGNED_CHUNKS = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+UNSIGNED_CHUNKS = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+STREAMING_PAYLOADS = (SIGNED_CHUNKS, UNSIGNED_CHUNKS, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER")
 MAX_SKEW = 15 * 60
 MAX_PRESIGNED_EXPIRY = 7 * 24 * 3600
 AMZ_DATE = re.compile(r"^\d{8}T\d{6}Z$")
@@ -199,8 +200,9 @@ def check_time(signed: SignedRequest, now: float) -> None:
 
 
 def verify(environ: dict, query: list[tuple[str, str]], signed: SignedRequest,
-           secret: str) -> None:
-    """Raises ``SignatureDoesNotMatch`` unless ``signed.signature`` signs this request."""
+           secret: str) -> bytes:
+    """Raises ``SignatureDoesNotMatch`` unless ``signed.signature`` signs this request;
+    returns the signing key (aws-chunked uploads sign their chunks with it)."""
     names = signed.signed_headers
     if "host" not in names or names != sorted(set(names)) or any(n != n.lower() for n in names):
         raise S3Error("SignatureDoesNotMatch" if signed.presigned else
@@ -215,6 +217,7 @@ def verify(environ: dict, query: list[tuple[str, str]], signed: SignedRequest,
     expected = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, signed.signature):
         raise S3Error("SignatureDoesNotMatch")
+    return key
 
 
 class PayloadMismatch(SokoError):
@@ -232,7 +235,7 @@ class VerifiedBody:
         self.expected = expected
         self.remaining = length
         self.sha256 = hashlib.sha256()
-        self.mismatch = False
+        self.failure: S3Error | None = None
 
     def read(self, size: int = -1) -> bytes:
         if self.remaining is not None:
@@ -247,5 +250,7 @@ class VerifiedBody:
 
     def check(self) -> None:
         if self.sha256.hexdigest() != self.expected:
-            self.mismatch = True
+            self.failure = S3Error("XAmzContentSHA256Mismatch",
+                                   ClientComputedContentSHA256=self.expected,
+                                   S3ComputedContentSHA256=self.sha256.hexdigest())
             raise PayloadMismatch("The body does not match x-amz-content-sha256.")
