@@ -15,6 +15,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable
+from urllib.parse import quote
 
 from soko.common.app import new_trans_id
 from soko.common.auth import AuthContext
@@ -148,7 +149,7 @@ class S3Layer:
         if host_bucket is None and not sigv4.is_signed(environ):
             return self.proxy_app(environ, start_response)
         trans_id = new_trans_id()
-        resource = environ.get("PATH_INFO", "/")
+        resource = quote(environ.get("PATH_INFO", "/").encode("latin-1"), safe="/")
         try:
             req = self.authenticate(environ, host_bucket, trans_id)
             resource = req.resource

@@ -142,3 +142,45 @@ def test_signature_v2_is_refused_cleanly(cluster, bucket):
                                  "Date": "Sun, 06 Dec 2026 12:00:00 GMT"})
     assert resp.status_code == 400 and b"<Code>InvalidRequest</Code>" in resp.content
 
+
+
+MALFORMED_AUTH = [
+    ({"Authorization": "AWS4-HMAC-SHA256 garbage"}, "", 400, "AuthorizationHeaderMalformed"),
+    ({"Authorization": "AWS4-HMAC-SHA256 Credential=k/20260101/us-east-1/ec2/aws4_request, "
+                       "SignedHeaders=host, Signature=00"}, "", 400,
+     "AuthorizationHeaderMalformed"),
+    ({"Authorization": "AWS4-HMAC-SHA256 Credential=k/x, SignedHeaders=host, Signature=00"},
+     "", 400, "AuthorizationHeaderMalformed"),
+    ({"Authorization": "AWS4-HMAC-SHA256 Credential=k/20260101/us-east-1/s3/aws4_request, "
+                       "SignedHeaders=host, Signature=00", "x-amz-date": "yesterday",
+      "x-amz-content-sha256": "UNSIGNED-PAYLOAD"}, "", 403, "AccessDenied"),
+    ({"Authorization": "AWS4-HMAC-SHA256 Credential=k/20260101/us-east-1/s3/aws4_request, "
+                       "SignedHeaders=host, Signature=00", "x-amz-date": "20260101T000000Z",
+      "x-amz-content-sha256": "not-a-hash"}, "", 400, "InvalidArgument"),
+    ({"Authorization": "AWS4-HMAC-SHA256 Credential=k/20260101/us-east-1/s3/aws4_request, "
+                       "SignedHeaders=host, Signature=00", "x-amz-date": "20260101T000000Z"},
+     "", 400, "InvalidRequest"),
+    ({}, "X-Amz-Algorithm=AWS4-HMAC-SHA256", 400, "AuthorizationQueryParametersError"),
+    ({}, "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=k%2F20260101%2Fus-east-1%2Fs3"
+         "%2Faws4_request&X-Amz-Date=20260101T000000Z&X-Amz-Expires=99999999&"
+         "X-Amz-SignedHeaders=host&X-Amz-Signature=00", 400,
+     "AuthorizationQueryParametersError"),
+    ({}, "X-Amz-Algorithm=HMAC-MD5&X-Amz-Credential=k&X-Amz-Date=1&X-Amz-Expires=1&"
+         "X-Amz-SignedHeaders=host&X-Amz-Signature=00", 400,
+     "AuthorizationQueryParametersError"),
+]
+
+
+@pytest.mark.parametrize("headers, query, status, code", MALFORMED_AUTH)
+def test_malformed_auth_is_a_clean_s3_error(cluster, headers, query, status, code):
+    url = f"{cluster.proxy_url}/some-bucket/key" + (f"?{query}" if query else "")
+    resp = requests.put(url, headers=headers, data=b"x", timeout=30)
+    assert (resp.status_code, resp.headers["Content-Type"]) == (status, "application/xml")
+    assert f"<Code>{code}</Code>".encode() in resp.content and b"Traceback" not in resp.content
+
+
+def test_path_that_is_not_utf8(cluster, tester_keys):
+    url, headers = signed_request(f"{cluster.proxy_url}/some-bucket/%FF-key", tester_keys)
+    resp = requests.get(url, headers=headers, timeout=30)
+    assert resp.status_code == 400 and b"<Code>InvalidURI</Code>" in resp.content
+    assert b"<Resource>/some-bucket/%FF-key</Resource>" in resp.content
