@@ -13,7 +13,7 @@ import re
 from urllib.parse import quote
 
 from soko.object.s3.errors import S3Error, from_swift
-from soko.object.s3.layer import S3Request, S3Response
+from soko.object.s3.request import S3Request, S3Response
 from soko.object.s3.xmlio import child_text, document, parse
 
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")

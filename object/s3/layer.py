@@ -10,21 +10,21 @@ buckets are that account's containers, objects its objects.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from typing import Protocol
 from urllib.parse import quote
 
-from soko.common.app import new_trans_id
+from soko.common.app import REFUSAL_ENVIRON_KEY, access_log, new_trans_id
 from soko.common.auth import AuthContext
 from soko.common.config import Config
 from soko.common.errors import ServiceUnavailable
 from soko.object.s3 import sigv4
-from soko.object.s3.chunked import AwsChunkedBody
-from soko.object.s3.errors import S3Error, not_implemented
+from soko.object.s3.dispatch import dispatch
+from soko.object.s3.errors import S3Error
 from soko.object.s3.owners import BucketOwners
+from soko.object.s3.request import S3Request, S3Response
 from soko.object.s3.swift import SwiftCaller
 
 log = logging.getLogger("soko.s3")
@@ -37,89 +37,9 @@ HTTP_REASONS = {200: "OK", 204: "No Content", 206: "Partial Content", 304: "Not 
                 503: "Service Unavailable"}
 
 
-class CredentialResolver:  # typing.Protocol in spirit: identity.ec2.Ec2Resolver
-    def resolve(self, access: str) -> tuple[str, AuthContext]: ...
-
-
-@dataclasses.dataclass
-class S3Response:
-    status: int = 200
-    headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-    body: bytes | Iterable[bytes] = b""
-
-
-@dataclasses.dataclass
-class S3Request:
-    environ: dict
-    method: str
-    bucket: str | None
-    key: str | None
-    query: list[tuple[str, str]]
-    signed: sigv4.SignedRequest
-    who: AuthContext
-    swift: SwiftCaller
-    trans_id: str
-    region: str
-    owners: BucketOwners
-    signing_key: bytes  # what signs aws-chunked uploads' chunks
-
-    @property
-    def params(self) -> dict[str, str]:
-        return dict(self.query)
-
-    def header(self, name: str) -> str | None:
-        return sigv4.header_value(self.environ, name)
-
-    def content_length(self) -> int | None:
-        value = self.environ.get("CONTENT_LENGTH") or None
-        if value is None:
-            return None
-        if not value.isdigit():
-            raise S3Error("InvalidArgument", "Content-Length must be a number.")
-        return int(value)
-
-    def body_stream(self, length: int | None):
-        """(body, its length) to store: checked against what was signed while it streams."""
-        payload = self.signed.payload_hash
-        stream = self.environ["wsgi.input"]
-        if payload == sigv4.UNSIGNED_PAYLOAD:
-            return stream, length
-        if payload not in (sigv4.SIGNED_CHUNKS, sigv4.UNSIGNED_CHUNKS):
-            if payload in sigv4.STREAMING_PAYLOADS:
-                raise not_implemented(f"{payload} uploads")
-            return sigv4.VerifiedBody(stream, payload, length), length
-        decoded = self.header("x-amz-decoded-content-length") or ""
-        if length is None or not decoded.isdigit():
-            raise S3Error("MissingContentLength", "aws-chunked uploads need Content-Length "
-                                                  "and x-amz-decoded-content-length.")
-        signed = payload == sigv4.SIGNED_CHUNKS
-        if signed and self.header("x-amz-trailer"):
-            raise not_implemented("Trailers on signed aws-chunked uploads")
-        body = AwsChunkedBody(stream, length, int(decoded),
-                              signing_key=self.signing_key if signed else None,
-                              seed_signature=self.signed.signature,
-                              amz_date=self.signed.amz_date, scope=self.signed.scope,
-                              trailer=self.header("x-amz-trailer"))
-        return body, int(decoded)
-
-    def read_body(self, limit: int) -> bytes:
-        """A small request body (XML), whole and verified."""
-        length = self.content_length() or 0
-        if length > limit:
-            raise S3Error("InvalidRequest", f"The request body must be at most {limit} bytes.")
-        body = self.environ["wsgi.input"].read(length) if length else b""
-        if len(body) < length:
-            raise S3Error("IncompleteBody")
-        payload = self.signed.payload_hash
-        if payload in sigv4.STREAMING_PAYLOADS:
-            raise not_implemented("aws-chunked uploads (STREAMING-*)")
-        if payload != sigv4.UNSIGNED_PAYLOAD and hashlib.sha256(body).hexdigest() != payload:
-            raise S3Error("XAmzContentSHA256Mismatch")
-        return body
-
-    @property
-    def resource(self) -> str:
-        return "/" + "/".join(p for p in (self.bucket, self.key) if p is not None)
+class CredentialResolver(Protocol):
+    def resolve(self, access: str) -> tuple[str, AuthContext]:
+        """(secret, who) of an access key; ``LookupError`` if no usable credential has it."""
 
 
 class S3Layer:
@@ -146,15 +66,14 @@ class S3Layer:
 
     def __call__(self, environ: dict, start_response):
         host_bucket = self.host_bucket(environ)
-        if host_bucket is None and not sigv4.is_signed(environ):
+        refused = environ.get(REFUSAL_ENVIRON_KEY) is not None  # the proxy answers those
+        if refused or (host_bucket is None and not sigv4.is_signed(environ)):
             return self.proxy_app(environ, start_response)
-        trans_id = new_trans_id()
+        started, trans_id = time.monotonic(), new_trans_id()
         resource = quote(environ.get("PATH_INFO", "/").encode("latin-1"), safe="/")
         try:
             req = self.authenticate(environ, host_bucket, trans_id)
             resource = req.resource
-            from soko.object.s3.dispatch import dispatch
-
             resp = dispatch(req)
         except S3Error as exc:
             resp = self.error(exc, resource, trans_id, environ)
@@ -171,6 +90,9 @@ class S3Layer:
                 headers.append(("Content-Length", str(len(body))))
             body = [body] if environ["REQUEST_METHOD"] != "HEAD" else []
         start_response(f"{resp.status} {HTTP_REASONS.get(resp.status, 'Unknown')}", headers)
+        access_log.info('%s %s "%s %s" %s %.4f (s3)', environ.get("REMOTE_ADDR"), trans_id,
+                        environ["REQUEST_METHOD"], resource, resp.status,
+                        time.monotonic() - started)
         return body
 
     def error(self, exc: S3Error, resource: str, trans_id: str, environ: dict) -> S3Response:
@@ -202,19 +124,19 @@ class S3Layer:
             raise S3Error("AccessDenied", "Anonymous requests are not supported yet; sign "
                                           "the request (AWS4-HMAC-SHA256).")
         signed = sigv4.parse_request(environ, query)
+        try:  # before the credential is looked up: a stale request costs no database read
+            sigv4.check_time(signed, self.clock())
+        except ValueError:
+            raise S3Error("AccessDenied", "The request time is malformed.") from None
         try:
             secret, who = self.credentials().resolve(signed.access)
         except LookupError:  # identity.ec2.UnknownAccessKey
             raise S3Error("InvalidAccessKeyId", AWSAccessKeyId=signed.access) from None
-        try:
-            sigv4.check_time(signed, self.clock())
-        except ValueError:
-            raise S3Error("AccessDenied", "The request time is malformed.") from None
         signing_key = sigv4.verify(environ, query, signed, secret)
         if host_bucket is not None:
-            bucket, key = host_bucket, path.lstrip("/") or None
+            bucket, key = host_bucket, path[1:] or None
         else:
-            bucket, _, key = path.lstrip("/").partition("/")
+            bucket, _, key = path[1:].partition("/")
             bucket, key = bucket or None, key or None
         return S3Request(environ, environ["REQUEST_METHOD"], bucket, key, query, signed, who,
                          SwiftCaller(self.proxy_app, environ, who, trans_id), trans_id,

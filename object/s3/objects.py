@@ -15,7 +15,7 @@ import hashlib
 from soko.object.proxy.constraints import MAX_OBJECT_NAME_LENGTH
 from soko.object.s3.buckets import container_exists
 from soko.object.s3.errors import S3Error, from_swift
-from soko.object.s3.layer import S3Request, S3Response
+from soko.object.s3.request import S3Request, S3Response
 from soko.object.s3.xmlio import MAX_BODY, child_text, children, document, parse
 
 STORED_HEADERS = ("content-type", "content-encoding", "content-disposition", "content-language",

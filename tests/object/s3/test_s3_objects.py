@@ -136,3 +136,17 @@ def test_malformed_delete_body_deletes_nothing(cluster, tester_keys, s3, bucket)
         resp = requests.post(url, data=body, headers=headers, timeout=30)
         assert resp.status_code == 400 and b"<Code>MalformedXML</Code>" in resp.content, body
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["keep"]
+
+
+ODD_KEYS = ["/leading//double", "sp ace+plus", "q?uery&amp=1", "per%cent", "ünïcödé/日本",
+            "tilde~star*paren()", "semi;colon,comma!'"]
+
+
+def test_odd_keys_sign_store_and_list(s3, swift, bucket):
+    for key in ODD_KEYS:
+        s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == key.encode()
+    listed = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert listed == sorted(ODD_KEYS, key=lambda k: k.encode())
+    names = [o["name"] for o in swift.get(f"{swift.base}/{bucket}?format=json").json()]
+    assert names == listed
