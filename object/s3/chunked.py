@@ -16,27 +16,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import zlib
 
 from soko.object.s3.errors import S3Error
-from soko.object.s3.sigv4 import PayloadMismatch
+from soko.object.s3.integrity import CHECKSUMS, PayloadMismatch
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 MAX_CHUNK = 16 * 1024 * 1024
 MAX_LINE = 4096
-CHECKSUMS = {"x-amz-checksum-crc32": lambda: Crc32(), "x-amz-checksum-sha1": hashlib.sha1,
-             "x-amz-checksum-sha256": hashlib.sha256}
-
-
-class Crc32:
-    def __init__(self):
-        self.value = 0
-
-    def update(self, data: bytes) -> None:
-        self.value = zlib.crc32(data, self.value)
-
-    def digest(self) -> bytes:
-        return self.value.to_bytes(4, "big")
 
 
 class AwsChunkedBody:

@@ -10,6 +10,7 @@ from soko.common.auth import AuthContext
 from soko.object.s3 import sigv4
 from soko.object.s3.chunked import AwsChunkedBody
 from soko.object.s3.errors import S3Error, not_implemented
+from soko.object.s3.integrity import VerifiedBody, checksum_checks, payload_check
 from soko.object.s3.owners import BucketOwners
 from soko.object.s3.swift import SwiftCaller
 
@@ -52,20 +53,25 @@ class S3Request:
         return int(value)
 
     def body_stream(self, length: int | None):
-        """(body, its length) to store: checked against what was signed while it streams."""
+        """(body, its length) to store, checked while it streams against what the client
+        signed and the checksums it sent."""
         payload = self.signed.payload_hash
         stream = self.environ["wsgi.input"]
-        if payload == sigv4.UNSIGNED_PAYLOAD:
-            return stream, length
-        if payload not in (sigv4.SIGNED_CHUNKS, sigv4.UNSIGNED_CHUNKS):
-            if payload in sigv4.STREAMING_PAYLOADS:
-                raise not_implemented(f"{payload} uploads")
-            return sigv4.VerifiedBody(stream, payload, length), length
+        checks = checksum_checks(self.header)
+        if payload in (sigv4.SIGNED_CHUNKS, sigv4.UNSIGNED_CHUNKS):
+            stream, length = self.chunked_body(stream, length)
+        elif payload in sigv4.STREAMING_PAYLOADS:
+            raise not_implemented(f"{payload} uploads")
+        elif payload != sigv4.UNSIGNED_PAYLOAD:
+            checks.append(payload_check(payload))
+        return (VerifiedBody(stream, length, checks) if checks else stream), length
+
+    def chunked_body(self, stream, length: int | None) -> tuple[AwsChunkedBody, int]:
         decoded = self.header("x-amz-decoded-content-length") or ""
         if length is None or not decoded.isdigit():
             raise S3Error("MissingContentLength", "aws-chunked uploads need Content-Length "
                                                   "and x-amz-decoded-content-length.")
-        signed = payload == sigv4.SIGNED_CHUNKS
+        signed = self.signed.payload_hash == sigv4.SIGNED_CHUNKS
         if signed and self.header("x-amz-trailer"):
             raise not_implemented("Trailers on signed aws-chunked uploads")
         body = AwsChunkedBody(stream, length, int(decoded),

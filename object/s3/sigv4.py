@@ -3,7 +3,7 @@
 The server rebuilds the canonical request from what it received (method, the path as sent,
 the sorted query, the signed headers, the payload hash the client declared), signs it with
 the secret it holds for the access key, and compares in constant time. A declared payload
-hash is then checked against the body as it streams through (``VerifiedBody``), so a body
+hash is then checked against the body as it streams (``integrity.VerifiedBody``), so a body
 that does not match fails the write before the object is committed.
 """
 
@@ -17,7 +17,6 @@ import re
 import time
 from urllib.parse import quote, unquote, urlsplit
 
-from soko.common.errors import SokoError
 from soko.object.s3.errors import S3Error
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -218,39 +217,3 @@ def verify(environ: dict, query: list[tuple[str, str]], signed: SignedRequest,
     if not hmac.compare_digest(expected, signed.signature):
         raise S3Error("SignatureDoesNotMatch")
     return key
-
-
-class PayloadMismatch(SokoError):
-    """The body is not the one whose SHA-256 the client signed (the write must fail)."""
-
-    status, title = 400, "Bad Request"
-
-
-class VerifiedBody:
-    """``wsgi.input`` that hashes what is read and refuses to hand over the last bytes of a
-    body whose SHA-256 is not the signed one: the proxy then never commits the object."""
-
-    def __init__(self, stream, expected: str, length: int | None):
-        self.stream = stream
-        self.expected = expected
-        self.remaining = length
-        self.sha256 = hashlib.sha256()
-        self.failure: S3Error | None = None
-
-    def read(self, size: int = -1) -> bytes:
-        if self.remaining is not None:
-            size = self.remaining if size is None or size < 0 else min(size, self.remaining)
-        chunk = self.stream.read(size) if size != 0 else b""
-        self.sha256.update(chunk)
-        if self.remaining is not None:
-            self.remaining -= len(chunk)
-        if self.remaining == 0 or not chunk:
-            self.check()
-        return chunk
-
-    def check(self) -> None:
-        if self.sha256.hexdigest() != self.expected:
-            self.failure = S3Error("XAmzContentSHA256Mismatch",
-                                   ClientComputedContentSHA256=self.expected,
-                                   S3ComputedContentSHA256=self.sha256.hexdigest())
-            raise PayloadMismatch("The body does not match x-amz-content-sha256.")

@@ -6,6 +6,7 @@ import base64
 import datetime
 import hashlib
 import os
+import zlib
 
 import pytest
 import requests
@@ -150,3 +151,19 @@ def test_odd_keys_sign_store_and_list(s3, swift, bucket):
     assert listed == sorted(ODD_KEYS, key=lambda k: k.encode())
     names = [o["name"] for o in swift.get(f"{swift.base}/{bucket}?format=json").json()]
     assert names == listed
+
+
+def test_checksum_headers_are_checked(cluster, tester_keys, s3, bucket):
+    for algorithm in ("CRC32", "SHA1", "SHA256"):  # botocore computes and sends them
+        s3.put_object(Bucket=bucket, Key=f"sum-{algorithm}", Body=b"data",
+                      ChecksumAlgorithm=algorithm)
+    wrong = base64.b64encode(zlib.crc32(b"datA").to_bytes(4, "big")).decode()
+    url, headers = signed_request(f"{cluster.proxy_url}/{bucket}/bad-sum", tester_keys, "PUT",
+                                  b"data", {"x-amz-checksum-crc32": wrong})
+    resp = requests.put(url, data=b"data", headers=headers, timeout=30)
+    assert resp.status_code == 400 and b"<Code>BadDigest</Code>" in resp.content
+    url, headers = signed_request(f"{cluster.proxy_url}/{bucket}/c-sum", tester_keys, "PUT",
+                                  b"data", {"x-amz-checksum-crc32c": "AAAAAA=="})
+    assert requests.put(url, data=b"data", headers=headers, timeout=30).status_code == 501
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == ["sum-CRC32", "sum-SHA1", "sum-SHA256"]
