@@ -97,8 +97,10 @@ class S3Layer:
 
     def error(self, exc: S3Error, resource: str, trans_id: str, environ: dict) -> S3Response:
         headers = [("Content-Type", "application/xml")]
-        if exc.status >= 400 and environ.get("CONTENT_LENGTH") not in (None, "", "0"):
-            headers.append(("Connection", "close"))  # the body may not have been read
+        has_body = environ.get("CONTENT_LENGTH") not in (None, "", "0") or "chunked" in (
+            environ.get("HTTP_TRANSFER_ENCODING") or "").lower()
+        if has_body:  # the body may not have been read: never drain gigabytes to reuse it
+            headers.append(("Connection", "close"))
         return S3Response(exc.status, headers, exc.xml(resource, trans_id))
 
     def host_bucket(self, environ: dict) -> str | None:

@@ -6,11 +6,17 @@ its proxy reads the identity database and keys, as it does for tokens).
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
 
 from tests.object.test_cluster import Api
+
+
+def error_of(exc: pytest.ExceptionInfo) -> tuple[int, str]:
+    response = exc.value.response
+    return response["ResponseMetadata"]["HTTPStatusCode"], response["Error"]["Code"]
 
 
 def make_client(url: str, access: str, secret: str):
@@ -49,8 +55,6 @@ class Credentials:
                                   manager.get_project(project)["id"])
         finally:
             engine.dispose()  # no open file may keep the XFS mount busy at the end
-        import json
-
         blob = json.loads(record["blob"])
         return blob["access"], blob["secret"]
 

@@ -11,12 +11,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from tests.object.s3.conftest import make_client, signed_request
-
-
-def error_of(exc: pytest.ExceptionInfo) -> tuple[int, str]:
-    response = exc.value.response
-    return response["ResponseMetadata"]["HTTPStatusCode"], response["Error"]["Code"]
+from tests.object.s3.conftest import error_of, make_client, signed_request
 
 
 def test_tampered_signature_and_unknown_key(cluster, tester_keys, bucket):

@@ -8,12 +8,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from tests.object.s3.conftest import signed_request
-
-
-def error_of(exc: pytest.ExceptionInfo) -> tuple[int, str]:
-    response = exc.value.response
-    return response["ResponseMetadata"]["HTTPStatusCode"], response["Error"]["Code"]
+from tests.object.s3.conftest import error_of, signed_request
 
 
 def test_bucket_lifecycle(s3, swift):

@@ -12,11 +12,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from tests.object.s3.conftest import signed_request
-
-
-def error_code(exc: pytest.ExceptionInfo) -> str:
-    return exc.value.response["Error"]["Code"]
+from tests.object.s3.conftest import error_of, signed_request
 
 
 def test_put_get_head_delete_with_metadata(s3, bucket):
@@ -38,7 +34,7 @@ def test_put_get_head_delete_with_metadata(s3, bucket):
     s3.delete_object(Bucket=bucket, Key="dir/hello.txt")
     with pytest.raises(ClientError) as exc:
         s3.get_object(Bucket=bucket, Key="dir/hello.txt")
-    assert error_code(exc) == "NoSuchKey"
+    assert error_of(exc)[1] == "NoSuchKey"
     s3.delete_object(Bucket=bucket, Key="dir/hello.txt")  # deleting again is fine, as in S3
 
 
@@ -49,7 +45,7 @@ def test_ranges_and_invalid_range(s3, bucket):
     assert s3.get_object(Bucket=bucket, Key="r", Range="bytes=-3")["Body"].read() == b"789"
     with pytest.raises(ClientError) as exc:
         s3.get_object(Bucket=bucket, Key="r", Range="bytes=20-30")
-    assert error_code(exc) == "InvalidRange"
+    assert error_of(exc)[1] == "InvalidRange"
     assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 416
 
 
@@ -59,7 +55,7 @@ def test_conditional_reads(s3, bucket):
     assert s3.get_object(Bucket=bucket, Key="c", IfMatch=etag)["Body"].read() == b"x"
     with pytest.raises(ClientError) as exc:
         s3.get_object(Bucket=bucket, Key="c", IfMatch='"0000"')
-    assert error_code(exc) == "PreconditionFailed"
+    assert error_of(exc)[1] == "PreconditionFailed"
     with pytest.raises(ClientError) as exc:
         s3.get_object(Bucket=bucket, Key="c", IfNoneMatch=etag)
     assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 304
@@ -85,10 +81,10 @@ def test_content_md5_is_checked(s3, bucket):
     with pytest.raises(ClientError) as exc:
         s3.put_object(Bucket=bucket, Key="m", Body=b"abc",
                       ContentMD5=base64.b64encode(hashlib.md5(b"abd").digest()).decode())
-    assert error_code(exc) == "BadDigest"
+    assert error_of(exc)[1] == "BadDigest"
     with pytest.raises(ClientError) as exc:
         s3.put_object(Bucket=bucket, Key="m", Body=b"abc", ContentMD5="not-base64!")
-    assert error_code(exc) == "InvalidDigest"
+    assert error_of(exc)[1] == "InvalidDigest"
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
 
 
