@@ -86,6 +86,8 @@ def create_bucket(req: S3Request) -> S3Response:
         if location not in (None, "", req.region):
             raise S3Error("InvalidLocationConstraint",
                           f"This endpoint's region is {req.region}, not {location}.")
+    if not req.who.has_role("member"):  # before the name is claimed, even for a moment
+        raise S3Error("AccessDenied")
     req.owners.claim(req.swift, req.bucket)
     if container_exists(req):
         raise S3Error("BucketAlreadyOwnedByYou", BucketName=req.bucket)

@@ -44,13 +44,17 @@ class Credentials:
         engine = make_engine(db_url(self.cluster.config))
         return engine, Ec2Credentials.from_config(self.cluster.config, engine=engine)
 
-    def create(self, user: str) -> tuple[str, str]:
+    def create(self, user: str, new_role: str | None = None) -> tuple[str, str]:
+        """A credential of ``project:name`` (a new user with ``new_role`` if given)."""
         from soko.identity.manager import IdentityManager
 
         engine, store = self.store()
         try:
             manager = IdentityManager.from_config(self.cluster.config, engine=engine)
             project, _, name = user.partition(":")
+            if new_role is not None:
+                manager.create_user(name, "password-of-" + name, default_project=project)
+                manager.grant_role(project, name, new_role)
             record = store.create(manager.get_user(name)["id"],
                                   manager.get_project(project)["id"])
         finally:

@@ -90,6 +90,21 @@ def test_another_projects_credential_is_denied(s3, other_s3, bucket):
     assert s3.get_object(Bucket=bucket, Key="private")["Body"].read() == b"mine"
 
 
+def test_a_readers_credential_reads_but_does_not_write(cluster, ec2, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    reader = make_client(cluster.proxy_url, *ec2.create("test:s3reader", new_role="reader"))
+    assert reader.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x"
+    assert [o["Key"] for o in reader.list_objects_v2(Bucket=bucket)["Contents"]] == ["k"]
+    for call in (lambda: reader.put_object(Bucket=bucket, Key="r", Body=b"y"),
+                 lambda: reader.delete_object(Bucket=bucket, Key="k"),
+                 lambda: reader.create_bucket(Bucket=f"r-{bucket}")):
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert error_of(exc) == (403, "AccessDenied")
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["k"]
+    assert f"r-{bucket}" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
 def test_deleted_credential_stops_within_the_revocation_bound(cluster, ec2, bucket):
     keys = ec2.create("test:tester")
     client = make_client(cluster.proxy_url, *keys)
