@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import falcon
 
-from soko.common.errors import BadRequest, Forbidden, NotFound
+from soko.common.errors import BadRequest, NotFound
 from soko.identity.admin_api import links, optional, require_self_or_admin
 from soko.identity.api import body_object
 from soko.identity.ec2 import Ec2Credentials, credential_id, os_ec2_record
@@ -108,8 +108,8 @@ class OsEc2Credential:
     def record(self, req, user_id: str, access: str) -> dict:
         require_self_or_admin(req, user_id)
         record = self.credentials.get(credential_id(access))
-        if record["user_id"] != user_id and not req.context.auth.is_admin:
-            raise Forbidden("This credential belongs to another user.")
+        if record["user_id"] != user_id:  # someone else's: as if it did not exist
+            raise NotFound("No such credential.")
         return record
 
     def on_get(self, req, resp, user_id, access):
