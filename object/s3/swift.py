@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from urllib.parse import urlencode
 
 from soko.common.auth import AUTH_ENVIRON_KEY, AuthContext
-from soko.object.proxy.controllers.base import RESELLER_PREFIX
 
+ACCOUNT_PREFIX = "AUTH_"  # a project's account, as tempauth and the catalog name it
 COPIED_ENVIRON = ("SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL", "REMOTE_ADDR",
                   "wsgi.url_scheme", "wsgi.errors", "wsgi.version", "wsgi.multithread",
                   "wsgi.multiprocess", "wsgi.run_once", "gunicorn.socket")
@@ -56,7 +56,7 @@ class SwiftCaller:
         self.environ = environ
         self.who = who
         self.trans_id = trans_id
-        self.account = RESELLER_PREFIX + who.project_id
+        self.account = ACCOUNT_PREFIX + who.project_id
 
     def path(self, container: str | None = None, obj: str | None = None) -> str:
         parts = [self.account, *(p for p in (container, obj) if p is not None)]
