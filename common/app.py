@@ -2,7 +2,8 @@
 
 It gives each service the same edges: a transaction id on every response (taken from the
 caller when a soko service calls another, so one request can be followed end to end), an
-access log, JSON errors that never carry a traceback, domain errors mapped to HTTP once,
+access log, errors that never carry a traceback (JSON, or the format the app names), domain
+errors mapped to HTTP once,
 JSON request bodies bounded in size and depth (``common/validation.py``), and
 ``/healthcheck``. A service adds its routes and its auth middleware on top.
 """
@@ -15,6 +16,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterable
+from typing import Protocol
 
 import falcon
 
@@ -79,37 +81,54 @@ def error_body(status: int, title: str, message: str, trans_id: str | None) -> s
     )
 
 
-def serialize_http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError):
-    """Every falcon-raised error (unknown route, bad method...) as the same JSON shape."""
-    reason = exc.status[4:] if isinstance(exc.status, str) else str(exc.status)
-    title = reason if exc.title in (exc.status, None) else exc.title
-    message = exc.description or f"{title}: {req.method} {req.path}"
-    trans_id = getattr(req.context, "trans_id", None)
-    resp.content_type = falcon.MEDIA_JSON
-    resp.text = error_body(exc.status_code, title, message, trans_id)
+class ErrorFormat(Protocol):
+    """How an app words its errors: one format per app, every error goes through it."""
+
+    def render(self, req: falcon.Request, resp: falcon.Response, error: SokoError) -> None:
+        """Sets the body (and may adjust the status line and headers) for ``error``."""
 
 
-def handle_soko_error(req, resp, exc: SokoError, params) -> None:
-    trans_id = getattr(req.context, "trans_id", None)
-    resp.status = exc.status
-    for name, value in exc.headers.items():
-        resp.set_header(name, value)
-    resp.content_type = falcon.MEDIA_JSON
-    resp.text = error_body(exc.status, exc.title, exc.message, trans_id)
+class JsonErrors:
+    """soko's own APIs: ``{"error": {code, title, message, trans_id}}``."""
+
+    def render(self, req: falcon.Request, resp: falcon.Response, error: SokoError) -> None:
+        resp.content_type = falcon.MEDIA_JSON
+        resp.text = error_body(error.status, error.title, error.message,
+                               getattr(req.context, "trans_id", None))
 
 
-def handle_unexpected(req, resp, exc: Exception, params) -> None:
-    """A bug: log it with its traceback, tell the client only the transaction id."""
-    trans_id = getattr(req.context, "trans_id", None)
-    error_log.exception("unhandled error in %s %s", req.method, req.path)
-    resp.status = 500
-    resp.content_type = falcon.MEDIA_JSON
-    resp.text = error_body(
-        500,
-        "Internal Server Error",
-        f"The server failed to handle this request; quote transaction {trans_id} to the operator.",
-        trans_id,
-    )
+JSON_ERRORS = JsonErrors()
+
+
+class ErrorHandlers:
+    """Every error an app can meet — soko's, falcon's own (unknown route, bad method...),
+    a bug — answered in the app's ``ErrorFormat``, never with a traceback."""
+
+    def __init__(self, errors: ErrorFormat):
+        self.errors = errors
+
+    def soko_error(self, req, resp, exc: SokoError, params) -> None:
+        resp.status = exc.status
+        for name, value in exc.headers.items():
+            resp.set_header(name, value)
+        self.errors.render(req, resp, exc)
+
+    def http_error(self, req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError):
+        """falcon has set the status and the error's headers already."""
+        reason = exc.status[4:] if isinstance(exc.status, str) else str(exc.status)
+        title = reason if exc.title in (exc.status, None) else exc.title
+        error = SokoError(exc.description or f"{title}: {req.method} {req.path}")
+        error.status, error.title = exc.status_code, title
+        error.worded = exc.description is not None
+        self.errors.render(req, resp, error)
+
+    def unexpected(self, req, resp, exc: Exception, params) -> None:
+        """A bug: log it with its traceback, tell the client only the transaction id."""
+        trans_id = getattr(req.context, "trans_id", None)
+        error_log.exception("unhandled error in %s %s", req.method, req.path)
+        self.soko_error(req, resp, SokoError(
+            f"The server failed to handle this request; quote transaction {trans_id} to the "
+            "operator."), params)
 
 
 class Healthcheck:
@@ -124,14 +143,16 @@ class Healthcheck:
     on_head = on_get
 
 
-def make_base_app(middleware: Iterable[object] = ()) -> falcon.App:
+def make_base_app(middleware: Iterable[object] = (),
+                  errors: ErrorFormat = JSON_ERRORS) -> falcon.App:
     """A falcon app with soko's shared edges; the service adds routes and its middleware."""
+    handlers = ErrorHandlers(errors)
     app = falcon.App(middleware=[RequestContext(), *middleware])
     app.req_options.auto_parse_qs_csv = False
     app.req_options.strip_url_path_trailing_slash = False
     app.req_options.media_handlers = json_only_handlers()  # bounded size and depth
-    app.set_error_serializer(serialize_http_error)
-    app.add_error_handler(Exception, handle_unexpected)
-    app.add_error_handler(SokoError, handle_soko_error)
+    app.set_error_serializer(handlers.http_error)
+    app.add_error_handler(Exception, handlers.unexpected)
+    app.add_error_handler(SokoError, handlers.soko_error)
     app.add_route("/healthcheck", Healthcheck())
     return app

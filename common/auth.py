@@ -5,7 +5,8 @@ with the shared key, no round trip per request) into an ``AuthContext``. Resourc
 what they need with attributes, so policy sits next to the route it guards:
 
 - ``public = True``: no token needed (``/healthcheck``, ``/auth/v1.0``).
-- ``allow_anonymous = True``: a token is optional; the resource decides (Swift ACLs).
+- ``allow_anonymous = True``: a token is optional and the resource decides, roles included
+  (Swift ACLs and operator roles, ``object/proxy/access.py``).
 - ``policy = {"POST": "admin"}``: the least role per method; by default reads need
   ``reader`` and writes ``member``.
 
@@ -25,8 +26,10 @@ ROLE_RANK = {"reader": 1, "member": 2, "admin": 3}
 # What identity can hold as a project id or name (Keystone refers to projects by either).
 PROJECT_REF = re.compile(r"^[^\x00-\x1f\x7f:/]{1,64}$")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# Where an in-process layer that authenticated a request by other means (the S3 API's
-# signatures) puts its AuthContext: a WSGI environ key, which no client can set.
+# Where a WSGI layer in front of a service's app puts the caller's ``AuthContext`` once it
+# validated the token (the object proxy's middleware pipeline): the app and every sub-request
+# the layer makes act as that caller without validating the token again. A client cannot set
+# an environ key, only headers.
 AUTH_ENVIRON_KEY = "soko.auth"
 
 
@@ -101,4 +104,6 @@ class AuthMiddleware:
             if not auth.is_admin:
                 raise Forbidden("This token is scoped to another project.")
             check_project_ref(project)  # an admin may name any project, but only a project
-        require_role(auth, required_role(resource, req.method), f"{req.method} on this resource")
+        if not getattr(resource, "allow_anonymous", False):
+            require_role(auth, required_role(resource, req.method),
+                         f"{req.method} on this resource")

@@ -1,7 +1,8 @@
 """soko's domain errors, mapped to HTTP once by the app factory.
 
 Managers raise these (no HTTP knowledge below the API layer); the factory turns each into
-its status with a JSON body that says what went wrong and what to do about it.
+its status with a body in the app's error format (``common/app.py``): soko's own APIs a JSON
+body that says what went wrong and what to do about it, the Swift API Swift's short texts.
 """
 
 from __future__ import annotations
@@ -13,10 +14,16 @@ class SokoError(Exception):
     status = 500
     title = "Internal Server Error"
 
-    def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None):
+    def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None,
+                 content_type: str | None = None):
         super().__init__(message or self.title)
         self.message = message or self.title
+        # Whether the raiser worded it: a format with fixed pages (Swift's) uses those else.
+        self.worded = message is not None
         self.headers = headers or {}
+        # The media type of the message where a format answers it as the body (Swift's
+        # constraint errors are ``text/plain``, its other texts ``text/html``).
+        self.content_type = content_type
 
 
 class BadRequest(SokoError):

@@ -13,6 +13,16 @@ from gunicorn.app.base import BaseApplication
 from soko.common.config import Config
 from soko.common.service import ServiceSpec
 
+# The request heads Swift's server reads (measured on Swift 2.38; swift/common/wsgi.py,
+# bufferedhttp.py, constraints.py), so that what Swift would read reaches the app's own
+# checks (90 metadata items, 8 KiB headers...) and gets its 400, not a 431 from gunicorn:
+# up to 200 header fields (1.6 × Swift's MAX_HEADER_COUNT of 126), each line up to 8191
+# bytes with its CRLF (MAX_HEADER_SIZE 8192), and a request line as long as gunicorn takes
+# (8190; Swift's max_request_line is 8192). A head is thus at most ~1.6 MiB, read by the
+# event loop within header_timeout (common/worker.py).
+HEAD_LIMITS = {"limit_request_fields": 200, "limit_request_field_size": 8191,
+               "limit_request_line": 8190}
+
 
 class ServiceApplication(BaseApplication):
     """A gunicorn application whose settings come from the service's config section."""
@@ -42,6 +52,7 @@ class ServiceApplication(BaseApplication):
             "errorlog": "-",
             "accesslog": None,  # soko's middleware writes the access log, with the trans id
             "post_worker_init": _worker_logging,
+            **HEAD_LIMITS,
         }
         for key, value in settings.items():
             self.cfg.set(key, value)

@@ -25,6 +25,7 @@ import ctypes
 import errno
 import logging
 import os
+import re
 import resource
 import selectors
 import signal
@@ -34,6 +35,7 @@ import time
 from functools import partial
 
 from gunicorn.http import errors as http_errors
+from gunicorn.http import wsgi
 from gunicorn.http.body import Body, ChunkedReader
 from gunicorn.http.message import Request
 from gunicorn.workers.gthread import TConn, ThreadWorker
@@ -50,6 +52,7 @@ ACCEPT_BATCH = 64
 LINGER_SECONDS, LINGER_BYTES = 2.0, 64 * 1024  # gunicorn's close_graceful()'s
 # A chunk larger than any file the OS can hold is a broken size line, not a big chunk.
 MAX_CHUNK_SIZE = 2**63 - 1
+HIGH_BYTE = re.compile(rb"[\x80-\xff]")
 
 
 class ClientSocket(socket.socket):
@@ -86,8 +89,15 @@ class BoundedChunkedReader(ChunkedReader):
 
 
 class SokoRequest(Request):
-    """gunicorn's request with soko's body rules: only the chunked transfer coding (Swift
-    answers 501 to ``gzip, chunked``: the body would be stored still compressed)."""
+    """gunicorn's request with soko's rules: only the chunked transfer coding (Swift
+    answers 501 to ``gzip, chunked``: the body would be stored still compressed), and raw
+    bytes over 0x7f in the request target taken, as Swift takes them."""
+
+    def parse_request_line(self, line_bytes):
+        """gunicorn refuses a target with a byte outside printable ASCII; Swift serves a raw
+        UTF-8 name and answers 412 to other bytes (its proxy's ``check_utf8``), so the app
+        must see them. Percent-encoded they pass, and ``PATH_INFO`` (decoded) is the same."""
+        return super().parse_request_line(HIGH_BYTE.sub(percent_encoded, line_bytes))
 
     def set_body_reader(self):
         for name, value in self.headers:
@@ -100,6 +110,26 @@ class SokoRequest(Request):
         super().set_body_reader()
         if isinstance(self.body.reader, ChunkedReader):
             self.body = Body(BoundedChunkedReader(self, self.unreader))
+
+
+def percent_encoded(match: re.Match) -> bytes:
+    return b"%%%02X" % match.group()[0]
+
+
+class SokoResponse(wsgi.Response):
+    """gunicorn's response writer, writing the headers Swift's server writes (clients' tests
+    compare the Swift API's header sets): no ``Server``, no ``Connection: keep-alive`` to
+    an HTTP/1.1 client (persistence is its default), and ``Content-Length: 0`` kept on a
+    204, which Swift sends (RFC 9110 says not to; clients ignore it)."""
+
+    def default_headers(self):
+        implied = ("Server:", "Connection: keep-alive") if self.req.version >= (1, 1) else (
+            "Server:",)
+        return [h for h in super().default_headers() if not h.startswith(implied)]
+
+    @staticmethod
+    def _response_forbids_content_length(status):
+        return status is not None and 100 <= status < 200
 
 
 class ClientConn(TConn):
@@ -147,6 +177,9 @@ class SokoWorker(ThreadWorker):
 
     def init_process(self):
         die_with_parent(self.ppid)
+        # gthread's handle_request builds its writer from this module attribute, with no
+        # other way in; this process runs only this worker.
+        wsgi.Response = SokoResponse
         # A proxy request may hold a connection to each of 3 replicas besides its client's.
         raise_open_files_limit(4 * self.worker_connections + 256)
         super().init_process()

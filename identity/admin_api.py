@@ -14,7 +14,7 @@ from soko.common.errors import BadRequest, Forbidden
 from soko.common.validation import check_text
 from soko.identity.api import body_object
 from soko.identity.manager import IdentityManager
-from soko.identity.models import ROLES
+from soko.identity.roles import ROLES
 
 TEXT_MAX = {"description": 65535, "password": 4096}  # others: 255 (names, email)
 ADMIN_ALL = {"GET": "admin", "HEAD": "admin", "POST": "admin", "PUT": "admin",

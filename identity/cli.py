@@ -20,6 +20,7 @@ from pathlib import Path
 import click
 
 from soko.common.cli.output import emit_record, emit_rows, format_option
+from soko.identity.roles import ROLES
 
 DEFAULT_AUTH_URL = "http://127.0.0.1:5000/v3"
 
@@ -198,7 +199,7 @@ def user_delete(conn, user_ref):
 
 @identity.group()
 def role():
-    """Give and take roles (admin, member, reader) on projects."""
+    """Give and take roles (admin, member, reader; service, ResellerAdmin) on projects."""
 
 
 def grant_path(conn, project_ref, user_ref, role_name):
@@ -206,7 +207,7 @@ def grant_path(conn, project_ref, user_ref, role_name):
     return p, u, f"/v3/projects/{p['id']}/users/{u['id']}/roles/{role_name}"
 
 
-ROLE_CHOICE = click.Choice(["admin", "member", "reader"])
+ROLE_CHOICE = click.Choice(ROLES)
 
 
 @role.command("add")

@@ -35,7 +35,8 @@ from soko.common.config import Config
 from soko.common.db import make_engine, make_sessionmaker, session_scope
 from soko.common.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable
 from soko.identity.keys import FernetKeyRepository, KeyRepositoryError
-from soko.identity.models import IMPLIED_ROLES, ROLES, Assignment, Credential, Project, User
+from soko.identity.models import Assignment, Credential, Project, User
+from soko.identity.roles import IMPLIED_ROLES, ROLES
 from soko.identity.service import db_url, identity_dir, identity_section
 
 ACCESS_PATTERN = re.compile(r"^[A-Za-z0-9]{16,128}$")

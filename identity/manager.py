@@ -25,9 +25,7 @@ from soko.common.errors import BadRequest, Conflict, NotFound, Unauthorized
 from soko.identity import passwords
 from soko.identity.keys import FernetKeyRepository
 from soko.identity.models import (
-    IMPLIED_ROLES,
     NAME_MAX,
-    ROLES,
     Assignment,
     LoginFailure,
     Project,
@@ -35,6 +33,7 @@ from soko.identity.models import (
     User,
     create_schema,
 )
+from soko.identity.roles import IMPLIED_ROLES, ROLES
 from soko.identity.service import (
     IdentityConfig,
     db_url,

@@ -15,10 +15,6 @@ from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-ROLES = ("admin", "member", "reader")
-# What each role implies, as Keystone's default implied roles: tokens list them all.
-IMPLIED_ROLES = {"admin": ("admin", "member", "reader"), "member": ("member", "reader"),
-                 "reader": ("reader",)}
 NAME_MAX = 64
 
 

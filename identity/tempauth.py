@@ -14,7 +14,6 @@ host, as Swift's tempauth does; pass the proxy's public URL to pin it.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from typing import Protocol
@@ -75,5 +74,4 @@ class TempAuth:
         resp.set_header("X-Storage-Token", issued.token)
         resp.set_header("X-Storage-Url", url)
         resp.set_header("X-Auth-Token-Expires", str(max(0, math.floor(payload.expires_at - now))))
-        resp.content_type = falcon.MEDIA_JSON
-        resp.text = json.dumps({"storage": {"default": "local", "local": url}})
+        # No body: Swift's tempauth answers the headers alone (Content-Length: 0).

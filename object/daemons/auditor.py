@@ -8,7 +8,10 @@ checked out); an object that fails is moved whole to
 invalidated, so the next replicator passes of the other primaries push a good copy back.
 Container and account DBs get SQLite's ``PRAGMA quick_check``; a failing DB is moved to
 ``<device>/quarantined/<kind>s/`` and DB replication recreates it from a replica.
-Reading is rate-limited (bytes and files per second) to leave the disks to clients.
+Reading is rate-limited (bytes and files per second) to leave the disks to clients, and
+the daemon spreads each pass over ``auditor_interval`` (a day by default, like a scrub
+cycle): reads verify block sums anyway, so the auditor is for data nobody reads, and an
+idle node should pay a trickle for it, not a full pass every minute.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from soko.common.durable import fsync_dir, makedirs_durable
@@ -43,6 +47,8 @@ from soko.object.node.walk import hash_dirs
 
 log = logging.getLogger(__name__)
 
+SPREAD_SHARE = 0.9  # of the interval a paced pass aims to take, to end before the next
+
 
 class Auditor:
     def __init__(self, node):
@@ -51,23 +57,39 @@ class Auditor:
         self.bytes_limiter = RateLimiter(settings.auditor_bytes_per_second, node.stop)
         self.files_limiter = RateLimiter(settings.auditor_files_per_second, node.stop)
 
+    def targets(self) -> Iterator[tuple[str, Path, str, Path]]:
+        """``(kind, device path, partition, hash dir)`` of every object and DB here."""
+        for kind, root in (("object", "objects"), ("container", "containers"),
+                           ("account", "accounts")):
+            for _, device_path in self.node.mounted_devices(kind):
+                for partition, hash_dir in hash_dirs(device_path / root):
+                    yield kind, device_path, partition, hash_dir
+
+    def pace(self) -> RateLimiter:
+        """The files limiter for this pass. A one-off pass runs as fast as the limits allow;
+        the daemon spreads a pass over ``auditor_interval`` (every object and DB read once
+        per interval, as a scrub cycle), so an idle node's auditor costs a trickle, not a
+        burst every minute. Counting first costs a directory walk, a small part of a pass."""
+        if not self.node.background:
+            return self.files_limiter
+        count = sum(1 for _ in self.targets())
+        spread = count / (SPREAD_SHARE * self.node.settings.auditor_interval)
+        cap = self.node.settings.auditor_files_per_second
+        return RateLimiter(min(spread, cap) if cap else spread, self.node.stop)
+
     def run_once(self) -> dict:
         stats = collections.Counter(objects=0, bytes=0, quarantined=0, block_sums_added=0,
                                     dbs=0, dbs_quarantined=0)
-        for _, device_path in self.node.mounted_devices("object"):
-            for partition, hash_dir in hash_dirs(device_path / "objects"):
-                if self.node.stop.is_set():
-                    return dict(stats)
-                self.files_limiter.wait(1)
+        files_limiter = self.pace()
+        for kind, device_path, partition, hash_dir in self.targets():
+            if self.node.stop.is_set():
+                break
+            files_limiter.wait(1)
+            if kind == "object":
                 self.audit_object(DiskFile.at_hash(device_path, partition, hash_dir.name),
                                   stats)
-        for kind in ("container", "account"):
-            for _, device_path in self.node.mounted_devices(kind):
-                for _, hash_dir in hash_dirs(device_path / f"{kind}s"):
-                    if self.node.stop.is_set():
-                        return dict(stats)
-                    self.files_limiter.wait(1)
-                    self.audit_db(device_path, kind, hash_dir, stats)
+            else:
+                self.audit_db(device_path, kind, hash_dir, stats)
         return dict(stats)
 
     def audit_object(self, df: DiskFile, stats) -> None:

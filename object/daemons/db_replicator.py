@@ -15,12 +15,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from soko.object.daemons.replicator import PeerError, call
+from soko.object.daemons.sync_memory import SyncMemory
 from soko.object.node.containerdb import (
     CONNECTIONS,
     AccountDB,
@@ -43,11 +45,13 @@ class DBJob:
     partition: int
     peers: list[dict]
     handoff: bool
+    state: tuple = ()  # the DB's file_state when this pass looked at it
 
 
 class DBReplicator:
     def __init__(self, node):
         self.node = node
+        self.memory = SyncMemory(node.settings.replicator_verify_interval)
 
     def build_jobs(self) -> list[DBJob]:
         jobs = []
@@ -65,10 +69,17 @@ class DBReplicator:
         return jobs
 
     def run_once(self) -> dict:
-        stats = collections.Counter(dbs=0, rows_sent=0, dbs_created=0, handoffs_reverted=0,
-                                    rows_reclaimed=0, failures=0)
+        stats = collections.Counter(dbs=0, dbs_skipped=0, rows_sent=0, dbs_created=0,
+                                    handoffs_reverted=0, rows_reclaimed=0, failures=0)
+        due = []
+        for job in self.build_jobs():
+            job.state = file_state(job.db.path)  # before reading it: a later write shows
+            if not job.handoff and self.memory.unchanged(job.db.path, job.state):
+                stats["dbs_skipped"] += 1  # the idle case, decided without a thread
+            else:
+                due.append(job)
         with ThreadPoolExecutor(self.node.settings.replicator_concurrency) as pool:
-            for job_stats in pool.map(self.run_job, self.build_jobs()):
+            for job_stats in pool.map(self.run_job, due):
                 stats.update(job_stats)
         return dict(stats)
 
@@ -82,6 +93,7 @@ class DBReplicator:
         stats = collections.Counter()
         if self.node.stop.is_set():
             return stats
+        key, state = job.db.path, job.state
         try:
             info = job.db.replication_info()
         except NotFoundDB:
@@ -96,6 +108,10 @@ class DBReplicator:
                          peer["device"], exc)
                 stats["failures"] += 1
                 all_synced = False
+        if all_synced and not job.handoff:
+            self.memory.synced(key, state)
+        else:
+            self.memory.forget(key)
         cutoff = Timestamp.parse(time.time() - self.node.settings.reclaim_age)
         stats["rows_reclaimed"] += job.db.reclaim(cutoff)
         if job.handoff and all_synced and \
@@ -125,6 +141,20 @@ class DBReplicator:
                                               "max_seq": rows[-1][-1]})
             point = rows[-1][-1]
             stats["rows_sent"] += len(rows)
+
+
+def file_state(path: Path) -> tuple:
+    """What changes whenever a DB does, read without opening it: its file's identity, size
+    and modification time, and its write-ahead log's size and modification time when it
+    holds anything (SQLite recreates and resets an empty log as connections come and go)."""
+    state = []
+    for name in (path, path.with_name(path.name + "-wal")):
+        try:
+            st = os.stat(name)
+        except FileNotFoundError:
+            st = None
+        state.append((st.st_ino, st.st_size, st.st_mtime_ns) if st and st.st_size else None)
+    return tuple(state)
 
 
 def db_path_on(peer: dict, job: DBJob) -> str:

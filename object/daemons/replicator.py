@@ -27,9 +27,10 @@ from pathlib import Path
 import msgpack
 
 from soko.object.daemons.ratelimit import RateLimiter
+from soko.object.daemons.sync_memory import SyncMemory
 from soko.object.node.diskfile import XATTR_NAME, parse_name, remove_stale_temps
 from soko.object.node.replication_server import METADATA_HEADER
-from soko.object.node.suffixes import get_hashes
+from soko.object.node.suffixes import clean_cache, get_hashes, take_sync_request
 from soko.object.node.walk import entries
 from soko.object.shared.nodeclient import STREAM_CHUNK
 
@@ -60,14 +61,15 @@ def call(pool, peer: dict, path: str, body) -> object:
 @dataclasses.dataclass
 class PartitionJob:
     device: dict  # the local ring device
-    device_path: Path
+    part_dir: Path
     partition: int
     peers: list[dict]  # the other primaries; for a handoff, all of them
     handoff: bool
+    forced: bool = False  # a handoff, or a peer asked: synced even if unchanged
 
     @property
-    def part_dir(self) -> Path:
-        return self.device_path / "objects" / str(self.partition)
+    def key(self) -> tuple[int, int]:
+        return self.device["id"], self.partition
 
 
 class ObjectReplicator:
@@ -75,26 +77,37 @@ class ObjectReplicator:
         self.node = node
         self.settings = node.settings
         self.limiter = RateLimiter(self.settings.replicator_bytes_per_second, node.stop)
+        self.memory = SyncMemory(self.settings.replicator_verify_interval)
 
     def build_jobs(self) -> list[PartitionJob]:
         ring = self.node.rings["object"]
         jobs = []
         for dev, device_path in self.node.mounted_devices("object"):
             remove_stale_temps(device_path)
-            parts = [e.name for e in entries(device_path / "objects") if e.name.isdigit()]
-            for name in parts:
-                primaries = ring.get_part_nodes(int(name))
+            for entry in entries(device_path / "objects"):
+                if not entry.name.isdigit():
+                    continue
+                primaries = ring.get_part_nodes(int(entry.name))
                 peers = [p for p in primaries if p["id"] != dev["id"]]
-                jobs.append(PartitionJob(dev, device_path, int(name), peers,
+                jobs.append(PartitionJob(dev, Path(entry.path), int(entry.name), peers,
                                          handoff=len(peers) == len(primaries)))
         return jobs
 
     def run_once(self) -> dict:
-        stats = collections.Counter(partitions=0, suffixes_synced=0, objects_moved=0,
-                                    bytes_moved=0, handoffs_reverted=0, failures=0)
-        jobs = self.build_jobs()
+        stats = collections.Counter(partitions=0, partitions_skipped=0, suffixes_synced=0,
+                                    objects_moved=0, bytes_moved=0, handoffs_reverted=0,
+                                    failures=0)
+        due = []
+        for job in self.build_jobs():
+            if job.handoff or take_sync_request(job.part_dir):
+                job.forced = True
+            elif (cached := clean_cache(job.part_dir)) is not None and \
+                    self.memory.unchanged(job.key, cached):
+                stats["partitions_skipped"] += 1  # the idle case, decided without a thread
+                continue
+            due.append(job)
         with ThreadPoolExecutor(self.settings.replicator_concurrency) as pool:
-            for job_stats in pool.map(self.run_job, jobs):
+            for job_stats in pool.map(self.run_job, due):
                 stats.update(job_stats)
         return dict(stats)
 
@@ -102,9 +115,13 @@ class ObjectReplicator:
         stats = collections.Counter()
         if self.node.stop.is_set():
             return stats
-        stats["partitions"] += 1
         reclaim = self.settings.reclaim_age
         local = get_hashes(job.part_dir, reclaim_age=reclaim)
+        key = job.key
+        if not job.forced and self.memory.unchanged(key, local):
+            stats["partitions_skipped"] += 1  # rehashed, to the same hashes
+            return stats
+        stats["partitions"] += 1
         all_synced = True
         for peer in job.peers:
             try:
@@ -114,6 +131,10 @@ class ObjectReplicator:
                          peer["device"], exc)
                 stats["failures"] += 1
                 all_synced = False
+        if all_synced and not job.handoff:
+            self.memory.synced(key, local)
+        else:
+            self.memory.forget(key)
         if job.handoff and all_synced and get_hashes(job.part_dir, reclaim_age=reclaim) == local:
             shutil.rmtree(job.part_dir, ignore_errors=True)
             stats["handoffs_reverted"] += 1
@@ -121,11 +142,13 @@ class ObjectReplicator:
 
     def sync_peer(self, job: PartitionJob, peer: dict, local: dict, stats) -> None:
         remote = self.replicate(peer, job.partition)
-        differing = [s for s, h in local.items() if remote.get(s) != h]
+        # A suffix only the peer has is asked about too: recalculating it there makes the
+        # peer push it (request_sync), as it may be one this node lost
+        differing = sorted(s for s in local.keys() | remote.keys() if remote.get(s) != local.get(s))
         if not differing:
             return
         remote = self.replicate(peer, job.partition, differing)
-        for suffix in (s for s in differing if remote.get(s) != local[s]):
+        for suffix in (s for s in differing if s in local and remote.get(s) != local[s]):
             offer = suffix_files(job.part_dir / suffix)
             wanted = call(self.node.pool, peer, f"{base_path(peer, job.partition)}/missing",
                           offer)

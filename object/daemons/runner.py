@@ -46,6 +46,9 @@ class NodeContext:
 
     config: Config
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+    # True in the daemon process, whose passes may spread over their intervals; False for
+    # a one-off pass (`soko object pass`, tests), which runs as fast as its limits allow
+    background: bool = False
 
     def __post_init__(self) -> None:
         from soko.object.node.diskfile import Devices
@@ -156,7 +159,7 @@ def main(config: Config, log_level: str = "info") -> None:
     setup_logging(log_level)
     settings = config.section("object-daemons")
     config.sections["storage"] = config.section("storage").for_node(settings.node)
-    node = NodeContext(config)
+    node = NodeContext(config, background=True)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: node.stop.set())
     log.info("object daemons of node %d (%s:%d): %s", settings.node, *node.address,

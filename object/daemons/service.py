@@ -21,14 +21,17 @@ class DaemonsSection:
     node: int = 0  # which storage node this process serves: set by `--node N`
     daemons: list[str] = dataclasses.field(default_factory=lambda: list(DAEMON_NAMES))
     replicator_interval: float = 30.0  # seconds from the start of one pass to the next
-    auditor_interval: float = 60.0
+    auditor_interval: float = 86400.0  # every object and DB read once per interval (paced)
     updater_interval: float = 30.0
     expirer_interval: float = 60.0
     replicator_concurrency: int = 4  # partitions replicated in parallel
+    # A partition or DB unchanged since its last sync is skipped, and verified with every
+    # peer at a random moment within this many seconds (sync_memory); 0: every pass
+    replicator_verify_interval: float = 3600.0
     replicator_bytes_per_second: int = 100 << 20  # pushed by one node; 0: unlimited
     reclaim_age: float = 7 * 86400.0  # object tombstones older than this are removed
     auditor_bytes_per_second: int = 10 << 20  # read while checking MD5s; 0: unlimited
-    auditor_files_per_second: int = 200  # 0: unlimited
+    auditor_files_per_second: int = 20  # the most, whatever the interval asks; 0: unlimited
     recon_dir: Path | None = None  # per-node recon cache files; default <data_dir>/object/recon
 
     def recon_path(self, data_dir: Path, node: int | None = None) -> Path:
@@ -45,6 +48,8 @@ class DaemonsSection:
                      "expirer_interval", "reclaim_age"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
+        if self.replicator_verify_interval < 0:
+            raise ConfigError("replicator_verify_interval: must be 0 (every pass) or more")
         if self.replicator_concurrency < 1:
             raise ConfigError("replicator_concurrency: must be at least 1")
         for name in ("replicator_bytes_per_second", "auditor_bytes_per_second",

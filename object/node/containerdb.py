@@ -26,6 +26,7 @@ import msgpack
 
 from soko.common.durable import fsync_dir, makedirs_durable
 from soko.object.node.diskfile import name_hash
+from soko.object.shared.header_text import wire_length
 from soko.object.shared.limits import MAX_META_COUNT, MAX_META_OVERALL_SIZE
 from soko.object.shared.timestamps import ZERO, Timestamp
 
@@ -108,7 +109,7 @@ def check_stored_metadata(metadata: dict[str, list]) -> None:
         prefix = next((p for p in USER_META_PREFIXES if key.lower().startswith(p)), None)
         if value and prefix:
             count += 1
-            size += len(key[len(prefix):].encode()) + len(value.encode())
+            size += wire_length(key[len(prefix):]) + wire_length(value)
     if count > MAX_META_COUNT:
         raise MetadataOverLimit(f"Too many metadata items; max {MAX_META_COUNT}")
     if size > MAX_META_OVERALL_SIZE:
@@ -350,17 +351,24 @@ class ListingDB:
                 "metadata": msgpack.unpackb(raw), "max_seq": max_seq}
 
     def merge_info(self, info: dict[str, Any]) -> None:
-        """Takes a peer's put/delete times and metadata items where they are newer."""
+        """Takes a peer's put/delete times and metadata items where they are newer.
+
+        Nothing newer, nothing written: a peer's routine sync must not change this DB's
+        files, or the replicators would see every DB as changed on every pass."""
         with self.transaction() as conn:
-            (raw,) = conn.execute("SELECT metadata FROM stat").fetchone()
+            put_ts, delete_ts, raw = conn.execute(
+                "SELECT put_timestamp, delete_timestamp, metadata FROM stat").fetchone()
             metadata = msgpack.unpackb(raw)
-            for key, (value, ts) in info["metadata"].items():
-                if key not in metadata or metadata[key][1] < ts:
-                    metadata[key] = [value, ts]
+            newer = {key: [value, ts] for key, (value, ts) in info["metadata"].items()
+                     if key not in metadata or metadata[key][1] < ts}
+            if not newer and info["put_timestamp"] <= put_ts and \
+                    info["delete_timestamp"] <= delete_ts:
+                return
             conn.execute(
                 "UPDATE stat SET put_timestamp = max(put_timestamp, ?), "
                 "delete_timestamp = max(delete_timestamp, ?), metadata = ?",
-                (info["put_timestamp"], info["delete_timestamp"], msgpack.packb(metadata)))
+                (info["put_timestamp"], info["delete_timestamp"],
+                 msgpack.packb({**metadata, **newer})))
 
     def sync_point(self, remote_uid: str) -> int:
         """The last of ``remote_uid``'s row numbers merged here (-1: none yet)."""

@@ -28,6 +28,7 @@ from soko.object.node.containerdb import (
     db_path,
 )
 from soko.object.node.diskfile import Devices
+from soko.object.shared.header_text import header_text
 from soko.object.shared.internal import prefixed_headers, request_timestamp, target_node
 from soko.object.shared.limits import DEFAULT_POLICY
 from soko.object.shared.nodeclient import ConnectionPool, backend_path
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 MAX_LISTING = 10_000
 ACCOUNT_TARGET_KEY = "X-Backend-Account-Target"
 CONTAINER_META_PREFIXES = ("X-CONTAINER-META-", "X-CONTAINER-READ", "X-CONTAINER-WRITE")
+# System metadata (the account ACL) comes only from the proxy, which never passes a client's.
+ACCOUNT_META_PREFIXES = ("X-ACCOUNT-META-", "X-ACCOUNT-SYSMETA-")
 
 
 def listing_query(req: falcon.Request) -> dict:
@@ -230,7 +233,9 @@ class ContainerObjectResource:
             size = int(req.get_header("X-SIZE") or 0)
         except ValueError:
             raise BadRequest("X-Size: not a number") from None
-        db.merge_object(obj, timestamp, size, req.get_header("X-CONTENT-TYPE") or "",
+        # Listed as text (the proxy lets only UTF-8 content types in).
+        content_type = header_text(req.get_header("X-CONTENT-TYPE") or "") or ""
+        db.merge_object(obj, timestamp, size, content_type,
                         req.get_header("X-ETAG") or "", deleted)
         self.reporter.mark_dirty(db, account, container)
         resp.status = falcon.HTTP_201 if not deleted else falcon.HTTP_204
@@ -254,14 +259,14 @@ class AccountResource:
         db = self.db(device, partition, account)
         existed = db.exists()
         db.initialize(timestamp)
-        update_metadata(db, metadata_updates(req, ("X-ACCOUNT-META-",)), timestamp)
+        update_metadata(db, metadata_updates(req, ACCOUNT_META_PREFIXES), timestamp)
         resp.status = falcon.HTTP_202 if existed else falcon.HTTP_201
 
     def on_post(self, req, resp, device, partition, account):
         timestamp = request_timestamp(req)
         db = self.db(device, partition, account)
         live_info(db)
-        update_metadata(db, metadata_updates(req, ("X-ACCOUNT-META-",)), timestamp)
+        update_metadata(db, metadata_updates(req, ACCOUNT_META_PREFIXES), timestamp)
         resp.status = falcon.HTTP_204
 
     def account_headers(self, resp, db: AccountDB) -> None:

@@ -21,6 +21,7 @@ import msgpack
 
 from soko.common.durable import RACE_RETRIES, atomic_write
 from soko.common.errors import (
+    BadRequest,
     Conflict,
     NotFound,
     PreconditionFailed,
@@ -36,12 +37,6 @@ from soko.object.node.diskfile import (
     read_range,
     read_verified,
 )
-from soko.object.node.ranges import (
-    Unsatisfiable,
-    multipart_byteranges,
-    parse_range,
-    precondition_status,
-)
 from soko.object.shared.footer import (
     FOOTER_HEADER,
     FOOTER_KIND,
@@ -50,13 +45,24 @@ from soko.object.shared.footer import (
     FooterReader,
 )
 from soko.object.shared.internal import (
+    CONTENT_TYPE_OF_304,
+    ETAG_IS_AT_HEADER,
+    IGNORE_RANGE_HEADER,
+    OBJECT_POST_HEADERS,
+    OBJECT_SYSMETA_PREFIX,
     OBJECT_SYSTEM_HEADERS,
     prefixed_headers,
     request_timestamp,
     target_node,
 )
 from soko.object.shared.nodeclient import STREAM_CHUNK, ConnectionPool, backend_path
-from soko.object.shared.timestamps import Timestamp
+from soko.object.shared.ranges import (
+    Unsatisfiable,
+    multipart_byteranges,
+    parse_range,
+    precondition_status,
+)
+from soko.object.shared.timestamps import InvalidTimestamp, Timestamp
 
 log = logging.getLogger(__name__)
 
@@ -82,16 +88,36 @@ def object_headers(state: ObjectState) -> dict[str, str]:
     """The response headers a GET/HEAD of this object carries."""
     meta = state.metadata
     headers = {k: v for k, v in meta.items()
-               if k.startswith("X-Object-Meta-") or k in OBJECT_SYSTEM_HEADERS}
+               if k.startswith(("X-Object-Meta-", OBJECT_SYSMETA_PREFIX))
+               or k in OBJECT_SYSTEM_HEADERS}
+    changed = meta.get("X-Post-Timestamp", meta["X-Timestamp"])  # a POST modifies it (Swift)
     headers.update({
         "Content-Type": meta.get("Content-Type", "application/octet-stream"),
         "ETag": meta["ETag"],
-        "X-Timestamp": meta["X-Timestamp"],
-        "Last-Modified": Timestamp.parse(meta["X-Timestamp"]).http_date,
+        "X-Timestamp": changed,
+        "Last-Modified": Timestamp.parse(changed).http_date,
         "X-Backend-Timestamp": state.timestamp.normal,
         "Accept-Ranges": "bytes",
     })
     return headers
+
+
+def condition_etag(req: falcon.Request, metadata: dict[str, str]) -> str:
+    """What If-Match/If-None-Match compare with: the ETag, or the first metadata a
+    middleware named in ``X-Backend-Etag-Is-At`` that this object has."""
+    for name in (req.get_header(ETAG_IS_AT_HEADER) or "").split(","):
+        if name.strip().title() in metadata:
+            return metadata[name.strip().title()]
+    return metadata["ETag"]
+
+
+def requested_range(req: falcon.Request, metadata: dict[str, str]) -> str | None:
+    """The Range header, unless the object has metadata a middleware said makes it want
+    the whole object (``X-Backend-Ignore-Range-If-Metadata-Present``)."""
+    names = (req.get_header(IGNORE_RANGE_HEADER) or "").split(",")
+    if any(name.strip().title() in metadata for name in names if name.strip()):
+        return None
+    return req.get_header("RANGE")
 
 
 class ObjectResource:
@@ -147,6 +173,7 @@ class ObjectResource:
                 "Content-Length": str(writer.size),
                 "ETag": etag,
                 **prefixed_headers(req, "X-OBJECT-META-"),
+                **prefixed_headers(req, OBJECT_SYSMETA_PREFIX.upper()),
                 **{h: req.get_header(h) for h in OBJECT_SYSTEM_HEADERS if req.get_header(h)},
             }
             writer.commit(timestamp, "data", metadata)
@@ -161,6 +188,8 @@ class ObjectResource:
         timestamp = request_timestamp(req)
         df = self.diskfile(device, partition, account, container, obj)
         existing = newer_write_refused(df, timestamp)
+        if req.get_header("X-IF-DELETE-AT") is not None:
+            check_delete_at(req.get_header("X-IF-DELETE-AT"), existing)
         df.write_marker(timestamp, "ts", {"name": df.name, "X-Timestamp": timestamp.normal})
         self.update_container(req, df, "DELETE", account, container, obj, {})
         # Like Swift: the tombstone is written either way, the status says what was there.
@@ -173,9 +202,16 @@ class ObjectResource:
         if state.timestamp >= timestamp:
             raise Conflict("a newer write exists")
         metadata = {"X-Timestamp": timestamp.normal, **prefixed_headers(req, "X-OBJECT-META-")}
-        metadata.update({h: req.get_header(h) for h in OBJECT_SYSTEM_HEADERS
+        metadata.update({h: req.get_header(h) for h in OBJECT_POST_HEADERS
                          if req.get_header(h)})
+        # Swift's fast POST: a type it sets stays until another POST sets one (the .data
+        # keeps its own); the listing shows it, and the POST's time as last modified.
+        metadata["Content-Type"] = req.content_type or state.metadata["Content-Type"]
         df.write_marker(timestamp, "meta", metadata)
+        self.update_container(req, df, "PUT", account, container, obj, {
+            "X-Size": state.metadata["Content-Length"], "X-Etag": state.metadata["ETag"],
+            "X-Content-Type": metadata["Content-Type"],
+        })
         resp.status = falcon.HTTP_202
 
     def on_head(self, req, resp, device, partition, account, container, obj):
@@ -201,21 +237,25 @@ class ObjectResource:
         headers = object_headers(state)
         size = int(state.metadata["Content-Length"])
         last_modified = math.ceil(Timestamp.parse(headers["X-Timestamp"]).seconds)
-        status = precondition_status(req.headers, headers["ETag"], last_modified)
-        if status == 412:
-            raise PreconditionFailed("a precondition (If-Match, If-Unmodified-Since) failed",
-                                     headers={"ETag": headers["ETag"]})
-        if status == 304:
-            del headers["Content-Type"]
+        status = precondition_status(req.headers, condition_etag(req, state.metadata),
+                                     last_modified)
+        if status is not None:
+            # No body. Swift's 304 says the object's type (WSGI allows no Content-Type on a
+            # 304: it goes as a backend header); its 412 has neither type nor ranges.
+            content_type = headers.pop("Content-Type")
+            if status == 304:
+                headers[CONTENT_TYPE_OF_304] = content_type
+            else:
+                del headers["Accept-Ranges"]
             resp.set_headers(headers)
-            resp.status = falcon.HTTP_304
+            resp.status = falcon.code_to_http_status(status)
             return
         if not body:
             resp.set_headers(headers)
             resp.content_length = size
             return
         try:
-            ranges = parse_range(req.get_header("RANGE"), size)
+            ranges = parse_range(requested_range(req, state.metadata), size)
         except Unsatisfiable:
             resp.set_headers(headers)
             resp.status = falcon.HTTP_416
@@ -332,6 +372,21 @@ def save_async_pending(df: DiskFile, method: str, node: dict, partition: str, pa
               "headers": headers}
     target = df.device_path / "async_pending" / digest[-3:] / f"{digest}-{headers['X-Timestamp']}"
     atomic_write(target, msgpack.packb(record))
+
+
+def check_delete_at(expected: str, existing: ObjectState) -> None:
+    """``X-If-Delete-At`` (the expirer's guard, any client may send it): delete only the
+    version due at that time. As Swift's object server: a value that is no timestamp is
+    400, no trace of the object 404, another (or no) ``X-Delete-At`` 412 — a tombstone's
+    included, so a deleted object is not deleted again."""
+    try:
+        wanted = Timestamp.parse(expected)
+    except InvalidTimestamp:
+        raise BadRequest("Bad X-If-Delete-At header value") from None
+    if existing.timestamp is None:
+        raise NotFound("no such object")
+    if Timestamp.parse(existing.metadata.get("X-Delete-At") or 0) != wanted:
+        raise PreconditionFailed("X-If-Delete-At and X-Delete-At do not match")
 
 
 def newer_write_refused(df, timestamp):

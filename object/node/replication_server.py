@@ -37,7 +37,7 @@ from soko.object.node.diskfile import (
     parse_name,
     unpack_metadata,
 )
-from soko.object.node.suffixes import get_hashes
+from soko.object.node.suffixes import get_hashes, request_sync
 from soko.object.shared.nodeclient import STREAM_CHUNK
 from soko.object.shared.timestamps import Timestamp
 
@@ -82,6 +82,8 @@ class ReplicateResource:
         body = unpack(req) or {}
         recalculate = [s for s in body.get("recalculate", []) if SUFFIX_RE.match(str(s))]
         part_dir = self.devices.path(device) / "objects" / check_partition(partition)
+        if recalculate:  # the caller found these suffixes differ: look at them from here too
+            request_sync(part_dir)
         resp.content_type = "application/msgpack"
         resp.data = msgpack.packb(get_hashes(part_dir, recalculate, self.reclaim_age))
 

@@ -28,6 +28,7 @@ from soko.object.shared.timestamps import InvalidTimestamp, Timestamp
 HASHES_FILE = "hashes.msgpack"
 INVALID_FILE = "hashes.invalid"
 LOCK_FILE = ".lock"
+SYNC_REQUEST_FILE = "sync.requested"
 
 
 @contextlib.contextmanager
@@ -50,6 +51,22 @@ def invalidate_suffix(part_dir: Path, suffix: str) -> None:
             os.write(fd, suffix.encode() + b"\n")
         finally:
             os.close(fd)
+
+
+def request_sync(part_dir: Path) -> None:
+    """A peer saw this partition differ from its own: this node's replicator must not skip
+    it next pass (``sync_memory``), as the peer may lack what only this node has."""
+    with contextlib.suppress(FileNotFoundError):
+        os.close(os.open(part_dir / SYNC_REQUEST_FILE, os.O_CREAT | os.O_WRONLY, 0o644))
+
+
+def take_sync_request(part_dir: Path) -> bool:
+    """Whether a peer asked for a sync since the last call (the request is used up)."""
+    try:
+        os.unlink(os.path.join(part_dir, SYNC_REQUEST_FILE))
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def newest_is_old_tombstone(names: list[str], reclaim_before: float) -> bool:
@@ -110,10 +127,32 @@ def read_invalid(part_dir: Path) -> set[str]:
     return {s for s in data.decode().split() if s}
 
 
+def clean_cache(part_dir: Path) -> dict | None:
+    """The cached hashes when nothing invalidated them (None: they need the full path).
+
+    The common case of an idle pass, read without the lock: the cache file is replaced by
+    rename, so it is whole; a write invalidating a suffix after the check is one a moment
+    later, which the next call sees."""
+    part_dir = os.fspath(part_dir)  # string paths: this runs for every partition, every pass
+    try:
+        if os.stat(os.path.join(part_dir, INVALID_FILE)).st_size:
+            return None
+    except FileNotFoundError:
+        pass
+    try:
+        with open(os.path.join(part_dir, HASHES_FILE), "rb") as f:
+            hashes = msgpack.unpackb(f.read())
+    except (FileNotFoundError, ValueError):
+        return None
+    return None if None in hashes.values() else hashes
+
+
 def get_hashes(part_dir: Path, recalculate=(), reclaim_age: float = 7 * 86400.0) -> dict:
     """``{suffix: hash}`` of a partition, recomputing invalidated and ``recalculate``d ones."""
     if not part_dir.is_dir():
         return {}
+    if not recalculate and (cached := clean_cache(part_dir)) is not None:
+        return cached
     with locked(part_dir):
         try:
             hashes = msgpack.unpackb((part_dir / HASHES_FILE).read_bytes())

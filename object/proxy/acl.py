@@ -14,10 +14,14 @@ Items, comma-separated:
 
 A value is stored as Swift stores it, cleaned (``bob , sue`` → ``bob,sue``,
 ``.ref:*.example.com`` → ``.r:.example.com``).
+
+Account ACLs (``X-Account-Access-Control``) are tempauth's JSON: ``{"admin": [...],
+"read-write": [...], "read-only": [...]}``. Who is granted what is decided in ``access``.
 """
 
 from __future__ import annotations
 
+import json
 from urllib.parse import unquote, urlparse
 
 from soko.common.auth import AuthContext
@@ -85,17 +89,55 @@ def grants_user(groups: list[str], auth: AuthContext) -> bool:
                for user in ("*", auth.user_id, auth.user_name))
 
 
-def may_access(acl: str | None, auth: AuthContext | None, *, own_project: bool,
-               referer: str | None, listing: bool = False) -> bool:
-    """keystoneauth's order for a request that is not the owner's: a ``project:user``
-    grant, then the referrer designations (an object, or a listing with ``.rlistings``),
-    then, for a user of the account's own project, a group naming one of its roles."""
-    referrers, groups = parse_acl(acl)
-    if auth is not None and grants_user(groups, auth):
-        return True
-    if referrer_allowed(referer, referrers):
-        return not listing or ".rlistings" in groups
-    if auth is None or not own_project:
-        return False
-    lowered = {group.lower() for group in groups}
-    return any(role.lower() in lowered for role in auth.roles)
+# -- account ACLs ---------------------------------------------------------------------------
+
+ACCOUNT_ACL_LEVELS = ("admin", "read-write", "read-only")  # most rights first
+
+
+def clean_account_acl(value: str) -> str:
+    """``X-Account-Access-Control`` as stored: tempauth's checks (a JSON object whose keys
+    are the three levels and whose values are lists of strings), 400 with its message; the
+    stored form is Swift's ``format_acl`` (compact, sorted, ASCII), empty for ``{}``."""
+    try:
+        acl = json.loads(value) if value else {}
+    except ValueError:
+        acl = None
+    error = None
+    if not isinstance(acl, dict):
+        error = f"Syntax error in input ({value!r})"
+    elif unknown := [key for key in acl if key not in ACCOUNT_ACL_LEVELS]:
+        error = f"Key {json.dumps(unknown[0])} not recognized"
+    else:
+        for level in ACCOUNT_ACL_LEVELS:
+            if not isinstance(acl.get(level, []), list):
+                error = f"Value for key {json.dumps(level)} must be a list"
+            elif not all(isinstance(grantee, str) for grantee in acl.get(level, [])):
+                error = f"Elements of {json.dumps(level)} list must be strings"
+            if error:
+                break
+    if error:
+        raise BadRequest(f"X-Account-Access-Control invalid: {error}\n\nInput: {value}\n")
+    return json.dumps(acl, ensure_ascii=True, separators=(",", ":"), sort_keys=True) \
+        if acl else ""
+
+
+def parse_account_acl(stored: str | None) -> dict[str, list[str]]:
+    """The stored account ACL (empty if none, or unreadable: it then grants nothing)."""
+    try:
+        acl = json.loads(stored) if stored else {}
+    except ValueError:
+        return {}
+    return acl if isinstance(acl, dict) else {}
+
+
+def account_acl_level(stored: str | None, auth: AuthContext) -> str | None:
+    """The most an account ACL grants this user: a grantee is ``<project>:<user>`` (as in
+    container ACLs) or a project alone (every user of it: tempauth's account group)."""
+    acl = parse_account_acl(stored)
+    for level in ACCOUNT_ACL_LEVELS:
+        grantees = acl.get(level)
+        if isinstance(grantees, list) and (grants_user(grantees, auth)
+                                           or auth.project_id in grantees
+                                           or auth.project_name in grantees):
+            return level
+    return None

@@ -45,7 +45,8 @@ def query_params(req: falcon.Request) -> dict[str, str]:
         try:
             params[name] = unquote_plus(value, errors="strict")
         except UnicodeDecodeError:
-            raise BadRequest(f'"{name}" parameter not valid UTF-8') from None
+            raise BadRequest(f'"{name}" parameter not valid UTF-8',
+                             content_type="text/plain") from None
     return params
 
 
@@ -121,6 +122,29 @@ def xml_listing(entries: list[dict], kind: str, name: str) -> bytes:
         else declaration + body
 
 
+def large_object_entry(entry: dict) -> dict:
+    """An SLO manifest's entry as Swift lists it: the object's size (kept as ``swift_bytes``
+    in the content type, the entry's ``bytes`` being the manifest's) and its ``slo_etag``."""
+    content_type = entry.get("content_type", "")
+    if ";" not in content_type:
+        return entry
+    kept, params = [], {}
+    for part in content_type.split(";"):
+        name, _, value = part.strip().partition("=")
+        if name.lower() in ("swift_bytes", "slo_etag"):
+            params[name.lower()] = value
+        else:
+            kept.append(part)
+    if not params:
+        return entry
+    entry = {**entry, "content_type": ";".join(kept)}
+    if params.get("swift_bytes", "").isdigit():
+        entry["bytes"] = int(params["swift_bytes"])
+    if "slo_etag" in params:
+        entry["slo_etag"] = f'"{params["slo_etag"]}"'
+    return entry
+
+
 def render(req: falcon.Request, resp: falcon.Response, entries: list[dict] | None,
            kind: str, name: str, content_type: str) -> None:
     """The listing (``entries``; None for a HEAD) in ``content_type``."""
@@ -131,6 +155,8 @@ def render(req: falcon.Request, resp: falcon.Response, entries: list[dict] | Non
     if entries is None:
         resp.status = falcon.HTTP_204
         return
+    if kind == "container":
+        entries = [large_object_entry(entry) for entry in entries]
     if content_type.endswith("/xml"):
         body = xml_listing(entries, kind, name)
     elif content_type == "application/json":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from soko.common.config import ServerSection
+from soko.common.config import ConfigError, ServerSection
 from soko.common.service import ServiceSpec
 
 
@@ -29,6 +29,42 @@ class ProxySection(ServerSection):
     # container's owner (existence, placement). ACL checks for others always ask afresh.
     container_info_ttl: float = 5.0
     public_url: str = ""  # what X-Storage-Url starts with; empty: the request's own host
+    # The Swift API middlewares in front of the core controllers, in the order a request
+    # meets them (object/middleware/pipeline.py lists the known ones); Swift's sample
+    # proxy pipeline has SLO then DLO.
+    pipeline: list[str] = dataclasses.field(default_factory=lambda: ["slo", "dlo"])
+    # Who may do what (object/proxy/access.py, Swift's keystoneauth): a project's accounts
+    # are <prefix><project id> for each prefix; operator roles own their project's accounts,
+    # on a prefix listed in service_roles only with an X-Service-Token holding one of those
+    # roles too; reseller admin roles own every account.
+    reseller_prefixes: list[str] = dataclasses.field(
+        default_factory=lambda: ["AUTH_", "SERVICE_"])
+    operator_roles: list[str] = dataclasses.field(default_factory=lambda: ["admin", "member"])
+    service_roles: dict[str, list[str]] = dataclasses.field(
+        default_factory=lambda: {"SERVICE_": ["service"]})
+    reseller_admin_roles: list[str] = dataclasses.field(
+        default_factory=lambda: ["ResellerAdmin", "admin"])
+    # Roles that read (never write) everything in their project's accounts, e.g. ["reader"].
+    project_reader_roles: list[str] = dataclasses.field(default_factory=list)
+    # CORS (object/proxy/cors.py), as Swift's proxy: origins allowed on every container
+    # besides its X-Container-Meta-Access-Control-Allow-Origin, headers every CORS answer
+    # exposes, and whether an origin not allowed gets no CORS headers on actual requests.
+    cors_allow_origin: list[str] = dataclasses.field(default_factory=list)
+    cors_expose_headers: list[str] = dataclasses.field(default_factory=list)
+    strict_cors_mode: bool = True
+
+    def validate(self) -> None:
+        super().validate()
+        if "AUTH_" not in self.reseller_prefixes or not all(self.reseller_prefixes):
+            raise ConfigError("reseller_prefixes: must hold 'AUTH_' (the accounts tempauth "
+                              f"and the catalog name) and no empty prefix, got "
+                              f"{self.reseller_prefixes}")
+        for prefix, roles in self.service_roles.items():
+            if prefix not in self.reseller_prefixes or not isinstance(roles, list) or not all(
+                    isinstance(role, str) for role in roles):
+                raise ConfigError(f"service_roles: {prefix!r} must be one of "
+                                  "reseller_prefixes and name a list of roles")
+
     # S3 API: virtual-hosted buckets are <bucket>.<s3_domain> (empty: path-style only), and
     # the region S3 clients are told (GetBucketLocation) and may sign for.
     s3_domain: str = ""

@@ -8,11 +8,26 @@ import falcon
 from soko.common.errors import BadRequest
 from soko.object.shared.timestamps import InvalidTimestamp, Timestamp
 
-# What an object PUT/POST may set besides X-Object-Meta-*: kept with the object, returned on GET.
-# Swift's default ``allowed_headers`` (the S3 API stores Cache-Control and Expires here too),
-# then X-Delete-At, which the proxy checks apart.
-OBJECT_SYSTEM_HEADERS = ("Content-Disposition", "Content-Encoding", "Cache-Control",
-                         "Content-Language", "Expires", "X-Robots-Tag", "X-Delete-At")
+# What an object POST may set besides X-Object-Meta-* (a PUT too): kept, returned on GET.
+# Swift's default ``allowed_headers`` (the S3 API stores Cache-Control and Expires here too).
+OBJECT_POST_HEADERS = ("Content-Disposition", "Content-Encoding", "Cache-Control",
+                       "Content-Language", "Expires", "X-Robots-Tag", "X-Delete-At",
+                       "X-Object-Manifest")
+# What only a PUT sets, kept and returned like them: the mark of an SLO manifest.
+OBJECT_SYSTEM_HEADERS = (*OBJECT_POST_HEADERS, "X-Static-Large-Object")
+# System metadata: set on PUT by the proxy's middlewares only (the pipeline's front strips it
+# from clients' requests and from answers), kept with the object, returned to the proxy.
+OBJECT_SYSMETA_PREFIX = "X-Object-Sysmeta-"
+# Sent by a middleware on GET/HEAD: the comma-separated metadata names whose value (if the
+# object has one) the If-Match/If-None-Match are compared with instead of the ETag (an SLO's
+# ETag is its segments', not its manifest's).
+ETAG_IS_AT_HEADER = "X-Backend-Etag-Is-At"
+# Sent by a middleware on GET: if the object has any of these comma-separated metadata, the
+# Range is ignored and the whole object answered (a manifest, read whole to serve the range).
+IGNORE_RANGE_HEADER = "X-Backend-Ignore-Range-If-Metadata-Present"
+# A node's 304 carries the object's type here (WSGI forbids Content-Type on a 304; the
+# proxy's answer has it, as Swift's does).
+CONTENT_TYPE_OF_304 = "X-Backend-Content-Type"
 
 
 def request_timestamp(req: falcon.Request, header: str = "X-TIMESTAMP") -> Timestamp:

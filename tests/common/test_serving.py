@@ -92,7 +92,7 @@ def json_error(answer: bytes) -> tuple[int, dict]:
     (b"GET / HTTP/9.1\r\nHost: x\r\n\r\n", 400),
     (b"GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
-    (b"GET / HTTP/1.1\r\n" + b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 8000) for i in range(110))
+    (b"GET / HTTP/1.1\r\n" + b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 100) for i in range(201))
      + b"\r\n", 431),
     (b"POST /v3/auth/tokens HTTP/1.1\r\nHost: x\r\nExpect: magic\r\nContent-Length: 2\r\n\r\n{}",
      417),

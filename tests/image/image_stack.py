@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from soko.common import services
 from soko.common.config import dump_toml
 from soko.object.node.xfs import ensure_mounted, unmount
-from tests.object.cluster import USERS, Cluster
+from tests.object.cluster import Cluster
 from tests.support import free_port, require_tools, running_service
 
 SEGMENT_SIZE = 1 << 20  # a 64 MiB guest image is 64 segments
@@ -39,7 +39,7 @@ class ImageStack:
 
     def login(self, user: str) -> tuple[str, str]:
         """(storage URL, token) from tempauth."""
-        key = ADMIN[1] if user == ADMIN[0] else USERS[user]
+        key = self.cluster.keys[user]
         r = requests.get(f"{self.cluster.proxy_url}/auth/v1.0",
                          headers={"X-Auth-User": user, "X-Auth-Key": key}, timeout=10)
         r.raise_for_status()
@@ -77,7 +77,7 @@ def image_stack(tmp_path_factory) -> Iterator[ImageStack]:
     cluster = Cluster(data_dir)
     try:
         cluster.setup()
-        add_admin(cluster)
+        cluster.add_user(*ADMIN, "admin")
         config_path = cluster.data_dir / "image.toml"
         config_path.write_text(cluster.config_path.read_text() + dump_toml(
             {"image": {"port": free_port(), "segment_size": SEGMENT_SIZE}}))
@@ -87,17 +87,3 @@ def image_stack(tmp_path_factory) -> Iterator[ImageStack]:
     finally:
         cluster.teardown()
         unmount(mount_point)
-
-
-def add_admin(cluster: Cluster) -> None:
-    from soko.common.db import make_engine
-    from soko.identity.manager import IdentityManager
-    from soko.identity.service import db_url
-
-    engine = make_engine(db_url(cluster.config))
-    try:
-        manager = IdentityManager.from_config(cluster.config, engine=engine)
-        manager.create_user(ADMIN[0].split(":")[1], ADMIN[1], default_project="test")
-        manager.grant_role("test", ADMIN[0].split(":")[1], "admin")
-    finally:
-        engine.dispose()

@@ -40,6 +40,7 @@ class Cluster:
         }))
         self.config = services.load(self.config_path, data_dir)
         self.procs: dict[str, subprocess.Popen] = {}
+        self.keys = dict(USERS)
 
     @property
     def proxy_url(self) -> str:
@@ -59,20 +60,28 @@ class Cluster:
         self.spawn("proxy", ["serve", "proxy"], f"{self.proxy_url}/healthcheck")
 
     def create_users(self) -> None:
+        for user, key in USERS.items():
+            self.add_user(user, key, "member")
+
+    def add_user(self, user: str, key: str, role: str) -> None:
+        """``<project>:<name>`` holding ``role`` on the project (both made if missing);
+        ``auth(user)`` logs it in afterwards. A user that exists is left as it is."""
         from soko.common.db import make_engine
         from soko.identity.manager import IdentityManager
         from soko.identity.service import db_url
 
+        project, _, name = user.partition(":")
         engine = make_engine(db_url(self.config))
         try:
             manager = IdentityManager.from_config(self.config, engine=engine)
-            for user, key in USERS.items():
-                project, _, name = user.partition(":")
-                manager.create_project(project)
+            if not manager.list_users(name=name):
+                if not manager.list_projects(name=project):
+                    manager.create_project(project)
                 manager.create_user(name, key, default_project=project)
-                manager.grant_role(project, name, "member")
+                manager.grant_role(project, name, role)
         finally:
             engine.dispose()  # no open file may keep the XFS mount busy at the end
+        self.keys[user] = key
 
     def spawn(self, name: str, args: list[str], health_url: str, *,
               config_path: Path | None = None, wrapper: tuple[str, ...] = ()) -> None:
@@ -116,7 +125,8 @@ class Cluster:
 
     def auth(self, user: str = "test:tester") -> tuple[str, str]:
         r = requests.get(f"{self.proxy_url}/auth/v1.0",
-                         headers={"X-Auth-User": user, "X-Auth-Key": USERS[user]}, timeout=10)
+                         headers={"X-Auth-User": user, "X-Auth-Key": self.keys[user]},
+                         timeout=10)
         r.raise_for_status()
         return r.headers["X-Storage-Url"], r.headers["X-Auth-Token"]
 

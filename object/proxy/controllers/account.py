@@ -12,22 +12,34 @@ from urllib.parse import urlencode
 import falcon
 
 from soko.common.errors import ServiceUnavailable
+from soko.object.proxy.access import OWNER_HEADERS
+from soko.object.proxy.acl import clean_account_acl
 from soko.object.proxy.constraints import DEFAULT_POLICY, check_metadata, check_names
 from soko.object.proxy.controllers.base import (
+    ACCOUNT_ACL_SYSMETA,
     ProxyState,
+    authorize_account,
     backend_headers,
     refuse_if_bad_request,
-    require_owner,
 )
+from soko.object.proxy.cors import preflight
 from soko.object.proxy.listing_format import listing_content_type, listing_query, render
 from soko.object.proxy.replicas import best_status
 
-PASS_PREFIXES = ("x-account-", "x-timestamp", "x-put-timestamp")
+PASS_PREFIXES = ("x-account-", "x-timestamp")  # not x-put-timestamp: Swift's don't
+SYSMETA_PREFIXES = ("x-account-sysmeta-", "x-container-sysmeta-")
 
 
-def pass_headers(resp: falcon.Response, headers: dict[str, str], prefixes=PASS_PREFIXES) -> None:
+def pass_headers(req: falcon.Request, resp: falcon.Response, headers: dict[str, str],
+                 prefixes=PASS_PREFIXES) -> None:
+    """The node's headers a client sees: never system metadata, and Swift's owner-only
+    headers only to the owner (``req.context.swift_owner``), the account ACL among them."""
+    owner = req.context.swift_owner
     for key, value in headers.items():
-        if key.startswith(prefixes):
+        if key == ACCOUNT_ACL_SYSMETA and owner:
+            resp.set_header("X-Account-Access-Control", value)
+        elif key.startswith(prefixes) and not key.startswith(SYSMETA_PREFIXES) and (
+                owner or key not in OWNER_HEADERS):
             resp.set_header(key, value)
 
 
@@ -45,10 +57,13 @@ def metadata_updates(req: falcon.Request, kind: str, removable: tuple[str, ...] 
 
 
 class AccountController:
-    allow_anonymous = True  # the controller decides: owners only
+    allow_anonymous = True  # the controller decides: owners, and account ACLs
 
     def __init__(self, state: ProxyState):
         self.state = state
+
+    def on_options(self, req, resp, account):
+        preflight(self.state, req, resp, account)
 
     def on_head(self, req, resp, account):
         self.answer(req, resp, account, "HEAD")
@@ -58,7 +73,7 @@ class AccountController:
 
     def answer(self, req, resp, account: str, method: str) -> None:
         content_type = listing_content_type(req)
-        require_owner(req, account)
+        authorize_account(self.state, req, account, write=False)
         check_names(account)
         query = urlencode(listing_query(req, "account")) if method == "GET" else ""
         answer = self.state.accounts.read(method, (account,), backend_headers(req), query=query)
@@ -67,7 +82,7 @@ class AccountController:
             for key in ("Container-Count", "Object-Count", "Bytes-Used"):
                 resp.set_header(f"X-Account-{key}", "0")
         elif answer.status // 100 == 2:
-            pass_headers(resp, answer.headers)
+            pass_headers(req, resp, answer.headers)
             if method == "GET":
                 entries = json.loads(answer.read_all() or b"[]")
         else:
@@ -79,10 +94,14 @@ class AccountController:
                content_type)
 
     def on_post(self, req, resp, account):
-        require_owner(req, account)
+        acl = req.get_header("X-Account-Access-Control")
+        acl = None if acl is None else clean_account_acl(acl)  # 400 even for others (tempauth)
+        authorize_account(self.state, req, account, write=True)
         check_names(account)
         check_metadata(req.headers, "account")
         updates = metadata_updates(req, "Account")
+        if acl is not None:
+            updates[ACCOUNT_ACL_SYSMETA.title()] = acl
         timestamp = self.state.new_timestamp()
         part, nodes = self.state.accounts.nodes(account)
         responses = self.state.accounts.write(

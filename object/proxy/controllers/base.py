@@ -1,5 +1,6 @@
-"""What the proxy's controllers share: the rings' replicas, who may do what, backend
-headers, and the per-worker container-info cache."""
+"""What the proxy's controllers share: the rings' replicas, who may do what (decided in
+``access``, with what the container and account say), backend headers, and the per-worker
+container-info cache."""
 
 from __future__ import annotations
 
@@ -9,19 +10,25 @@ import time
 
 import falcon
 
-from soko.common.errors import BadRequest, Forbidden, ServiceUnavailable, Unauthorized
-from soko.object.proxy.acl import may_access
+from soko.common.errors import BadRequest, ServiceUnavailable
+from soko.object.proxy.access import Access
+from soko.object.proxy.cors import CorsRules
 from soko.object.proxy.replicas import Replicas
 from soko.object.shared.nodeclient import ConnectionPool
 from soko.object.shared.timestamps import Timestamp
 
-RESELLER_PREFIX = "AUTH_"
+ACCOUNT_ACL_SYSMETA = "x-account-sysmeta-core-access-control"  # as Swift stores it
+CORS_META = "x-container-meta-access-control-"
 
 
 class ProxyState:
-    """What every controller uses: the three rings' replicas and the container-info cache."""
+    """What every controller uses: the three rings' replicas, the container-info cache, and
+    the access and CORS rules."""
 
-    def __init__(self, rings: dict, pool: ConnectionPool, container_info_ttl: float):
+    def __init__(self, rings: dict, pool: ConnectionPool, container_info_ttl: float,
+                 access: Access, cors: CorsRules):
+        self.access = access
+        self.cors = cors
         self.accounts = Replicas("account", rings["account"], pool)
         self.containers = Replicas("container", rings["container"], pool)
         self.objects = Replicas("object", rings["object"], pool)
@@ -41,7 +48,7 @@ class ProxyState:
 
     def container_info(self, req: falcon.Request, account: str, container: str,
                        use_cache: bool) -> dict | None:
-        """The container's ACLs and placement (None if it does not exist)."""
+        """The container's ACLs and CORS settings (None if it does not exist)."""
         key = (account, container)
         if use_cache:
             with self.cache_lock:
@@ -57,10 +64,21 @@ class ProxyState:
         info = {
             "read": answer.headers.get("x-container-read"),
             "write": answer.headers.get("x-container-write"),
+            "cors": {name: answer.headers.get(CORS_META + name)
+                     for name in ("allow-origin", "expose-headers", "max-age")},
         }
         with self.cache_lock:
             self.cache[key] = (time.monotonic() + self.container_info_ttl, info)
         return info
+
+    def account_acl(self, req: falcon.Request, account: str) -> str | None:
+        """The stored account ACL, read afresh (asked only for callers who own nothing)."""
+        answer = self.accounts.read("HEAD", (account,), backend_headers(req))
+        if answer.status == 404:
+            return None
+        if answer.status // 100 != 2:
+            raise ServiceUnavailable("the account's replicas did not answer")
+        return answer.headers.get(ACCOUNT_ACL_SYSMETA)
 
     def forget_container(self, account: str, container: str) -> None:
         with self.cache_lock:
@@ -70,16 +88,20 @@ class ProxyState:
 def refuse_if_bad_request(responses: list, status: int) -> None:
     """A 400 the replicas agree on (e.g. stored metadata over the limits) is the client's:
     passed on with the node's message."""
-    if status != 400:
-        return
+    if status == 400:
+        raise BadRequest(node_message(responses, 400))
+
+
+def node_message(responses: list, status: int) -> str | None:
+    """The message of the first replica's error answer of this status (the client's
+    mistake the replicas agree on, said as a storage node says it)."""
     for response in responses:
-        if response.status == 400:
+        if response.status == status:
             try:
-                message = json.loads(response.body)["error"]["message"]
+                return json.loads(response.body)["error"]["message"]
             except (ValueError, KeyError, TypeError):
                 continue
-            raise BadRequest(message)
-    raise BadRequest("The storage nodes refused the request")
+    return None  # no text a node gave: the error's own (Swift's page)
 
 
 def backend_headers(req: falcon.Request, timestamp: Timestamp | None = None) -> dict[str, str]:
@@ -89,33 +111,27 @@ def backend_headers(req: falcon.Request, timestamp: Timestamp | None = None) -> 
     return headers
 
 
-def is_owner(req: falcon.Request, account: str) -> bool:
-    auth = req.context.auth
-    return auth is not None and (account == RESELLER_PREFIX + auth.project_id or auth.is_admin)
-
-
-def deny(req: falcon.Request) -> None:
-    if req.context.auth is None:
-        raise Unauthorized("This request needs a token (X-Auth-Token) or a container ACL.")
-    raise Forbidden("This token may not do that on this account.")
-
-
-def require_owner(req: falcon.Request, account: str) -> None:
-    if not is_owner(req, account):
-        deny(req)
+def authorize_account(state: ProxyState, req: falcon.Request, account: str, *,
+                      write: bool, container: bool = False) -> bool:
+    """Account requests, and container PUT/POST/DELETE (which no container ACL grants):
+    whether the caller is the account's owner (it raises if the caller may not)."""
+    owner = state.access.decide(req, account, write=write, container=container, obj=False,
+                                acl=None, account_acl=lambda: state.account_acl(req, account))
+    req.context.swift_owner = owner
+    return owner
 
 
 def authorize_container(state: ProxyState, req: falcon.Request, account: str, container: str,
                         *, write: bool, listing: bool = False) -> dict | None:
-    """Owner, or a container ACL granting this: the container's info (None if absent)."""
-    owner = is_owner(req, account)
+    """Object requests and container reads: the owner, or a container or account ACL
+    granting this. The container's info (None if absent); ``req.context.swift_owner`` says
+    whether the caller owns the account."""
+    owner = state.access.is_owner_by_roles(req, account)
     info = state.container_info(req, account, container, use_cache=owner)
-    if owner:
-        return info
-    auth = req.context.auth
-    allowed = info is not None and may_access(
-        info["write" if write else "read"], auth, listing=listing, referer=req.referer,
-        own_project=auth is not None and account == RESELLER_PREFIX + auth.project_id)
-    if not allowed:
-        deny(req)
+    if not owner:
+        owner = state.access.granted(
+            req, account, write=write, container=True, obj=not listing,
+            acl=info and info["write" if write else "read"],
+            account_acl=lambda: state.account_acl(req, account))
+    req.context.swift_owner = owner
     return info

@@ -2,7 +2,8 @@
 
 Each container replica is told which account replica to report to (same replica index),
 so container PUT/DELETE reach the account listing. ACL headers are checked here and only
-the account's owner sees or sets them.
+the account's owner sees or sets them (a read-write account ACL lets others create, update
+and delete containers; what they send of the owner's headers is dropped, as in Swift).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from urllib.parse import urlencode
 import falcon
 
 from soko.common.errors import Conflict, NotFound, ServiceUnavailable
+from soko.object.proxy.access import OWNER_HEADERS
 from soko.object.proxy.acl import clean_acl
 from soko.object.proxy.constraints import (
     DEFAULT_POLICY,
@@ -23,18 +25,17 @@ from soko.object.proxy.constraints import (
 from soko.object.proxy.controllers.account import metadata_updates, pass_headers
 from soko.object.proxy.controllers.base import (
     ProxyState,
+    authorize_account,
     authorize_container,
     backend_headers,
-    is_owner,
     refuse_if_bad_request,
-    require_owner,
 )
+from soko.object.proxy.cors import preflight
 from soko.object.proxy.listing_format import listing_content_type, listing_query, render
 from soko.object.proxy.replicas import best_status
 from soko.object.shared.timestamps import Timestamp
 
 ACL_HEADERS = ("X-Container-Read", "X-Container-Write")
-OWNER_ONLY = ("x-container-read", "x-container-write")
 
 
 def node_address(node: dict) -> str:
@@ -47,13 +48,16 @@ class ContainerController:
     def __init__(self, state: ProxyState):
         self.state = state
 
-    def container_updates(self, req: falcon.Request) -> dict[str, str]:
+    def container_updates(self, req: falcon.Request, owner: bool) -> dict[str, str]:
+        """What a PUT or POST sets (400 if bad); an owner's headers only from the owner."""
         check_metadata(req.headers, "container")
         updates = metadata_updates(req, "Container", ACL_HEADERS)
         for header in ACL_HEADERS:
             value = req.get_header(header)
             if value is not None:
                 updates[header] = clean_acl(header, value)
+        if not owner:
+            updates = {k: v for k, v in updates.items() if k.lower() not in OWNER_HEADERS}
         return updates
 
     def write(self, req, account: str, container: str, method: str,
@@ -77,18 +81,18 @@ class ContainerController:
         return status
 
     def on_put(self, req, resp, account, container):
-        require_owner(req, account)
-        check_names(account, container)
+        owner = authorize_account(self.state, req, account, write=True, container=True)
+        check_names(account, container, creating=True)
         check_policy(req.get_header("X-Storage-Policy"))
-        status = self.write(req, account, container, "PUT", self.container_updates(req))
+        status = self.write(req, account, container, "PUT", self.container_updates(req, owner))
         if status // 100 != 2:
             raise ServiceUnavailable("the container's replicas did not take the write")
         resp.status = status
 
     def on_post(self, req, resp, account, container):
-        require_owner(req, account)
+        owner = authorize_account(self.state, req, account, write=True, container=True)
         check_names(account, container)
-        status = self.write(req, account, container, "POST", self.container_updates(req))
+        status = self.write(req, account, container, "POST", self.container_updates(req, owner))
         if status == 404:
             raise NotFound("no such container")
         if status // 100 != 2:
@@ -96,17 +100,19 @@ class ContainerController:
         resp.status = falcon.HTTP_204
 
     def on_delete(self, req, resp, account, container):
-        require_owner(req, account)
+        authorize_account(self.state, req, account, write=True, container=True)
         check_names(account, container)
         status = self.write(req, account, container, "DELETE", {})
         if status == 404:
             raise NotFound("no such container")
         if status == 409:
-            raise Conflict("There was a conflict when trying to complete your request: "
-                           "the container is not empty.")
+            raise Conflict()  # not empty (Swift says no more)
         if status // 100 != 2:
             raise ServiceUnavailable("the container's replicas did not take the delete")
         resp.status = falcon.HTTP_204
+
+    def on_options(self, req, resp, account, container):
+        preflight(self.state, req, resp, account, container)
 
     def on_head(self, req, resp, account, container):
         self.answer(req, resp, account, container, "HEAD")
@@ -128,10 +134,7 @@ class ContainerController:
             raise NotFound("no such container")
         if answer.status // 100 != 2:
             raise ServiceUnavailable("the container's replicas did not answer")
-        headers = answer.headers
-        if not is_owner(req, account):
-            headers = {k: v for k, v in headers.items() if k not in OWNER_ONLY}
-        pass_headers(resp, headers, ("x-container-", "x-timestamp", "x-put-timestamp"))
+        pass_headers(req, resp, answer.headers, ("x-container-", "x-timestamp"))
         resp.set_header("X-Storage-Policy", DEFAULT_POLICY)
         resp.set_header("Last-Modified",
                         Timestamp.parse(answer.headers.get("x-put-timestamp")).http_date)

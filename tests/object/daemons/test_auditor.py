@@ -3,6 +3,7 @@ copy, the replicator restores it; a broken container DB is quarantined too."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
 from pathlib import Path
@@ -134,3 +135,22 @@ def test_broken_container_db_is_quarantined_and_rebuilt(cluster, cluster_api, cl
                      f"{part}/{api.account}/{container}", timeout=5)
     assert [e["name"] for e in r.json()] == ["o0", "o1", "o2"]
     assert r.headers["X-Container-Object-Count"] == "3"
+
+
+def test_the_daemon_spreads_a_pass_over_its_interval(cluster, cluster_api, cluster_container):
+    """The daemon reads each object and DB once per ``auditor_interval`` (#19): its pass
+    goes at count / (0.9 x interval) files per second, at most ``auditor_files_per_second``;
+    a one-off pass (``soko object pass``) is not slowed down."""
+    from tests.object.inprocess_daemons import node_context
+
+    api = cluster_api
+    assert api.put(f"{api.base}/{cluster_container}/paced", data=b"x").status_code == 201
+    node = node_context(cluster, 0, auditor_interval=1000.0, auditor_files_per_second=20)
+    auditor = Auditor(node)
+    assert auditor.pace() is auditor.files_limiter
+    node.background = True
+    count = sum(1 for _ in auditor.targets())
+    assert count > 0
+    assert auditor.pace().rate == pytest.approx(count / 900.0)
+    node.settings = dataclasses.replace(node.settings, auditor_interval=0.001)
+    assert auditor.pace().rate == 20  # the cap, whatever the interval asks

@@ -13,7 +13,7 @@ from soko.object.daemons.replicator import ObjectReplicator
 from soko.object.node.diskfile import DiskFile
 from soko.object.node.suffixes import INVALID_FILE, get_hashes
 from soko.object.shared.timestamps import Timestamp
-from tests.object.inprocess_daemons import ring, run_pass
+from tests.object.inprocess_daemons import node_context, ring, run_pass
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 
@@ -121,3 +121,57 @@ def test_a_pass_sweeps_temp_files_a_crash_left(cluster):
         assert not stale.exists() and fresh.exists()
     finally:
         fresh.unlink()
+
+
+def test_idle_passes_skip_unchanged_partitions_yet_a_quarantined_object_comes_back(
+        cluster_api, cluster, cluster_container):
+    """An idle pass costs what changed (#19, ``sync_memory``): with each node's replicator
+    kept across passes, as the daemon process keeps it, an unchanged partition asks no peer.
+    Replication is push-only, so the skipping must not stop a good copy reaching a node
+    whose own copy the auditor quarantined: that node's pass finds the suffix differs and
+    asks the peers to look (``sync.requested``), and their next pass pushes the object."""
+    api, container = cluster_api, cluster_container
+    name, primaries = object_on_node(cluster, api, container, 2)
+    assert api.put(f"{api.base}/{container}/{name}", data=b"keep me").status_code == 201
+    replicators = [ObjectReplicator(node_context(cluster, n)) for n in range(3)]
+
+    def pass_all() -> list[dict]:
+        return [r.run_once() for r in replicators]
+
+    pass_all()
+    pass_all()  # a node's own first pass may have pushed to the others: they settle here
+    idle = pass_all()
+    assert sum(s["partitions"] for s in idle) == 0
+    assert sum(s["partitions_skipped"] for s in idle) > 0
+
+    part, _ = ring(cluster, "object").get_nodes(api.account, container, name)
+    (device,) = [p["device"] for p in primaries if p["port"] == cluster.storage_port + 2]
+    DiskFile(cluster.node_devices(2) / device, str(part), api.account, container,
+             name).quarantine()
+    assert f"node2/{device}" not in holders(cluster, api, container, name)
+    pass_all()  # node 2's partition changed: it asks the others
+    pass_all()  # they were asked: one of them pushes
+    assert holders(cluster, api, container, name) == primary_places(cluster, primaries)
+
+
+def test_a_lost_partition_returns_within_the_verify_interval(cluster_api, cluster,
+                                                             cluster_container):
+    """A node that lost a partition without noticing (a replaced disk) has nothing to
+    compare and asks nobody; the skipping peers still verify every partition within
+    ``replicator_verify_interval`` (here 0: every pass) and push it back."""
+    import shutil
+
+    api, container = cluster_api, cluster_container
+    name, primaries = object_on_node(cluster, api, container, 1)
+    assert api.put(f"{api.base}/{container}/{name}", data=b"lost").status_code == 201
+    replicators = [ObjectReplicator(node_context(cluster, n, replicator_verify_interval=0))
+                   for n in range(3)]
+    for _ in range(2):
+        for r in replicators:
+            r.run_once()
+    part, _ = ring(cluster, "object").get_nodes(api.account, container, name)
+    (device,) = [p["device"] for p in primaries if p["port"] == cluster.storage_port + 1]
+    shutil.rmtree(cluster.node_devices(1) / device / "objects" / str(part))
+    for r in replicators:
+        r.run_once()
+    assert holders(cluster, api, container, name) == primary_places(cluster, primaries)

@@ -11,7 +11,8 @@ pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 
 
 def message(r) -> str:
-    return r.json()["error"]["message"]
+    """Swift's error bodies are the bare text (swift/common/swob.py)."""
+    return r.text
 
 
 FUTURE = str(int(time.time()) + 86400)
@@ -79,7 +80,8 @@ def test_names_in_headers_are_checked_like_names_in_the_path(cluster, cluster_ap
         ({"Destination": f"{c}/"}, 412, f"Destination {form}"),
         ({"Destination": f"//{c}/x"}, 412, f"Destination {form}"),
         ({"Destination": f"{c}/{'n' * 1025}"}, 400, "Object name length of 1025 longer than 1024"),
-        ({"Destination": f"{'n' * 257}/x"}, 400, None),
+        # A container name too long to exist: 404 as in Swift (400 only creating it).
+        ({"Destination": f"{'n' * 257}/x"}, 404, None),
         ({"Destination": f"{c}/x", "Destination-Account": ""}, 412,
          "Account name cannot be empty"),
         ({"Destination": f"{c}/x", "Destination-Account": "AUTH_a/b"}, 412,
@@ -93,13 +95,17 @@ def test_names_in_headers_are_checked_like_names_in_the_path(cluster, cluster_ap
         assert r.status_code == status, (headers, r.status_code, r.text)
         if text:
             assert message(r) == text, headers
+        if headers.get("Destination-Account") == "":
+            continue  # an empty X-Copy-From-Account is none to Swift's copy middleware
         copy_from = {"X-Copy-From": headers["Destination"].replace("/src", ""),
                      "Content-Length": "0"}
         if "Destination-Account" in headers:
             copy_from = {"X-Copy-From": f"{c}/src", "Content-Length": "0",
                          "X-Copy-From-Account": headers["Destination-Account"]}
         r = api.put(f"{url}/dst", headers=copy_from)
-        assert r.status_code == status, (copy_from, r.status_code, r.text)
+        # A source name too long to exist is not found (Swift: 404); only a new one is 400.
+        source_status = 404 if "Object name length" in (text or "") else status
+        assert r.status_code == source_status, (copy_from, r.status_code, r.text)
     for name in ("%00", "a%FF", "a%00b"):
         assert api.put(f"{url}/{name}", data=b"x").status_code == 412
     assert [o["name"] for o in api.get(f"{url}?format=json").json()] == ["src"]
@@ -121,5 +127,5 @@ def test_unsatisfiable_range_is_416_with_a_message(cluster_api, cluster_containe
     assert api.put(url, data=b"0123456789").status_code == 201
     r = api.get(url, headers={"Range": "bytes=20-"})
     assert r.status_code == 416 and r.headers["content-range"] == "bytes */10"
-    assert r.json()["error"]["title"] == "Requested Range Not Satisfiable"
-    assert message(r) == "The Range requested is not available."
+    assert message(r) == ("<html><h1>Requested Range Not Satisfiable</h1>"
+                          "<p>The Range requested is not available.</p></html>")

@@ -11,33 +11,12 @@ name, and only for users of the account's own project; a denial is 401 without a
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
-from soko.common.auth import AuthContext
-from soko.object.proxy.acl import may_access, referrer_allowed
+from soko.object.proxy.acl import referrer_allowed
 from tests.object.test_cluster import Api
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def api(cluster) -> Api:
-    return Api(*cluster.auth())
-
-
-@pytest.fixture(scope="module")
-def other(cluster, api) -> Api:
-    return Api(api.base, cluster.auth("other:otheruser")[1])
-
-
-@pytest.fixture
-def c(api) -> str:
-    url = f"{api.base}/acl-{uuid.uuid4().hex[:8]}"
-    assert api.put(url).status_code == 201
-    assert api.put(f"{url}/obj", data=b"secret").status_code == 201
-    return url
 
 
 @pytest.mark.parametrize(("header", "given", "stored"), [
@@ -111,12 +90,3 @@ def test_referrer_allowed_as_swift():
     assert referrer_allowed("http://x.org/", ["*", "-*"])
     assert not referrer_allowed(None, [".example.com"])
     assert not referrer_allowed("http://example.com/", [".example.com"])
-
-
-def test_group_is_a_role_of_the_accounts_own_project():
-    """keystoneauth's last step: a group matching one of the user's roles (any case) grants,
-    but only on the account of the user's own project."""
-    auth = AuthContext("u1", "bob", "p1", "proj", frozenset({"reader"}), 0.0)
-    assert may_access("Reader", auth, own_project=True, referer=None)
-    assert not may_access("Reader", auth, own_project=False, referer=None)
-    assert not may_access("proj", auth, own_project=True, referer=None)

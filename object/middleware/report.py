@@ -1,0 +1,44 @@
+"""The summary body of a many-object operation (an SLO manifest PUT with heartbeat, a
+manifest delete; bulk later), in the format the client accepts, as Swift writes it."""
+
+from __future__ import annotations
+
+import json
+from xml.sax.saxutils import escape
+
+FORMATS = ("text/plain", "application/json", "application/xml", "text/xml")
+
+
+def accepted_format(environ: dict) -> str:
+    """The first of ``FORMATS`` the Accept header names with a non-zero q (else plain)."""
+    offered = []
+    for item in environ.get("HTTP_ACCEPT", "").split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        weights = [p.partition("=")[2] for p in params if p.replace(" ", "").startswith("q=")]
+        try:
+            weight = float(weights[0]) if weights else 1.0
+        except ValueError:
+            continue
+        if media.lower() in FORMATS and weight > 0:
+            offered.append((-weight, FORMATS.index(media.lower()), media.lower()))
+    return min(offered)[2] if offered else "text/plain"
+
+
+def report_body(fmt: str, fields: dict, errors: list[list[str]], root: str) -> bytes:
+    """``fields`` then the ``[name, status]`` errors: JSON, XML or ``Key: value`` lines."""
+    if fmt == "application/json":
+        return json.dumps({**fields, "Errors": errors}).encode()
+    if fmt.endswith("/xml"):
+        out = [f"<{root}>\n"]
+        for key in sorted(fields):
+            tag = key.replace(" ", "_").lower()
+            out.append(f"<{tag}>{escape(str(fields[key]))}</{tag}>\n")
+        out.append("<errors>\n")
+        out += [f"<object><name>{escape(name)}</name><status>{escape(status)}</status>"
+                "</object>\n" for name, status in errors]
+        out.append(f"</errors>\n</{root}>\n")
+        return "".join(out).encode()
+    lines = [f"{key}: {fields[key]}\n" for key in sorted(fields)]
+    lines.append("Errors:\n")
+    lines += [f"{name}, {status}\n" for name, status in errors]
+    return "".join(lines).encode()
