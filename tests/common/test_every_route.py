@@ -91,6 +91,11 @@ def examples(ids: dict) -> dict[tuple[str, str, str], list]:
         ("identity", "PATCH", "/v3/users/{user_id}"): [{"user": {"email": "e@example.com"}}],
         ("identity", "POST", "/v3/users/{user_id}/password"): [{"user": {
             "original_password": "ops-password", "password": "fuzz-password-2"}}],
+        ("identity", "POST", "/v3/credentials"): [{"credential": {
+            "type": "ec2", "user_id": ids["user"], "project_id": ids["project"],
+            "blob": json.dumps({"access": "A" * 20, "secret": "s" * 20})}}],
+        ("identity", "POST", "/v3/users/{user_id}/credentials/OS-EC2"): [
+            {"tenant_id": ids["project"]}],
         ("block", "POST", f"{p}/volumes"): [volume, {"volume": {
             "size": 1, "imageRef": ids["raw_image"]}}, {"volume": {
                 "size": 1, "snapshot_id": ids["snapshot"]}}],
@@ -205,7 +210,8 @@ def path_values(ids: dict, route: str) -> dict[str, dict[str, str]]:
     route's resource (``/v2.0/ports/{item_id}`` a port)."""
     plural = route.split("/{item_id}")[0].rsplit("/", 1)[-1]
     return {
-        "identity": {"project_id": ids["project"], "user_id": ids["user"], "role_id": "member"},
+        "identity": {"project_id": ids["project"], "user_id": ids["user"], "role_id": "member",
+                     "credential_id": "0" * 64, "access": "A" * 20},
         "block": {"project_id": PROJECT, "target_id": PROJECT, "volume_id": ids["volume"],
                   "snapshot_id": ids["snapshot"], "backup_id": ids["unknown"]},
         "image": {"image_id": ids["image"]},
