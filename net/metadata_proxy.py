@@ -28,6 +28,7 @@ import http.client
 import json
 import logging
 import os
+import re
 import selectors
 import signal
 import socket
@@ -40,6 +41,9 @@ from pathlib import Path
 log = logging.getLogger("soko.net.metadata_proxy")
 
 UPSTREAM_TIMEOUT = 10.0
+# The metadata trees (OpenStack's, EC2's dated and "latest" ones); no other path of
+# compute's API is reachable through the proxy.
+METADATA_PATH = re.compile(r"^/(openstack|latest|1\.0|\d{4}-\d{2}-\d{2})(/|$)")
 
 
 def sign(secret: bytes, text: str) -> str:
@@ -68,6 +72,9 @@ class Handler(BaseHTTPRequestHandler):
         if entry is None:
             self.answer(404, b"404 Not Found\n\nNo instance has the address "
                              + source.encode() + b" on this network.\n")
+            return
+        if not METADATA_PATH.match(self.path):  # nothing else of compute's API
+            self.answer(404, b"404 Not Found\n\nNot a metadata path.\n")
             return
         try:
             status, content_type, body = proxy.forward(self.command, self.path,

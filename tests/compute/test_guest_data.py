@@ -12,15 +12,11 @@ import uuid
 import falcon.testing
 import pytest
 
-from soko.common.config import Config
-from soko.common.db import make_engine, make_sessionmaker, session_scope
+from soko.common.db import session_scope
 from soko.common.shared_secret import METADATA_SECRET_FILE, shared_secret
-from soko.compute.api import make_app
-from soko.compute.manager import ComputeManager, Settings
 from soko.compute.metadata import ports_signature, signature
-from soko.compute.models import Base, Instance, KeyPair
-from soko.compute.service import ComputeConfig
-from tests.block.fakes import FixedTokens
+from soko.compute.models import Instance, KeyPair
+from tests.compute.conftest import compute_without_hypervisor
 
 A = {"X-Auth-Token": "tok-a"}
 B = {"X-Auth-Token": "tok-b"}
@@ -30,13 +26,7 @@ PUBLIC = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDvHnDQ2ZlDyIMWzMmcRwW3VtP7dCJBt8
 
 @pytest.fixture
 def cloud(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'compute.db'}")
-    Base.metadata.create_all(engine)
-    manager = ComputeManager(sessions=make_sessionmaker(engine), driver=None,
-                             settings=Settings(block_url="", image_url="", initiator="iqn.x"),
-                             background=lambda work: None)
-    config = Config(data_dir=tmp_path, sections={"compute": ComputeConfig()})
-    app = make_app(config, validator=FixedTokens(), manager=manager)
+    app, manager = compute_without_hypervisor(tmp_path)
     client = falcon.testing.TestClient(app)
     client.app, client.manager = app, manager
     client.secret = shared_secret(tmp_path, METADATA_SECRET_FILE)

@@ -98,19 +98,10 @@ def metadata_cloud(data_dir: Path):
     in-process over loopback HTTP; one data dir, so one shared secret. Afterwards no
     namespace, bridge or metadata proxy of it is left (``soko down``'s teardown)."""
     require_tools("ip", "dnsmasq", "iptables-restore", "udhcpc", "curl")
-    from soko.compute import api as compute_api
-    from soko.compute.manager import ComputeManager, Settings
-    from soko.compute.models import Base as ComputeBase
-    from soko.compute.service import ComputeConfig
+    from tests.compute.conftest import compute_without_hypervisor
 
-    engine = make_engine(f"sqlite:///{data_dir / 'compute.db'}")
-    ComputeBase.metadata.create_all(engine)
-    compute = ComputeManager(sessions=make_sessionmaker(engine), driver=None,
-                             settings=Settings(block_url="", image_url="", initiator="iqn.x"),
-                             background=lambda work: None)
-    compute_config = Config(data_dir=data_dir, sections={"compute": ComputeConfig()})
-    with served(compute_api.make_app(compute_config, validator=FixedTokens(),
-                                     manager=compute)) as compute_url:
+    compute_app, compute = compute_without_hypervisor(data_dir)
+    with served(compute_app) as compute_url:
         config = Config(data_dir=data_dir, sections={"net": NetConfig(
             cloud_id=uuid.uuid4().hex[:4], metadata_url=compute_url)})
         manager = wiring.make_manager(config)

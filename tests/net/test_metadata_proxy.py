@@ -92,6 +92,9 @@ def test_guests_get_their_own_metadata_and_nothing_else(cloud, netns, plugs, tmp
     forged = {"X-Instance-ID": b.id, "X-Tenant-ID": "proj-a", "X-Forwarded-For":
               b.port["fixed_ips"][0]["ip_address"], "X-Instance-ID-Signature": "0" * 64}
     assert fetch(a.ns, "/latest/meta-data/instance-id", forged) == (200, a.id)
+    # Only the metadata trees: nothing else of compute's API is reachable this way.
+    assert fetch(a.ns, "/healthcheck")[0] == 404
+    assert fetch(a.ns, "/v2.1/os-keypairs", {"X-Auth-Token": "tok-a"})[0] == 404
     # An address no instance's port holds (plugged without a port) gets nothing.
     stranger = netns("soko-stranger")
     plugs.plug(stranger, cloud.driver.bridge_name(net["id"]), address="10.0.0.200/24")
