@@ -19,8 +19,8 @@ SERVICE_MODULES: list[str] = [
     "soko.object.daemons.service",
     "soko.block.service",
     "soko.image.service",
+    "soko.net.service",  # before compute: its teardown (reversed) comes after the guests'
     "soko.compute.service",
-    "soko.net.service",
 ]
 
 

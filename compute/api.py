@@ -16,9 +16,14 @@ from soko.common.auth import AuthMiddleware, TokenValidator
 from soko.common.config import Config
 from soko.common.errors import BadRequest, Forbidden
 from soko.common.periodic import Periodic
+from soko.common.shared_secret import METADATA_SECRET_FILE, shared_secret
 from soko.common.validation import check_id, check_text, check_whole, one_action
+from soko.compute.keypairs import KeyPairs
+from soko.compute.keypairs import add_routes as add_keypair_routes
 from soko.compute.manager import BootSource, Caller, ComputeManager
+from soko.compute.metadata import add_routes as add_metadata_routes
 from soko.compute.models import NAME_MAX, Flavor, Instance
+from soko.compute.networking import network_request
 
 PREFIX = "/v2.1"
 NOVA_POWER = {"nostate": 0, "running": 1, "paused": 3, "shutdown": 4, "shutoff": 4,
@@ -76,7 +81,16 @@ def server_summary(req: falcon.Request, instance: Instance) -> dict:
             "links": [{"rel": "self", "href": href}, {"rel": "bookmark", "href": href}]}
 
 
-def server_view(req: falcon.Request, manager: ComputeManager, instance: Instance) -> dict:
+def addresses_of(req: falcon.Request, manager: ComputeManager,
+                 instances: list[Instance]) -> dict[str, dict]:
+    return manager.networking.addresses(caller_of(req).token, [i.id for i in instances])
+
+
+def server_view(req: falcon.Request, manager: ComputeManager, instance: Instance,
+                addresses: dict[str, dict] | None = None) -> dict:
+    """``addresses``: every listed server's (``addresses_of``), read once per request."""
+    if addresses is None:
+        addresses = addresses_of(req, manager, [instance])
     status = TASK_STATUS.get(instance.task_state or "") or VM_STATUS.get(instance.vm_state,
                                                                           "UNKNOWN")
     volumes = [{"id": a.volume_id, "delete_on_termination": a.delete_on_termination,
@@ -94,7 +108,8 @@ def server_view(req: falcon.Request, manager: ComputeManager, instance: Instance
         "OS-EXT-STS:power_state": NOVA_POWER.get(instance.power_state, 0),
         "os-extended-volumes:volumes_attached": volumes,
         "metadata": instance.meta or {},
-        "addresses": {},
+        "key_name": instance.key_name,
+        "addresses": addresses.get(instance.id, {}),
         "created": iso(instance.created_at),
         "updated": iso(instance.updated_at or instance.created_at),
     }
@@ -167,9 +182,11 @@ class FlavorItem:
 
 
 class Servers:
-    def __init__(self, manager: ComputeManager, *, detail: bool):
+    def __init__(self, manager: ComputeManager, *, detail: bool,
+                 keypairs: KeyPairs | None = None):
         self.manager = manager
         self.detail = detail
+        self.keypairs = keypairs
 
     def on_get(self, req, resp) -> None:
         everyone = req.get_param_as_bool("all_tenants", default=False)
@@ -177,7 +194,9 @@ class Servers:
             raise Forbidden("all_tenants=1 is for admins")
         instances = self.manager.list(caller_of(req), all_projects=everyone)
         if self.detail:
-            resp.media = {"servers": [server_view(req, self.manager, i) for i in instances]}
+            addresses = addresses_of(req, self.manager, instances)
+            resp.media = {"servers": [server_view(req, self.manager, i, addresses)
+                                      for i in instances]}
         else:
             resp.media = {"servers": [server_summary(req, i) for i in instances]}
 
@@ -192,7 +211,9 @@ class Servers:
         instance = self.manager.create(
             caller_of(req), name=text(spec.get("name"), "name", required=True),
             flavor_ref=text(spec.get("flavorRef"), "flavorRef", required=True, maximum=64),
-            source=boot_source(spec))
+            source=boot_source(spec),
+            network=network_request(spec.get("networks"), spec.get("security_groups")),
+            guest=self.keypairs.guest_data(req.context.auth.user_id, spec))
         resp.status = falcon.HTTP_202
         resp.media = {"server": server_view(req, self.manager, instance)}
 
@@ -312,7 +333,12 @@ def make_app(config: Config, *, validator: TokenValidator | None = None,
     app.add_route(f"{PREFIX}/flavors", Flavors(manager, detail=False))
     app.add_route(f"{PREFIX}/flavors/detail", Flavors(manager, detail=True))
     app.add_route(f"{PREFIX}/flavors/{{flavor_id}}", FlavorItem(manager))
-    app.add_route(f"{PREFIX}/servers", Servers(manager, detail=False))
+    section = config.section("compute")
+    add_metadata_routes(app, manager.sessions, shared_secret(
+        config.data_dir, METADATA_SECRET_FILE, section.metadata_secret))
+    keypairs = KeyPairs(manager.sessions)
+    add_keypair_routes(app, PREFIX, keypairs)
+    app.add_route(f"{PREFIX}/servers", Servers(manager, detail=False, keypairs=keypairs))
     app.add_route(f"{PREFIX}/servers/detail", Servers(manager, detail=True))
     app.add_route(f"{PREFIX}/servers/{{server_id}}", ServerItem(manager))
     app.add_route(f"{PREFIX}/servers/{{server_id}}/action", ServerAction(manager))

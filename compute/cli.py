@@ -8,6 +8,8 @@ servers are named by id or by name. Commands that start a change return at once 
 
 from __future__ import annotations
 
+import base64
+import os
 import re
 import time
 
@@ -16,10 +18,12 @@ import click
 from soko.block.cli import BlockClient
 from soko.common.cli.login import login_options
 from soko.common.cli.output import emit_record, emit_rows, format_option
+from soko.net.cli import pairs
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 SETTLED = ("ACTIVE", "SHUTOFF", "ERROR")
-LIST_COLUMNS = ["id", "name", "status", "task_state", "power_state", "flavor", "volumes"]
+LIST_COLUMNS = ["id", "name", "status", "task_state", "power_state", "flavor", "networks",
+                "volumes"]
 FLAVOR_COLUMNS = ["id", "name", "vcpus", "ram", "disk"]
 POWER_NAMES = {0: "NOSTATE", 1: "Running", 3: "Paused", 4: "Shutdown", 6: "Crashed",
                7: "Suspended"}
@@ -29,9 +33,12 @@ class ComputeClient(BlockClient):
     catalog_type = "compute"
     url_option = "--os-url (or $SOKO_COMPUTE_URL)"
 
-    def peer(self, client_class: type[BlockClient]) -> BlockClient:
-        """A client for another service with this one's credentials (found in the catalog)."""
-        return client_class(None, None, self.data_dir, self.identity_options)
+    def peer(self, client_class: type[BlockClient], url_env: str = "") -> BlockClient:
+        """A client for another service with this one's credentials: at ``$url_env`` with
+        this token when that is set, else found in the catalog."""
+        url = os.environ.get(url_env) if url_env else None
+        return client_class(url, self.token if url else None, self.data_dir,
+                            self.identity_options)
 
     def find(self, ref: str) -> dict:
         """A server by id, or by name when exactly one of the project's servers has it."""
@@ -85,6 +92,9 @@ def row(server: dict) -> dict:
         "task_state": server.get("OS-EXT-STS:task_state"),
         "power_state": POWER_NAMES.get(server.get("OS-EXT-STS:power_state"), "NOSTATE"),
         "flavor": f"{flavor.get('vcpus')} vCPU, {flavor.get('ram')} MiB",
+        "networks": "; ".join(f"{name}={', '.join(a['addr'] for a in found)}"
+                              for name, found in (server.get("addresses") or {}).items()),
+        "key_name": server.get("key_name"),
         "volumes": ", ".join(f"{v['id']}{' on ' + v['device'] if v.get('device') else ''}"
                              for v in volumes),
     }
@@ -121,13 +131,68 @@ def volume_id(client: ComputeClient, ref: str) -> str:
     return ref if UUID_RE.match(ref) else client.peer(BlockClient).find(ref)["id"]
 
 
+def net_client(client: ComputeClient):
+    from soko.net.cli import LOGIN, NetClient
+
+    return client.peer(NetClient, LOGIN[0])
+
+
+class NicsInOrder(click.Command):
+    """Remembers the order of --nic, --network and --port as given: they become the guest's
+    eth0, eth1, ... (click groups an option's values together)."""
+
+    NIC_OPTIONS = ("nics", "networks", "ports")
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        _, _, order = self.make_parser(ctx).parse_args(args=list(args))
+        ctx.meta["nic_order"] = [p.name for p in order if p.name in self.NIC_OPTIONS]
+        return super().parse_args(ctx, args)
+
+
+def requested_networks(client: ComputeClient, given: dict[str, tuple]) -> list | str | None:
+    """Nova's ``networks`` from ``--nic``, ``--network`` and ``--port``, in their order."""
+    if not any(given.values()):
+        return None
+    nics = given["nics"]
+    if any(n in ("auto", "none") for n in nics):
+        if len(nics) != 1 or given["networks"] or given["ports"]:
+            raise click.UsageError("--nic auto and --nic none stand alone")
+        return nics[0]
+    net = net_client(client)
+    pending = {name: iter(values) for name, values in given.items()}
+    entries = []
+    for name in click.get_current_context().meta["nic_order"]:
+        value = next(pending[name])
+        if name == "networks":
+            entries.append({"uuid": net.find("networks", value)["id"]})
+        elif name == "ports":
+            entries.append({"port": net.find("ports", value)["id"]})
+        else:
+            entries.append(nic_entry(net, value))
+    return entries
+
+
+def nic_entry(net, spec: str) -> dict:
+    given = pairs(spec, "--nic")
+    if set(given) - {"net-id", "v4-fixed-ip", "port-id"} or \
+            ("net-id" in given) == ("port-id" in given):
+        raise click.BadParameter("expected net-id=NET[,v4-fixed-ip=IP] or port-id=PORT",
+                                 param_hint="--nic")
+    if "port-id" in given:
+        return {"port": net.find("ports", given["port-id"])["id"]}
+    entry = {"uuid": net.find("networks", given["net-id"])["id"]}
+    if "v4-fixed-ip" in given:
+        entry["fixed_ip"] = given["v4-fixed-ip"]
+    return entry
+
+
 def image_id(client: ComputeClient, ref: str) -> str:
     from soko.image.cli import ImageClient
 
     return ref if UUID_RE.match(ref) else client.peer(ImageClient).find(ref)["id"]
 
 
-@server.command("create")
+@server.command("create", cls=NicsInOrder)
 @click.argument("name")
 @click.option("--flavor", "flavor_ref", required=True, help="Flavor id or name.")
 @click.option("--volume", "volume_ref", help="Boot from this existing bootable volume.")
@@ -136,12 +201,25 @@ def image_id(client: ComputeClient, ref: str) -> str:
               help="Size of the new boot volume (with --image).")
 @click.option("--delete-on-termination", is_flag=True,
               help="Delete the boot volume when the server is deleted.")
+@click.option("--nic", "nics", multiple=True, metavar="SPEC",
+              help="A NIC: net-id=NET[,v4-fixed-ip=IP], port-id=PORT, or auto|none alone.")
+@click.option("--network", "networks", multiple=True,
+              help="A NIC on this network (id or name); same as --nic net-id=NET.")
+@click.option("--port", "ports", multiple=True,
+              help="A NIC on this existing port (id or name); kept when the server goes.")
+@click.option("--security-group", "groups", multiple=True,
+              help="Security group (id or name) of the ports made for the server.")
+@click.option("--key-name", help="Key pair whose public key the guest gets (metadata).")
+@click.option("--user-data", type=click.File("rb"), metavar="FILE",
+              help="User data for the guest (a script starting with #! runs at first boot).")
 @wait_option
 @format_option
 @pass_client
 def create(client, name, flavor_ref, volume_ref, image_ref, boot_volume_size,
-           delete_on_termination, wait, fmt):
-    """Boot server NAME from a volume (--volume) or from an image (--image)."""
+           delete_on_termination, nics, networks, ports, groups, key_name, user_data, wait,
+           fmt):
+    """Boot server NAME from a volume (--volume) or from an image (--image), with a NIC
+    for each --nic, --network and --port, in the order given."""
     if bool(volume_ref) == bool(image_ref):
         raise click.UsageError("give exactly one of --volume and --image")
     if image_ref and not boot_volume_size:
@@ -155,6 +233,16 @@ def create(client, name, flavor_ref, volume_ref, image_ref, boot_volume_size,
                        "block_device_mapping_v2": [{
                            **mapping, "boot_index": 0, "destination_type": "volume",
                            "delete_on_termination": delete_on_termination}]}}
+    requested = requested_networks(client, {"nics": nics, "networks": networks,
+                                            "ports": ports})
+    if requested is not None:
+        body["server"]["networks"] = requested
+    if groups:
+        body["server"]["security_groups"] = [{"name": g} for g in groups]
+    if key_name:
+        body["server"]["key_name"] = key_name
+    if user_data:
+        body["server"]["user_data"] = base64.b64encode(user_data.read()).decode()
     created = client.call("POST", "/servers", json=body)["server"]
     if wait:
         created = client.wait(created["id"])
@@ -312,3 +400,68 @@ def delete_flavor(client, flavor_refs):
         found = client.flavor(ref)
         client.call("DELETE", f"/flavors/{found['id']}")
         click.echo(f"deleted flavor {found['id']}")
+
+
+# -- floating IPs (openstack-client calls the network API for these too) ----------------
+
+@server.group("add")
+def server_add() -> None:
+    """Add a floating IP to a server."""
+
+
+@server.group("remove")
+def server_remove() -> None:
+    """Remove a floating IP from a server."""
+
+
+def server_ports(client: ComputeClient, server_ref: str) -> tuple[dict, list[dict], object]:
+    found = client.find(server_ref)
+    net = net_client(client)
+    ports = net.call("GET", "/v2.0/ports", params={"device_id": found["id"]})["ports"]
+    if not ports:
+        raise click.ClickException(f"server {found['id']} has no port (boot it with --network)")
+    return found, ports, net
+
+
+@server_add.group("floating")
+def add_floating() -> None:
+    """``soko server add floating ip``."""
+
+
+@add_floating.command("ip")
+@click.argument("server_ref", metavar="SERVER")
+@click.argument("address", metavar="IP")
+@click.option("--fixed-ip-address", help="Which of the server's addresses (default: its "
+              "first NIC's).")
+@pass_client
+def add_floating_ip(client, server_ref, address, fixed_ip_address):
+    """Forward floating IP (an allocated address, see `soko floating ip create`) to SERVER."""
+    found, ports, net = server_ports(client, server_ref)
+    fixed = fixed_ip_address or next((a["addr"] for listed in found["addresses"].values()
+                                      for a in listed if a["OS-EXT-IPS:type"] == "fixed"), None)
+    port = next((p for p in ports if any(a["ip_address"] == fixed for a in p["fixed_ips"])),
+                None)
+    if port is None:
+        raise click.ClickException(f"server {found['id']} has no address {fixed}")
+    fip = net.find("floatingips", address, "floating_ip_address")
+    net.update("floatingips", fip["id"], {"port_id": port["id"], "fixed_ip_address": fixed})
+    click.echo(f"floating IP {fip['floating_ip_address']} -> server {found['id']} ({fixed})")
+
+
+@server_remove.group("floating")
+def remove_floating() -> None:
+    """``soko server remove floating ip``."""
+
+
+@remove_floating.command("ip")
+@click.argument("server_ref", metavar="SERVER")
+@click.argument("address", metavar="IP")
+@pass_client
+def remove_floating_ip(client, server_ref, address):
+    """Stop forwarding floating IP to SERVER (the address stays allocated)."""
+    found, ports, net = server_ports(client, server_ref)
+    fip = net.find("floatingips", address, "floating_ip_address")
+    if fip["port_id"] not in {p["id"] for p in ports}:
+        raise click.ClickException(f"floating IP {address} is not on server {found['id']}")
+    net.update("floatingips", fip["id"], {"port_id": None})
+    click.echo(f"floating IP {fip['floating_ip_address']} removed from server {found['id']}")

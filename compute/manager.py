@@ -47,6 +47,7 @@ from soko.compute.drivers.base import (
     PowerState,
 )
 from soko.compute.models import Attachment, Flavor, Instance, utcnow
+from soko.compute.networking import Networking, NetworkRequest
 
 log = logging.getLogger("soko.compute.manager")
 
@@ -84,6 +85,7 @@ class Settings:
     image_url: str
     initiator: str
     bridge: str = ""
+    net_url: str = ""
     stop_timeout: float = 60.0
     freeze_max_seconds: float = 10.0
     volume_timeout: float = 600.0
@@ -96,6 +98,7 @@ class ComputeManager:
         self.driver = driver
         self.settings = settings
         self.background = background or run_in_thread
+        self.networking = Networking(sessions, settings.net_url)
         with session_scope(sessions) as s:
             if s.scalar(select(Flavor.id).limit(1)) is None:
                 s.add_all(Flavor(**flavor) for flavor in DEFAULT_FLAVORS)
@@ -158,9 +161,12 @@ class ComputeManager:
 
     # -- create -----------------------------------------------------------------------
 
-    def create(self, caller: Caller, *, name: str, flavor_ref: str, source: BootSource) -> Instance:
-        """Checks what the request names (flavor, volume or image) before anything exists;
-        the build (volume from image, attach, define, start) then runs in the background."""
+    def create(self, caller: Caller, *, name: str, flavor_ref: str, source: BootSource,
+               network: NetworkRequest | None = None, guest: dict | None = None) -> Instance:
+        """Checks what the request names (flavor, volume or image) and makes its ports
+        before the server exists (undone if it cannot be); the build (volume from image,
+        attach, define, start) then runs in the background. ``guest``: what the metadata
+        API serves it (``compute/keypairs.py``)."""
         try:
             flavor = self.flavor(flavor_ref)
         except NotFound as exc:
@@ -186,13 +192,22 @@ class ComputeManager:
             id=str(uuid.uuid4()), project_id=caller.project_id, user_id=caller.user_id,
             name=name, flavor_id=flavor.id, vcpus=flavor.vcpus, ram=flavor.ram,
             image_id=source.image_id, vm_state="building", task_state="spawning",
-            power_state=PowerState.NOSTATE.value, owner=current_owner(), meta={})
-        with claiming(source.volume_id), session_scope(self.sessions) as s:
-            s.add(instance)
-            s.flush()  # the instance row first: the attachment refers to it
-            if source.volume_id is not None:
-                s.add(Attachment(volume_id=source.volume_id, server_id=instance.id, boot=True,
-                                 delete_on_termination=source.delete_on_termination))
+            power_state=PowerState.NOSTATE.value, owner=current_owner(), meta={},
+            **(guest or {}))
+        vifs = self.networking.plug(caller, instance.id, network)
+        try:
+            with claiming(source.volume_id), session_scope(self.sessions) as s:
+                s.add(instance)
+                s.flush()  # the instance row first: the attachment and NICs refer to it
+                if source.volume_id is not None:
+                    s.add(Attachment(volume_id=source.volume_id, server_id=instance.id,
+                                     boot=True,
+                                     delete_on_termination=source.delete_on_termination))
+                s.add_all(vifs)
+        except BaseException:
+            if vifs:
+                self.networking.unplug(self.networking.client(caller.token), vifs)
+            raise
         self.background(lambda: self._build(caller, instance, source))
         return instance
 
@@ -251,9 +266,11 @@ class ComputeManager:
     def spec_of(self, instance: Instance, boot: IscsiDisk) -> InstanceSpec:
         """What the driver defines for ``instance``: at its build, and again from the DB
         after a host stop (``compute/host.py``)."""
-        nic = Nic(self.settings.bridge) if self.settings.bridge else None
+        nics = self.networking.nics(instance.id)
+        if not nics and self.settings.bridge:
+            nics = (Nic(self.settings.bridge),)
         return InstanceSpec(name=instance.id, uuid=instance.id, vcpus=instance.vcpus,
-                            memory_mib=instance.ram, disks=(boot,), nic=nic)
+                            memory_mib=instance.ram, disks=(boot,), nics=nics)
 
     def _set_device(self, volume_id: str, device: str, connection_info: dict) -> None:
         with session_scope(self.sessions) as s:
@@ -334,15 +351,18 @@ class ComputeManager:
         volumes = self.volumes(caller)
         kept = [a.volume_id for a in self.attachments(server_id) if not self._release_volume(
             volumes, a, server_id, delete=a.delete_on_termination)]
+        ports = self.networking.release(caller.token, server_id)
         with session_scope(self.sessions) as s:
             s.execute(delete(Attachment).where(Attachment.server_id == server_id,
                                                Attachment.volume_id.not_in(kept)))
-            if not kept:
+            if not kept and not ports:
                 s.execute(delete(Instance).where(Instance.id == server_id))
-        if kept:  # the domain is gone; the server stays, so the volumes are not forgotten
+        if kept or ports:  # the domain is gone; the server stays, so nothing is forgotten
+            held = [f"volumes {', '.join(kept)}"] * bool(kept) + \
+                [f"ports {', '.join(ports)}"] * bool(ports)
             self.finish_task(server_id, "deleting", "error", power_state=PowerState.NOSTATE.value,
                          fault={"code": 500, "created": utcnow().isoformat(), "message":
-                                f"volumes {', '.join(kept)} could not be released; "
+                                f"{' and '.join(held)} could not be released; "
                                 "delete the server again"})
 
     @staticmethod

@@ -28,6 +28,7 @@ class ComputeConfig(ServerSection):
     database_url: str | None = None  # default: sqlite in <data_dir>/compute/
     # The block API without the project (http://host:8776); empty: the [block] section's.
     block_url: str = ""
+    net_url: str = ""  # the network API (http://host:9696); empty: the [net] section's
     libvirt_uri: str = "qemu:///system"
     virt_type: str = "auto"  # auto (kvm where a probe shows it works, else qemu/TCG) | kvm | qemu
     domain_prefix: str = "soko-"  # every domain soko-compute owns is named <prefix><server id>
@@ -39,6 +40,9 @@ class ComputeConfig(ServerSection):
     stop_timeout: float = 60.0
     freeze_max_seconds: float = 10.0  # a guest freeze is thawed after this, whatever happens
     volume_timeout: float = 600.0  # seconds to wait for a boot volume to be filled
+    # The key the metadata proxy signs instance identities with ([net] metadata_secret
+    # must be the same); empty: <data_dir>/metadata-secret, made on first use.
+    metadata_secret: str = ""
 
     def validate(self) -> None:
         super().validate()

@@ -42,6 +42,7 @@ def make_manager(config: Config, driver=None) -> ComputeManager:
         block_url=peer_url(config, section.block_url, "block"),
         image_url=peer_url(config, "", "image"),
         initiator=section.initiator_name, bridge=section.bridge,
+        net_url=peer_url(config, section.net_url, "net"),
         stop_timeout=section.stop_timeout, freeze_max_seconds=section.freeze_max_seconds,
         volume_timeout=section.volume_timeout)
     return ComputeManager(sessions=make_sessionmaker(engine), driver=driver, settings=settings)

@@ -224,6 +224,8 @@ class AuthCatalog:
 
 def make_app(config: Config, *, manager: IdentityManager | None = None) -> falcon.App:
     from soko.identity.admin_api import add_admin_routes
+    from soko.identity.credentials_api import add_credential_routes
+    from soko.identity.ec2 import CredentialCipher, Ec2Credentials
 
     manager = manager or IdentityManager.from_config(config)
     view = TokenView(config, identity_section(config).region)
@@ -235,4 +237,6 @@ def make_app(config: Config, *, manager: IdentityManager | None = None) -> falco
     app.add_route("/v3/auth/projects", AuthProjects(manager))
     app.add_route("/v3/auth/catalog", AuthCatalog(view))
     add_admin_routes(app, manager)
+    add_credential_routes(app, Ec2Credentials(
+        manager.sessions, CredentialCipher.from_config(config, create=True)))
     return app

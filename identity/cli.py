@@ -286,6 +286,65 @@ def token_revoke(conn, token_id):
     click.echo("token revoked")
 
 
+@identity.group("ec2-credentials")
+def ec2_credentials():
+    """EC2-style access/secret keys for the S3 API (yours, or any user's as an admin)."""
+
+
+EC2_COLUMNS = ["access", "secret", "project_id", "user_id"]
+
+
+def credential_owner(conn, user_ref) -> tuple[str, str]:
+    """(user id, the token's project id): the named user, else the one logged in."""
+    from soko.identity.client import IdentityClientError
+
+    try:
+        _, body = conn.client().issue_token()
+    except IdentityClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    user_id = conn.lookup("users", user_ref)["id"] if user_ref else body["token"]["user"]["id"]
+    return user_id, body["token"]["project"]["id"]
+
+
+def ec2_row(record: dict) -> dict:
+    return {"access": record["access"], "secret": record["secret"],
+            "project_id": record["tenant_id"], "user_id": record["user_id"]}
+
+
+@ec2_credentials.command("create")
+@click.option("--project", "project_ref", help="Project name or id (default: the login's).")
+@click.option("--user", "user_ref", help="User name or id (default: yourself).")
+@format_option
+@pass_conn
+def ec2_create(conn, project_ref, user_ref, fmt):
+    user_id, project_id = credential_owner(conn, user_ref)
+    if project_ref:
+        project_id = conn.lookup("projects", project_ref)["id"]
+    body = conn.call("POST", f"/v3/users/{user_id}/credentials/OS-EC2",
+                     json={"tenant_id": project_id})
+    emit_record(ec2_row(body["credential"]), fmt)
+
+
+@ec2_credentials.command("list")
+@click.option("--user", "user_ref", help="User name or id (default: yourself).")
+@format_option
+@pass_conn
+def ec2_list(conn, user_ref, fmt):
+    user_id, _ = credential_owner(conn, user_ref)
+    body = conn.call("GET", f"/v3/users/{user_id}/credentials/OS-EC2")
+    emit_rows([ec2_row(c) for c in body["credentials"]], EC2_COLUMNS, fmt)
+
+
+@ec2_credentials.command("delete")
+@click.argument("access")
+@click.option("--user", "user_ref", help="User name or id (default: yourself).")
+@pass_conn
+def ec2_delete(conn, access, user_ref):
+    user_id, _ = credential_owner(conn, user_ref)
+    conn.call("DELETE", f"/v3/users/{user_id}/credentials/OS-EC2/{access}")
+    click.echo(f"deleted ec2 credential {access}")
+
+
 @identity.group()
 def keys():
     """The local Fernet key repository (run on the identity host; copy to others)."""

@@ -1,4 +1,5 @@
-"""The identity database: projects, users, role assignments, revocations, failed logins.
+"""The identity database: projects, users, role assignments, EC2 credentials, revocations,
+failed logins.
 
 One default domain (not stored). Names are unique across the cloud, as they are within a
 Keystone domain. Times are unix seconds as floats, the same clock tokens carry.
@@ -81,6 +82,29 @@ class Revocation(Base):
     project_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     revoked_at: Mapped[float] = mapped_column(Float)
     prune_after: Mapped[float] = mapped_column(Float, index=True)
+
+
+class Credential(Base):
+    """A user's EC2-style access/secret pair on one project: what S3 requests are signed with.
+
+    ``id`` is the SHA-256 of the access key, as Keystone's ``ec2`` credentials, so finding
+    a credential by the access key in a request is a primary-key read. ``encrypted_blob``
+    is the Keystone ``blob`` (JSON with ``access`` and ``secret``), Fernet-encrypted with
+    the credential key repository (``identity/ec2.py``): the database alone holds no secret.
+    """
+
+    __tablename__ = "credentials"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    project_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("projects.id", ondelete="CASCADE")
+    )
+    type: Mapped[str] = mapped_column(String(16), default="ec2")
+    encrypted_blob: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float, default=time.time)
 
 
 class LoginFailure(Base):

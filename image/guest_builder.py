@@ -2,10 +2,11 @@
 
 The disk is raw: syslinux's MBR, one bootable ext4 partition at 1 MiB holding a Debian cloud
 kernel, an initramfs with the virtio modules (the kernel has them as modules, so the root disk
-is unreachable without one), busybox as init and qemu-guest-agent on the virtio-serial port.
+is unreachable without one), busybox as init, qemu-guest-agent on the virtio-serial port, and
+dropbear as the ssh server for the key the metadata service hands out (``guest_files``).
 Every byte comes from Debian packages fetched with ``apt-get download`` into a cache keyed by
 package version, so a rebuild costs seconds and never touches the host's installed packages;
-only the shared libraries of qemu-ga and mke2fs are copied from the (Debian) host, as ``ldd``
+only the shared libraries of qemu-ga, dropbear and mke2fs are copied from the (Debian) host, as ``ldd``
 resolves them. The guest prints ``SOKO-GUEST-READY ...`` on ttyS0 when it is usable, and
 ``SOKO-DISK-READY dev=/dev/vdX mnt=/mnt/vdX`` for every extra disk it mounts (at boot or when
 hot-plugged), formatting a disk with ext4 only when its first MiB is blank.
@@ -33,7 +34,8 @@ from soko.image import guest_files
 
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "soko" / "guest"
 KERNEL_META = "linux-image-cloud-amd64"
-TOOL_PACKAGES = ("busybox-static", "qemu-guest-agent", "extlinux", "syslinux-common")
+TOOL_PACKAGES = ("busybox-static", "qemu-guest-agent", "extlinux", "syslinux-common",
+                 "dropbear-bin")
 ROOT_LABEL = "soko-root"
 # Built into the cloud kernel: ext4, 8250 serial, devtmpfs, msdos partitions. Modules: these.
 INITRAMFS_MODULES = ("virtio_pci", "virtio_blk", "virtio_scsi", "sd_mod")
@@ -224,6 +226,8 @@ def build_rootfs(root: Path, tools: dict[str, Path], kernel: Path, kver: str) ->
     install_busybox(tools["busybox-static"] / "bin" / "busybox", root)
     install_with_libs(tools["qemu-guest-agent"] / "usr" / "sbin" / "qemu-ga", root, "usr/sbin/qemu-ga")
     install_with_libs(Path(shutil.which("mke2fs") or "/sbin/mke2fs"), root, "sbin/mke2fs")
+    install_with_libs(tools["dropbear-bin"] / "usr" / "sbin" / "dropbear", root,
+                      "usr/sbin/dropbear")
     (root / "sbin" / "mkfs.ext4").unlink(missing_ok=True)
     (root / "sbin" / "mkfs.ext4").symlink_to("mke2fs")
     if Path("/etc/mke2fs.conf").exists():

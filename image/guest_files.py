@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 
 READY_MARKER = "SOKO-GUEST-READY"
+METADATA_MARKER = "SOKO-METADATA"
 DISK_READY_MARKER = "SOKO-DISK-READY"
 WRITER_RECORDS = "soko-records"
 WRITER_ACKED = "/run/soko-writer.acked"
@@ -80,11 +81,53 @@ IP=none; MAC=none
 if [ -n "$IF" ]; then
   MAC=$(cat /sys/class/net/$IF/address)
   ip link set "$IF" up
-  udhcpc -i "$IF" -s /etc/udhcpc/default.script -t 15 -T 1 -A 3 -n -S >/dev/null 2>&1 && IP=$(cat /run/dhcp-ip)
+  udhcpc -i "$IF" -s /etc/udhcpc/default.script -O staticroutes -t 15 -T 1 -A 3 -n -S >/dev/null 2>&1 && IP=$(cat /run/dhcp-ip)
 fi
+[ "$IP" != none ] && /sbin/soko-metadata
+
+# ssh: dropbear, host keys made on first use (ed25519 for an OpenSSH client: quick on TCG).
+mkdir -p /etc/dropbear
+SSH=none
+dropbear -R -p 22 -P /run/dropbear.pid 2>/dev/null && SSH=running
 echo "soko-guest host=$(hostname) mac=$MAC ip=$IP" > /www/index.html
 httpd -p 80 -h /www
-echo "SOKO-GUEST-READY ip=$IP mac=$MAC if=${IF:-none} uptime=$(up) ga=$GASTATE data=${DATA:-none}" > /dev/console
+echo "SOKO-GUEST-READY ip=$IP mac=$MAC if=${IF:-none} uptime=$(up) ga=$GASTATE data=${DATA:-none} ssh=$SSH" > /dev/console
+"""
+
+SOKO_METADATA = r"""#!/bin/sh
+# What cloud-init does with the metadata at 169.254.169.254 (EC2 paths): the hostname,
+# root's authorized ssh key, and a user-data script starting with #!, run once per
+# instance. One line on the console says what was found: SOKO-METADATA id=... or none.
+# GET /latest/$1 into $2. By hand with nc: busybox-static's wget crashes in glibc's NSS.
+get() {
+  printf 'GET /latest/%s HTTP/1.0\r\nHost: 169.254.169.254\r\n\r\n' "$1" |
+    nc -w 3 169.254.169.254 80 > /run/metadata.http 2>/dev/null || return 1
+  head -n 1 /run/metadata.http | grep -q ' 200 ' || return 1
+  awk 'body { print; next } { sub(/\r$/, "") } $0 == "" { body = 1 }' /run/metadata.http > "$2"
+}
+i=0
+until get meta-data/instance-id /run/instance-id; do
+  i=$((i+1)); [ $i -ge 5 ] && { echo "SOKO-METADATA none" > /dev/console; exit 1; }
+  sleep 0.5
+done
+ID=$(cat /run/instance-id)
+get meta-data/hostname /run/hostname && hostname "$(cat /run/hostname)" && cp /run/hostname /etc/hostname
+mkdir -p /root/.ssh && chmod 700 /root/.ssh
+KEYS=0
+if get meta-data/public-keys/0/openssh-key /run/openssh-key; then
+  cp /run/openssh-key /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys
+  KEYS=$(grep -c . /root/.ssh/authorized_keys)
+fi
+UD=none
+if get user-data /run/user-data && [ "$(head -c 2 /run/user-data)" = "#!" ]; then
+  done=/var/lib/soko/user-data.$ID.done
+  if [ -e "$done" ]; then UD=ran-before; else
+    mkdir -p /var/lib/soko && cp /run/user-data /var/lib/soko/user-data && chmod 700 /var/lib/soko/user-data
+    /var/lib/soko/user-data > /var/lib/soko/user-data.log 2>&1; UD=ran:$?
+    : > "$done"
+  fi
+fi
+echo "SOKO-METADATA id=$ID hostname=$(hostname) keys=$KEYS userdata=$UD" > /dev/console
 """
 
 SOKO_DISK = r"""#!/bin/sh
@@ -135,7 +178,7 @@ done
 """
 
 UDHCPC_SCRIPT = r"""#!/bin/sh
-# busybox udhcpc hook: configures $interface from $ip $mask $router $dns.
+# busybox udhcpc hook: configures $interface from $ip $mask $router $staticroutes $dns.
 case "$1" in
   deconfig) ip -4 addr flush dev "$interface"; ip link set "$interface" up ;;
   bound|renew)
@@ -146,6 +189,8 @@ case "$1" in
       ip route del default 2>/dev/null
       for r in $router; do ip route add default via "$r" dev "$interface"; break; done
     fi
+    set -- $staticroutes  # option 121: "dest/len gateway" pairs (the metadata route)
+    while [ $# -ge 2 ]; do ip route replace "$1" via "$2" dev "$interface"; shift 2; done
     : > /etc/resolv.conf
     for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
     echo "$ip" > /run/dhcp-ip ;;
@@ -171,11 +216,13 @@ ROOTFS: dict[str, tuple[str, int]] = {
     "etc/group": ("root:x:0:\n", 0o644),
     "etc/hostname": ("soko-guest\n", 0o644),
     "etc/resolv.conf": ("", 0o644),
+    "etc/shells": ("/bin/sh\n", 0o644),
     "etc/inittab": (INITTAB, 0o644),
     "etc/init.d/rcS": (RCS, 0o755),
     "etc/udhcpc/default.script": (UDHCPC_SCRIPT, 0o755),
     "sbin/shutdown": (SHUTDOWN, 0o755),
     "sbin/soko-disk": (SOKO_DISK, 0o755),
+    "sbin/soko-metadata": (SOKO_METADATA, 0o755),
     "sbin/soko-uevent": (SOKO_UEVENT, 0o755),
     "usr/bin/soko-writer": (SOKO_WRITER, 0o755),
 }

@@ -26,6 +26,7 @@ from soko.net.drivers.base import (
     FloatingPair,
     HostEntry,
     Leg,
+    MetadataEntry,
     NetworkDriver,
     NetworkSpec,
     PortFirewall,
@@ -33,8 +34,11 @@ from soko.net.drivers.base import (
     SubnetSpec,
 )
 from soko.net.models import (
+    NETWORK_OWNERS,
     OWNER_DHCP,
+    OWNER_ROUTER_INTERFACE,
     FloatingIP,
+    IPAllocation,
     Network,
     Port,
     Router,
@@ -74,8 +78,10 @@ def leg_of(s: Session, port: Port) -> Leg:
 
 class HostAgent:
     def __init__(self, *, sessions: sessionmaker[Session], driver: NetworkDriver,
-                 lock_path: Path, default_dns: list[str] | None = None):
+                 lock_path: Path, default_dns: list[str] | None = None,
+                 host_gateway_cidr: str = ""):
         self.sessions = sessions
+        self.host_gateway_cidr = host_gateway_cidr
         self.driver = driver
         self.lock_path = lock_path
         self.default_dns = tuple(default_dns) if default_dns else tuple(host_resolvers())
@@ -110,9 +116,21 @@ class HostAgent:
                                 hostname="host-" + a.ip_address.replace(".", "-"))
                       for p in ports if p is not dhcp
                       for a in p.fixed_ips if a.subnet_id in dhcp_subnets)
+        isolated = dhcp is not None and dhcp_subnets and not self.routers_on(s, network_id)
         return NetworkSpec(id=network.id, mtu=network.mtu, subnets=subnets,
                            dhcp=leg_of(s, dhcp) if dhcp is not None and dhcp_subnets else None,
-                           hosts=hosts)
+                           hosts=hosts, host_address=self.host_address(network),
+                           metadata=self.instances_on(s, dhcp_subnets) if isolated else None)
+
+    def host_address(self, network: Network) -> str | None:
+        """The gateway of the external subnet on ``host_gateway_cidr`` (``soko up``'s
+        ``public``), held by the host so it reaches floating IPs, as devstack's br-ex."""
+        if not network.external or not self.host_gateway_cidr:
+            return None
+        for sub in network.subnets:
+            if sub.cidr == self.host_gateway_cidr and sub.gateway_ip:
+                return f"{sub.gateway_ip}/{ipaddress.ip_network(sub.cidr).prefixlen}"
+        return None
 
     def router_spec(self, s: Session, router_id: str) -> RouterSpec | None:
         router = s.get(Router, router_id)
@@ -131,7 +149,45 @@ class HostAgent:
                              FloatingIP.port_id.is_not(None)).order_by(FloatingIP.created_at)))
         return RouterSpec(id=router.id, interfaces=tuple(legs), gateway=gateway,
                           gateway_nexthop=nexthop, snat_cidrs=snat,
-                          floating=floating if gateway is not None else ())
+                          floating=floating if gateway is not None else (),
+                          metadata=self.metadata_spec(s, router_id))
+
+    def metadata_spec(self, s: Session, router_id: str) -> tuple[MetadataEntry, ...]:
+        return self.instances_on(s, [a.subnet_id for leg in interfaces(s, router_id)
+                                     for a in leg.fixed_ips])
+
+    def instances_on(self, s: Session, subnet_ids) -> tuple[MetadataEntry, ...]:
+        """The instances' addresses on these subnets (a port of a device that is not the
+        network service's own), each with the facts of all that instance's ports."""
+        found = s.scalars(select(IPAllocation).join(Port).where(
+            IPAllocation.subnet_id.in_(list(subnet_ids)), Port.device_id != "",
+            Port.device_owner.not_in(NETWORK_OWNERS)).order_by(IPAllocation.ip_address)).all()
+        return tuple(MetadataEntry(ip=a.ip_address, instance_id=a.port.device_id,
+                                   project_id=a.port.project_id,
+                                   ports=self.instance_ports(s, a.port.device_id))
+                     for a in found)
+
+    def instance_ports(self, s: Session, device_id: str) -> tuple[dict, ...]:
+        facts = []
+        for port in s.scalars(select(Port).where(Port.device_id == device_id)
+                              .order_by(Port.created_at)):
+            for allocation in port.fixed_ips:
+                subnet = s.get(Subnet, allocation.subnet_id)
+                floating = s.scalar(select(FloatingIP.floating_ip_address).where(
+                    FloatingIP.port_id == port.id,
+                    FloatingIP.fixed_ip_address == allocation.ip_address))
+                facts.append({"id": port.id, "mac": port.mac_address,
+                              "network_id": port.network_id, "ip": allocation.ip_address,
+                              "cidr": subnet.cidr, "gateway": subnet.gateway_ip,
+                              "dhcp": subnet.enable_dhcp, "floating_ip": floating,
+                              "mtu": s.get(Network, port.network_id).mtu,
+                              "dns": list(subnet.dns_nameservers) or list(self.default_dns)})
+        return tuple(facts)
+
+    def routers_on(self, s: Session, network_id: str) -> list[str]:
+        return list(s.scalars(select(Port.device_id).where(
+            Port.network_id == network_id, Port.device_owner == OWNER_ROUTER_INTERFACE)
+            .distinct()))
 
     def firewall_spec(self, s: Session) -> tuple[PortFirewall, ...]:
         """Every secured port's rules; a remote group stands for its members' addresses."""
@@ -171,6 +227,14 @@ class HostAgent:
             else:
                 self.driver.apply_network(spec)
             self.apply_firewall()
+            self.apply_metadata(network_id)
+
+    def apply_metadata(self, network_id: str) -> None:
+        """The metadata maps of the routers on this network (its ports changed)."""
+        with session_scope(self.sessions) as s:
+            maps = {r: self.metadata_spec(s, r) for r in self.routers_on(s, network_id)}
+        for router_id, entries in maps.items():
+            self.driver.apply_metadata(router_id, entries)
 
     def firewall_changed(self) -> None:
         with self.locked():

@@ -149,6 +149,8 @@ def handle_error(req, resp, exc: SokoError, params) -> None:
 
 def kinds(nets: NetManager, routers: RouterManager,
           groups: SecurityGroupManager) -> dict[str, Kind]:
+    plugging = getattr(nets.agent, "driver", None)  # None: an agent without a host (tests)
+
     def delete_port(auth, port_id):
         nets.delete_port(auth, port_id, routers.release_port)
 
@@ -164,7 +166,8 @@ def kinds(nets: NetManager, routers: RouterManager,
                          nets.delete_network),
         "subnets": Kind("subnet", views.subnet_view, listed(SUBNETS), nets.create_subnet,
                         shown(SUBNETS), nets.update_subnet, nets.delete_subnet),
-        "ports": Kind("port", views.port_view, listed(PORTS), nets.create_port,
+        "ports": Kind("port", functools.partial(views.port_view, plugging=plugging),
+                      listed(PORTS), nets.create_port,
                       shown(PORTS), nets.update_port, delete_port),
         "routers": Kind("router", views.router_view, listed(ROUTERS),
                         routers.create_router, shown(ROUTERS), routers.update_router,

@@ -8,6 +8,8 @@ token, or a password login whose catalog names the ``network`` endpoint.
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from soko.block.cli import BlockClient
@@ -112,6 +114,37 @@ def network_create(client, name, external, share, fmt):
     """Create a network."""
     emit_record(client.create("networks", {"name": name, "router:external": external,
                                            "shared": share}), fmt)
+
+
+@network.command("topology")
+@format_option
+@pass_client
+def network_topology(client, fmt):
+    """Networks, routers, ports and instances as a tree."""
+    import json
+
+    from soko.net.topology import render, topology
+
+    lists = {plural: client.call("GET", f"/v2.0/{plural}")[plural]
+             for plural in ("networks", "subnets", "ports", "routers", "floatingips")}
+    tree = topology(lists["networks"], lists["subnets"], lists["ports"], lists["routers"],
+                    lists["floatingips"], server_names(client))
+    if fmt == "json":
+        click.echo(json.dumps(tree, indent=2))
+    else:
+        click.echo(render(tree))
+
+
+def server_names(client: NetClient) -> dict[str, str]:
+    """Instances by id, from compute when it answers (else the tree shows ids only)."""
+    from soko.compute.cli import ComputeClient
+
+    compute = ComputeClient(os.environ.get("SOKO_COMPUTE_URL"), client.token, client.data_dir,
+                            client.identity_options)
+    try:
+        return {s["id"]: s["name"] for s in compute.call("GET", "/servers/detail")["servers"]}
+    except click.ClickException:
+        return {}
 
 
 subnet = api_group("subnet", "Address ranges on networks, with DHCP and a gateway.")

@@ -27,6 +27,7 @@ from soko.net.fields import Body, is_uuid, new_id
 from soko.net.lookups import NETWORKS, PORTS, SUBNETS, owned
 from soko.net.models import (
     NETWORK_OWNERS,
+    OWNER_COMPUTE,
     OWNER_DHCP,
     IPAllocation,
     Network,
@@ -336,6 +337,9 @@ class NetManager:
         def work() -> Port:
             with session_scope(self.sessions) as s:
                 network = NETWORKS.one(s, auth, network_id)
+                if not (owned(auth, network) or network.shared):  # an external one is seen
+                    raise Forbidden(f"(rule:create_port) network {network.id} is another "
+                                    "project's and not shared: use a floating IP on it")
                 project = body.project(auth)
                 check_quota(s, Port, project, self.quotas.ports, "port")
                 security = body.flag("port_security_enabled", network.port_security_enabled)
@@ -372,6 +376,11 @@ class NetManager:
                                   "admin_state_up", "security_groups", "port_security_enabled"})
         with session_scope(self.sessions) as s:
             port = PORTS.one(s, auth, port_id)
+            device = body.text("device_id", port.device_id)
+            if port.device_id and device and device != port.device_id:
+                raise Conflict(f"Unable to complete operation on port {port_id} for network "
+                               f"{port.network_id}. Port already has an attached device "
+                               f"{port.device_id}.")
             for field in ("name", "description", "device_id", "device_owner"):
                 if field in body:
                     setattr(port, field, body.text(field))
@@ -398,6 +407,9 @@ class NetManager:
             if port.device_owner in NETWORK_OWNERS and not auth.is_admin:
                 raise Conflict(f"Port {port_id} cannot be deleted directly via the port API: "
                                f"it is owned by {port.device_owner}.")
+            if port.device_owner.startswith(OWNER_COMPUTE) and port.device_id:
+                raise Conflict(f"Port {port_id} is in use by server {port.device_id}: delete "
+                               "the server first (or unbind the port: device_id '').")
             routers = on_delete(s, port)
             network_id = port.network_id
             s.delete(port)

@@ -30,6 +30,7 @@ OWNER_ROUTER_INTERFACE = "network:router_interface"
 OWNER_ROUTER_GATEWAY = "network:router_gateway"
 OWNER_FLOATINGIP = "network:floatingip"
 NETWORK_OWNERS = (OWNER_DHCP, OWNER_ROUTER_INTERFACE, OWNER_ROUTER_GATEWAY, OWNER_FLOATINGIP)
+OWNER_COMPUTE = "compute:"  # Nova's prefix (``compute:nova``): the port is an instance's NIC
 
 
 class Base(DeclarativeBase):

@@ -9,6 +9,7 @@ and ``soko up`` stay cheap.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 from typing import ClassVar
 
@@ -36,6 +37,21 @@ class NetConfig(ServerSection):
     # Seconds between full reconciles (repairs what a crash or an operator left half-done;
     # one worker acts per tick); 0: only at start.
     reconcile_interval: float = 30.0
+    # The default networks `soko up` makes, as devstack's: an external `public` on
+    # public_cidr whose gateway (the first address) the host holds on the network's bridge,
+    # so the host reaches floating IPs; and for the demo project `private` on private_cidr
+    # with `router1` gatewayed to public. Empty public_cidr: none made, no host address.
+    public_cidr: str = "172.24.4.0/24"
+    private_cidr: str = "10.0.0.0/24"
+    # Where the metadata proxy forwards guests' requests (compute's API); empty: the
+    # [compute] section's endpoint, and no metadata proxy where this cloud has no compute.
+    metadata_url: str = ""
+    # The key instance identities are signed with; the same as [compute] metadata_secret.
+    # Empty: <data_dir>/metadata-secret, made on first use.
+    metadata_secret: str = ""
+    # The port the metadata proxy listens on inside router namespaces (169.254.169.254:80
+    # is redirected to it there).
+    metadata_port: int = 9697
     quota_networks: int = 100
     quota_ports: int = 500
     quota_routers: int = 10
@@ -53,6 +69,16 @@ class NetConfig(ServerSection):
             raise ConfigError(f"mtu: must be 576..9000, got {self.mtu}")
         if self.dhcp_lease_seconds < 120:
             raise ConfigError("dhcp_lease_seconds: must be at least 120")
+        for key in ("public_cidr", "private_cidr"):
+            value = getattr(self, key)
+            try:
+                if value and ipaddress.ip_network(value).version != 4:
+                    raise ValueError("not IPv4")
+            except ValueError as exc:
+                raise ConfigError(f"{key}: an IPv4 CIDR like 10.0.0.0/24 or empty, got "
+                                  f"{value!r} ({exc})") from None
+        if not 1 <= self.metadata_port <= 65535:
+            raise ConfigError(f"metadata_port: {self.metadata_port} is not a TCP port")
         if self.reconcile_interval < 0:
             raise ConfigError("reconcile_interval: must be 0 (off) or a number of seconds")
 

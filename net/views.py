@@ -35,8 +35,15 @@ def subnet_view(s: SubnetRow) -> dict:
             "service_types": []}
 
 
-def port_view(p: Port) -> dict:
-    return {**common(p), "name": p.name, "network_id": p.network_id,
+def port_view(p: Port, plugging=None) -> dict:
+    """``plugging`` (the host driver: ``bridge_name``, ``tap_name``) adds Neutron's
+    linuxbridge binding: where compute plugs the port's tap so its rules apply."""
+    binding = {}
+    if plugging is not None:
+        binding = {"binding:vif_type": "bridge", "binding:vif_details": {
+            "bridge_name": plugging.bridge_name(p.network_id),
+            "tap_name": plugging.tap_name(p.id), "port_filter": p.port_security_enabled}}
+    return {**common(p), **binding, "name": p.name, "network_id": p.network_id,
             "mac_address": p.mac_address, "admin_state_up": p.admin_state_up,
             "status": "ACTIVE" if p.device_owner else "DOWN",
             "fixed_ips": [{"subnet_id": a.subnet_id, "ip_address": a.ip_address}

@@ -7,11 +7,14 @@ import fcntl
 import logging
 from pathlib import Path
 
-from soko.common.config import Config
+from soko.common.config import Config, ConfigError
 from soko.common.db import database_url, make_engine, make_sessionmaker
+from soko.common.durable import atomic_write
 from soko.common.periodic import Periodic
+from soko.common.shared_secret import METADATA_SECRET_FILE, shared_secret
 from soko.net.agent import HostAgent
 from soko.net.drivers.linux import LinuxDriver
+from soko.net.drivers.metadata import MetadataProxy
 from soko.net.manager import NetManager, Quotas
 from soko.net.models import Base
 from soko.net.service import NetConfig, cloud_id
@@ -33,13 +36,36 @@ def make_manager(config: Config) -> NetManager:
         fcntl.flock(lock, fcntl.LOCK_EX)
         Base.metadata.create_all(engine)
     sessions = make_sessionmaker(engine)
-    driver = LinuxDriver(cloud_id(config), state_dir, section.dhcp_lease_seconds)
+    driver = LinuxDriver(cloud_id(config), state_dir, section.dhcp_lease_seconds,
+                         metadata=metadata_proxy(config, state_dir),
+                         metadata_port=section.metadata_port)
     agent = HostAgent(sessions=sessions, driver=driver, lock_path=state_dir / "host.lock",
-                      default_dns=section.default_dns)
+                      default_dns=section.default_dns, host_gateway_cidr=section.public_cidr)
     return NetManager(sessions=sessions, agent=agent, mtu=section.mtu,
                       quotas=Quotas(networks=section.quota_networks, ports=section.quota_ports,
                                     routers=section.quota_routers,
                                     floatingips=section.quota_floatingips))
+
+
+def metadata_proxy(config: Config, state_dir: Path) -> MetadataProxy:
+    """The host's metadata proxy, forwarding to compute; disabled without a compute."""
+    section: NetConfig = config.section("net")
+    upstream = section.metadata_url
+    if not upstream:
+        from soko.identity.service import advertised_endpoint
+
+        try:
+            upstream = advertised_endpoint(config.section("compute"))
+        except ConfigError:
+            upstream = ""
+    secret_file = config.data_dir / METADATA_SECRET_FILE
+    if section.metadata_secret:
+        secret_file = state_dir / "metadata" / "secret"
+        secret_file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(secret_file, section.metadata_secret.encode(), mode=0o600)
+    elif upstream:
+        shared_secret(config.data_dir, METADATA_SECRET_FILE)
+    return MetadataProxy(state_dir / "metadata", upstream, secret_file)
 
 
 def start(config: Config, manager: NetManager) -> None:
@@ -52,9 +78,12 @@ def start(config: Config, manager: NetManager) -> None:
 
 
 def bootstrap(config: Config) -> list[str]:
+    from soko.net.defaults import ensure_default_networks
+
     manager = make_manager(config)
+    made = ensure_default_networks(config, manager)
     manager.agent.reconcile()
-    return [f"net: cloud id {cloud_id(config)} (bridges brq{cloud_id(config)}*, namespaces "
+    return made + [f"net: cloud id {cloud_id(config)} (bridges brq{cloud_id(config)}*, namespaces "
             f"qdhcp-{cloud_id(config)}-*, qrouter-{cloud_id(config)}-*)"]
 
 

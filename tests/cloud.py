@@ -111,6 +111,7 @@ def compute_part(data_dir: Path, block_url: str, image_url: str):
     from soko.compute.api import make_app
     from soko.compute.manager import ComputeManager, Settings
     from soko.compute.models import Base
+    from soko.compute.service import ComputeConfig
     from tests.block.fakes import FixedTokens
 
     engine = make_engine(f"sqlite:///{data_dir / 'compute.db'}")
@@ -118,8 +119,8 @@ def compute_part(data_dir: Path, block_url: str, image_url: str):
     manager = ComputeManager(sessions=make_sessionmaker(engine), driver=NoHypervisor(),
                              settings=Settings(block_url=block_url, image_url=image_url,
                                                initiator="iqn.2026-11.org.test:compute"))
-    return make_app(Config(data_dir=data_dir, sections={}), validator=FixedTokens(),
-                    manager=manager), engine
+    return make_app(Config(data_dir=data_dir, sections={"compute": ComputeConfig()}),
+                    validator=FixedTokens(), manager=manager), engine
 
 
 def net_part(data_dir: Path):

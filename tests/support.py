@@ -89,10 +89,12 @@ def free_port() -> int:
 
 def port_env(data_dir: Path) -> dict[str, str]:
     """The environment for ``soko up``: every service on free ports (storage nodes listen
-    on port, port + 1, ...), so it clashes with nothing else running."""
+    on port, port + 1, ...) and its own external network (the host holds its gateway), so
+    it clashes with nothing else running."""
     from soko.common import services
 
-    env = dict(os.environ, SOKO_DATA_DIR=str(data_dir))
+    env = dict(os.environ, SOKO_DATA_DIR=str(data_dir),
+               SOKO_NET_PUBLIC_CIDR=f"172.24.{random.randrange(16, 250)}.0/24")
     for spec in services.all_specs():
         fields = spec.section.__dataclass_fields__
         if "port" in fields:

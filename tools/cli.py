@@ -24,6 +24,7 @@ COMMANDS = {
     "image": "soko.image.cli:image",
     "server": "soko.compute.cli:server",
     "flavor": "soko.compute.cli:flavor",
+    "keypair": "soko.compute.keypair_cli:keypair",
     "network": "soko.net.cli:network",
     "subnet": "soko.net.cli:subnet",
     "port": "soko.net.cli:port",

@@ -8,8 +8,9 @@ PACKAGES=(
   tgt libiscsi-bin qemu-utils qemu-block-extra qemu-system-x86
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config gcc
   dnsmasq-base iptables iproute2 xfsprogs e2fsprogs util-linux lvm2
-  # tenant-network tests: a real DHCP client and ping inside instance namespaces
-  udhcpc iputils-ping
+  # tenant-network tests: a real DHCP client, ping and curl inside instance namespaces,
+  # ssh to the test guest, iperf3 for `soko bench net`; the test guest's ssh server
+  udhcpc iputils-ping curl openssh-client iperf3 dropbear-bin
   python3-venv
   # shared libraries that the test guest's qemu-ga is linked against (image/guest_builder.py
   # copies them from the host into the image, as ldd resolves them)

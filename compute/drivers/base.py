@@ -63,10 +63,12 @@ Disk = FileDisk | IscsiDisk
 
 @dataclass(frozen=True)
 class Nic:
-    """A virtio NIC on a Linux bridge (tenant networks plug in by port later)."""
+    """A virtio NIC on a Linux bridge. A tenant network's port names the tap too: the
+    network service's security-group chains match on that name (Neutron's linuxbridge)."""
 
     bridge: str
     mac: str | None = None
+    tap: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class InstanceSpec:
     vcpus: int
     memory_mib: int
     disks: tuple[Disk, ...]
-    nic: Nic | None = None
+    nics: tuple[Nic, ...] = ()  # in order: the guest's eth0, eth1, ...
 
 
 @runtime_checkable

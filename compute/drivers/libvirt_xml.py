@@ -116,11 +116,13 @@ def domain_xml(spec: InstanceSpec, *, domain: str, virt_type: str, console_log: 
         sub(root, event, action)
     devices = sub(root, "devices")
     devices.extend(disks)
-    if spec.nic is not None:
+    for spec_nic in spec.nics:
         nic = sub(devices, "interface", type="bridge")
-        sub(nic, "source", bridge=spec.nic.bridge)
-        if spec.nic.mac:
-            sub(nic, "mac", address=spec.nic.mac)
+        sub(nic, "source", bridge=spec_nic.bridge)
+        if spec_nic.mac:
+            sub(nic, "mac", address=spec_nic.mac)
+        if spec_nic.tap:
+            sub(nic, "target", dev=spec_nic.tap)
         sub(nic, "model", type="virtio")
         sub(nic, "rom", enabled="no")  # no iPXE: instances boot from their volume
     serial = sub(devices, "serial", type="pty")

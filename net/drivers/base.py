@@ -43,12 +43,31 @@ class HostEntry:
 
 
 @dataclass(frozen=True)
+class MetadataEntry:
+    """An instance's address (behind a router, or on a network without one), and what the
+    metadata proxy says of it:
+    ``ports`` are the facts of the instance's ports (address, subnet, MAC, floating IP)
+    that compute's metadata API builds ``network_data.json`` from."""
+
+    ip: str
+    instance_id: str
+    project_id: str
+    ports: tuple[dict, ...]
+
+
+@dataclass(frozen=True)
 class NetworkSpec:
     id: str
     mtu: int
     subnets: tuple[SubnetSpec, ...]
     dhcp: Leg | None  # None: no subnet has DHCP on
     hosts: tuple[HostEntry, ...]
+    # "ip/prefixlen" the host itself holds on the bridge: the default external network's
+    # gateway, so the host reaches floating IPs (devstack's br-ex address); None: none.
+    host_address: str | None = None
+    # Set when no router serves the network's metadata: the DHCP namespace does (Neutron's
+    # isolated metadata), for these instances, and DHCP hands out a route to it.
+    metadata: tuple[MetadataEntry, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +84,7 @@ class RouterSpec:
     gateway_nexthop: str | None  # the external subnet's gateway: the default route
     snat_cidrs: tuple[str, ...]  # tenant subnets translated to the gateway address
     floating: tuple[FloatingPair, ...]
+    metadata: tuple[MetadataEntry, ...] = ()  # the instances on its tenant subnets
 
 
 @dataclass(frozen=True)
@@ -100,6 +120,9 @@ class NetworkDriver(Protocol):
         """The router's namespace, its legs, routes and NAT table."""
 
     def remove_router(self, router_id: str) -> None: ...
+
+    def apply_metadata(self, router_id: str, entries: tuple[MetadataEntry, ...]) -> None:
+        """Who the router's metadata proxy answers for (a port came, went or moved)."""
 
     def remove_orphans(self, network_ids: set[str], router_ids: set[str]) -> None:
         """Removes this cloud's networks and routers that are not in the given sets."""

@@ -20,6 +20,8 @@ from soko.common.procs import pid_alive, stop_pid
 from soko.net.drivers.base import NetworkSpec
 from soko.net.drivers.iptables import in_namespace
 
+METADATA_IP = "169.254.169.254"
+
 
 class DnsmasqError(RuntimeError):
     pass
@@ -43,6 +45,15 @@ def host_lines(spec: NetworkSpec) -> str:
     return "".join(f"{h.mac},{h.hostname},{h.ip}\n" for h in spec.hosts)
 
 
+def dhcp_address_in(spec: NetworkSpec, cidr: str) -> str | None:
+    """The DHCP port's address on a subnet: where an isolated network's metadata is."""
+    for address in spec.dhcp.addresses if spec.dhcp else ():
+        iface = ipaddress.ip_interface(address)
+        if iface.ip in ipaddress.ip_network(cidr):
+            return str(iface.ip)
+    return None
+
+
 def option_lines(spec: NetworkSpec) -> str:
     lines = []
     for index, subnet in enumerate(s for s in spec.subnets if s.enable_dhcp):
@@ -51,11 +62,15 @@ def option_lines(spec: NetworkSpec) -> str:
                                                 if subnet.gateway_ip else ""))
         if subnet.dns_nameservers:
             lines.append(f"{tag},option:dns-server," + ",".join(subnet.dns_nameservers))
-        if subnet.host_routes:
-            routes = ",".join(f"{dest},{hop}" for dest, hop in subnet.host_routes)
+        routes = list(subnet.host_routes)
+        metadata_via = dhcp_address_in(spec, subnet.cidr) if spec.metadata is not None else None
+        if metadata_via:
+            routes.append((f"{METADATA_IP}/32", metadata_via))
+        if routes:
             if subnet.gateway_ip:  # option 121 replaces option 3: keep the default route
-                routes += f",0.0.0.0/0,{subnet.gateway_ip}"
-            lines.append(f"{tag},option:classless-static-route,{routes}")
+                routes.append(("0.0.0.0/0", subnet.gateway_ip))
+            lines.append(f"{tag},option:classless-static-route,"
+                         + ",".join(f"{dest},{hop}" for dest, hop in routes))
         lines.append(f"{tag},option:mtu,{spec.mtu}")
     return "".join(line + "\n" for line in lines)
 

@@ -60,3 +60,10 @@ def nat_rules(gateway_dev: str, gateway_ip: str | None, snat_cidrs, floating) ->
             rules.append(f"-A POSTROUTING -s {cidr} -o {gateway_dev} -j SNAT "
                          f"--to-source {gateway_ip}")
     return rules
+
+
+def metadata_rules(proxy_port: int) -> list[str]:
+    """Guests' requests to 169.254.169.254:80, from the router's tenant legs, go to the
+    metadata proxy listening in the router's namespace (Neutron's REDIRECT)."""
+    return ["-A PREROUTING -d 169.254.169.254/32 -i qr-+ -p tcp -m tcp --dport 80 "
+            f"-j REDIRECT --to-ports {proxy_port}"]

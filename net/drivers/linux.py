@@ -20,15 +20,23 @@ import os
 import shutil
 import signal
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
-from soko.net.drivers.base import Leg, NetworkSpec, PortFirewall, RouterSpec
-from soko.net.drivers.dnsmasq import DhcpServer
+from soko.net.drivers.base import (
+    Leg,
+    MetadataEntry,
+    NetworkSpec,
+    PortFirewall,
+    RouterSpec,
+)
+from soko.net.drivers.dnsmasq import METADATA_IP, DhcpServer
 from soko.net.drivers.firewall import Firewall
-from soko.net.drivers.iptables import nat_rules, restore_table
+from soko.net.drivers.iptables import metadata_rules, nat_rules, restore_table
+from soko.net.drivers.metadata import MetadataProxy
 
 log = logging.getLogger("soko.net.driver")
 
@@ -82,11 +90,14 @@ def index_of(ipr, ifname: str) -> int | None:
 
 
 class LinuxDriver:
-    def __init__(self, cloud: str, state_dir: Path, lease_seconds: int = 86400):
+    def __init__(self, cloud: str, state_dir: Path, lease_seconds: int = 86400,
+                 metadata: MetadataProxy | None = None, metadata_port: int = 9697):
         self.names = Names(cloud)
         self.firewall = Firewall(cloud, self.names.tap)
         self.dhcp_dir = state_dir / "dhcp"
         self.lease_seconds = lease_seconds
+        self.metadata = metadata or MetadataProxy(state_dir / "metadata", "", None)
+        self.metadata_port = metadata_port
 
     def bridge_name(self, network_id: str) -> str:
         return self.names.bridge(network_id)
@@ -154,18 +165,28 @@ class LinuxDriver:
         server = DhcpServer(self.dhcp_dir, spec.id, namespace, self.lease_seconds)
         if spec.dhcp is None:
             with IPRoute() as ipr:
-                self.ensure_bridge(ipr, spec.id, spec.mtu)
+                bridge = self.ensure_bridge(ipr, spec.id, spec.mtu)
+                sync_addresses(ipr, bridge, (spec.host_address,) if spec.host_address else ())
+            self.metadata.stop_serving(namespace)
             server.stop()
             self.remove_namespace(namespace)
             return
         device = inner_name("ns", spec.dhcp.port_id)
+        serves_metadata = self.metadata.enabled and spec.metadata is not None
         with self.sockets(namespace) as (ipr, ns):
             bridge = self.ensure_bridge(ipr, spec.id, spec.mtu)
-            self.plug(ipr, ns, namespace, spec.dhcp, device, bridge)
+            sync_addresses(ipr, bridge, (spec.host_address,) if spec.host_address else ())
+            self.plug(ipr, ns, namespace, spec.dhcp, device, bridge,
+                      (f"{METADATA_IP}/32",) if serves_metadata else ())
             unplug_others(ns, keep={device})
-        server.apply(spec, device)
+        server.apply(spec if serves_metadata else replace(spec, metadata=None), device)
+        if serves_metadata:  # a network without a router: its guests ask the DHCP namespace
+            self.metadata.serve(namespace, (METADATA_IP, 80), spec.metadata)
+        else:
+            self.metadata.stop_serving(namespace)
 
     def remove_network(self, network_id: str) -> None:
+        self.metadata.stop_serving(self.names.dhcp_namespace(network_id))
         DhcpServer(self.dhcp_dir, network_id, "", self.lease_seconds).stop()
         self.remove_namespace(self.names.dhcp_namespace(network_id))
         shutil.rmtree(self.dhcp_dir / network_id, ignore_errors=True)
@@ -197,9 +218,24 @@ class LinuxDriver:
             default_route(ns, gateway_dev, spec.gateway_nexthop)
         rules = [] if gateway_dev is None else nat_rules(gateway_dev, gateway_ip,
                                                          spec.snat_cidrs, spec.floating)
+        serves_metadata = self.metadata.enabled and bool(spec.interfaces)
+        if serves_metadata:
+            rules = metadata_rules(self.metadata_port) + rules
         restore_table(namespace, "nat", rules)
+        if serves_metadata:
+            self.apply_metadata(spec.id, spec.metadata)
+        else:
+            self.metadata.stop_serving(namespace)
+
+    def apply_metadata(self, router_id: str, entries: tuple[MetadataEntry, ...]) -> None:
+        """The proxy listens on ``metadata_port`` in the router's namespace, where the NAT
+        table sends guests' 169.254.169.254:80."""
+        namespace = self.names.router_namespace(router_id)
+        if namespace in netns.listnetns():
+            self.metadata.serve(namespace, ("0.0.0.0", self.metadata_port), entries)
 
     def remove_router(self, router_id: str) -> None:
+        self.metadata.stop_serving(self.names.router_namespace(router_id))
         self.remove_namespace(self.names.router_namespace(router_id))
 
     # -- reconcile ----------------------------------------------------------------------
@@ -220,6 +256,8 @@ class LinuxDriver:
                 if entry.name not in network_ids:
                     DhcpServer(self.dhcp_dir, entry.name, "", self.lease_seconds).stop()
                     shutil.rmtree(entry, ignore_errors=True)
+        self.metadata.keep_only({names.router_namespace(r) for r in router_ids}
+                                | {names.dhcp_namespace(n) for n in network_ids})
         wanted = {names.bridge(n) for n in network_ids}
         with IPRoute() as ipr:
             for link in ipr.get_links():

@@ -72,7 +72,8 @@ class Front:
     - The transaction id is settled here, so sub-requests log under the caller's.
     - The token is validated once (``AUTH_ENVIRON_KEY``): middlewares' sub-requests act as
       the caller. A token that does not validate goes straight to the core, which answers
-      401, so no middleware works for a caller it cannot name.
+      401, so no middleware works for a caller it cannot name. A caller the S3 layer in front
+      already authenticated (by its signature) is kept as it is.
     - System metadata and backend headers are dropped from requests and answers.
     - A ``SokoError`` a middleware raises before answering is answered as Swift would.
     """
@@ -83,12 +84,13 @@ class Front:
     def __call__(self, environ, start_response):
         for key in [k for k in environ if k.startswith(HIDDEN_ENVIRON_PREFIXES)]:
             del environ[key]
-        environ.pop(AUTH_ENVIRON_KEY, None)
         if not TRANS_ID_PATTERN.match(environ.get(TRANS_ID_KEY, "")):
             environ[TRANS_ID_KEY] = new_trans_id()
         trans_id = environ[TRANS_ID_KEY]
         token = environ.get("HTTP_X_AUTH_TOKEN")
-        if token:
+        # A caller already named in the environ was authenticated in-process by the layer in
+        # front (the S3 API, object/s3); a client cannot set an environ key.
+        if token and environ.get(AUTH_ENVIRON_KEY) is None:
             try:
                 environ[AUTH_ENVIRON_KEY] = self.validator.validate(token)
             except SokoError:

@@ -243,7 +243,8 @@ def is_post_replaceable(key: str) -> bool:
 
 
 POST_REPLACEABLE = frozenset(
-    {"content-disposition", "content-encoding", "x-delete-at", "x-object-manifest"}
+    {"content-disposition", "content-encoding", "cache-control", "content-language", "expires",
+     "x-robots-tag", "x-delete-at", "x-object-manifest"}
 )
 
 

@@ -110,8 +110,19 @@ class SwiftHeaders:
 
 def make_app(config: Config, *, validator: TokenValidator | None = None, tempauth=None,
              rings: dict | None = None, pool: ConnectionPool | None = None):
-    """The proxy: the middleware pipeline (``object/middleware``) in front of the core app;
-    tests inject a validator, tempauth resource, rings or pool."""
+    """The proxy's WSGI app: the S3 layer (``object/s3``) in front of the Swift API app."""
+    from soko.object.s3.layer import S3Layer
+
+    section = config.section("proxy")
+    swift = make_swift_app(config, validator=validator, tempauth=tempauth, rings=rings,
+                           pool=pool)
+    return S3Layer(swift, config, domain=section.s3_domain, region=section.s3_region)
+
+
+def make_swift_app(config: Config, *, validator: TokenValidator | None = None, tempauth=None,
+                   rings: dict | None = None, pool: ConnectionPool | None = None):
+    """The Swift API: the middleware pipeline (``object/middleware``) in front of the core
+    app; tests inject a validator, tempauth resource, rings or pool."""
     section = config.section("proxy")
     if validator is None:
         from soko.identity.tokens import FernetTokenValidator

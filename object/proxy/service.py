@@ -65,13 +65,18 @@ class ProxySection(ServerSection):
                 raise ConfigError(f"service_roles: {prefix!r} must be one of "
                                   "reseller_prefixes and name a list of roles")
 
+    # S3 API: virtual-hosted buckets are <bucket>.<s3_domain> (empty: path-style only), and
+    # the region S3 clients are told (GetBucketLocation) and may sign for.
+    s3_domain: str = ""
+    s3_region: str = "us-east-1"
+
     def rings_dir(self, data_dir: Path) -> Path:
         return self.ring_dir or data_dir / "object" / "rings"
 
 
 SERVICE = ServiceSpec(
     name="proxy",
-    summary="Swift API proxy (/v1, tempauth /auth/v1.0) over the object rings",
+    summary="Swift API proxy (/v1, tempauth /auth/v1.0) and S3 API over the object rings",
     section=ProxySection,
     app_factory="soko.object.proxy.app:make_app",
 )

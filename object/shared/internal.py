@@ -9,7 +9,9 @@ from soko.common.errors import BadRequest
 from soko.object.shared.timestamps import InvalidTimestamp, Timestamp
 
 # What an object POST may set besides X-Object-Meta-* (a PUT too): kept, returned on GET.
-OBJECT_POST_HEADERS = ("Content-Disposition", "Content-Encoding", "X-Delete-At",
+# Swift's default ``allowed_headers`` (the S3 API stores Cache-Control and Expires here too).
+OBJECT_POST_HEADERS = ("Content-Disposition", "Content-Encoding", "Cache-Control",
+                       "Content-Language", "Expires", "X-Robots-Tag", "X-Delete-At",
                        "X-Object-Manifest")
 # What only a PUT sets, kept and returned like them: the mark of an SLO manifest.
 OBJECT_SYSTEM_HEADERS = (*OBJECT_POST_HEADERS, "X-Static-Large-Object")

@@ -61,7 +61,8 @@ BAD_IMAGE_DATA = [b"", QCOW2_V99, b"\xff" * (1 << 20)]
 
 
 def server_boot(**source) -> dict:
-    return {"server": {"name": "s", "flavorRef": "1", "block_device_mapping_v2": [{
+    return {"server": {"name": "s", "flavorRef": "1", "user_data": "IyEvYmluL3NoCg==",
+                       "block_device_mapping_v2": [{
         "boot_index": 0, "destination_type": "volume", "delete_on_termination": False,
         **source}]}}
 
@@ -90,6 +91,11 @@ def examples(ids: dict) -> dict[tuple[str, str, str], list]:
         ("identity", "PATCH", "/v3/users/{user_id}"): [{"user": {"email": "e@example.com"}}],
         ("identity", "POST", "/v3/users/{user_id}/password"): [{"user": {
             "original_password": "ops-password", "password": "fuzz-password-2"}}],
+        ("identity", "POST", "/v3/credentials"): [{"credential": {
+            "type": "ec2", "user_id": ids["user"], "project_id": ids["project"],
+            "blob": json.dumps({"access": "A" * 20, "secret": "s" * 20})}}],
+        ("identity", "POST", "/v3/users/{user_id}/credentials/OS-EC2"): [
+            {"tenant_id": ids["project"]}],
         ("block", "POST", f"{p}/volumes"): [volume, {"volume": {
             "size": 1, "imageRef": ids["raw_image"]}}, {"volume": {
                 "size": 1, "snapshot_id": ids["snapshot"]}}],
@@ -129,6 +135,9 @@ def examples(ids: dict) -> dict[tuple[str, str, str], list]:
                               "max_seconds": 5}}],
         ("compute", "POST", "/v2.1/servers/{server_id}/os-volume_attachments"): [
             {"volumeAttachment": {"volumeId": ids["volume"]}}],
+        ("compute", "POST", "/v2.1/os-keypairs"): [{"keypair": {
+            "name": "fuzz", "type": "ssh", "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5"
+            "AAAAIDvHnDQ2ZlDyIMWzMmcRwW3VtP7dCJBt8x/pjFAm7Uq+ fuzz"}}],
     }
 
 
@@ -201,11 +210,13 @@ def path_values(ids: dict, route: str) -> dict[str, dict[str, str]]:
     route's resource (``/v2.0/ports/{item_id}`` a port)."""
     plural = route.split("/{item_id}")[0].rsplit("/", 1)[-1]
     return {
-        "identity": {"project_id": ids["project"], "user_id": ids["user"], "role_id": "member"},
+        "identity": {"project_id": ids["project"], "user_id": ids["user"], "role_id": "member",
+                     "credential_id": "0" * 64, "access": "A" * 20},
         "block": {"project_id": PROJECT, "target_id": PROJECT, "volume_id": ids["volume"],
                   "snapshot_id": ids["snapshot"], "backup_id": ids["unknown"]},
         "image": {"image_id": ids["image"]},
-        "compute": {"flavor_id": "1", "server_id": ids["server"], "volume_id": ids["volume"]},
+        "compute": {"flavor_id": "1", "server_id": ids["server"], "volume_id": ids["volume"],
+                    "name": "fuzz"},
         "net": {"item_id": ids.get(f"net:{plural}", "")},
     }
 

@@ -205,3 +205,23 @@ def stack(real_block, driver) -> Iterator[Stack]:  # noqa: F811
         app = compute_api.make_app(config, validator=FixedTokens(), manager=manager)
         with served(app, section.port) as compute_url:
             yield Stack(block_url, compute_url, block_manager, manager, driver)
+
+
+def compute_without_hypervisor(data_dir: Path):
+    """Compute's API (key pairs, metadata) over a real DB with no hypervisor, block or image
+    behind it: what needs none of them. Returns (app, manager)."""
+    from soko.common.config import Config
+    from soko.common.db import make_engine, make_sessionmaker
+    from soko.compute import api as compute_api
+    from soko.compute.manager import ComputeManager, Settings
+    from soko.compute.models import Base
+    from soko.compute.service import ComputeConfig
+    from tests.block.fakes import FixedTokens
+
+    engine = make_engine(f"sqlite:///{data_dir / 'compute.db'}")
+    Base.metadata.create_all(engine)
+    manager = ComputeManager(sessions=make_sessionmaker(engine), driver=None,
+                             settings=Settings(block_url="", image_url="", initiator="iqn.x"),
+                             background=lambda work: None)
+    config = Config(data_dir=data_dir, sections={"compute": ComputeConfig()})
+    return compute_api.make_app(config, validator=FixedTokens(), manager=manager), manager

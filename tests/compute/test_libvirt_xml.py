@@ -52,7 +52,7 @@ def test_domain_xml_has_serial_log_agent_channel_and_boot_disk(tmp_path: Path):
     disk = tmp_path / "boot.img"
     disk.write_bytes(b"\0" * 512)
     spec = InstanceSpec(name="x", uuid="6f7e5b1c-0000-4000-8000-000000000002", vcpus=1, memory_mib=128,
-                        disks=(FileDisk(disk),), nic=Nic(bridge="br-test", mac="52:54:00:00:00:01"))
+                        disks=(FileDisk(disk),), nics=(Nic(bridge="br-test", mac="52:54:00:00:00:01"),))
     root = ET.fromstring(lx.domain_xml(
         spec, domain="soko-x", virt_type="qemu", console_log=tmp_path / "c.log",
         disks=[lx.disk_element(spec.disks[0], "vda", boot_order=1)]))

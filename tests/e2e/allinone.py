@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from soko.tools.up import read_state
-from tests.support import port_env, require_root, require_tools, wait_for
-from tests.tools.test_up_cli import alive, nothing_left
+from tests.support import port_env, require_root, require_tools
+from tests.tools.test_up_cli import alive, wait_nothing_left
 
 
 @dataclasses.dataclass
@@ -51,4 +51,4 @@ def allinone(tmp_path_factory) -> Iterator[AllInOne]:
     finally:
         up.soko("down")
         assert not any(alive(pid) for pid in pids)
-        wait_for(lambda: nothing_left(data_dir), what="soko down to unmount everything")
+        wait_nothing_left(data_dir)

@@ -4,8 +4,9 @@ cleanly before its iSCSI target goes and leaves no QEMU, libvirt domain or secre
 target, mount or loop device; the next ``soko up`` boots it again, ACTIVE, with what it had
 written to its volume.
 
-One cloud of its own (its data dir goes up and down) and one guest for the module: two
-boots in all. The tests run in order.
+The guest has a NIC on ``soko up``'s default ``private`` network, plugged again after the
+restart. One cloud of its own (its data dir goes up and down) and one guest for the
+module: two boots in all. The tests run in order.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from soko.image.guest_files import READY_MARKER
 from soko.tools.up import read_state
 from tests.compute.conftest import guest_exec, require_libvirt, wait_console
 from tests.support import port_env, require_tools, wait_for
-from tests.tools.test_up_cli import nothing_left
+from tests.tools.test_up_cli import left_on_host, wait_nothing_left
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 
@@ -94,7 +95,7 @@ def server(cloud, guest_image) -> dict:
     subprocess.run(["qemu-img", "convert", "-n", "-O", "raw", str(guest_image),
                     str(pool_file)], check=True)
     created = cloud.json("server", "create", "--flavor", "m1.tiny", "--volume", volume["id"],
-                         "--wait", "survivor")
+                         "--network", "private", "--wait", "survivor")
     assert created["status"] == "ACTIVE", created
     wait_console(cloud.driver, created["id"], READY_MARKER)
     wait_for(lambda: cloud.driver.ping_agent(created["id"], timeout=2), timeout=60,
@@ -133,13 +134,12 @@ def left_behind(cloud: Cloud, server: dict) -> list[str]:
     if Tgtadm(0).is_serving():
         iqn = volume_iqn(server["volume_id"])
         left += [f"target {t.iqn}" for t in Tgtadm(0).targets() if t.iqn == iqn]
-    if not nothing_left(cloud.data_dir):
-        left.append(f"a mount or loop device of {cloud.data_dir}")
+    left += left_on_host(cloud.data_dir)
     return left
 
 
 def stopped_cleanly(cloud: Cloud, server: dict) -> None:
-    wait_for(lambda: nothing_left(cloud.data_dir), what="loop devices to detach once unmounted")
+    wait_nothing_left(cloud.data_dir)
     assert left_behind(cloud, server) == []
     assert read_state(cloud.data_dir) is None
     # The guest powered itself off (agent or ACPI): it was not forced off.
@@ -175,6 +175,13 @@ def test_soko_up_boots_the_guest_again_with_its_data(cloud, server):
              what="the guest agent")
     code, out = guest_exec(cloud.driver, server["id"], "/bin/cat", SURVIVOR)
     assert (code, out.strip()) == (0, server["id"])
+    # Its NIC on soko up's default `private` is back: the port's tap on the port's bridge.
+    assert shown["networks"].startswith("private=10.0.0."), shown
+    port = next(p for p in cloud.json("port", "list") if p["device_owner"] == "compute:nova")
+    binding = cloud.json("port", "show", port["id"])["binding:vif_details"]
+    link = subprocess.run(["ip", "-o", "link", "show", binding["tap_name"]],
+                          capture_output=True, text=True, check=True).stdout
+    assert f"master {binding['bridge_name']}" in link
 
 
 def test_soko_down_shuts_the_guest_down_and_leaves_nothing(cloud, server):

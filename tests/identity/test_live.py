@@ -170,3 +170,16 @@ def test_service_log_never_holds_a_password(live):
     assert "/v3/auth/tokens" in log_text  # the access log did record the logins
     for secret in (live["creds"]["OS_PASSWORD"], WRONG_PASSWORD, NEW_USER_PASSWORD):
         assert secret not in log_text
+
+
+def test_cli_ec2_credentials(live):
+    made = run_cli(live, "ec2-credentials", "create", "--format", "json")
+    assert made.exit_code == 0, made.output
+    cred = json.loads(made.output)
+    assert cred["access"] and cred["secret"] and cred["project_id"]
+    listed = json.loads(run_cli(live, "ec2-credentials", "list", "--format", "json").output)
+    assert cred["access"] in [c["access"] for c in listed]
+    gone = run_cli(live, "ec2-credentials", "delete", cred["access"])
+    assert gone.exit_code == 0, gone.output
+    listed = json.loads(run_cli(live, "ec2-credentials", "list", "--format", "json").output)
+    assert cred["access"] not in [c["access"] for c in listed]

@@ -3,6 +3,7 @@ what the host was told, and (privileged) the real Linux driver in namespaces."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import uuid
 from pathlib import Path
@@ -21,7 +22,7 @@ from soko.net.models import Base
 from soko.net.service import NetConfig, cloud_id
 from tests.block.fakes import FixedTokens
 from tests.net.plumbing import Plugs, dnsmasq_pids
-from tests.support import require_tools
+from tests.support import require_tools, served
 
 
 class RecordingAgent:
@@ -74,7 +75,7 @@ def real_net(tmp_path: Path):
     veth, dnsmasq and NAT table of that cloud is gone (asserted)."""
     require_tools("ip", "dnsmasq", "iptables-restore", "sysctl")
     config = Config(data_dir=tmp_path, sections={"net": NetConfig(
-        cloud_id=uuid.uuid4().hex[:4])})
+        cloud_id=uuid.uuid4().hex[:4], public_cidr="")})  # tests plug their own outside at the gateway
     manager = wiring.make_manager(config)
     client = falcon.testing.TestClient(make_app(config, validator=FixedTokens(),
                                                 manager=manager))
@@ -89,6 +90,29 @@ def real_net(tmp_path: Path):
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert f"brq{cloud}" not in links and f"tap{cloud}" not in links, links
     assert not dnsmasq_pids(tmp_path), "a dnsmasq of this test still runs"
+
+
+@contextlib.contextmanager
+def metadata_cloud(data_dir: Path):
+    """soko-net with the real driver, and compute's metadata and key pair API served
+    in-process over loopback HTTP; one data dir, so one shared secret. Afterwards no
+    namespace, bridge or metadata proxy of it is left (``soko down``'s teardown)."""
+    require_tools("ip", "dnsmasq", "iptables-restore", "udhcpc", "curl")
+    from tests.compute.conftest import compute_without_hypervisor
+
+    compute_app, compute = compute_without_hypervisor(data_dir)
+    with served(compute_app) as compute_url:
+        config = Config(data_dir=data_dir, sections={"net": NetConfig(
+            cloud_id=uuid.uuid4().hex[:4], metadata_url=compute_url)})
+        manager = wiring.make_manager(config)
+        client = falcon.testing.TestClient(make_app(config, validator=FixedTokens(),
+                                                    manager=manager))
+        try:
+            yield SimpleNamespace(config=config, manager=manager, client=client,
+                                  driver=manager.agent.driver, compute=compute,
+                                  compute_url=compute_url)
+        finally:
+            wiring.teardown(config)
 
 
 @pytest.fixture

@@ -53,8 +53,8 @@ def dhcp(namespace: str, lease_file: Path) -> dict[str, str]:
     """Runs a DHCP client in ``namespace`` until it has a lease; returns what it got."""
     import os
 
-    in_ns(namespace, "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "10", "-T", "1",
-          "-s", str(UDHCPC_SCRIPT), timeout=30,
+    in_ns(namespace, "udhcpc", "-i", "eth0", "-O", "staticroutes", "-n", "-q", "-f",
+          "-t", "10", "-T", "1", "-s", str(UDHCPC_SCRIPT), timeout=30,
           env={**os.environ, "SOKO_LEASE_FILE": str(lease_file)})
     return dict(line.split("=", 1) for line in lease_file.read_text().splitlines())
 
@@ -105,4 +105,19 @@ def dnsmasq_pids(data_dir: Path) -> list[int]:
         with contextlib.suppress(OSError):
             if str(data_dir).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
                 found.append(pid)
+    return found
+
+
+def proxy_pids(data_dir: Path) -> list[int]:
+    """The metadata proxies of the cloud whose data dir is ``data_dir``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"soko.net.metadata_proxy" in cmdline and str(data_dir).encode() in cmdline:
+            found.append(int(entry.name))
     return found

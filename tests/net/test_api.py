@@ -195,3 +195,33 @@ def test_deleting_subnets_releases_the_dhcp_address(client, manager):
     assert client.simulate_delete(f"/v2.0/subnets/{second['id']}",
                                   headers=A).status_code == 204
     assert counts(manager)["ports"] == 0 and counts(manager)["ipallocations"] == 0
+
+
+def test_a_port_bound_to_a_server_cannot_be_deleted_or_taken_by_another(client, manager):
+    net, _ = network(client)
+    port = post(client, "ports", "port", {"network_id": net["id"], "device_id": "server-1",
+                                          "device_owner": "compute:nova"})
+    before = counts(manager)
+    for headers in (A, ADMIN):  # the server holds it, whoever asks
+        resp = client.simulate_delete(f"/v2.0/ports/{port['id']}", headers=headers)
+        assert resp.status_code == 409 and "in use by server server-1" in resp.text
+    resp = client.simulate_put(f"/v2.0/ports/{port['id']}", headers=A,
+                               json={"port": {"device_id": "server-2"}})
+    assert resp.status_code == 409 and "already has an attached device server-1" in resp.text
+    assert counts(manager) == before
+    # Unbound (what compute does when the server goes), it is the user's again.
+    resp = client.simulate_put(f"/v2.0/ports/{port['id']}", headers=A,
+                               json={"port": {"device_id": "", "device_owner": ""}})
+    assert resp.status_code == 200 and resp.json["port"]["device_id"] == ""
+    assert client.simulate_delete(f"/v2.0/ports/{port['id']}", headers=A).status_code == 204
+
+
+def test_an_external_network_takes_no_tenant_port(client, manager):
+    external = public(client)
+    before = counts(manager)
+    resp = client.simulate_post("/v2.0/ports", headers=A,
+                                json={"port": {"network_id": external["id"]}})
+    assert resp.status_code == 403 and "use a floating IP" in resp.text
+    assert counts(manager) == before
+    assert client.simulate_post("/v2.0/ports", headers=ADMIN, json={
+        "port": {"network_id": external["id"]}}).status_code == 201

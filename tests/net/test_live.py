@@ -24,7 +24,7 @@ from soko.identity.bootstrap import bootstrap, credentials_path, read_credential
 from soko.net import wiring
 from soko.net.service import cloud_id
 from soko.tools.cli import cli
-from tests.net.plumbing import dnsmasq_pids
+from tests.net.plumbing import dnsmasq_pids, proxy_pids
 from tests.support import free_port, require_tools, running_service, wait_for
 
 pytestmark = pytest.mark.privileged
@@ -37,7 +37,7 @@ def live(tmp_path):
     data_dir.mkdir()
     (data_dir / "soko.toml").write_text(
         f"[identity]\nport = {free_port()}\nscrypt_log2_n = 10\n"
-        f"[net]\nport = {free_port()}\nworkers = 2\n")
+        f"[net]\nport = {free_port()}\nworkers = 2\npublic_cidr = \"\"\n")
     config = services.load(None, data_dir)
     bootstrap(config)
     try:
@@ -47,6 +47,7 @@ def live(tmp_path):
         wiring.teardown(config)
     cloud = cloud_id(config)
     assert not [n for n in listnetns() if f"-{cloud}-" in n]
+    assert not proxy_pids(data_dir)
     assert f"brq{cloud}" not in subprocess.run(["ip", "-o", "link"], capture_output=True,
                                                text=True).stdout
 
@@ -154,4 +155,8 @@ def test_kill_9_mid_change_then_restart_rebuilds_exactly_the_db(live):
             return True
 
         wait_for(legs_plugged, timeout=60, what="every router leg in the DB plugged")
-        assert len(dnsmasq_pids(live.data_dir)) == len([n for n in networks if n["subnets"]])
+        # The rebuild starts a DHCP server a network lacks after making its namespace.
+        wait_for(lambda: len(dnsmasq_pids(live.data_dir)) == len(
+            [n for n in networks if n["subnets"]]), timeout=60, what="one dnsmasq a network")
+        wait_for(lambda: len(proxy_pids(live.data_dir)) == 1, timeout=60,
+                 what="one metadata proxy (the killed service's, or a new one)")

@@ -7,6 +7,8 @@ case "$1" in
     ip -4 addr flush dev "$interface"
     ip addr add "$ip/$mask" dev "$interface"
     for r in $router; do ip route replace default via "$r" dev "$interface"; break; done
+    set -- $staticroutes  # option 121: "dest/len gateway" pairs
+    while [ $# -ge 2 ]; do ip route replace "$1" via "$2" dev "$interface"; shift 2; done
     printf 'ip=%s\nmask=%s\nrouter=%s\ndns=%s\nmtu=%s\n' "$ip" "$mask" "$router" "$dns" "$mtu" \
       > "$SOKO_LEASE_FILE" ;;
 esac

@@ -36,7 +36,7 @@ class Cluster:
             # Tests stop and restart nodes back to back; error limiting would keep sending
             # the next tests' writes to handoffs for 30 s after a node is back. Its own tests
             # (test_replica_failover, the netns link-down test) turn it on.
-            "proxy": {"port": self.proxy_port, "error_limit": 0},
+            "proxy": {"port": self.proxy_port, "error_limit": 0, "s3_domain": "s3.soko.test"},
         }))
         self.config = services.load(self.config_path, data_dir)
         self.procs: dict[str, subprocess.Popen] = {}

@@ -53,8 +53,38 @@ def loops_under(path) -> list[str]:
     return found
 
 
+def net_left(data_dir) -> list[str]:
+    """What of the cloud's tenant networks is still on the host: namespaces, bridges, taps
+    and veths, security-group chains, dnsmasq."""
+    from soko.net.service import cloud_id
+    from tests.net.plumbing import dnsmasq_pids
+
+    cloud = cloud_id(services.load(None, data_dir))
+    left = [n for n in os.listdir("/run/netns") if f"-{cloud}-" in n] \
+        if os.path.isdir("/run/netns") else []
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    left += [word.rstrip(":").split("@")[0] for word in links.split()
+             if word.startswith((f"brq{cloud}", f"tap{cloud}"))]
+    rules = subprocess.run(["iptables", "-S"], capture_output=True, text=True).stdout
+    left += [line for line in rules.splitlines() if f"sk{cloud}" in line]
+    return left + [f"dnsmasq {pid}" for pid in dnsmasq_pids(data_dir)]
+
+
+def left_on_host(data_dir) -> list[str]:
+    return mounts_under(data_dir) + loops_under(data_dir) + net_left(data_dir)
+
+
 def nothing_left(data_dir) -> bool:
-    return not mounts_under(data_dir) and not loops_under(data_dir)
+    return not left_on_host(data_dir)
+
+
+def wait_nothing_left(data_dir, timeout: float = 30) -> None:
+    """Until the stopped cloud left nothing on the host (a loop device detaches a moment
+    after its unmount); a failure names what is still there."""
+    try:
+        wait_for(lambda: nothing_left(data_dir), timeout=timeout, what="soko's leftovers")
+    except pytest.fail.Exception:
+        pytest.fail(f"left on the host after {timeout:.0f} s: {left_on_host(data_dir)}")
 
 
 def test_up_status_ctrl_c(up_env, data_dir):
@@ -78,7 +108,7 @@ def test_up_status_ctrl_c(up_env, data_dir):
     assert "soko stopped." in out
     assert not any(alive(pid) for pid in pids)
     assert read_state(data_dir) is None
-    wait_for(lambda: nothing_left(data_dir), what="mounts and loop devices to go")
+    wait_nothing_left(data_dir)
 
 
 def test_detach_status_down(up_env, data_dir):
@@ -94,7 +124,7 @@ def test_detach_status_down(up_env, data_dir):
     assert not nothing_left(data_dir)
     soko("down", env=up_env)
     assert not any(alive(pid) for pid in pids)
-    wait_for(lambda: nothing_left(data_dir), what="mounts and loop devices to go")
+    wait_nothing_left(data_dir)
     status = soko("status", env=up_env, check=False)
     assert status.returncode != 0 and "nothing is running" in status.stderr
 

@@ -17,6 +17,7 @@ BENCHMARKS = {
     "backup": "soko.tools.bench.backup:bench_backup",
     "boot": "soko.tools.bench.boot:bench_boot",
     "idle": "soko.tools.bench.idle:bench_idle",
+    "net": "soko.tools.bench.net:bench_net",
 }
 
 

@@ -63,7 +63,8 @@ READ_HEADERS = ("Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-U
                 ETAG_IS_AT_HEADER, IGNORE_RANGE_HEADER)
 # System metadata goes up to the middlewares; the pipeline's front keeps it from clients.
 ANSWER_PREFIXES = ("x-object-meta-", "etag", "last-modified", "x-timestamp", "accept-ranges",
-                   "content-range", "content-disposition", "content-encoding", "x-delete-at",
+                   "content-range", "content-disposition", "content-encoding", "cache-control",
+                   "content-language", "expires", "x-robots-tag", "x-delete-at",
                    "x-object-manifest", "x-static-large-object", OBJECT_SYSMETA_PREFIX.lower())
 ANSWER_STATUSES = (200, 206, 304, 412)
 

@@ -1,0 +1,145 @@
+"""The S3 API in front of the Swift proxy: ``S3Layer`` wraps the proxy's WSGI app.
+
+A request that carries AWS auth (an ``AWS4-HMAC-SHA256`` Authorization header or a
+presigned query), or that names a bucket in its host under ``[proxy] s3_domain``, is S3;
+everything else goes to the proxy untouched. An S3 request is authenticated here (SigV4
+against the credential ``identity.ec2.Ec2Resolver`` finds), turned into Swift requests on
+the credential's project account (``swift.SwiftCaller``), and answered in S3's terms:
+buckets are that account's containers, objects its objects.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+from urllib.parse import quote
+
+from soko.common.app import REFUSAL_ENVIRON_KEY, access_log, new_trans_id
+from soko.common.auth import AuthContext
+from soko.common.config import Config
+from soko.common.errors import ServiceUnavailable
+from soko.object.s3 import sigv4
+from soko.object.s3.dispatch import dispatch
+from soko.object.s3.errors import S3Error
+from soko.object.s3.owners import BucketOwners
+from soko.object.s3.request import S3Request, S3Response
+from soko.object.s3.swift import SwiftCaller
+
+log = logging.getLogger("soko.s3")
+
+HTTP_REASONS = {200: "OK", 204: "No Content", 206: "Partial Content", 304: "Not Modified",
+                400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+                405: "Method Not Allowed", 409: "Conflict", 411: "Length Required",
+                412: "Precondition Failed", 416: "Requested Range Not Satisfiable",
+                500: "Internal Server Error", 501: "Not Implemented",
+                503: "Service Unavailable"}
+
+
+class CredentialResolver(Protocol):
+    def resolve(self, access: str) -> tuple[str, AuthContext]:
+        """(secret, who) of an access key; ``LookupError`` if no usable credential has it."""
+
+
+class S3Layer:
+    """WSGI: S3 requests here, all others to the Swift proxy app it wraps."""
+
+    def __init__(self, proxy_app, config: Config, *, domain: str = "",
+                 region: str = "us-east-1", credentials: CredentialResolver | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.proxy_app = proxy_app
+        self.config = config
+        self._credentials = credentials
+        self.owners = BucketOwners()
+        self.domain = domain.lower().strip(".")
+        self.region = region
+        self.clock = clock
+
+    def credentials(self) -> CredentialResolver:
+        """Opened at the first S3 request: a proxy serving only Swift never needs it."""
+        if self._credentials is None:
+            from soko.identity.ec2 import Ec2Resolver
+
+            self._credentials = Ec2Resolver.from_config(self.config)
+        return self._credentials
+
+    def __call__(self, environ: dict, start_response):
+        host_bucket = self.host_bucket(environ)
+        refused = environ.get(REFUSAL_ENVIRON_KEY) is not None  # the proxy answers those
+        if refused or (host_bucket is None and not sigv4.is_signed(environ)):
+            return self.proxy_app(environ, start_response)
+        started, trans_id = time.monotonic(), new_trans_id()
+        resource = quote(environ.get("PATH_INFO", "/").encode("latin-1"), safe="/")
+        try:
+            req = self.authenticate(environ, host_bucket, trans_id)
+            resource = req.resource
+            resp = dispatch(req)
+        except S3Error as exc:
+            resp = self.error(exc, resource, trans_id, environ)
+        except ServiceUnavailable as exc:
+            resp = self.error(S3Error("ServiceUnavailable", exc.message), resource, trans_id,
+                              environ)
+        except Exception:
+            log.exception("S3 request %s failed", trans_id)
+            resp = self.error(S3Error("InternalError"), resource, trans_id, environ)
+        headers = [*resp.headers, ("x-amz-request-id", trans_id), ("X-Trans-Id", trans_id)]
+        body = resp.body
+        if isinstance(body, bytes):
+            if not any(k.lower() == "content-length" for k, _ in headers):
+                headers.append(("Content-Length", str(len(body))))
+            body = [body] if environ["REQUEST_METHOD"] != "HEAD" else []
+        start_response(f"{resp.status} {HTTP_REASONS.get(resp.status, 'Unknown')}", headers)
+        access_log.info('%s %s "%s %s" %s %.4f (s3)', environ.get("REMOTE_ADDR"), trans_id,
+                        environ["REQUEST_METHOD"], resource, resp.status,
+                        time.monotonic() - started)
+        return body
+
+    def error(self, exc: S3Error, resource: str, trans_id: str, environ: dict) -> S3Response:
+        headers = [("Content-Type", "application/xml")]
+        has_body = environ.get("CONTENT_LENGTH") not in (None, "", "0") or "chunked" in (
+            environ.get("HTTP_TRANSFER_ENCODING") or "").lower()
+        if has_body:  # the body may not have been read: never drain gigabytes to reuse it
+            headers.append(("Connection", "close"))
+        return S3Response(exc.status, headers, exc.xml(resource, trans_id))
+
+    def host_bucket(self, environ: dict) -> str | None:
+        """The bucket named by a virtual-hosted request's host (``<bucket>.<s3_domain>``)."""
+        if not self.domain:
+            return None
+        host = (environ.get("HTTP_HOST") or "").lower()
+        host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        suffix = "." + self.domain
+        if host.endswith(suffix) and len(host) > len(suffix):
+            return host[: -len(suffix)]
+        return None
+
+    def authenticate(self, environ: dict, host_bucket: str | None, trans_id: str) -> S3Request:
+        query = sigv4.parse_query(environ.get("QUERY_STRING", ""))
+        try:
+            path = environ.get("PATH_INFO", "/").encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            raise S3Error("InvalidURI") from None
+        if "\x00" in path:
+            raise S3Error("InvalidURI")
+        if not sigv4.is_signed(environ):
+            raise S3Error("AccessDenied", "Anonymous requests are not supported yet; sign "
+                                          "the request (AWS4-HMAC-SHA256).")
+        signed = sigv4.parse_request(environ, query)
+        try:  # before the credential is looked up: a stale request costs no database read
+            sigv4.check_time(signed, self.clock())
+        except ValueError:
+            raise S3Error("AccessDenied", "The request time is malformed.") from None
+        try:
+            secret, who = self.credentials().resolve(signed.access)
+        except LookupError:  # identity.ec2.UnknownAccessKey
+            raise S3Error("InvalidAccessKeyId", AWSAccessKeyId=signed.access) from None
+        signing_key = sigv4.verify(environ, query, signed, secret)
+        if host_bucket is not None:
+            bucket, key = host_bucket, path[1:] or None
+        else:
+            bucket, _, key = path[1:].partition("/")
+            bucket, key = bucket or None, key or None
+        return S3Request(environ, environ["REQUEST_METHOD"], bucket, key, query, signed, who,
+                         SwiftCaller(self.proxy_app, environ, who, trans_id), trans_id,
+                         self.region, self.owners, signing_key)

@@ -1,0 +1,177 @@
+"""Object operations: PutObject, GetObject/HeadObject, DeleteObject, DeleteObjects.
+
+An S3 object is the Swift object of the same name; S3's headers map onto Swift's both ways
+(``x-amz-meta-foo`` is ``X-Object-Meta-Foo``; Content-Type/Encoding/Disposition/Language,
+Cache-Control and Expires are stored as Swift stores them), so either API reads what the
+other wrote.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+
+from soko.object.proxy.constraints import MAX_OBJECT_NAME_LENGTH
+from soko.object.s3.buckets import container_exists
+from soko.object.s3.errors import S3Error, from_swift
+from soko.object.s3.request import S3Request, S3Response
+from soko.object.s3.xmlio import MAX_BODY, child_text, children, document, parse
+
+STORED_HEADERS = ("content-type", "content-encoding", "content-disposition", "content-language",
+                  "cache-control", "expires")
+READ_CONDITIONS = ("range", "if-match", "if-none-match", "if-modified-since",
+                   "if-unmodified-since")
+ANSWER_HEADERS = ("content-type", "content-length", "content-range", "last-modified",
+                  "accept-ranges", *STORED_HEADERS[1:])
+OVERRIDES = {"response-content-type": "Content-Type",
+             "response-content-language": "Content-Language",
+             "response-expires": "Expires", "response-cache-control": "Cache-Control",
+             "response-content-disposition": "Content-Disposition",
+             "response-content-encoding": "Content-Encoding"}
+MAX_DELETE_KEYS = 1000
+
+
+def object_path(req: S3Request, key: str | None = None) -> str:
+    key = req.key if key is None else key
+    if len(key.encode()) > MAX_OBJECT_NAME_LENGTH:
+        raise S3Error("KeyTooLongError", MaxSizeAllowed=str(MAX_OBJECT_NAME_LENGTH))
+    return req.swift.path(req.bucket, key)
+
+
+def md5_etag(req: S3Request) -> str | None:
+    """``Content-MD5`` (base64) as the hex ETag Swift checks the body against."""
+    value = req.header("content-md5")
+    if value is None:
+        return None
+    try:
+        digest = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        digest = b""
+    if len(digest) != 16:
+        raise S3Error("InvalidDigest")
+    return digest.hex()
+
+
+def write_headers(req: S3Request) -> dict[str, str]:
+    headers = {"Content-Type": "binary/octet-stream"}  # S3's default, not a guess by name
+    for name in STORED_HEADERS:
+        value = req.header(name)
+        if name == "content-encoding" and value is not None:  # aws-chunked is the transfer's
+            value = ",".join(v for v in value.split(",") if v.strip() != "aws-chunked") or None
+        if value is not None:
+            headers[name.title()] = value
+    for key, value in req.environ.items():
+        if key.startswith("HTTP_X_AMZ_META_"):
+            headers["X-Object-Meta-" + key[len("HTTP_X_AMZ_META_"):].replace("_", "-")] = value
+    etag = md5_etag(req)
+    if etag:
+        headers["ETag"] = etag
+    condition = req.header("if-none-match")
+    if condition is not None:
+        if condition != "*":
+            raise S3Error("NotImplemented", "Only If-None-Match: * is supported on PUT.")
+        headers["If-None-Match"] = "*"
+    return headers
+
+
+def put_object(req: S3Request) -> S3Response:
+    path = object_path(req)
+    length = req.content_length()
+    headers = write_headers(req)
+    if length is None:
+        if "chunked" not in (req.header("transfer-encoding") or "").lower():
+            raise S3Error("MissingContentLength")
+        headers["Transfer-Encoding"] = "chunked"
+    body, length = req.body_stream(length)
+    answer = req.swift.call("PUT", path, headers=headers, body=body, length=length)
+    detail = answer.read()
+    if getattr(body, "failure", None) is not None:  # the body failed its checks
+        raise body.failure
+    if answer.status // 100 != 2:
+        raise from_swift(answer.status, detail, "NoSuchBucket", BucketName=req.bucket)
+    return S3Response(200, [("ETag", f'"{answer.headers.get("etag", "")}"')])
+
+
+def answer_headers(req: S3Request, swift: dict[str, str]) -> list[tuple[str, str]]:
+    headers = [(name.title(), swift[name]) for name in ANSWER_HEADERS if name in swift]
+    if "etag" in swift:
+        headers.append(("ETag", f'"{swift["etag"].strip(chr(34))}"'))
+    for name, value in swift.items():
+        if name.startswith("x-object-meta-"):
+            headers.append(("x-amz-meta-" + name[len("x-object-meta-"):], value))
+    overrides = {header: req.params[param] for param, header in OVERRIDES.items()
+                 if param in req.params}
+    if overrides:
+        headers = [(k, v) for k, v in headers if k not in overrides] + list(overrides.items())
+    return headers
+
+
+def get_object(req: S3Request) -> S3Response:
+    headers = {name: req.header(name) for name in READ_CONDITIONS if req.header(name)}
+    answer = req.swift.call(req.method, object_path(req), headers=headers)
+    if answer.status in (200, 206):
+        headers = answer_headers(req, answer.headers)
+        if req.method == "GET":
+            return S3Response(answer.status, headers, answer.body)
+        answer.close()
+        return S3Response(answer.status, headers)
+    detail = answer.read()
+    if answer.status == 304:
+        kept = [(k, v) for k, v in answer_headers(req, answer.headers)
+                if k in ("ETag", "Last-Modified")]
+        return S3Response(304, kept)
+    if answer.status == 404 and container_exists(req):
+        raise S3Error("NoSuchKey", Key=req.key)
+    if answer.status == 416:
+        raise S3Error("InvalidRange", ActualObjectSize=answer.headers.get(
+            "content-range", "").rpartition("/")[2])
+    raise from_swift(answer.status, detail, "NoSuchBucket", BucketName=req.bucket)
+
+
+def delete_key(req: S3Request, key: str) -> tuple[int, bytes]:
+    answer = req.swift.call("DELETE", object_path(req, key))
+    return answer.status, answer.read()
+
+
+def delete_object(req: S3Request) -> S3Response:
+    status, detail = delete_key(req, req.key)
+    if status == 404 and not container_exists(req):
+        raise S3Error("NoSuchBucket", BucketName=req.bucket)
+    if status // 100 != 2 and status != 404:
+        raise from_swift(status, detail, "NoSuchKey", Key=req.key)
+    return S3Response(204)
+
+
+def delete_objects(req: S3Request) -> S3Response:
+    """``POST ?delete``: up to 1000 keys in one request; ``Quiet`` reports only errors."""
+    body = req.read_body(MAX_BODY)
+    expected = md5_etag(req)
+    if expected is not None and hashlib.md5(body, usedforsecurity=False).hexdigest() != expected:
+        raise S3Error("BadDigest")
+    tree = parse(body, "Delete")
+    entries = children(tree, "Object")
+    keys = [child_text(entry, "Key") for entry in entries]
+    if not keys or len(keys) > MAX_DELETE_KEYS or any(not key for key in keys):
+        raise S3Error("MalformedXML")
+    quiet = (child_text(tree, "Quiet") or "").strip().lower() == "true"
+    if not container_exists(req):
+        raise S3Error("NoSuchBucket", BucketName=req.bucket)
+    results = []
+    for entry, key in zip(entries, keys, strict=True):
+        if child_text(entry, "VersionId") is not None:
+            results.append(("Error", [("Key", key), ("Code", "NotImplemented"),
+                                      ("Message", "Object versions are not supported.")]))
+            continue
+        try:
+            status, detail = delete_key(req, key)
+            if status // 100 != 2 and status != 404:
+                raise from_swift(status, detail, "NoSuchKey")
+        except S3Error as exc:
+            results.append(("Error", [("Key", key), ("Code", exc.code),
+                                      ("Message", exc.message)]))
+            continue
+        if not quiet:
+            results.append(("Deleted", [("Key", key)]))
+    return S3Response(200, [("Content-Type", "application/xml")],
+                      document("DeleteResult", results))

@@ -1,0 +1,317 @@
+"""``soko bench net``: how fast a change made through soko-net is in force on the host,
+how long a reconcile from scratch takes, and what a router costs in TCP throughput.
+
+- port wired: a port created (on a network with 10 secured ports already) until its
+  security-group chain and its DHCP host entry are in place;
+- security-group change: a rule added to the ports' group until it is in their chains;
+- floating IP: associated until its DNAT rule is in the router's namespace;
+- reconcile: 100 networks, each with a subnet and a router (interface and gateway), all
+  in the DB and nothing on the host, until the host matches the DB;
+- throughput: TCP (iperf3, 5 s, one stream) from a namespace on a tenant network through
+  its router (SNAT) to a namespace on the external network, against a plain veth pair
+  between two namespaces: the physical limit on this host.
+
+Each change is timed from the request to the moment it is observed in force (soko-net
+answers once the host has converged, so "after the answer" is the same instant). Runs
+the real service's managers and Linux driver under a cloud id of its own in a scratch
+data directory, and removes everything it made. Needs root, dnsmasq, iptables, iperf3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import click
+
+from soko.common.cli.output import emit_rows
+
+GOALS = {"port": "< 100 ms", "rule": "< 100 ms", "fip": "< 100 ms", "reconcile": "< 10 s",
+         "throughput": ">= 80 %"}
+
+
+def percentiles(samples: list[float]) -> dict:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return {"p50": f"{statistics.median(ordered):.1f} ms", "p99": f"{p99:.1f} ms"}
+
+
+def in_force(started: float, answered: float, check, timeout: float = 30.0) -> float:
+    """Milliseconds from the request to the change seen in force: the answer's time when
+    it already is at the first look (the look itself, an iptables-save, is not charged)."""
+    if check():
+        return (answered - started) * 1000
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise click.ClickException("a change was not in force after 30 s")
+        time.sleep(0.002)
+    return (time.perf_counter() - started) * 1000
+
+
+def iptables_text(namespace: str | None = None, table: str = "filter") -> str:
+    argv = ["iptables-save", "-t", table]
+    if namespace:
+        argv = ["ip", "netns", "exec", namespace, *argv]
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+
+class Bench:
+    def __init__(self, workdir: Path):
+        from soko.common.auth import AuthContext
+        from soko.common.config import Config
+        from soko.net import wiring
+        from soko.net.routers import RouterManager
+        from soko.net.security_groups import SecurityGroupManager
+        from soko.net.service import NetConfig
+
+        self.config = Config(data_dir=workdir, sections={"net": NetConfig(
+            cloud_id=uuid.uuid4().hex[:4], reconcile_interval=0, quota_networks=1000,
+            quota_ports=5000, quota_routers=1000, quota_floatingips=1000)})
+        self.nets = wiring.make_manager(self.config)
+        self.routers = RouterManager(self.nets)
+        self.groups = SecurityGroupManager(sessions=self.nets.sessions, agent=self.nets.agent)
+        self.driver = self.nets.agent.driver
+        self.auth = AuthContext(user_id="bench", user_name="bench", project_id="bench",
+                                project_name="bench", roles=frozenset({"admin"}),
+                                expires_at=time.time() + 86400)
+
+    def teardown(self) -> None:
+        from soko.net import wiring
+
+        wiring.teardown(self.config)
+
+    def network(self, cidr: str, **extra) -> tuple[str, str]:
+        net = self.nets.create_network(self.auth, {"network": {"name": "bench", **extra}})
+        sub = self.nets.create_subnet(self.auth, {"subnet": {"network_id": net.id,
+                                                             "cidr": cidr}})
+        return net.id, sub.id
+
+    def port(self, network_id: str):
+        return self.nets.create_port(self.auth, {"port": {
+            "network_id": network_id, "device_id": str(uuid.uuid4()),
+            "device_owner": "compute:nova"}})
+
+    def wiring_times(self, count: int) -> tuple[list[float], list, str, str]:
+        net_id, sub_id = self.network("10.20.0.0/16")
+        ports = [self.port(net_id) for _ in range(10)]
+        hosts = self.driver.dhcp_dir / net_id / "hosts"
+        times = []
+        for _ in range(count):
+            started = time.perf_counter()
+            port = self.port(net_id)
+            answered = time.perf_counter()
+            chain = self.driver.firewall.chain("i", port.id)
+            times.append(in_force(started, answered, lambda chain=chain, mac=port.mac_address:
+                                  f":{chain} " in iptables_text() and mac in hosts.read_text()))
+            ports.append(port)
+        return times, ports, net_id, sub_id
+
+    def rule_times(self, count: int, ports) -> list[float]:
+        group_id = ports[0].security_groups[0]
+        chain = self.driver.firewall.chain("i", ports[0].id)
+        times = []
+        for n in range(count):
+            port = 10000 + n
+            started = time.perf_counter()
+            self.groups.create_rule(self.auth, {"security_group_rule": {
+                "security_group_id": group_id, "direction": "ingress", "protocol": "tcp",
+                "port_range_min": port, "port_range_max": port}})
+            answered = time.perf_counter()
+            wanted = re.compile(rf"-A {chain} .*--dport {port}(:{port})? ")
+            times.append(in_force(started, answered, lambda wanted=wanted:
+                                  wanted.search(iptables_text()) is not None))
+        return times
+
+    def floating_times(self, count: int, ports, sub_id: str) -> list[float]:
+        ext_id, _ = self.network("172.30.0.0/16", **{"router:external": True})
+        router = self.routers.create_router(self.auth, {"router": {
+            "name": "bench", "external_gateway_info": {"network_id": ext_id}}})
+        self.routers.add_interface(self.auth, router.id, {"subnet_id": sub_id})
+        namespace = self.driver.names.router_namespace(router.id)
+        fips = [self.routers.create_floating_ip(self.auth, {"floatingip": {
+            "floating_network_id": ext_id}}) for _ in range(count)]
+        times = []
+        for fip, port in zip(fips, ports, strict=False):
+            started = time.perf_counter()
+            self.routers.update_floating_ip(self.auth, fip.id, {"floatingip": {
+                "port_id": port.id}})
+            answered = time.perf_counter()
+            address = fip.floating_ip_address
+            times.append(in_force(started, answered, lambda address=address:
+                                  f"-d {address}/32" in iptables_text(namespace, "nat")))
+        return times
+
+    def reconcile_seconds(self, count: int) -> float:
+        """``count`` networks with routers made in the DB only, the host then rebuilt."""
+        from soko.net.manager import NetManager
+        from soko.net.routers import RouterManager
+
+        class Silent:  # the host is not told: the reconcile below does it all at once
+            def __getattr__(self, name):
+                return lambda *args: None
+
+        quiet = NetManager(sessions=self.nets.sessions, agent=Silent(),
+                           quotas=self.nets.quotas)
+        routers = RouterManager(quiet)
+        ext = quiet.create_network(self.auth, {"network": {"name": "ext",
+                                                           "router:external": True}})
+        quiet.create_subnet(self.auth, {"subnet": {"network_id": ext.id,
+                                                   "cidr": "172.31.0.0/16"}})
+        for n in range(count):
+            net = quiet.create_network(self.auth, {"network": {"name": f"r{n}"}})
+            sub = quiet.create_subnet(self.auth, {"subnet": {
+                "network_id": net.id, "cidr": f"10.{100 + n // 250}.{n % 250}.0/24"}})
+            router = routers.create_router(self.auth, {"router": {
+                "name": f"r{n}", "external_gateway_info": {"network_id": ext.id}}})
+            routers.add_interface(self.auth, router.id, {"subnet_id": sub.id})
+        self.driver.remove_orphans(set(), set())  # from scratch: nothing on the host
+        self.driver.apply_firewall(())
+        started = time.perf_counter()
+        self.nets.agent.reconcile()
+        return time.perf_counter() - started
+
+    def throughput(self, seconds: int) -> tuple[float, float]:
+        """(routed, plain veth) in Gbit/s."""
+        net_id, sub_id = self.network("10.40.0.0/24")
+        ext_id, _ = self.network("172.29.0.0/24", **{"router:external": True})
+        router = self.routers.create_router(self.auth, {"router": {
+            "name": "tp", "external_gateway_info": {"network_id": ext_id}}})
+        self.routers.add_interface(self.auth, router.id, {"subnet_id": sub_id})
+        with Namespaces() as spaces:
+            guest = spaces.plug(self.driver.bridge_name(net_id), "10.40.0.50/24", "10.40.0.1")
+            outside = spaces.plug(self.driver.bridge_name(ext_id), "172.29.0.200/24")
+            routed = iperf(guest, outside, "172.29.0.200", seconds)
+            left, right = spaces.pair("192.168.250.1/30", "192.168.250.2/30")
+            plain = iperf(left, right, "192.168.250.2", seconds)
+        return routed, plain
+
+
+class Namespaces:
+    """Scratch namespaces plugged into bridges (or into each other); all go on exit."""
+
+    def __init__(self):
+        self.names: list[str] = []
+        self.links: list[str] = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for link in self.links:
+            subprocess.run(["ip", "link", "del", link], capture_output=True)
+        for name in self.names:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+    def new(self) -> str:
+        name = f"soko-bench-{uuid.uuid4().hex[:8]}"
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        self.names.append(name)
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        return name
+
+    def plug(self, bridge: str, address: str, gateway: str | None = None) -> str:
+        name, host_end = self.new(), f"vb{uuid.uuid4().hex[:8]}"
+        subprocess.run(["ip", "link", "add", host_end, "type", "veth", "peer", "name", "eth0",
+                        "netns", name], check=True)
+        self.links.append(host_end)
+        subprocess.run(["ip", "link", "set", host_end, "master", bridge, "up"], check=True)
+        self.configure(name, "eth0", address, gateway)
+        return name
+
+    def pair(self, left_address: str, right_address: str) -> tuple[str, str]:
+        left, right = self.new(), self.new()
+        subprocess.run(["ip", "link", "add", "eth0", "netns", left, "type", "veth", "peer",
+                        "name", "eth0", "netns", right], check=True)
+        self.configure(left, "eth0", left_address)
+        self.configure(right, "eth0", right_address)
+        return left, right
+
+    @staticmethod
+    def configure(name: str, device: str, address: str, gateway: str | None = None) -> None:
+        subprocess.run(["ip", "-n", name, "addr", "add", address, "dev", device], check=True)
+        subprocess.run(["ip", "-n", name, "link", "set", device, "up"], check=True)
+        if gateway:
+            subprocess.run(["ip", "-n", name, "route", "add", "default", "via", gateway],
+                           check=True)
+
+
+def iperf(client_ns: str, server_ns: str, server_ip: str, seconds: int) -> float:
+    """Gbit/s received by iperf3's server over one TCP stream."""
+    server = subprocess.Popen(["ip", "netns", "exec", server_ns, "iperf3", "-s", "-1",
+                               "-B", server_ip], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(50):  # until the server listens
+            probe = subprocess.run(["ip", "netns", "exec", client_ns, "iperf3", "-c",
+                                    server_ip, "-t", str(seconds), "-J"],
+                                   capture_output=True, text=True)
+            report = json.loads(probe.stdout or "{}")
+            received = report.get("end", {}).get("sum_received")
+            if probe.returncode == 0 and received:
+                return received["bits_per_second"] / 1e9
+            time.sleep(0.1)
+        raise click.ClickException(f"iperf3 did not run: {report.get('error')}")
+    finally:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.wait(timeout=5)
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+def run_bench(workdir: Path, count: int, routers: int, seconds: int) -> list[dict]:
+    bench = Bench(workdir)
+    rows = []
+    try:
+        port_times, ports, _, sub_id = bench.wiring_times(count)
+        rows.append({"case": "port wired (SG chains, DHCP entry)", "n": count,
+                     **percentiles(port_times), "goal": GOALS["port"]})
+        rows.append({"case": "security-group rule in force", "n": count,
+                     **percentiles(bench.rule_times(count, ports)), "goal": GOALS["rule"]})
+        rows.append({"case": "floating IP associated (DNAT in force)", "n": count,
+                     **percentiles(bench.floating_times(count, ports, sub_id)),
+                     "goal": GOALS["fip"]})
+        routed, plain = bench.throughput(seconds)
+        rows.append({"case": f"TCP via router (SNAT), iperf3 {seconds} s", "n": 1,
+                     "p50": f"{routed:.2f} Gbit/s", "p99": "",
+                     "goal": f"{GOALS['throughput']}: {100 * routed / plain:.0f} % of "
+                             f"{plain:.2f} Gbit/s (plain veth pair)"})
+        bench.teardown()  # the reconcile starts from an empty host
+        seconds_taken = bench.reconcile_seconds(routers)
+        rows.append({"case": f"reconcile {routers} networks with routers from scratch",
+                     "n": 1, "p50": f"{seconds_taken:.2f} s", "p99": "",
+                     "goal": GOALS["reconcile"]})
+    finally:
+        bench.teardown()
+    return rows
+
+
+@click.command("net")
+@click.option("--count", default=100, show_default=True,
+              help="Changes timed per kind (ports, rules, floating IPs).")
+@click.option("--routers", default=100, show_default=True,
+              help="Networks with routers for the reconcile.")
+@click.option("--seconds", default=5, show_default=True, help="Length of each iperf3 run.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the results here.")
+def bench_net(count: int, routers: int, seconds: int, json_path: Path | None) -> None:
+    """Time to wire a port, apply a rule, associate a floating IP; reconcile; routed TCP
+    throughput against a plain veth pair (needs root, dnsmasq, iptables, iperf3)."""
+    missing = [t for t in ("ip", "dnsmasq", "iptables-restore", "iperf3") if not shutil.which(t)]
+    if missing:
+        raise click.ClickException(f"missing {', '.join(missing)} "
+                                   "(run tools/install-system-deps.sh)")
+    with tempfile.TemporaryDirectory(prefix="soko-bench-net-", dir="/var/tmp") as tmp:
+        rows = run_bench(Path(tmp), count, routers, seconds)
+    emit_rows(rows, list(rows[0]), "table")
+    if json_path is not None:
+        json_path.write_text(json.dumps(rows, indent=2))
