@@ -3,6 +3,10 @@
 - ``POST /replicate/object/<device>/<partition>`` ``{"recalculate": [suffix, ...]}`` →
   ``{suffix: hash}``: Swift's REPLICATE, the partition's suffix hashes, recomputing the
   ones asked for (the sender's view of them differs, so the cache may be stale).
+- ``POST /replicate/object-hashes/<device>`` ``{"partitions": [n, ...]}`` →
+  ``{"n": {suffix: hash}}``: the cached hashes of many partitions in one call, for a
+  replicator verifying partitions it believes in sync (``sync_memory``); nothing recomputed
+  beyond what writes invalidated, and no sync requested.
 - ``POST /replicate/object/<device>/<partition>/missing`` ``{hash: [file name, ...]}`` →
   ``[[hash, file name], ...]``: which of the offered files this node wants, i.e. those it
   lacks that would survive next to what it has (newest ``.data``/``.ts`` wins, then the
@@ -86,6 +90,27 @@ class ReplicateResource:
             request_sync(part_dir)
         resp.content_type = "application/msgpack"
         resp.data = msgpack.packb(get_hashes(part_dir, recalculate, self.reclaim_age))
+
+
+class PartitionHashesResource:
+    MAX_PARTITIONS = 10_000
+
+    def __init__(self, devices: Devices, reclaim_age: float):
+        self.devices = devices
+        self.reclaim_age = reclaim_age
+
+    def on_post(self, req, resp, device):
+        body = unpack(req)
+        partitions = body.get("partitions") if isinstance(body, dict) else None
+        if not isinstance(partitions, list) or len(partitions) > self.MAX_PARTITIONS or \
+                not all(isinstance(p, int) and p >= 0 for p in partitions):
+            raise BadRequest(f"body: expected {{\"partitions\": [up to "
+                             f"{self.MAX_PARTITIONS} partition numbers]}}")
+        objects = self.devices.path(device) / "objects"
+        resp.content_type = "application/msgpack"
+        resp.data = msgpack.packb({str(p): get_hashes(objects / str(p),
+                                                      reclaim_age=self.reclaim_age)
+                                   for p in partitions})
 
 
 class MissingResource:
