@@ -34,6 +34,7 @@ from soko.object.node.replication_server import (
     ReplicateDBResource,
     ReplicatedFileResource,
     ReplicateResource,
+    SyncManyDBResource,
 )
 from soko.object.shared.nodeclient import ConnectionPool
 
@@ -80,3 +81,5 @@ def add_replication_routes(app: falcon.App, config: Config, devices: Devices) ->
     for db_class in (ContainerDB, AccountDB):
         app.add_route(f"/replicate/{db_class.kind}/{{device}}/{{partition}}/{{digest}}",
                       ReplicateDBResource(devices, db_class))
+        app.add_route(f"/replicate/{db_class.kind}-sync/{{device}}",
+                      SyncManyDBResource(devices, db_class))
