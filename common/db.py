@@ -32,14 +32,15 @@ def database_url(url: str | None, data_dir: Path, name: str) -> str:
 
 
 def create_tables(metadata: sqlalchemy.MetaData, engine: sqlalchemy.Engine,
-                  state_dir: Path) -> None:
+                  state_dir: Path, tables: list[sqlalchemy.Table] | None = None) -> None:
     """Creates the tables that are missing. gunicorn's workers start together: two racing
     check-then-CREATEs on a fresh DB fail one worker's boot (``table ... already exists``),
-    and gunicorn then stops the service, so creation is serialised with a lock file."""
+    and gunicorn then stops the service, so creation is serialised with a lock file.
+    ``tables``: only these (a part of the service that adds its own later)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     with open(state_dir / "schema.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        metadata.create_all(engine)
+        metadata.create_all(engine, tables=tables)
 
 
 def make_engine(url: str) -> sqlalchemy.Engine:
