@@ -15,6 +15,8 @@ from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from soko.common.db import ensure_schema
+
 NAME_MAX = 64
 
 
@@ -120,10 +122,12 @@ class LoginFailure(Base):
 
 
 def create_schema(engine: sqlalchemy.Engine) -> None:
-    """Creates missing tables; safe when several processes race to do it."""
+    """Creates missing tables and columns (``ensure_schema``); safe when several processes
+    race to do it. Identity's DB may be shared by hosts with no common lock file (the
+    proxy reads revocations from it), so a lost race is retried rather than locked out."""
     for attempt in range(5):
         try:
-            Base.metadata.create_all(engine, checkfirst=True)
+            ensure_schema(Base.metadata, engine)
             return
         except (OperationalError, ProgrammingError):
             # Another process created a table between our check and our CREATE.
