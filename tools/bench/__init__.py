@@ -18,6 +18,7 @@ BENCHMARKS = {
     "boot": "soko.tools.bench.boot:bench_boot",
     "idle": "soko.tools.bench.idle:bench_idle",
     "net": "soko.tools.bench.net:bench_net",
+    "s3": "soko.tools.bench.s3:bench_s3",
 }
 
 
