@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 import time
 import uuid
 from collections.abc import Iterable
 from typing import Protocol
 
 import falcon
+from falcon.stream import BoundedStream
 
 from soko.common.errors import SokoError
 from soko.common.log import current_trans_id
@@ -143,11 +145,24 @@ class Healthcheck:
     on_head = on_get
 
 
+class Request(falcon.Request):
+    """falcon's request, except that a chunked body is read to its end: falcon takes a body
+    without ``Content-Length`` for an empty one, so a client that streamed its JSON (or an
+    image) was answered as if it had sent nothing. The server (gunicorn) decodes the chunks
+    and ends the stream; the readers bound what they take (``MAX_JSON_BYTES``)."""
+
+    def _get_wrapped_wsgi_input(self) -> BoundedStream:
+        if self.content_length is None and "chunked" in self.env.get(
+                "HTTP_TRANSFER_ENCODING", "").lower():
+            return BoundedStream(self.env["wsgi.input"], sys.maxsize)
+        return super()._get_wrapped_wsgi_input()
+
+
 def make_base_app(middleware: Iterable[object] = (),
                   errors: ErrorFormat = JSON_ERRORS) -> falcon.App:
     """A falcon app with soko's shared edges; the service adds routes and its middleware."""
     handlers = ErrorHandlers(errors)
-    app = falcon.App(middleware=[RequestContext(), *middleware])
+    app = falcon.App(middleware=[RequestContext(), *middleware], request_type=Request)
     app.req_options.auto_parse_qs_csv = False
     app.req_options.strip_url_path_trailing_slash = False
     app.req_options.media_handlers = json_only_handlers()  # bounded size and depth

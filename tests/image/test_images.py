@@ -85,6 +85,26 @@ def test_wrong_format_refused_and_nothing_stored(image_stack, tmp_path):
     assert (image_stack.cli_json("list"), image_stack.objects()) == before
 
 
+def test_a_chunked_upload_stores_every_byte(image_stack):
+    """Glance's client streams image data chunked, with no Content-Length: it was refused
+    as 'the image data is empty'."""
+    headers = {"X-Auth-Token": image_stack.token()}
+    data = os.urandom(2 * SEGMENT_SIZE + 999)
+    image = requests.post(f"{image_stack.url}/v2/images", headers=headers, timeout=10,
+                          json={"name": "chunked", "disk_format": "raw"}).json()
+    try:
+        r = requests.put(f"{image_stack.url}/v2/images/{image['id']}/file", headers=headers,
+                         data=(data[i:i + 65536] for i in range(0, len(data), 65536)),
+                         timeout=30)
+        assert r.status_code == 204, r.text
+        r = requests.get(f"{image_stack.url}/v2/images/{image['id']}/file", headers=headers,
+                         timeout=30)
+        assert r.content == data
+    finally:
+        requests.delete(f"{image_stack.url}/v2/images/{image['id']}", headers=headers,
+                        timeout=10)
+
+
 def test_api_refuses_lying_upload_before_storing(image_stack, tmp_path):
     """A client that skips the CLI's check still cannot store a qcow2 file as raw."""
     headers = {"X-Auth-Token": image_stack.token()}
