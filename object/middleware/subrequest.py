@@ -140,6 +140,18 @@ def subrequest(app, environ: dict, method: str, path: str, *, source: str, query
     return call(app, env)
 
 
+def container_path(environ: dict) -> tuple[str, str, str] | None:
+    """``(version, account, container)`` of a request for a container (text), else None."""
+    try:
+        path = from_wsgi(environ.get("PATH_INFO", ""))
+    except UnicodeError:
+        return None
+    parts = path.removesuffix("/").split("/")
+    if len(parts) != 4 or parts[0] or parts[1] not in ("v1", "v1.0") or not all(parts[2:]):
+        return None
+    return parts[1], parts[2], parts[3]
+
+
 def object_path(environ: dict) -> tuple[str, str, str, str] | None:
     """``(version, account, container, object)`` of a request for an object (text), else
     None (not an object, or not UTF-8: the core app refuses that)."""

@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 
 MAX_LISTING = 10_000
 ACCOUNT_TARGET_KEY = "X-Backend-Account-Target"
-CONTAINER_META_PREFIXES = ("X-CONTAINER-META-", "X-CONTAINER-READ", "X-CONTAINER-WRITE")
+# System metadata (middlewares' settings, e.g. versioning) comes only from the proxy.
+CONTAINER_META_PREFIXES = ("X-CONTAINER-META-", "X-CONTAINER-READ", "X-CONTAINER-WRITE",
+                           "X-CONTAINER-SYSMETA-")
 # System metadata (the account ACL) comes only from the proxy, which never passes a client's.
 ACCOUNT_META_PREFIXES = ("X-ACCOUNT-META-", "X-ACCOUNT-SYSMETA-")
 

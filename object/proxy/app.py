@@ -152,4 +152,7 @@ def make_swift_app(config: Config, *, validator: TokenValidator | None = None, t
         app.add_route(f"/{version}/{{account}}/{{container}}", containers)
         app.add_route(f"/{version}/{{account}}/{{container}}/", containers)
         app.add_route(f"/{version}/{{account}}/{{container}}/{{obj:path}}", objects)
-    return SwiftHeaders(pipeline.build(app, section.pipeline, section, validator))
+    return SwiftHeaders(pipeline.build(
+        app, section.pipeline, section, validator,
+        lambda trans_id, account, container: state.container_info(trans_id, account, container,
+                                                                 use_cache=True)))

@@ -18,6 +18,11 @@ OBJECT_SYSTEM_HEADERS = (*OBJECT_POST_HEADERS, "X-Static-Large-Object")
 # System metadata: set on PUT by the proxy's middlewares only (the pipeline's front strips it
 # from clients' requests and from answers), kept with the object, returned to the proxy.
 OBJECT_SYSMETA_PREFIX = "X-Object-Sysmeta-"
+# The same for a container (set on container PUT/POST, returned on HEAD/GET).
+CONTAINER_SYSMETA_PREFIX = "X-Container-Sysmeta-"
+# Object system metadata: the ETag the object's container listing shows instead of the
+# object's own (a symlink's carries its target there as ``; symlink_target=...``, as Swift).
+OVERRIDE_ETAG_HEADER = "X-Object-Sysmeta-Container-Update-Override-Etag"
 # Sent by a middleware on GET/HEAD: the comma-separated metadata names whose value (if the
 # object has one) the If-Match/If-None-Match are compared with instead of the ETag (an SLO's
 # ETag is its segments', not its manifest's).
