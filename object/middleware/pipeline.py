@@ -52,6 +52,8 @@ def swift_info(names: list[str], section) -> dict[str, dict]:
         cls = import_ref(MIDDLEWARES[name])
         if hasattr(cls, "swift_info"):
             info[name] = cls.swift_info(section)
+        if hasattr(cls, "other_swift_info"):  # a middleware with two features (versioning)
+            info.update(cls.other_swift_info(section))
     return info
 
 

@@ -12,6 +12,7 @@ import io
 from collections.abc import Iterable, Iterator
 from urllib.parse import parse_qs
 
+from soko.common.errors import SokoError
 from soko.object.shared.nodeclient import STREAM_CHUNK
 
 CALLER_HEADERS = frozenset({"HTTP_X_AUTH_TOKEN", "HTTP_X_SERVICE_TOKEN", "HTTP_REFERER",
@@ -60,6 +61,15 @@ class Answer:
         close = getattr(self.body, "close", None)
         if close is not None:
             close()
+
+
+class Refused(SokoError):
+    """A sub-request the app below refused, passed on to the client with its status."""
+
+    def __init__(self, answer: Answer):
+        super().__init__(answer.read(4096).decode("utf-8", "replace") or None)
+        self.status = answer.status
+        self.title = answer.status_line.partition(" ")[2]
 
 
 def call(app, environ: dict) -> Answer:

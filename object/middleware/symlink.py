@@ -24,7 +24,7 @@ from urllib.parse import quote, unquote
 from soko.common.errors import BadRequest, Conflict, PreconditionFailed, SokoError
 from soko.object.middleware.copies import EnvironHeaders, copy_request, copy_whole, source_head
 from soko.object.middleware.subrequest import (
-    Answer,
+    Refused,
     call,
     from_wsgi,
     header_names,
@@ -34,7 +34,12 @@ from soko.object.middleware.subrequest import (
     to_wsgi,
 )
 from soko.object.proxy.controllers.obj import account_in_header, header_name
-from soko.object.shared.internal import IGNORE_RANGE_HEADER, OVERRIDE_ETAG_HEADER
+from soko.object.shared.internal import (
+    ALLOW_RESERVED_HEADER,
+    IGNORE_RANGE_HEADER,
+    OVERRIDE_ETAG_HEADER,
+    RESERVED,
+)
 
 SYMLOOP_MAX = 2  # Swift's default: links followed in one read
 PREFIX = "X-Object-Sysmeta-Symlink-"
@@ -62,15 +67,6 @@ class LinkError(SokoError):
     def __init__(self, message: str, location: str):
         super().__init__(message, headers={"Content-Location": to_wsgi(location)},
                          content_type=TEXT)
-
-
-class TargetRefused(SokoError):
-    """The static link's target could not be read as the caller: that answer's status."""
-
-    def __init__(self, answer: Answer):
-        super().__init__()
-        self.status = answer.status
-        self.title = self.message = answer.status_line.partition(" ")[2]
 
 
 class Symlinks:
@@ -128,9 +124,11 @@ class Symlinks:
             target = from_wsgi(answer.headers[TARGET])
             location = f"/{version}/{account}/{target}"
             expected_etag, followed = link_etag, followed + 1
+            headers = self.read_headers(environ)
+            if unquote(target).partition("/")[2].startswith(RESERVED):  # object_versioning.py
+                headers[ALLOW_RESERVED_HEADER] = "true"
             answer = subrequest(self.app, environ, method, f"/{version}/{account}/"
-                                f"{unquote(target)}", source="SYM",
-                                headers=self.read_headers(environ))
+                                f"{unquote(target)}", source="SYM", headers=headers)
         final_etag = answer.headers.get("etag", "").strip('"')
         if expected_etag and final_etag and final_etag != expected_etag:
             answer.close()
@@ -181,11 +179,8 @@ class Symlinks:
             environ["CONTENT_TYPE"] = "application/symlink"
         environ.pop("HTTP_X_SYMLINK_TARGET_ACCOUNT", None)
         del environ["HTTP_X_SYMLINK_TARGET"]
-        for header, value in stored.items():
-            environ[environ_key(CLIENT_TO_SYSMETA[header])] = value
-        params = [f"{name.lower().replace('x-symlink-', 'symlink_').replace('-', '_')}={value}"
-                  for name, value in stored.items()]
-        environ[environ_key(OVERRIDE_ETAG_HEADER)] = "; ".join([EMPTY_MD5, *params])
+        for header, value in link_metadata(stored).items():
+            environ[environ_key(header)] = value
         return self.app(environ, start_response)
 
     def static_target(self, environ: dict, location: str, etag: str) -> dict[str, str]:
@@ -196,7 +191,7 @@ class Symlinks:
         if answer.status == 404:
             raise LinkError("X-Symlink-Target does not exist", location)
         if answer.status // 100 != 2:
-            raise TargetRefused(answer)
+            raise Refused(answer)
         found = answer.headers.get(ETAG) or answer.headers.get("etag", "").strip('"')
         if found != etag:
             raise LinkError(f"Object Etag {found!r} does not match X-Symlink-Target-Etag "
@@ -227,6 +222,15 @@ class Symlinks:
             headers.append(("X-Symlink-Target-Etag", answer.headers[ETAG]))
         start_response("307 Temporary Redirect", headers)
         return [body]
+
+
+def link_metadata(stored: dict[str, str]) -> dict[str, str]:
+    """The system metadata of a link to what ``stored`` says (its ``X-Symlink-*`` headers,
+    names quoted): where it points, and the same in the ETag its listing shows."""
+    params = [f"{name.lower().replace('x-symlink-', 'symlink_').replace('-', '_')}={value}"
+              for name, value in stored.items()]
+    return {**{CLIENT_TO_SYSMETA[name]: value for name, value in stored.items()},
+            OVERRIDE_ETAG_HEADER: "; ".join([EMPTY_MD5, *params])}
 
 
 def has_body(environ: dict) -> bool:

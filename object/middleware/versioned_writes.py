@@ -22,8 +22,16 @@ import json
 from collections.abc import Iterator
 from urllib.parse import quote, unquote
 
-from soko.common.errors import BadRequest, PreconditionFailed, ServiceUnavailable
+from soko.common.errors import BadRequest, PreconditionFailed
 from soko.object.middleware.copies import copy_request
+from soko.object.middleware.object_versioning import (
+    DELETE_MARKER_TYPE,
+    ENABLED,
+    LOCATION,
+    ObjectVersioning,
+    refused,
+    version_headers,
+)
 from soko.object.middleware.pipeline import CONTAINER_INFO_KEY
 from soko.object.middleware.subrequest import (
     Answer,
@@ -32,12 +40,10 @@ from soko.object.middleware.subrequest import (
     object_path,
     subrequest,
 )
-from soko.object.proxy.controllers.obj import is_object_metadata
-from soko.object.shared.internal import CONTAINER_SYSMETA_PREFIX, OBJECT_SYSMETA_PREFIX
+from soko.object.shared.internal import CONTAINER_SYSMETA_PREFIX
 from soko.object.shared.timestamps import Timestamp
 
-DELETE_MARKER_TYPE = "application/x-deleted;swift_versions_deleted=1"
-LOCATION, MODE = "versions-location", "versions-mode"
+MODE = "versions-mode"
 CLIENT_HEADERS = {"stack": "X-Versions-Location", "history": "X-History-Location"}
 SOURCE = "VW"
 
@@ -51,40 +57,27 @@ def archive_prefix(obj: str) -> str:
     return f"{len(obj.encode()):03x}{obj}/"
 
 
-def version_headers(answer: Answer) -> dict[str, str]:
-    """What a version keeps of the object it copies: type, ETag and all metadata."""
-    kept = {name: value for name, value in answer.headers.items()
-            if is_object_metadata(name) or name.startswith(OBJECT_SYSMETA_PREFIX.lower())}
-    kept["Content-Type"] = answer.headers.get("content-type", "application/octet-stream")
-    if "etag" in answer.headers:
-        kept["ETag"] = answer.headers["etag"]
-    return kept
-
-
-def refused(answer: Answer) -> None:
-    """A sub-request that failed fails the client's request, as Swift's."""
-    if answer.status // 100 == 2:
-        return
-    answer.close()
-    if answer.status // 100 == 4:
-        raise PreconditionFailed()
-    raise ServiceUnavailable()
-
-
 class VersionedWrites:
+    """The pipeline's ``versioned_writes``, as Swift's: the legacy modes here, in front of
+    the newer API (``object_versioning.py``); a container uses one or the other."""
+
     def __init__(self, app, section=None):
-        self.app = app
+        self.app = ObjectVersioning(app)
 
     @classmethod
     def swift_info(cls, section=None) -> dict:
         return {"allowed_flags": [h.lower() for h in CLIENT_HEADERS.values()]}
+
+    @classmethod
+    def other_swift_info(cls, section=None) -> dict[str, dict]:
+        return {"object_versioning": {}}
 
     def __call__(self, environ, start_response):
         method = environ["REQUEST_METHOD"]
         container = container_path(environ)
         if container is not None:
             if method in ("PUT", "POST"):
-                self.settings(environ)
+                self.settings(environ, container)
             return self.container(environ, start_response)
         path = object_path(environ)
         copy = copy_request(environ)
@@ -110,10 +103,14 @@ class VersionedWrites:
     # -- the container's setting -----------------------------------------------------------
 
     @staticmethod
-    def settings(environ: dict) -> None:
+    def settings(environ: dict, container: tuple[str, str, str]) -> None:
         """The client's headers turned into the container's system metadata."""
         given = {mode: environ.pop(environ_key(header)) for mode, header in
                  CLIENT_HEADERS.items() if environ_key(header) in environ}
+        info = environ[CONTAINER_INFO_KEY](*container[1:]) if any(given.values()) else None
+        if info and ENABLED in info["sysmeta"]:
+            raise BadRequest("Cannot use legacy versioned writes on a container that has "
+                             "object versioning enabled.", content_type="text/plain")
         if len(given) == 2:
             if not given["history"]:
                 del given["history"]
@@ -177,7 +174,7 @@ class Versions:
                              length=int(source.headers.get("content-length", "0")))
         finally:
             source.close()
-        refused(put)
+        refused(put, client_status=False)
         put.close()
 
     def archive_current(self) -> None:
@@ -186,7 +183,7 @@ class Versions:
         if current.status == 404:
             current.close()
             return
-        refused(current)
+        refused(current, client_status=False)
         stamp = Timestamp.parse(current.headers["x-timestamp"]).normal
         self.write(self.archive_url(self.prefix + stamp), current)
 
@@ -194,7 +191,7 @@ class Versions:
         marker = subrequest(self.app, self.environ, "PUT",
                             self.archive_url(self.prefix + Timestamp.now().normal),
                             headers={"Content-Type": DELETE_MARKER_TYPE}, source=SOURCE)
-        refused(marker)
+        refused(marker, client_status=False)
         marker.close()
 
     def restore(self, name: str) -> bool:
@@ -203,7 +200,7 @@ class Versions:
         if version.status == 404:
             version.close()
             return False
-        refused(version)
+        refused(version, client_status=False)
         self.write(self.object_url(), version)
         return True
 
@@ -220,7 +217,7 @@ class Versions:
                                   headers={"X-Newest": "true"}, source=SOURCE)
                 head.close()
                 if head.status != 404:
-                    refused(head)
+                    refused(head, client_status=False)
                     break  # the object came back since: deleted as it is
                 for older in listing:
                     if older["content_type"] == DELETE_MARKER_TYPE:
@@ -229,7 +226,7 @@ class Versions:
                         gone = self.delete(self.archive_url(older["name"]))
                         gone.close()
                         if gone.status != 404:
-                            refused(gone)
+                            refused(gone, client_status=False)
                         break
                 answer = self.delete(self.archive_url(entry["name"]))
             elif self.restore(entry["name"]):
@@ -255,7 +252,7 @@ class Versions:
             if answer.status == 404:
                 answer.close()
                 return
-            refused(answer)
+            refused(answer, client_status=False)
             page = json.loads(answer.read(64 * 1024 * 1024) or b"[]")
             if not page:
                 return

@@ -25,6 +25,7 @@ from soko.object.proxy.controllers.container import ContainerController
 from soko.object.proxy.controllers.obj import ObjectController
 from soko.object.proxy.cors import CorsHeaders, CorsRules
 from soko.object.proxy.swift_errors import SWIFT_ERRORS
+from soko.object.shared.internal import ALLOW_RESERVED_HEADER
 from soko.object.shared.nodeclient import ConnectionPool
 from soko.object.shared.rings import load_rings
 
@@ -57,7 +58,7 @@ class PathCheck:
 
     def process_request(self, req, resp):
         path = req.env.get("PATH_INFO", "")
-        check_utf8(path)
+        check_utf8(path, allow_nul=req.get_header(ALLOW_RESERVED_HEADER) == "true")
         if path in OWN_PATHS or path.startswith("/auth/"):
             return
         segments = path.split("/", 4)[1:]

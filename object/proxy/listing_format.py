@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import re
-from urllib.parse import unquote_plus
+from urllib.parse import quote, unquote, unquote_plus
 from xml.etree.ElementTree import Element, SubElement, tostring
 
 import falcon
 
 from soko.common.errors import BadRequest, PreconditionFailed
 from soko.object.proxy.constraints import ACCOUNT_LISTING_LIMIT, CONTAINER_LISTING_LIMIT
+from soko.object.shared.version_names import parse_version_name
 
 QUERY_KEYS = {
     "account": ("marker", "end_marker", "prefix", "delimiter", "reverse"),
@@ -168,6 +169,21 @@ def symlink_entry(entry: dict, version: str, account: str) -> dict:
     entry["hash"] = "; ".join(kept)
     if target:
         entry["symlink_path"] = f"/{version}/{account}/{target}"
+        container, _, name = unquote(target).partition("/")
+        if parse_version_name(name):  # the latest version of a versioned object
+            entry = version_link_entry(entry, f"/{version}/{account}/{container}", name)
+    return entry
+
+
+def version_link_entry(entry: dict, container_path: str, name: str) -> dict:
+    """A versioned object's entry (a static link to its latest version), as Swift lists it:
+    the version's size and ETag, and the link as ``<object>?version-id=<id>``."""
+    obj, version_id = parse_version_name(name)
+    entry = dict(entry)
+    entry["hash"] = entry.pop("symlink_etag", entry["hash"])
+    entry["bytes"] = entry.pop("symlink_bytes", entry["bytes"])
+    entry["symlink_path"] = f"{container_path}/{quote(obj)}?version-id={version_id}"
+    entry["version_symlink"] = True
     return entry
 
 

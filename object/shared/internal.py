@@ -30,6 +30,11 @@ ETAG_IS_AT_HEADER = "X-Backend-Etag-Is-At"
 # Sent by a middleware on GET: if the object has any of these comma-separated metadata, the
 # Range is ignored and the whole object answered (a manifest, read whole to serve the range).
 IGNORE_RANGE_HEADER = "X-Backend-Ignore-Range-If-Metadata-Present"
+# Names starting with NUL are reserved: the proxy refuses them in clients' paths, and
+# listings leave them out, unless a middleware sends this header (object versions live there).
+ALLOW_RESERVED_HEADER = "X-Backend-Allow-Reserved-Names"
+RESERVED = "\x00"
+PAST_RESERVED = "\x01"  # the least name that is not reserved
 # A node's 304 carries the object's type here (WSGI forbids Content-Type on a 304; the
 # proxy's answer has it, as Swift's does).
 CONTENT_TYPE_OF_304 = "X-Backend-Content-Type"

@@ -33,7 +33,7 @@ from soko.object.proxy.controllers.base import (
 from soko.object.proxy.cors import preflight
 from soko.object.proxy.listing_format import listing_content_type, listing_query, render
 from soko.object.proxy.replicas import best_status
-from soko.object.shared.internal import CONTAINER_SYSMETA_PREFIX
+from soko.object.shared.internal import ALLOW_RESERVED_HEADER, CONTAINER_SYSMETA_PREFIX
 from soko.object.shared.timestamps import Timestamp
 
 ACL_HEADERS = ("X-Container-Read", "X-Container-Write")
@@ -131,7 +131,10 @@ class ContainerController:
             raise NotFound("no such container")
         query = urlencode(listing_query(req, "container")) if method == "GET" else ""
         newest = (req.get_header("X-Newest") or "").lower() == "true"
-        answer = self.state.containers.read(method, (account, container), backend_headers(req),
+        headers = backend_headers(req)
+        if req.get_header(ALLOW_RESERVED_HEADER):  # a middleware's (object versions)
+            headers[ALLOW_RESERVED_HEADER] = req.get_header(ALLOW_RESERVED_HEADER)
+        answer = self.state.containers.read(method, (account, container), headers,
                                             query=query, newest=newest)
         if answer.status == 404:
             raise NotFound("no such container")

@@ -26,6 +26,7 @@ def test_default_pipeline_is_swifts_sample_with_its_info(tmp_path):
     assert info["symlink"] == {"symloop_max": 2, "static_links": True}
     assert info["versioned_writes"] == {"allowed_flags": ["x-versions-location",
                                                          "x-history-location"]}
+    assert info["object_versioning"] == {}
 
 
 def test_an_unknown_middleware_is_refused_naming_the_key(tmp_path):

@@ -1,5 +1,5 @@
 """Object versioning through the real proxy: the legacy X-Versions-Location (stack) and
-X-History-Location (history) modes."""
+X-History-Location (history) modes, and versioned containers (X-Versions-Enabled)."""
 
 from __future__ import annotations
 
@@ -159,3 +159,81 @@ def test_through_swiftclient(cluster):
                         headers={"X-Symlink-Target": "no-object-part"})
     assert bad.value.http_status == 412
     assert [o["name"] for o in conn.get_container(f"{name}-shared")[1]] == ["link"]
+
+
+def versions(api, url: str, **params) -> list[tuple[str, str, bool, int]]:
+    r = api.get(url, params={"versions": "", **params})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    return [(e["name"], e["content_type"], e["is_latest"], e["bytes"]) for e in r.json()]
+
+
+def test_versioned_container_keeps_every_version(api, c):
+    assert api.post(c, headers={"X-Versions-Enabled": "true"}).status_code == 204
+    assert api.head(c).headers["x-versions-enabled"] == "True"
+    ids = []
+    for body in (b"one", b"two!"):
+        r = api.put(f"{c}/o", data=body, headers={"Content-Type": "text/x-v"})
+        assert r.status_code == 201
+        ids.append(r.headers["x-object-version-id"])
+    r = api.get(f"{c}/o")
+    assert r.content == b"two!" and r.headers["x-object-version-id"] == ids[1]
+    assert r.headers["content-location"].endswith(f"/o?version-id={ids[1]}")
+    assert api.get(f"{c}/o", params={"version-id": ids[0]}).content == b"one"
+    plain = api.get(f"{c}?format=json").json()
+    assert [(e["name"], e["bytes"], e["version_symlink"]) for e in plain] == [("o", 4, True)]
+    assert plain[0]["symlink_path"].endswith(f"/o?version-id={ids[1]}")
+    assert api.get(c).text == "o\n"
+    assert versions(api, c) == [("o", "text/x-v", True, 4), ("o", "text/x-v", False, 3)]
+    assert int(api.head(c).headers["x-container-bytes-used"]) == 7
+
+    r = api.delete(f"{c}/o")
+    assert r.status_code == 204
+    marker = r.headers["x-object-version-id"]
+    assert api.get(f"{c}/o").status_code == 404
+    assert versions(api, c) == [("o", MARKER, True, 0), ("o", "text/x-v", False, 4),
+                                ("o", "text/x-v", False, 3)]
+    assert api.get(f"{c}/o", params={"version-id": marker}).status_code == 404
+    assert api.get(f"{c}/o", params={"version-id": "junk"}).status_code == 400
+    assert api.post(f"{c}/o", params={"version-id": ids[0]}).status_code == 400
+    r = api.delete(c)
+    assert (r.status_code, r.text) == (409, "Delete all versions before deleting container.")
+
+    # An old version made the latest again, then each version deleted by its id.
+    assert api.put(f"{c}/o", params={"version-id": ids[0]}, data=b"").status_code == 201
+    assert api.get(f"{c}/o").content == b"one"
+    for version_id in (marker, ids[1], ids[0]):
+        r = api.delete(f"{c}/o", params={"version-id": version_id})
+        assert r.status_code == 204 and r.headers["x-object-version-id"] == version_id
+    assert api.get(f"{c}/o").status_code == 404
+    assert versions(api, c) == []
+    assert api.delete(c).status_code == 204
+
+
+def test_versioning_disabled_and_enabled_again(api, c):
+    api.post(c, headers={"X-Versions-Enabled": "true"})
+    first = api.put(f"{c}/o", data=b"v1").headers["x-object-version-id"]
+    api.post(c, headers={"X-Versions-Enabled": "false"})
+    assert api.head(c).headers["x-versions-enabled"] == "False"
+    r = api.put(f"{c}/o", data=b"plain")
+    assert r.headers["x-object-version-id"] == "null"
+    assert api.get(f"{c}/o").headers["x-object-version-id"] == "null"
+    assert api.get(f"{c}/o", params={"version-id": first}).content == b"v1"
+    assert api.get(f"{c}/o", params={"version-id": "null"}).content == b"plain"
+    assert [v[2:] for v in versions(api, c)] == [(True, 5), (False, 2)]
+    api.post(c, headers={"X-Versions-Enabled": "true"})
+    api.put(f"{c}/o", data=b"v3")  # the null version is kept as a version of its own
+    assert [v[2:] for v in versions(api, c)] == [(True, 2), (False, 5), (False, 2)]
+    assert api.post(c, headers={"X-Versions-Location": "arch"}).status_code == 400
+
+
+def test_versions_follow_the_containers_acls(api, cluster, c):
+    api.post(c, headers={"X-Versions-Enabled": "true"})
+    first = api.put(f"{c}/o", data=b"v1").headers["x-object-version-id"]
+    api.put(f"{c}/o", data=b"v2")
+    other = Api(api.base, cluster.auth("other:otheruser")[1])
+    assert other.get(f"{c}/o", params={"version-id": first}).status_code == 403
+    assert other.get(f"{c}/o").status_code == 403
+    api.post(c, headers={"X-Container-Read": "other:otheruser"})
+    assert other.get(f"{c}/o", params={"version-id": first}).content == b"v1"
+    assert other.get(f"{c}/o").content == b"v2"
+    assert other.delete(f"{c}/o").status_code == 403
