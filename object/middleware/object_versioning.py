@@ -314,29 +314,29 @@ class ObjectVersions:
     # -- with a version id -----------------------------------------------------------------
 
     def with_version(self, start_response, method: str, version_id: str):
-        current, latest = self.latest_link()
-        if version_id == "null":
+        if method == "PUT":
+            if version_id == "null":
+                raise BadRequest("Invalid version parameter")
+            return self.restore(start_response, version_id)
+        if version_id == "null":  # the plain object, if that is what the name holds
+            current, latest = self.latest_link()
             if latest is not None or current.status // 100 != 2:
                 raise NotFound()
             env = dict(self.environ, QUERY_STRING="symlink=get")
             return self.pass_on_version(start_response, env, "null")
-        if method == "PUT":
-            return self.restore(start_response, version_id)
-        env = dict(self.environ, PATH_INFO=to_wsgi(self.version_url(version_id)),
-                   QUERY_STRING="", HTTP_X_BACKEND_ALLOW_RESERVED_NAMES="true")
-        if method == "DELETE" and latest == version_id:
+        if method == "DELETE" and self.latest_link()[1] == version_id:
             gone = subrequest(self.app, self.environ, "DELETE", self.url, source=SOURCE)
             gone.close()
-        if method in ("GET", "HEAD"):
-            head = subrequest(self.app, self.environ, "HEAD", self.version_url(version_id),
-                              query="symlink=get", headers=RESERVED_OK, source=SOURCE)
-            head.close()
-            if head.headers.get("content-type") == DELETE_MARKER_TYPE:
-                raise NotFound(headers={VERSION_HEADER: version_id})
+        env = dict(self.environ, PATH_INFO=to_wsgi(self.version_url(version_id)),
+                   QUERY_STRING="", HTTP_X_BACKEND_ALLOW_RESERVED_NAMES="true")
         return self.pass_on_version(start_response, env, version_id)
 
     def pass_on_version(self, start_response, env: dict, version_id: str):
         answer = call(self.app, env)
+        if env["REQUEST_METHOD"] in ("GET", "HEAD") and \
+                answer.headers.get("content-type") == DELETE_MARKER_TYPE:
+            answer.close()  # a delete marker reads as nothing there
+            raise NotFound(headers={VERSION_HEADER: version_id})
         headers = [(k, v) for k, v in answer.header_list if k.lower() != "content-location"]
         if answer.status // 100 == 2 or answer.status in (304, 404):
             headers.append((VERSION_HEADER, version_id))

@@ -20,6 +20,7 @@ from soko.common.auth import AUTH_ENVIRON_KEY, TokenValidator
 from soko.common.config import ConfigError
 from soko.common.errors import SokoError
 from soko.common.service import import_ref
+from soko.object.proxy.swift_errors import swift_page
 from soko.object.shared.internal import CONTAINER_SYSMETA_PREFIX, OBJECT_SYSMETA_PREFIX
 
 log = logging.getLogger(__name__)
@@ -68,9 +69,11 @@ def build(core, names: list[str], section, validator: TokenValidator, container_
 
 
 def swift_error(start_response, error: SokoError, trans_id: str | None = None):
-    """An error a middleware raises, answered as Swift answers it: the message as text."""
-    body = error.message.encode()
-    headers = [("Content-Type", "text/plain; charset=UTF-8"),
+    """An error a middleware raises, answered as Swift answers it: the message as text, or
+    Swift's page for the status when the error says nothing of its own."""
+    body = (error.message if error.worded else swift_page(error.status)).encode()
+    content_type = "text/plain; charset=UTF-8" if error.worded else "text/html; charset=UTF-8"
+    headers = [("Content-Type", content_type),
                ("Content-Length", str(len(body))), *error.headers.items()]
     if trans_id:
         headers.append((TRANS_ID_HEADER, trans_id))

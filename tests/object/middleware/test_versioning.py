@@ -183,6 +183,9 @@ def test_versioned_container_keeps_every_version(api, c):
     assert [(e["name"], e["bytes"], e["version_symlink"]) for e in plain] == [("o", 4, True)]
     assert plain[0]["symlink_path"].endswith(f"/o?version-id={ids[1]}")
     assert api.get(c).text == "o\n"
+    # The versions' reserved names are out of clients' reach, even asked for.
+    assert api.get(c, params={"prefix": "\x00", "format": "json"}).json() == []
+    assert api.get(f"{c}/%00o%00").status_code == 412
     assert versions(api, c) == [("o", "text/x-v", True, 4), ("o", "text/x-v", False, 3)]
     assert int(api.head(c).headers["x-container-bytes-used"]) == 7
 
