@@ -35,6 +35,7 @@ from soko.common.errors import (
     PreconditionFailed,
     ServiceUnavailable,
 )
+from soko.object.middleware.copies import copy_request, object_url
 from soko.object.middleware.pipeline import CONTAINER_INFO_KEY
 from soko.object.middleware.subrequest import (
     Answer,
@@ -116,6 +117,12 @@ class ObjectVersioning:
         path = object_path(environ)
         if path is None:
             return self.app(environ, start_response)
+        copy = copy_request(environ) if environ["REQUEST_METHOD"] == "COPY" else None
+        if copy is not None:
+            info = environ[CONTAINER_INFO_KEY](*copy[2][:2])
+            if info is None or ENABLED not in info["sysmeta"]:
+                return self.app(environ, start_response)
+            path = as_copy_put(environ, *copy)  # versioned as the PUT it means, as Swift's
         info = environ[CONTAINER_INFO_KEY](*path[1:3])
         enabled = (info["sysmeta"] if info else {}).get(ENABLED)
         version_id = query_value(environ, "version-id")
@@ -169,6 +176,16 @@ class ObjectVersioning:
         if answer.status == 200 and json.loads(answer.read(1 << 20) or b"[]"):
             raise Conflict("Delete all versions before deleting container.")
         answer.close()
+
+
+def as_copy_put(environ: dict, version: str, source: tuple, target: tuple) -> tuple:
+    """A COPY turned into the PUT with ``X-Copy-From`` it means; the target's path."""
+    for key in ("HTTP_DESTINATION", "HTTP_DESTINATION_ACCOUNT"):
+        environ.pop(key, None)
+    environ.update({"REQUEST_METHOD": "PUT", "PATH_INFO": to_wsgi(object_url(version, target)),
+                    "HTTP_X_COPY_FROM": quote(f"{source[1]}/{source[2]}"),
+                    "HTTP_X_COPY_FROM_ACCOUNT": quote(source[0])})
+    return (version, *target)
 
 
 class ObjectVersions:

@@ -226,6 +226,15 @@ def test_versioning_disabled_and_enabled_again(api, c):
     api.post(c, headers={"X-Versions-Enabled": "true"})
     api.put(f"{c}/o", data=b"v3")  # the null version is kept as a version of its own
     assert [v[2:] for v in versions(api, c)] == [(True, 2), (False, 5), (False, 2)]
+    # Copies are versions too, both ways of asking for one.
+    name = c.rsplit("/", 1)[1]
+    api.put(f"{c}/src", data=b"copied")
+    r = api.request("COPY", f"{c}/src", headers={"Destination": f"{name}/o"})
+    assert r.status_code == 201 and r.headers["x-object-version-id"]
+    r = api.put(f"{c}/o", data=b"", headers={"X-Copy-From": f"{name}/src"})
+    assert r.status_code == 201 and r.headers["x-object-version-id"]
+    assert [v[2:] for v in versions(api, c, prefix="o")][:3] == [(True, 6), (False, 6),
+                                                                 (False, 2)]
     assert api.post(c, headers={"X-Versions-Location": "arch"}).status_code == 400
 
 
