@@ -111,7 +111,10 @@ class Symlinks:
         answer = call(self.app, environ)
         version, account = path[0], path[1]
         location, expected_etag, followed = None, None, 0
-        while answer.status // 100 == 2 and TARGET in answer.headers:
+        # A link's own 304/412 (its empty body's ETag against If-*) is no answer: as in
+        # Swift, the conditions are the target's.
+        while (answer.status // 100 == 2 or answer.status in (304, 412)) and \
+                TARGET in answer.headers:
             answer.close()
             link_etag = answer.headers.get(ETAG)
             found = link_etag or answer.headers.get("etag", "").strip('"')

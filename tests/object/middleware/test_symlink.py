@@ -30,6 +30,10 @@ def test_links_are_followed_up_to_the_limit(api, c):
     assert r.headers["content-location"] == f"/v1/{api.account}/{name}/tgt"
     assert r.headers["content-type"] == "text/x-tgt"
     assert api.get(f"{c}/l2", headers={"Range": "bytes=1-2"}).content == b"el"
+    etag = r.headers["etag"]
+    assert api.head(f"{c}/l2", headers={"If-Match": etag}).status_code == 200
+    assert api.head(f"{c}/l2", headers={"If-None-Match": etag}).status_code == 304
+    assert api.head(f"{c}/l2", headers={"If-Match": EMPTY_MD5}).status_code == 412
     r = api.get(f"{c}/l0")
     assert r.status_code == 409
     assert r.text == "Too many levels of symbolic links, maximum allowed is 2"
