@@ -146,9 +146,12 @@ class ObjectVersioning:
     def container(self, environ, start_response):
         method = environ["REQUEST_METHOD"]
         version, account, container = container_path(environ)
-        info = environ[CONTAINER_INFO_KEY](account, container)
-        sysmeta = info["sysmeta"] if info else {}
         key = "HTTP_" + CLIENT_HEADER.upper().replace("-", "_")
+        sysmeta = {}
+        if (method in ("PUT", "POST") and key in environ) or method == "DELETE" or (
+                method == "GET" and query_value(environ, "versions") is not None):
+            info = environ[CONTAINER_INFO_KEY](account, container)
+            sysmeta = info["sysmeta"] if info else {}
         if method in ("PUT", "POST") and key in environ:
             if sysmeta.get(LOCATION):
                 raise BadRequest("Cannot enable object versioning on a container that is "
