@@ -3,10 +3,16 @@
 A middleware is a class ``Name(app, section)`` (a WSGI app wrapping ``app``) with an optional
 ``swift_info(section)`` classmethod: what ``GET /info`` advertises under its name. Listed
 here by name; the config lists names in Swift's order (a request meets the first one first).
+
+A middleware that must know a container's system metadata before the request goes on (e.g.
+whether it is versioned) calls ``environ[CONTAINER_INFO_KEY](account, container)``: the
+proxy's cached container info (None if there is no such container), as Swift's
+``get_container_info``; it decides nothing about access.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from soko.common.app import TRANS_ID_HEADER, TRANS_ID_PATTERN, new_trans_id
@@ -14,17 +20,21 @@ from soko.common.auth import AUTH_ENVIRON_KEY, TokenValidator
 from soko.common.config import ConfigError
 from soko.common.errors import SokoError
 from soko.common.service import import_ref
-from soko.object.shared.internal import OBJECT_SYSMETA_PREFIX
+from soko.object.proxy.swift_errors import swift_page
+from soko.object.shared.internal import CONTAINER_SYSMETA_PREFIX, OBJECT_SYSMETA_PREFIX
 
 log = logging.getLogger(__name__)
 
 MIDDLEWARES = {
     "slo": "soko.object.middleware.slo:StaticLargeObjects",
     "dlo": "soko.object.middleware.dlo:DynamicLargeObjects",
+    "versioned_writes": "soko.object.middleware.versioned_writes:VersionedWrites",
+    "symlink": "soko.object.middleware.symlink:Symlinks",
 }
 TRANS_ID_KEY = "HTTP_" + TRANS_ID_HEADER.upper().replace("-", "_")
+CONTAINER_INFO_KEY = "soko.container_info"
 # Request headers only the pipeline may set, and answer headers only it may see.
-HIDDEN_PREFIXES = ("x-backend-", OBJECT_SYSMETA_PREFIX.lower())
+HIDDEN_PREFIXES = ("x-backend-", OBJECT_SYSMETA_PREFIX.lower(), CONTAINER_SYSMETA_PREFIX.lower())
 HIDDEN_ENVIRON_PREFIXES = tuple("HTTP_" + p.upper().replace("-", "_") for p in HIDDEN_PREFIXES)
 
 
@@ -43,22 +53,27 @@ def swift_info(names: list[str], section) -> dict[str, dict]:
         cls = import_ref(MIDDLEWARES[name])
         if hasattr(cls, "swift_info"):
             info[name] = cls.swift_info(section)
+        if hasattr(cls, "other_swift_info"):  # a middleware with two features (versioning)
+            info.update(cls.other_swift_info(section))
     return info
 
 
-def build(core, names: list[str], section, validator: TokenValidator):
-    """``Front`` → the named middlewares in order → ``core``."""
+def build(core, names: list[str], section, validator: TokenValidator, container_info):
+    """``Front`` → the named middlewares in order → ``core``; ``container_info(trans_id,
+    account, container)`` is what ``CONTAINER_INFO_KEY`` asks."""
     check_names(names)
     app = core
     for name in reversed(names):
         app = import_ref(MIDDLEWARES[name])(app, section)
-    return Front(app, core, validator)
+    return Front(app, core, validator, container_info)
 
 
 def swift_error(start_response, error: SokoError, trans_id: str | None = None):
-    """An error a middleware raises, answered as Swift answers it: the message as text."""
-    body = error.message.encode()
-    headers = [("Content-Type", "text/plain; charset=UTF-8"),
+    """An error a middleware raises, answered as Swift answers it: the message as text, or
+    Swift's page for the status when the error says nothing of its own."""
+    body = (error.message if error.worded else swift_page(error.status)).encode()
+    content_type = "text/plain; charset=UTF-8" if error.worded else "text/html; charset=UTF-8"
+    headers = [("Content-Type", content_type),
                ("Content-Length", str(len(body))), *error.headers.items()]
     if trans_id:
         headers.append((TRANS_ID_HEADER, trans_id))
@@ -78,8 +93,9 @@ class Front:
     - A ``SokoError`` a middleware raises before answering is answered as Swift would.
     """
 
-    def __init__(self, app, core, validator: TokenValidator):
+    def __init__(self, app, core, validator: TokenValidator, container_info):
         self.app, self.core, self.validator = app, core, validator
+        self.container_info = container_info
 
     def __call__(self, environ, start_response):
         for key in [k for k in environ if k.startswith(HIDDEN_ENVIRON_PREFIXES)]:
@@ -87,6 +103,7 @@ class Front:
         if not TRANS_ID_PATTERN.match(environ.get(TRANS_ID_KEY, "")):
             environ[TRANS_ID_KEY] = new_trans_id()
         trans_id = environ[TRANS_ID_KEY]
+        environ[CONTAINER_INFO_KEY] = functools.partial(self.container_info, trans_id)
         token = environ.get("HTTP_X_AUTH_TOKEN")
         # A caller already named in the environ was authenticated in-process by the layer in
         # front (the S3 API, object/s3); a client cannot set an environ key.

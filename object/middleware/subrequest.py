@@ -12,6 +12,7 @@ import io
 from collections.abc import Iterable, Iterator
 from urllib.parse import parse_qs
 
+from soko.common.errors import SokoError
 from soko.object.shared.nodeclient import STREAM_CHUNK
 
 CALLER_HEADERS = frozenset({"HTTP_X_AUTH_TOKEN", "HTTP_X_SERVICE_TOKEN", "HTTP_REFERER",
@@ -60,6 +61,15 @@ class Answer:
         close = getattr(self.body, "close", None)
         if close is not None:
             close()
+
+
+class Refused(SokoError):
+    """A sub-request the app below refused, passed on to the client with its status."""
+
+    def __init__(self, answer: Answer):
+        super().__init__(answer.read(4096).decode("utf-8", "replace") or None)
+        self.status = answer.status
+        self.title = answer.status_line.partition(" ")[2]
 
 
 def call(app, environ: dict) -> Answer:
@@ -138,6 +148,18 @@ def subrequest(app, environ: dict, method: str, path: str, *, source: str, query
         key = name.upper().replace("-", "_")
         env[key if key == "CONTENT_TYPE" else f"HTTP_{key}"] = to_wsgi(value)
     return call(app, env)
+
+
+def container_path(environ: dict) -> tuple[str, str, str] | None:
+    """``(version, account, container)`` of a request for a container (text), else None."""
+    try:
+        path = from_wsgi(environ.get("PATH_INFO", ""))
+    except UnicodeError:
+        return None
+    parts = path.removesuffix("/").split("/")
+    if len(parts) != 4 or parts[0] or parts[1] not in ("v1", "v1.0") or not all(parts[2:]):
+        return None
+    return parts[1], parts[2], parts[3]
 
 
 def object_path(environ: dict) -> tuple[str, str, str, str] | None:

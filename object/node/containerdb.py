@@ -27,6 +27,7 @@ import msgpack
 from soko.common.durable import fsync_dir, makedirs_durable
 from soko.object.node.diskfile import name_hash
 from soko.object.shared.header_text import wire_length
+from soko.object.shared.internal import PAST_RESERVED
 from soko.object.shared.limits import MAX_META_COUNT, MAX_META_OVERALL_SIZE
 from soko.object.shared.timestamps import ZERO, Timestamp
 
@@ -284,19 +285,22 @@ class ListingDB:
 
     def list_entries(self, columns: str, *, limit: int, marker: str = "", end_marker: str = "",
                      prefix: str = "", delimiter: str = "", reverse: bool = False,
-                     path: str | None = None) -> list:
+                     path: str | None = None, reserved: bool = True) -> list:
         """Swift's listing: rows (tuples of ``columns``, name first) and ``{"subdir": ...}``.
 
         With a delimiter, every name that has it after the prefix rolls up into one subdir
         entry, and the query jumps past that subdir instead of reading its rows. ``path``
         (Swift's legacy pseudo-folders) lists one level under ``path/``: the names with no
         further ``/`` (or only a trailing one), deeper ones skipped without a subdir entry.
+        Without ``reserved``, names starting with NUL (``internal.RESERVED``) are left out.
         """
         if path is not None:
             path = prefix = path.rstrip("/") + "/" if path else ""
             delimiter = "/"
         low_marker, high_marker = (end_marker, marker) if reverse else (marker, end_marker)
         lower = (prefix, True) if prefix > low_marker else (low_marker, False)
+        if not reserved and lower[0] < PAST_RESERVED:
+            lower = (PAST_RESERVED, True)
         highs = [h for h in (high_marker, upper_bound(prefix) if prefix else "") if h]
         upper = min(highs) if highs else None  # always exclusive
         results: list = []

@@ -29,7 +29,12 @@ from soko.object.node.containerdb import (
 )
 from soko.object.node.diskfile import Devices
 from soko.object.shared.header_text import header_text
-from soko.object.shared.internal import prefixed_headers, request_timestamp, target_node
+from soko.object.shared.internal import (
+    ALLOW_RESERVED_HEADER,
+    prefixed_headers,
+    request_timestamp,
+    target_node,
+)
 from soko.object.shared.limits import DEFAULT_POLICY
 from soko.object.shared.nodeclient import ConnectionPool, backend_path
 from soko.object.shared.timestamps import Timestamp
@@ -38,7 +43,9 @@ log = logging.getLogger(__name__)
 
 MAX_LISTING = 10_000
 ACCOUNT_TARGET_KEY = "X-Backend-Account-Target"
-CONTAINER_META_PREFIXES = ("X-CONTAINER-META-", "X-CONTAINER-READ", "X-CONTAINER-WRITE")
+# System metadata (middlewares' settings, e.g. versioning) comes only from the proxy.
+CONTAINER_META_PREFIXES = ("X-CONTAINER-META-", "X-CONTAINER-READ", "X-CONTAINER-WRITE",
+                           "X-CONTAINER-SYSMETA-")
 # System metadata (the account ACL) comes only from the proxy, which never passes a client's.
 ACCOUNT_META_PREFIXES = ("X-ACCOUNT-META-", "X-ACCOUNT-SYSMETA-")
 
@@ -206,7 +213,8 @@ class ContainerResource:
     def on_get(self, req, resp, device, partition, account, container):
         db = self.db(device, partition, account, container)
         set_stat_headers(resp, live_info(db), "container")
-        rows = db.list_objects(**listing_query(req))
+        rows = db.list_objects(**listing_query(req),
+                               reserved=req.get_header(ALLOW_RESERVED_HEADER) == "true")
         resp.content_type = falcon.MEDIA_JSON
         resp.text = json.dumps([
             row if isinstance(row, dict) else {

@@ -51,6 +51,7 @@ from soko.object.shared.internal import (
     OBJECT_POST_HEADERS,
     OBJECT_SYSMETA_PREFIX,
     OBJECT_SYSTEM_HEADERS,
+    OVERRIDE_ETAG_HEADER,
     prefixed_headers,
     request_timestamp,
     target_node,
@@ -78,6 +79,11 @@ VERIFIED_HEADER = "X-Backend-Body-Verified"
 def is_expired(metadata: dict[str, str], now: float | None = None) -> bool:
     delete_at = metadata.get("X-Delete-At")
     return bool(delete_at) and int(delete_at) <= (now or time.time())
+
+
+def listed_etag(metadata: dict[str, str]) -> str:
+    """What the container listing shows as the object's hash (``OVERRIDE_ETAG_HEADER``)."""
+    return metadata.get(OVERRIDE_ETAG_HEADER.title(), metadata["ETag"])
 
 
 def object_headers(state: ObjectState) -> dict[str, str]:
@@ -174,7 +180,7 @@ class ObjectResource:
             }
             writer.commit(timestamp, "data", metadata)
         self.update_container(req, df, "PUT", account, container, obj, {
-            "X-Size": metadata["Content-Length"], "X-Etag": etag,
+            "X-Size": metadata["Content-Length"], "X-Etag": listed_etag(metadata),
             "X-Content-Type": metadata["Content-Type"],
         })
         resp.status = falcon.HTTP_201
@@ -205,9 +211,13 @@ class ObjectResource:
         metadata["Content-Type"] = req.content_type or state.metadata["Content-Type"]
         df.write_marker(timestamp, "meta", metadata)
         self.update_container(req, df, "PUT", account, container, obj, {
-            "X-Size": state.metadata["Content-Length"], "X-Etag": state.metadata["ETag"],
+            "X-Size": state.metadata["Content-Length"], "X-Etag": listed_etag(state.metadata),
             "X-Content-Type": metadata["Content-Type"],
         })
+        # As Swift's: the object's system metadata, for the proxy's middlewares (a POST to
+        # a symlink is answered differently).
+        resp.set_headers({k: v for k, v in state.metadata.items()
+                          if k.startswith(OBJECT_SYSMETA_PREFIX)})
         resp.status = falcon.HTTP_202
 
     def on_head(self, req, resp, device, partition, account, container, obj):

@@ -25,6 +25,7 @@ from soko.object.proxy.controllers.container import ContainerController
 from soko.object.proxy.controllers.obj import ObjectController
 from soko.object.proxy.cors import CorsHeaders, CorsRules
 from soko.object.proxy.swift_errors import SWIFT_ERRORS
+from soko.object.shared.internal import ALLOW_RESERVED_HEADER
 from soko.object.shared.nodeclient import ConnectionPool
 from soko.object.shared.rings import load_rings
 
@@ -57,7 +58,7 @@ class PathCheck:
 
     def process_request(self, req, resp):
         path = req.env.get("PATH_INFO", "")
-        check_utf8(path)
+        check_utf8(path, allow_nul=req.get_header(ALLOW_RESERVED_HEADER) == "true")
         if path in OWN_PATHS or path.startswith("/auth/"):
             return
         segments = path.split("/", 4)[1:]
@@ -152,4 +153,7 @@ def make_swift_app(config: Config, *, validator: TokenValidator | None = None, t
         app.add_route(f"/{version}/{{account}}/{{container}}", containers)
         app.add_route(f"/{version}/{{account}}/{{container}}/", containers)
         app.add_route(f"/{version}/{{account}}/{{container}}/{{obj:path}}", objects)
-    return SwiftHeaders(pipeline.build(app, section.pipeline, section, validator))
+    return SwiftHeaders(pipeline.build(
+        app, section.pipeline, section, validator,
+        lambda trans_id, account, container: state.container_info(trans_id, account, container,
+                                                                 use_cache=True)))

@@ -49,10 +49,11 @@ SWIFT_INFO = {
 }
 
 
-def check_utf8(raw_path: str) -> None:
-    """WSGI hands the path over as latin-1: it must be valid UTF-8 without NUL (412, as Swift)."""
+def check_utf8(raw_path: str, allow_nul: bool = False) -> None:
+    """WSGI hands the path over as latin-1: it must be valid UTF-8 without NUL (412, as Swift;
+    ``allow_nul`` for a middleware's reserved names)."""
     text = header_text(raw_path)
-    if text is None or "\x00" in text:
+    if text is None or ("\x00" in text and not allow_nul):
         raise PreconditionFailed("Invalid UTF8 or contains NULL")
 
 

@@ -54,7 +54,8 @@ def container_cors(state, req: falcon.Request, account: str, container: str, *,
     read into this worker's cache (afresh, unless the caller is the owner, whose answers
     may then lag a change made through another worker by ``container_info_ttl``).
     """
-    info = state.container_info(req, account, container, use_cache=use_cache)
+    info = state.container_info(req.context.trans_id, account, container,
+                                use_cache=use_cache)
     return info["cors"] if info else {}
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import re
-from urllib.parse import unquote_plus
+from urllib.parse import quote, unquote, unquote_plus
 from xml.etree.ElementTree import Element, SubElement, tostring
 
 import falcon
 
 from soko.common.errors import BadRequest, PreconditionFailed
 from soko.object.proxy.constraints import ACCOUNT_LISTING_LIMIT, CONTAINER_LISTING_LIMIT
+from soko.object.shared.version_names import parse_version_name
 
 QUERY_KEYS = {
     "account": ("marker", "end_marker", "prefix", "delimiter", "reverse"),
@@ -145,6 +146,47 @@ def large_object_entry(entry: dict) -> dict:
     return entry
 
 
+def symlink_entry(entry: dict, version: str, account: str) -> dict:
+    """A symlink's entry as Swift lists it: the ``; symlink_target=...`` parameters its
+    listed hash carries (``OVERRIDE_ETAG_HEADER``) become ``symlink_path`` (and a static
+    link's ``symlink_etag`` and ``symlink_bytes``); other parameters stay in the hash."""
+    hash_value, *params = entry.get("hash", "").split(";")
+    if not params:
+        return entry
+    entry, target, kept = dict(entry), None, [hash_value.strip()]
+    for param in params:
+        name, _, value = param.strip().partition("=")
+        if name == "symlink_target":
+            target = value
+        elif name == "symlink_target_account":
+            account = value
+        elif name == "symlink_target_etag":
+            entry["symlink_etag"] = value
+        elif name == "symlink_target_bytes" and value.isdigit():
+            entry["symlink_bytes"] = int(value)
+        else:
+            kept.append(param.strip())
+    entry["hash"] = "; ".join(kept)
+    if target:
+        entry["symlink_path"] = f"/{version}/{account}/{target}"
+        container, _, name = unquote(target).partition("/")
+        if parse_version_name(name):  # the latest version of a versioned object
+            entry = version_link_entry(entry, f"/{version}/{account}/{container}", name)
+    return entry
+
+
+def version_link_entry(entry: dict, container_path: str, name: str) -> dict:
+    """A versioned object's entry (a static link to its latest version), as Swift lists it:
+    the version's size and ETag, and the link as ``<object>?version-id=<id>``."""
+    obj, version_id = parse_version_name(name)
+    entry = dict(entry)
+    entry["hash"] = entry.pop("symlink_etag", entry["hash"])
+    entry["bytes"] = entry.pop("symlink_bytes", entry["bytes"])
+    entry["symlink_path"] = f"{container_path}/{quote(obj)}?version-id={version_id}"
+    entry["version_symlink"] = True
+    return entry
+
+
 def render(req: falcon.Request, resp: falcon.Response, entries: list[dict] | None,
            kind: str, name: str, content_type: str) -> None:
     """The listing (``entries``; None for a HEAD) in ``content_type``."""
@@ -156,7 +198,9 @@ def render(req: falcon.Request, resp: falcon.Response, entries: list[dict] | Non
         resp.status = falcon.HTTP_204
         return
     if kind == "container":
-        entries = [large_object_entry(entry) for entry in entries]
+        version, account = req.path.split("/")[1:3]
+        entries = [symlink_entry(large_object_entry(entry), version, account)
+                   for entry in entries]
     if content_type.endswith("/xml"):
         body = xml_listing(entries, kind, name)
     elif content_type == "application/json":

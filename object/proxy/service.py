@@ -30,9 +30,10 @@ class ProxySection(ServerSection):
     container_info_ttl: float = 5.0
     public_url: str = ""  # what X-Storage-Url starts with; empty: the request's own host
     # The Swift API middlewares in front of the core controllers, in the order a request
-    # meets them (object/middleware/pipeline.py lists the known ones); Swift's sample
-    # proxy pipeline has SLO then DLO.
-    pipeline: list[str] = dataclasses.field(default_factory=lambda: ["slo", "dlo"])
+    # meets them (object/middleware/pipeline.py lists the known ones), in the order of
+    # Swift's sample proxy pipeline.
+    pipeline: list[str] = dataclasses.field(
+        default_factory=lambda: ["slo", "dlo", "versioned_writes", "symlink"])
     # Who may do what (object/proxy/access.py, Swift's keystoneauth): a project's accounts
     # are <prefix><project id> for each prefix; operator roles own their project's accounts,
     # on a prefix listed in service_roles only with an X-Service-Token holding one of those

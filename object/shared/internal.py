@@ -18,6 +18,11 @@ OBJECT_SYSTEM_HEADERS = (*OBJECT_POST_HEADERS, "X-Static-Large-Object")
 # System metadata: set on PUT by the proxy's middlewares only (the pipeline's front strips it
 # from clients' requests and from answers), kept with the object, returned to the proxy.
 OBJECT_SYSMETA_PREFIX = "X-Object-Sysmeta-"
+# The same for a container (set on container PUT/POST, returned on HEAD/GET).
+CONTAINER_SYSMETA_PREFIX = "X-Container-Sysmeta-"
+# Object system metadata: the ETag the object's container listing shows instead of the
+# object's own (a symlink's carries its target there as ``; symlink_target=...``, as Swift).
+OVERRIDE_ETAG_HEADER = "X-Object-Sysmeta-Container-Update-Override-Etag"
 # Sent by a middleware on GET/HEAD: the comma-separated metadata names whose value (if the
 # object has one) the If-Match/If-None-Match are compared with instead of the ETag (an SLO's
 # ETag is its segments', not its manifest's).
@@ -25,6 +30,11 @@ ETAG_IS_AT_HEADER = "X-Backend-Etag-Is-At"
 # Sent by a middleware on GET: if the object has any of these comma-separated metadata, the
 # Range is ignored and the whole object answered (a manifest, read whole to serve the range).
 IGNORE_RANGE_HEADER = "X-Backend-Ignore-Range-If-Metadata-Present"
+# Names starting with NUL are reserved: the proxy refuses them in clients' paths, and
+# listings leave them out, unless a middleware sends this header (object versions live there).
+ALLOW_RESERVED_HEADER = "X-Backend-Allow-Reserved-Names"
+RESERVED = "\x00"
+PAST_RESERVED = "\x01"  # the least name that is not reserved
 # A node's 304 carries the object's type here (WSGI forbids Content-Type on a 304; the
 # proxy's answer has it, as Swift's does).
 CONTENT_TYPE_OF_304 = "X-Backend-Content-Type"

@@ -14,6 +14,7 @@ from soko.common.errors import BadRequest, ServiceUnavailable
 from soko.object.proxy.access import Access
 from soko.object.proxy.cors import CorsRules
 from soko.object.proxy.replicas import Replicas
+from soko.object.shared.internal import CONTAINER_SYSMETA_PREFIX
 from soko.object.shared.nodeclient import ConnectionPool
 from soko.object.shared.timestamps import Timestamp
 
@@ -46,16 +47,17 @@ class ProxyState:
             self.last_timestamp = ts.ticks
             return ts
 
-    def container_info(self, req: falcon.Request, account: str, container: str,
+    def container_info(self, trans_id: str, account: str, container: str,
                        use_cache: bool) -> dict | None:
-        """The container's ACLs and CORS settings (None if it does not exist)."""
+        """The container's ACLs, CORS settings and system metadata (None if it does not
+        exist)."""
         key = (account, container)
         if use_cache:
             with self.cache_lock:
                 cached = self.cache.get(key)
             if cached and cached[0] > time.monotonic():
                 return cached[1]
-        answer = self.containers.read("HEAD", key, backend_headers(req))
+        answer = self.containers.read("HEAD", key, {"X-Trans-Id": trans_id})
         if answer.status == 404:
             self.forget_container(account, container)
             return None
@@ -66,6 +68,8 @@ class ProxyState:
             "write": answer.headers.get("x-container-write"),
             "cors": {name: answer.headers.get(CORS_META + name)
                      for name in ("allow-origin", "expose-headers", "max-age")},
+            "sysmeta": {k[len(CONTAINER_SYSMETA_PREFIX):]: v for k, v in answer.headers.items()
+                        if k.startswith(CONTAINER_SYSMETA_PREFIX.lower())},
         }
         with self.cache_lock:
             self.cache[key] = (time.monotonic() + self.container_info_ttl, info)
@@ -127,7 +131,7 @@ def authorize_container(state: ProxyState, req: falcon.Request, account: str, co
     granting this. The container's info (None if absent); ``req.context.swift_owner`` says
     whether the caller owns the account."""
     owner = state.access.is_owner_by_roles(req, account)
-    info = state.container_info(req, account, container, use_cache=owner)
+    info = state.container_info(req.context.trans_id, account, container, use_cache=owner)
     if not owner:
         owner = state.access.granted(
             req, account, write=write, container=True, obj=not listing,

@@ -22,7 +22,7 @@ from soko.object.proxy.constraints import (
     check_names,
     check_policy,
 )
-from soko.object.proxy.controllers.account import metadata_updates, pass_headers
+from soko.object.proxy.controllers.account import metadata_updates, pass_headers, user_metadata
 from soko.object.proxy.controllers.base import (
     ProxyState,
     authorize_account,
@@ -33,6 +33,7 @@ from soko.object.proxy.controllers.base import (
 from soko.object.proxy.cors import preflight
 from soko.object.proxy.listing_format import listing_content_type, listing_query, render
 from soko.object.proxy.replicas import best_status
+from soko.object.shared.internal import ALLOW_RESERVED_HEADER, CONTAINER_SYSMETA_PREFIX
 from soko.object.shared.timestamps import Timestamp
 
 ACL_HEADERS = ("X-Container-Read", "X-Container-Write")
@@ -52,6 +53,8 @@ class ContainerController:
         """What a PUT or POST sets (400 if bad); an owner's headers only from the owner."""
         check_metadata(req.headers, "container")
         updates = metadata_updates(req, "Container", ACL_HEADERS)
+        # The middlewares' settings (the pipeline's front drops a client's).
+        updates.update(user_metadata(req, CONTAINER_SYSMETA_PREFIX))
         for header in ACL_HEADERS:
             value = req.get_header(header)
             if value is not None:
@@ -128,13 +131,19 @@ class ContainerController:
             raise NotFound("no such container")
         query = urlencode(listing_query(req, "container")) if method == "GET" else ""
         newest = (req.get_header("X-Newest") or "").lower() == "true"
-        answer = self.state.containers.read(method, (account, container), backend_headers(req),
+        headers = backend_headers(req)
+        if req.get_header(ALLOW_RESERVED_HEADER):  # a middleware's (object versions)
+            headers[ALLOW_RESERVED_HEADER] = req.get_header(ALLOW_RESERVED_HEADER)
+        answer = self.state.containers.read(method, (account, container), headers,
                                             query=query, newest=newest)
         if answer.status == 404:
             raise NotFound("no such container")
         if answer.status // 100 != 2:
             raise ServiceUnavailable("the container's replicas did not answer")
         pass_headers(req, resp, answer.headers, ("x-container-", "x-timestamp"))
+        for key, value in answer.headers.items():  # for the middlewares, not the client
+            if key.startswith(CONTAINER_SYSMETA_PREFIX.lower()):
+                resp.set_header(key, value)
         resp.set_header("X-Storage-Policy", DEFAULT_POLICY)
         resp.set_header("Last-Modified",
                         Timestamp.parse(answer.headers.get("x-put-timestamp")).http_date)

@@ -297,10 +297,16 @@ class ObjectController:
         headers = object_metadata(req)
         if req.content_type:
             headers["Content-Type"] = req.content_type
-        status = self.simple_write(req, "POST", account, container, obj, headers, update=True)
+        status, responses = self.simple_write(req, "POST", account, container, obj, headers,
+                                              update=True)
         if status == 404:
             raise NotFound("no such object")
         resp.status = falcon.HTTP_202
+        for response in (r for r in responses if r.status == 202):  # for the middlewares
+            for key, value in response.headers.items():
+                if key.startswith(OBJECT_SYSMETA_PREFIX.lower()):
+                    resp.set_header(key, value)
+            break
         resp.text = swift_page(202)  # Swift's object POST answers swob's page
 
     def on_delete(self, req, resp, account, container, obj):
@@ -308,14 +314,16 @@ class ObjectController:
         if authorize_container(self.state, req, account, container, write=True) is None:
             raise NotFound(f"container {container} does not exist")
         condition = req.get_header("X-If-Delete-At")
-        status = self.simple_write(req, "DELETE", account, container, obj,
+        status, _ = self.simple_write(req, "DELETE", account, container, obj,
                                    {} if condition is None else {"X-If-Delete-At": condition},
                                    update=True)
         if status == 404:
             raise NotFound("no such object")
         resp.status = falcon.HTTP_204
 
-    def simple_write(self, req, method, account, container, obj, headers, update=False) -> int:
+    def simple_write(self, req, method, account, container, obj, headers,
+                     update=False) -> tuple[int, list]:
+        """The status of a write without a body, and the replicas' answers."""
         timestamp = self.state.new_timestamp()
         container_part, container_nodes = self.state.containers.nodes(account, container)
         part, nodes = self.state.objects.nodes(account, container, obj)
@@ -337,7 +345,7 @@ class ObjectController:
             raise PreconditionFailed(node_message(responses, 412))
         if status != 404 and status // 100 != 2:
             raise ServiceUnavailable(f"Too few replicas took the {method}.")
-        return status
+        return status, responses
 
     # -- reads -----------------------------------------------------------------------------
 

@@ -18,11 +18,15 @@ def proxy_section(tmp_path, **proxy):
 
 def test_default_pipeline_is_swifts_sample_with_its_info(tmp_path):
     section = proxy_section(tmp_path)
-    assert section.pipeline == ["slo", "dlo"]
+    assert section.pipeline == ["slo", "dlo", "versioned_writes", "symlink"]
     info = pipeline.swift_info(section.pipeline, section)
     assert info["slo"] == {"max_manifest_segments": 1000, "max_manifest_size": 8 << 20,
                            "min_segment_size": 1, "yield_frequency": 10}
     assert "dlo" in info
+    assert info["symlink"] == {"symloop_max": 2, "static_links": True}
+    assert info["versioned_writes"] == {"allowed_flags": ["x-versions-location",
+                                                         "x-history-location"]}
+    assert info["object_versioning"] == {}
 
 
 def test_an_unknown_middleware_is_refused_naming_the_key(tmp_path):
