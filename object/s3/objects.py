@@ -18,6 +18,7 @@ from soko.object.s3.buckets import container_exists
 from soko.object.s3.errors import S3Error, from_swift
 from soko.object.s3.request import S3Request, S3Response
 from soko.object.s3.xmlio import MAX_BODY, child_text, children, document, parse
+from soko.object.shared.internal import ETAG_IS_AT_HEADER
 
 STORED_HEADERS = ("content-type", "content-encoding", "content-disposition", "content-language",
                   "cache-control", "expires")
@@ -127,6 +128,7 @@ def answer_headers(req: S3Request, swift: dict[str, str]) -> list[tuple[str, str
 
 def get_object(req: S3Request) -> S3Response:
     headers = {name: req.header(name) for name in READ_CONDITIONS if req.header(name)}
+    headers[ETAG_IS_AT_HEADER] = S3_ETAG_SYSMETA  # If-Match a multipart upload's S3 ETag
     answer = req.swift.call(req.method, object_path(req), headers=headers)
     if answer.status in (200, 206):
         headers = answer_headers(req, answer.headers)
