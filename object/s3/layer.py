@@ -80,7 +80,7 @@ class S3Layer:
         host_bucket = self.host_bucket(environ)
         refused = environ.get(REFUSAL_ENVIRON_KEY) is not None  # the proxy answers those
         if refused or (host_bucket is None and not sigv4.is_signed(environ)
-                       and not self.is_anonymous_s3(environ)):
+                       and self.anonymous_owner(environ) is None):
             return self.proxy_app(environ, start_response)
         started, trans_id = time.monotonic(), new_trans_id()
         resource = quote(environ.get("PATH_INFO", "/").encode("latin-1"), safe="/")
@@ -127,11 +127,16 @@ class S3Layer:
             return host[: -len(suffix)]
         return None
 
-    def is_anonymous_s3(self, environ: dict) -> bool:
-        """Is this an unsigned path-style S3 request (``/<bucket>[/<key>]``; a public-read
-        bucket serves reads)? Paths of the Swift API's own never are."""
+    def anonymous_owner(self, environ: dict) -> str | None:
+        """The project owning the bucket an unsigned path-style request names
+        (``/<bucket>[/<key>]``), if S3 created that bucket: such a request is an anonymous S3
+        one (a public-read bucket serves reads). Any other unsigned request, and every path
+        of the Swift API's own, is the Swift API's."""
         first = environ.get("PATH_INFO", "/")[1:].partition("/")[0]
-        return first not in self.swift_roots and BUCKET_NAME.match(first) is not None
+        if first in self.swift_roots or BUCKET_NAME.match(first) is None:
+            return None
+        registry = SwiftCaller(self.proxy_app, environ, None, "", account="")  # own trans id
+        return self.owners.owner(registry, first)
 
     def authenticate(self, environ: dict, host_bucket: str | None, trans_id: str) -> S3Request:
         query = sigv4.parse_query(environ.get("QUERY_STRING", ""))
@@ -170,9 +175,9 @@ class S3Layer:
         if bucket is None or method not in ("GET", "HEAD") or any(
                 name not in ANONYMOUS_PARAMS for name, _ in query):
             raise S3Error("AccessDenied")
-        registry = SwiftCaller(self.proxy_app, environ, None, trans_id, account="")
-        project = self.owners.owner(registry, bucket)
-        if project is None:
+        project = self.owners.owner(SwiftCaller(self.proxy_app, environ, None, trans_id,
+                                                account=""), bucket)
+        if project is None:  # gone since the request was routed here
             raise S3Error("AccessDenied")
         caller = SwiftCaller(self.proxy_app, environ, None, trans_id,
                              account=ACCOUNT_PREFIX + project)

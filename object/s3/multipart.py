@@ -45,7 +45,6 @@ XML = [("Content-Type", "application/xml")]
 
 def create_upload(req: S3Request) -> S3Response:
     check_key_length(req.key)
-    object_path(req)
     headers = metadata_headers(req)
     if not container_exists(req):
         raise S3Error("NoSuchBucket", BucketName=req.bucket)
