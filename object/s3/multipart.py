@@ -40,6 +40,7 @@ from soko.object.s3.xmlio import MAX_BODY, child_text, children, document, parse
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # every part but the last, as AWS
 MAX_LISTED = 1000
+UPLOAD_ID_SYSMETA = "X-Object-Sysmeta-S3-Upload-Id"  # which upload completed the object
 XML = [("Content-Type", "application/xml")]
 
 
@@ -125,8 +126,31 @@ def requested_parts(body: bytes) -> list[tuple[int, str]]:
     return parts
 
 
+def completed_etag(req: S3Request) -> str | None:
+    """The S3 ETag of the object at the key if the request's upload completed it: a retried
+    Complete (its answer lost) succeeds again, as on AWS."""
+    answer = req.swift.call("HEAD", object_path(req))
+    answer.close()
+    upload_id = req.params.get("uploadId")
+    if answer.status // 100 == 2 and upload_id \
+            and answer.headers.get(UPLOAD_ID_SYSMETA.lower()) == upload_id:
+        return answer.headers.get(S3_ETAG_SYSMETA.lower())
+    return None
+
+
+def completed(req: S3Request, s3_etag: str) -> S3Response:
+    return S3Response(200, XML, document("CompleteMultipartUploadResult", [
+        ("Location", req.resource), ("Bucket", req.bucket), ("Key", req.key),
+        ("ETag", f'"{s3_etag}"')]))
+
+
 def complete_upload(req: S3Request) -> S3Response:
-    upload_id, marker = upload_marker(req)
+    try:
+        upload_id, marker = upload_marker(req)
+    except S3Error as exc:
+        if exc.code == "NoSuchUpload" and (done := completed_etag(req)):
+            return completed(req, done)
+        raise
     if any(req.header(name) for name in ("if-match", "if-none-match", "if-modified-since",
                                          "if-unmodified-since")):
         raise S3Error("NotImplemented", "Conditional multipart completes are not supported.")
@@ -153,7 +177,7 @@ def complete_upload(req: S3Request) -> S3Response:
                if name.startswith("x-object-meta-") or name in STORED_HEADERS}
     headers["Content-Type"] = f"{marker.get('content-type', 'binary/octet-stream')};" \
                               f"s3_etag={s3_etag}"
-    headers[S3_ETAG_SYSMETA] = s3_etag
+    headers.update({S3_ETAG_SYSMETA: s3_etag, UPLOAD_ID_SYSMETA: upload_id})
     answer = req.swift.call("PUT", object_path(req), query={"multipart-manifest": "put"},
                             headers=headers, body=json.dumps(manifest).encode())
     detail = answer.read()
@@ -166,9 +190,7 @@ def complete_upload(req: S3Request) -> S3Response:
     for number, entry in stored.items():  # parts uploaded but left out: freed, as AWS does
         if number not in used:
             delete_segment(req, entry["name"])
-    return S3Response(200, XML, document("CompleteMultipartUploadResult", [
-        ("Location", req.resource), ("Bucket", req.bucket), ("Key", req.key),
-        ("ETag", f'"{s3_etag}"')]))
+    return completed(req, s3_etag)
 
 
 def abort_upload(req: S3Request) -> S3Response:

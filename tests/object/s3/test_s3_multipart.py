@@ -54,6 +54,11 @@ def test_upload_complete_stream_and_delete(s3, swift, bucket):
                                    {"PartNumber": 2, "ETag": etags[1]}]})
     etag = multipart_etag(first, last)
     assert done["ETag"] == etag
+    again = s3.complete_multipart_upload(  # a retry (the answer lost) succeeds again
+        Bucket=bucket, Key="big/file.bin", UploadId=upload_id,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etags[0]},
+                                   {"PartNumber": 2, "ETag": etags[1]}]})
+    assert again["ETag"] == etag
     got = s3.get_object(Bucket=bucket, Key="big/file.bin")
     assert got["Body"].read() == first + last
     assert got["ETag"] == etag and got["ContentType"] == "application/x-test"
