@@ -126,16 +126,14 @@ def requested_parts(body: bytes) -> list[tuple[int, str]]:
     return parts
 
 
-def completed_etag(req: S3Request) -> str | None:
-    """The S3 ETag of the object at the key if the request's upload completed it: a retried
-    Complete (its answer lost) succeeds again, as on AWS."""
+def current_upload(req: S3Request) -> tuple[str | None, str | None]:
+    """``(upload id, S3 ETag)`` of the completed upload now at the key (Nones if none)."""
     answer = req.swift.call("HEAD", object_path(req))
     answer.close()
-    upload_id = req.params.get("uploadId")
-    if answer.status // 100 == 2 and upload_id \
-            and answer.headers.get(UPLOAD_ID_SYSMETA.lower()) == upload_id:
-        return answer.headers.get(S3_ETAG_SYSMETA.lower())
-    return None
+    if answer.status // 100 != 2:
+        return None, None
+    return (answer.headers.get(UPLOAD_ID_SYSMETA.lower()),
+            answer.headers.get(S3_ETAG_SYSMETA.lower()))
 
 
 def completed(req: S3Request, s3_etag: str) -> S3Response:
@@ -147,9 +145,10 @@ def completed(req: S3Request, s3_etag: str) -> S3Response:
 def complete_upload(req: S3Request) -> S3Response:
     try:
         upload_id, marker = upload_marker(req)
-    except S3Error as exc:
-        if exc.code == "NoSuchUpload" and (done := completed_etag(req)):
-            return completed(req, done)
+    except S3Error as exc:  # a retried Complete (its answer lost) succeeds again, as on AWS
+        replaced, etag = current_upload(req)
+        if exc.code == "NoSuchUpload" and replaced == req.params.get("uploadId") and etag:
+            return completed(req, etag)
         raise
     if any(req.header(name) for name in ("if-match", "if-none-match", "if-modified-since",
                                          "if-unmodified-since")):
@@ -178,6 +177,7 @@ def complete_upload(req: S3Request) -> S3Response:
     headers["Content-Type"] = f"{marker.get('content-type', 'binary/octet-stream')};" \
                               f"s3_etag={s3_etag}"
     headers.update({S3_ETAG_SYSMETA: s3_etag, UPLOAD_ID_SYSMETA: upload_id})
+    replaced, _ = current_upload(req)
     answer = req.swift.call("PUT", object_path(req), query={"multipart-manifest": "put"},
                             headers=headers, body=json.dumps(manifest).encode())
     detail = answer.read()
@@ -189,6 +189,9 @@ def complete_upload(req: S3Request) -> S3Response:
     used = {number for number, _ in requested}
     for number, entry in stored.items():  # parts uploaded but left out: freed, as AWS does
         if number not in used:
+            delete_segment(req, entry["name"])
+    if replaced and replaced != upload_id:  # the parts of the upload this one replaced
+        for entry in listing(req, marker_name(req.key, replaced) + "/"):
             delete_segment(req, entry["name"])
     return completed(req, s3_etag)
 

@@ -97,6 +97,13 @@ def test_parts_left_out_of_complete_are_freed(s3, swift, bucket):
     with pytest.raises(ClientError) as exc:  # completed: no longer an upload
         s3.list_parts(Bucket=bucket, Key="k", UploadId=upload_id)
     assert error_of(exc) == (404, "NoSuchUpload")
+    replacing = s3.create_multipart_upload(Bucket=bucket, Key="k")["UploadId"]
+    etag = s3.upload_part(Bucket=bucket, Key="k", UploadId=replacing, PartNumber=1,
+                          Body=b"new")["ETag"]
+    s3.complete_multipart_upload(Bucket=bucket, Key="k", UploadId=replacing, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": etag}]})
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"new"
+    assert segments(swift, bucket) == [f"k/{replacing}/1"]  # the replaced upload's are freed
 
 
 def test_abort_leaves_no_part(s3, swift, bucket):
