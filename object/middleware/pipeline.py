@@ -36,6 +36,10 @@ CONTAINER_INFO_KEY = "soko.container_info"
 # Request headers only the pipeline may set, and answer headers only it may see.
 HIDDEN_PREFIXES = ("x-backend-", OBJECT_SYSMETA_PREFIX.lower(), CONTAINER_SYSMETA_PREFIX.lower())
 HIDDEN_ENVIRON_PREFIXES = tuple("HTTP_" + p.upper().replace("-", "_") for p in HIDDEN_PREFIXES)
+# Set by a layer in front of the pipeline in the same process (the S3 API, object/s3) on the
+# requests it builds itself from headers it chose: they may carry system metadata (S3's
+# multipart ETag) and see it in answers, as Swift's s3api does from inside the pipeline.
+IN_PROCESS_KEY = "soko.in_process"
 
 
 def check_names(names: list[str]) -> None:
@@ -89,7 +93,8 @@ class Front:
       the caller. A token that does not validate goes straight to the core, which answers
       401, so no middleware works for a caller it cannot name. A caller the S3 layer in front
       already authenticated (by its signature) is kept as it is.
-    - System metadata and backend headers are dropped from requests and answers.
+    - System metadata and backend headers are dropped from requests and answers (but for
+      the requests an in-process layer built itself, ``IN_PROCESS_KEY``).
     - A ``SokoError`` a middleware raises before answering is answered as Swift would.
     """
 
@@ -98,7 +103,9 @@ class Front:
         self.container_info = container_info
 
     def __call__(self, environ, start_response):
-        for key in [k for k in environ if k.startswith(HIDDEN_ENVIRON_PREFIXES)]:
+        in_process = environ.get(IN_PROCESS_KEY) is True
+        for key in [k for k in environ if k.startswith(HIDDEN_ENVIRON_PREFIXES)
+                    and not in_process]:
             del environ[key]
         if not TRANS_ID_PATTERN.match(environ.get(TRANS_ID_KEY, "")):
             environ[TRANS_ID_KEY] = new_trans_id()
@@ -114,7 +121,8 @@ class Front:
                 return self.core(environ, start_response)
 
         def filtered_start_response(status, headers, exc_info=None):
-            kept = [(k, v) for k, v in headers if not k.lower().startswith(HIDDEN_PREFIXES)]
+            kept = [(k, v) for k, v in headers
+                    if in_process or not k.lower().startswith(HIDDEN_PREFIXES)]
             if not any(k.lower() == TRANS_ID_HEADER.lower() for k, _ in kept):
                 kept.append((TRANS_ID_HEADER, trans_id))
             return start_response(status, kept, exc_info)

@@ -58,6 +58,8 @@ MAX_NESTING = 10  # SLOs within SLOs
 MANIFEST_GET = "multipart-manifest=get"  # a manifest itself, past the DLO layer too
 ETAG_IS_AT_KEY = "HTTP_" + ETAG_IS_AT_HEADER.upper().replace("-", "_")
 IGNORE_RANGE_KEY = "HTTP_" + IGNORE_RANGE_HEADER.upper().replace("-", "_")
+# What a manifest's Content-Type carries for listings (the S3 API's multipart ETag too).
+CONTENT_TYPE_PARAMS = ("swift_bytes", "slo_etag", "s3_etag")
 # What the answer for the whole object says differently from the manifest's.
 REPLACED = frozenset({"etag", "content-length", "content-type", "content-range"})
 
@@ -136,7 +138,7 @@ class StaticLargeObjects:
         base += [("Etag", f'"{etag}"'),
                  ("X-Manifest-Etag", answer.headers.get("etag", "").strip('"'))]
         content_type = without_params(answer.headers.get("content-type", ""),
-                                      "swift_bytes", "slo_etag")
+                                      *CONTENT_TYPE_PARAMS)
         size = int(answer.headers.get(SYSMETA_SIZE.lower(), 0))
         if answer.status != 200 or method == "HEAD":
             answer.close()
@@ -226,7 +228,7 @@ class StaticLargeObjects:
                           for e in self.manifest_entries(answer)]).encode()
         start_response(answer.status_line, [
             *headers, ("Content-Type", without_params(answer.headers.get("content-type", ""),
-                                                      "swift_bytes", "slo_etag")),
+                                                      *CONTENT_TYPE_PARAMS)),
             ("Etag", hashlib.md5(raw).hexdigest()), ("Content-Length", str(len(raw)))])
         return [] if method == "HEAD" else [raw]
 

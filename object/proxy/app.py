@@ -117,7 +117,9 @@ def make_app(config: Config, *, validator: TokenValidator | None = None, tempaut
     section = config.section("proxy")
     swift = make_swift_app(config, validator=validator, tempauth=tempauth, rings=rings,
                            pool=pool)
-    return S3Layer(swift, config, domain=section.s3_domain, region=section.s3_region)
+    roots = {"auth", *SWIFT_INFO["valid_api_versions"], *(p.strip("/") for p in OWN_PATHS)}
+    return S3Layer(swift, config, domain=section.s3_domain, region=section.s3_region,
+                   swift_roots=frozenset(roots))
 
 
 def make_swift_app(config: Config, *, validator: TokenValidator | None = None, tempauth=None,

@@ -125,14 +125,15 @@ def xml_listing(entries: list[dict], kind: str, name: str) -> bytes:
 
 def large_object_entry(entry: dict) -> dict:
     """An SLO manifest's entry as Swift lists it: the object's size (kept as ``swift_bytes``
-    in the content type, the entry's ``bytes`` being the manifest's) and its ``slo_etag``."""
+    in the content type, the entry's ``bytes`` being the manifest's), its ``slo_etag`` and,
+    for an S3 multipart upload, its ``s3_etag``."""
     content_type = entry.get("content_type", "")
     if ";" not in content_type:
         return entry
     kept, params = [], {}
     for part in content_type.split(";"):
         name, _, value = part.strip().partition("=")
-        if name.lower() in ("swift_bytes", "slo_etag"):
+        if name.lower() in ("swift_bytes", "slo_etag", "s3_etag"):
             params[name.lower()] = value
         else:
             kept.append(part)
@@ -141,8 +142,9 @@ def large_object_entry(entry: dict) -> dict:
     entry = {**entry, "content_type": ";".join(kept)}
     if params.get("swift_bytes", "").isdigit():
         entry["bytes"] = int(params["swift_bytes"])
-    if "slo_etag" in params:
-        entry["slo_etag"] = f'"{params["slo_etag"]}"'
+    for name in ("slo_etag", "s3_etag"):
+        if name in params:
+            entry[name] = f'"{params[name]}"'
     return entry
 
 

@@ -14,6 +14,8 @@ from urllib.parse import quote
 
 from soko.object.s3.errors import S3Error, from_swift
 from soko.object.s3.request import S3Request, S3Response
+from soko.object.s3.swift import ACCOUNT_PREFIX
+from soko.object.s3.uploads import delete_all_uploads, is_segments_container
 from soko.object.s3.xmlio import child_text, document, parse
 
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -44,6 +46,10 @@ def iso_time(swift_time: str | None) -> str:
 
 
 def owner(req: S3Request) -> list:
+    """The bucket's owner: the caller's project (for an anonymous caller, the account's)."""
+    if req.who is None:
+        project = req.swift.account.removeprefix(ACCOUNT_PREFIX)
+        return [("ID", project), ("DisplayName", project)]
     return [("ID", req.who.project_id), ("DisplayName", req.who.project_name)]
 
 
@@ -63,7 +69,7 @@ def list_buckets(req: S3Request) -> S3Response:
             break
         marker = page[-1]["name"]
     buckets = [("Bucket", [("Name", e["name"]), ("CreationDate", iso_time(e.get("last_modified")))])
-               for e in entries]
+               for e in entries if not is_segments_container(e["name"])]
     return S3Response(200, XML, document("ListAllMyBucketsResult",
                                          [("Owner", owner(req)), ("Buckets", buckets)]))
 
@@ -78,7 +84,8 @@ def container_exists(req: S3Request) -> bool:
     return True
 
 
-def create_bucket(req: S3Request) -> S3Response:
+def create_bucket(req: S3Request, acl_headers: dict[str, str] | None) -> S3Response:
+    """``acl_headers``: the container ACL of the canned ACL the request gave (``acl``)."""
     check_bucket_name(req.bucket)
     body = req.read_body(64 * 1024)
     if body.strip():
@@ -91,7 +98,8 @@ def create_bucket(req: S3Request) -> S3Response:
     req.owners.claim(req.swift, req.bucket)
     if container_exists(req):
         raise S3Error("BucketAlreadyOwnedByYou", BucketName=req.bucket)
-    answer = req.swift.call("PUT", req.swift.path(req.bucket))
+    headers = {name: value for name, value in (acl_headers or {}).items() if value}
+    answer = req.swift.call("PUT", req.swift.path(req.bucket), headers=headers)
     body = answer.read()
     if answer.status // 100 != 2:
         req.owners.release(req.swift, req.bucket)
@@ -100,6 +108,14 @@ def create_bucket(req: S3Request) -> S3Response:
 
 
 def delete_bucket(req: S3Request) -> S3Response:
+    """An empty bucket goes with its uploads in progress (their parts too), as in s3api."""
+    head = req.swift.call("HEAD", req.swift.path(req.bucket))
+    head.close()
+    if head.status // 100 != 2:
+        raise from_swift(head.status, b"", "NoSuchBucket", BucketName=req.bucket)
+    if head.headers.get("x-container-object-count", "0") != "0":
+        raise S3Error("BucketNotEmpty", BucketName=req.bucket)
+    delete_all_uploads(req)
     answer = req.swift.call("DELETE", req.swift.path(req.bucket))
     body = answer.read()
     if answer.status == 409:
@@ -155,6 +171,11 @@ def skip_marker(marker: str, delimiter: str) -> str:
     return marker
 
 
+def listed_etag(entry: dict) -> str:
+    """A listing entry's S3 ETag: a multipart upload's, a large object's, or its md5."""
+    return entry.get("s3_etag") or entry.get("slo_etag") or f'"{entry["hash"]}"'
+
+
 def list_objects(req: S3Request) -> S3Response:
     params = req.params
     v2 = params.get("list-type") == "2"
@@ -191,7 +212,7 @@ def list_objects(req: S3Request) -> S3Response:
             prefixes.append(("CommonPrefixes", [("Prefix", text(entry["subdir"]))]))
             continue
         item = [("Key", text(entry["name"])), ("LastModified", iso_time(entry["last_modified"])),
-                ("ETag", f'"{entry["hash"]}"'), ("Size", entry["bytes"])]
+                ("ETag", listed_etag(entry)), ("Size", entry["bytes"])]
         if not v2 or params.get("fetch-owner") == "true":
             item.append(("Owner", owner(req)))
         contents.append(("Contents", [*item, ("StorageClass", "STANDARD")]))

@@ -19,6 +19,8 @@ CODES = {
     "BucketAlreadyOwnedByYou": (409, "Your previous request to create the named bucket "
                                      "succeeded and you already own it."),
     "BucketNotEmpty": (409, "The bucket you tried to delete is not empty."),
+    "EntityTooSmall": (400, "Your proposed upload is smaller than the minimum allowed object "
+                            "size."),
     "EntityTooLarge": (400, "Your proposed upload exceeds the maximum allowed object size."),
     "IncompleteBody": (400, "You did not provide the number of bytes specified by the "
                             "Content-Length HTTP header."),
@@ -29,6 +31,11 @@ CODES = {
     "InvalidBucketName": (400, "The specified bucket is not valid."),
     "InvalidDigest": (400, "The Content-MD5 you specified is not valid."),
     "InvalidLocationConstraint": (400, "The specified location constraint is not valid."),
+    "InvalidPart": (400, "One or more of the specified parts could not be found. The part "
+                         "may not have been uploaded, or the specified entity tag may not "
+                         "match the part's entity tag."),
+    "InvalidPartOrder": (400, "The list of parts was not in ascending order. The parts list "
+                              "must be specified in order by part number."),
     "InvalidRange": (416, "The requested range is not satisfiable"),
     "InvalidRequest": (400, "Invalid Request"),
     "InvalidURI": (400, "Couldn't parse the specified URI."),
@@ -41,6 +48,8 @@ CODES = {
     "MissingContentLength": (411, "You must provide the Content-Length HTTP header."),
     "NoSuchBucket": (404, "The specified bucket does not exist."),
     "NoSuchKey": (404, "The specified key does not exist."),
+    "NoSuchUpload": (404, "The specified multipart upload does not exist. The upload ID may be "
+                          "invalid, or the upload may have been aborted or completed."),
     "NotImplemented": (501, "A header or query you provided implies functionality that is "
                             "not implemented."),
     "PreconditionFailed": (412, "At least one of the preconditions you specified did not "

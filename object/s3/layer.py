@@ -21,11 +21,12 @@ from soko.common.auth import AuthContext
 from soko.common.config import Config
 from soko.common.errors import ServiceUnavailable
 from soko.object.s3 import sigv4
+from soko.object.s3.buckets import BUCKET_NAME
 from soko.object.s3.dispatch import dispatch
 from soko.object.s3.errors import S3Error
 from soko.object.s3.owners import BucketOwners
 from soko.object.s3.request import S3Request, S3Response
-from soko.object.s3.swift import SwiftCaller
+from soko.object.s3.swift import ACCOUNT_PREFIX, SwiftCaller
 
 log = logging.getLogger("soko.s3")
 
@@ -35,6 +36,15 @@ HTTP_REASONS = {200: "OK", 204: "No Content", 206: "Partial Content", 304: "Not 
                 412: "Precondition Failed", 416: "Requested Range Not Satisfiable",
                 500: "Internal Server Error", 501: "Not Implemented",
                 503: "Service Unavailable"}
+
+
+# What an unsigned read may ask besides the object or listing itself.
+ANONYMOUS_PARAMS = frozenset({"prefix", "delimiter", "marker", "max-keys", "list-type",
+                              "continuation-token", "start-after", "encoding-type",
+                              "fetch-owner", *(f"response-{name}" for name in (
+                                  "content-type", "content-language", "expires",
+                                  "cache-control", "content-disposition",
+                                  "content-encoding"))})
 
 
 class CredentialResolver(Protocol):
@@ -47,7 +57,8 @@ class S3Layer:
 
     def __init__(self, proxy_app, config: Config, *, domain: str = "",
                  region: str = "us-east-1", credentials: CredentialResolver | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 swift_roots: frozenset[str] = frozenset()):
         self.proxy_app = proxy_app
         self.config = config
         self._credentials = credentials
@@ -55,6 +66,7 @@ class S3Layer:
         self.domain = domain.lower().strip(".")
         self.region = region
         self.clock = clock
+        self.swift_roots = swift_roots  # first path segments the Swift API serves
 
     def credentials(self) -> CredentialResolver:
         """Opened at the first S3 request: a proxy serving only Swift never needs it."""
@@ -67,7 +79,8 @@ class S3Layer:
     def __call__(self, environ: dict, start_response):
         host_bucket = self.host_bucket(environ)
         refused = environ.get(REFUSAL_ENVIRON_KEY) is not None  # the proxy answers those
-        if refused or (host_bucket is None and not sigv4.is_signed(environ)):
+        if refused or (host_bucket is None and not sigv4.is_signed(environ)
+                       and self.anonymous_owner(environ) is None):
             return self.proxy_app(environ, start_response)
         started, trans_id = time.monotonic(), new_trans_id()
         resource = quote(environ.get("PATH_INFO", "/").encode("latin-1"), safe="/")
@@ -114,6 +127,17 @@ class S3Layer:
             return host[: -len(suffix)]
         return None
 
+    def anonymous_owner(self, environ: dict) -> str | None:
+        """The project owning the bucket an unsigned path-style request names
+        (``/<bucket>[/<key>]``), if S3 created that bucket: such a request is an anonymous S3
+        one (a public-read bucket serves reads). Any other unsigned request, and every path
+        of the Swift API's own, is the Swift API's."""
+        first = environ.get("PATH_INFO", "/")[1:].partition("/")[0]
+        if first in self.swift_roots or BUCKET_NAME.match(first) is None:
+            return None
+        registry = SwiftCaller(self.proxy_app, environ, None, "", account="")  # own trans id
+        return self.owners.owner(registry, first)
+
     def authenticate(self, environ: dict, host_bucket: str | None, trans_id: str) -> S3Request:
         query = sigv4.parse_query(environ.get("QUERY_STRING", ""))
         try:
@@ -122,9 +146,13 @@ class S3Layer:
             raise S3Error("InvalidURI") from None
         if "\x00" in path:
             raise S3Error("InvalidURI")
+        if host_bucket is not None:
+            bucket, key = host_bucket, path[1:] or None
+        else:
+            bucket, _, key = path[1:].partition("/")
+            bucket, key = bucket or None, key or None
         if not sigv4.is_signed(environ):
-            raise S3Error("AccessDenied", "Anonymous requests are not supported yet; sign "
-                                          "the request (AWS4-HMAC-SHA256).")
+            return self.anonymous(environ, bucket, key, query, trans_id)
         signed = sigv4.parse_request(environ, query)
         try:  # before the credential is looked up: a stale request costs no database read
             sigv4.check_time(signed, self.clock())
@@ -135,11 +163,23 @@ class S3Layer:
         except LookupError:  # identity.ec2.UnknownAccessKey
             raise S3Error("InvalidAccessKeyId", AWSAccessKeyId=signed.access) from None
         signing_key = sigv4.verify(environ, query, signed, secret)
-        if host_bucket is not None:
-            bucket, key = host_bucket, path[1:] or None
-        else:
-            bucket, _, key = path[1:].partition("/")
-            bucket, key = bucket or None, key or None
         return S3Request(environ, environ["REQUEST_METHOD"], bucket, key, query, signed, who,
                          SwiftCaller(self.proxy_app, environ, who, trans_id), trans_id,
                          self.region, self.owners, signing_key)
+
+    def anonymous(self, environ: dict, bucket: str | None, key: str | None, query: list,
+                  trans_id: str) -> S3Request:
+        """An unsigned read, on the account of the project that owns the bucket (the
+        container's ACL then decides: ``public-read`` lets it through)."""
+        method = environ["REQUEST_METHOD"]
+        if bucket is None or method not in ("GET", "HEAD") or any(
+                name not in ANONYMOUS_PARAMS for name, _ in query):
+            raise S3Error("AccessDenied")
+        project = self.owners.owner(SwiftCaller(self.proxy_app, environ, None, trans_id,
+                                                account=""), bucket)
+        if project is None:  # gone since the request was routed here
+            raise S3Error("AccessDenied")
+        caller = SwiftCaller(self.proxy_app, environ, None, trans_id,
+                             account=ACCOUNT_PREFIX + project)
+        return S3Request(environ, method, bucket, key, query, None, None, caller, trans_id,
+                         self.region, self.owners, b"")

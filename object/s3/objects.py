@@ -11,12 +11,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 
 from soko.object.proxy.constraints import MAX_OBJECT_NAME_LENGTH
 from soko.object.s3.buckets import container_exists
 from soko.object.s3.errors import S3Error, from_swift
 from soko.object.s3.request import S3Request, S3Response
 from soko.object.s3.xmlio import MAX_BODY, child_text, children, document, parse
+from soko.object.shared.internal import ETAG_IS_AT_HEADER
 
 STORED_HEADERS = ("content-type", "content-encoding", "content-disposition", "content-language",
                   "cache-control", "expires")
@@ -30,6 +32,8 @@ OVERRIDES = {"response-content-type": "Content-Type",
              "response-content-disposition": "Content-Disposition",
              "response-content-encoding": "Content-Encoding"}
 MAX_DELETE_KEYS = 1000
+# A completed multipart upload's S3 ETag (its SLO's own is the md5 of the parts' hex md5s).
+S3_ETAG_SYSMETA = "X-Object-Sysmeta-S3-Etag"
 
 
 def object_path(req: S3Request, key: str | None = None) -> str:
@@ -53,7 +57,8 @@ def md5_etag(req: S3Request) -> str | None:
     return digest.hex()
 
 
-def write_headers(req: S3Request) -> dict[str, str]:
+def metadata_headers(req: S3Request) -> dict[str, str]:
+    """The object's type, stored headers and user metadata, from the request."""
     headers = {"Content-Type": "binary/octet-stream"}  # S3's default, not a guess by name
     for name in STORED_HEADERS:
         value = req.header(name)
@@ -64,6 +69,11 @@ def write_headers(req: S3Request) -> dict[str, str]:
     for key, value in req.environ.items():
         if key.startswith("HTTP_X_AMZ_META_"):
             headers["X-Object-Meta-" + key[len("HTTP_X_AMZ_META_"):].replace("_", "-")] = value
+    return headers
+
+
+def write_headers(req: S3Request) -> dict[str, str]:
+    headers = metadata_headers(req)
     etag = md5_etag(req)
     if etag:
         headers["ETag"] = etag
@@ -75,10 +85,9 @@ def write_headers(req: S3Request) -> dict[str, str]:
     return headers
 
 
-def put_object(req: S3Request) -> S3Response:
-    path = object_path(req)
+def store_body(req: S3Request, path: str, headers: dict[str, str]) -> str:
+    """The request's body stored at ``path`` (an object or a part); its ETag."""
     length = req.content_length()
-    headers = write_headers(req)
     if length is None:
         if "chunked" not in (req.header("transfer-encoding") or "").lower():
             raise S3Error("MissingContentLength")
@@ -90,13 +99,23 @@ def put_object(req: S3Request) -> S3Response:
         raise body.failure
     if answer.status // 100 != 2:
         raise from_swift(answer.status, detail, "NoSuchBucket", BucketName=req.bucket)
-    return S3Response(200, [("ETag", f'"{answer.headers.get("etag", "")}"')])
+    return answer.headers.get("etag", "")
+
+
+def put_object(req: S3Request) -> S3Response:
+    etag = store_body(req, object_path(req), write_headers(req))
+    return S3Response(200, [("ETag", f'"{etag}"')])
+
+
+def s3_etag(swift: dict[str, str]) -> str:
+    """The object's ETag as S3 has it: a multipart upload's ``<md5 of md5s>-<n>``."""
+    return swift.get(S3_ETAG_SYSMETA.lower()) or swift.get("etag", "").strip('"')
 
 
 def answer_headers(req: S3Request, swift: dict[str, str]) -> list[tuple[str, str]]:
     headers = [(name.title(), swift[name]) for name in ANSWER_HEADERS if name in swift]
     if "etag" in swift:
-        headers.append(("ETag", f'"{swift["etag"].strip(chr(34))}"'))
+        headers.append(("ETag", f'"{s3_etag(swift)}"'))
     for name, value in swift.items():
         if name.startswith("x-object-meta-"):
             headers.append(("x-amz-meta-" + name[len("x-object-meta-"):], value))
@@ -109,6 +128,7 @@ def answer_headers(req: S3Request, swift: dict[str, str]) -> list[tuple[str, str
 
 def get_object(req: S3Request) -> S3Response:
     headers = {name: req.header(name) for name in READ_CONDITIONS if req.header(name)}
+    headers[ETAG_IS_AT_HEADER] = S3_ETAG_SYSMETA  # If-Match a multipart upload's S3 ETag
     answer = req.swift.call(req.method, object_path(req), headers=headers)
     if answer.status in (200, 206):
         headers = answer_headers(req, answer.headers)
@@ -130,8 +150,23 @@ def get_object(req: S3Request) -> S3Response:
 
 
 def delete_key(req: S3Request, key: str) -> tuple[int, bytes]:
-    answer = req.swift.call("DELETE", object_path(req, key))
-    return answer.status, answer.read()
+    """Deletes the object, and a completed multipart upload's parts with it (the SLO
+    layer's manifest delete), so none is left behind in the segments container."""
+    path = object_path(req, key)
+    head = req.swift.call("HEAD", path)
+    head.close()
+    if S3_ETAG_SYSMETA.lower() not in head.headers:
+        answer = req.swift.call("DELETE", path)
+        return answer.status, answer.read()
+    answer = req.swift.call("DELETE", path, query={"multipart-manifest": "delete"},
+                            headers={"Accept": "application/json"})
+    detail = answer.read()
+    if answer.status // 100 != 2:
+        return answer.status, detail
+    report = json.loads(detail)
+    if report.get("Errors"):
+        return 503, detail
+    return (404 if report.get("Number Deleted") == 0 else 204), detail
 
 
 def delete_object(req: S3Request) -> S3Response:

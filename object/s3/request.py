@@ -29,8 +29,8 @@ class S3Request:
     bucket: str | None
     key: str | None
     query: list[tuple[str, str]]
-    signed: sigv4.SignedRequest
-    who: AuthContext
+    signed: sigv4.SignedRequest | None  # None: an anonymous read
+    who: AuthContext | None
     swift: SwiftCaller
     trans_id: str
     region: str

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from urllib.parse import urlencode
 
 from soko.common.auth import AUTH_ENVIRON_KEY, AuthContext
+from soko.object.middleware.pipeline import IN_PROCESS_KEY
+from soko.object.middleware.subrequest import call
 
 ACCOUNT_PREFIX = "AUTH_"  # a project's account, as tempauth and the catalog name it
 COPIED_ENVIRON = ("SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL", "REMOTE_ADDR",
@@ -51,12 +53,14 @@ def wsgi_path(text: str) -> str:
 class SwiftCaller:
     """Swift API calls on the caller's account, made within one S3 request."""
 
-    def __init__(self, app, environ: dict, who: AuthContext, trans_id: str):
+    def __init__(self, app, environ: dict, who: AuthContext | None, trans_id: str,
+                 account: str | None = None):
+        """``who`` None: an anonymous caller, on ``account`` (its ACLs decide)."""
         self.app = app
         self.environ = environ
         self.who = who
         self.trans_id = trans_id
-        self.account = ACCOUNT_PREFIX + who.project_id
+        self.account = account if account is not None else ACCOUNT_PREFIX + who.project_id
 
     def path(self, container: str | None = None, obj: str | None = None) -> str:
         parts = [self.account, *(p for p in (container, obj) if p is not None)]
@@ -72,18 +76,14 @@ class SwiftCaller:
             "REQUEST_METHOD": method, "SCRIPT_NAME": "", "PATH_INFO": wsgi_path(path),
             "QUERY_STRING": urlencode(query or {}),
             "wsgi.input": body if body is not None else io.BytesIO(b""),
-            "HTTP_X_TRANS_ID": self.trans_id, AUTH_ENVIRON_KEY: self.who,
+            "HTTP_X_TRANS_ID": self.trans_id, IN_PROCESS_KEY: True,
         })
+        if self.who is not None:
+            env[AUTH_ENVIRON_KEY] = self.who
         if length is not None:
             env["CONTENT_LENGTH"] = str(length)
         for name, value in (headers or {}).items():
             key = name.upper().replace("-", "_")
             env[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key] = value
-        answer = {}
-
-        def start_response(status, response_headers, exc_info=None):
-            answer["status"] = int(status.split(" ", 1)[0])
-            answer["headers"] = {k.lower(): v for k, v in response_headers}
-
-        result = self.app(env, start_response)
-        return SwiftAnswer(answer["status"], answer["headers"], result)
+        answer = call(self.app, env)  # start_response may come with the first chunk
+        return SwiftAnswer(answer.status, answer.headers, answer.body)

@@ -16,14 +16,16 @@ MAX_BODY = 2 * 1024 * 1024
 
 
 def element(name: str, content) -> str:
-    """``content``: a string, None (omitted), a bool, a number, or a list of (name, content)."""
+    """``content``: a string, None (omitted), a bool, a number, or a list of (name, content).
+    ``name`` may carry attributes after a space (``Grantee xsi:type="Group"``)."""
     if content is None:
         return ""
     if isinstance(content, bool):
         content = "true" if content else "false"
+    tag = name.split(" ", 1)[0]
     if isinstance(content, list):
-        return f"<{name}>{''.join(element(n, c) for n, c in content)}</{name}>"
-    return f"<{name}>{escape(str(content))}</{name}>"
+        return f"<{name}>{''.join(element(n, c) for n, c in content)}</{tag}>"
+    return f"<{name}>{escape(str(content))}</{tag}>"
 
 
 def document(name: str, content: list) -> bytes:

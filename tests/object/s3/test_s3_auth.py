@@ -134,7 +134,7 @@ def test_deleted_credential_stops_within_the_revocation_bound(cluster, ec2, buck
 
 
 @pytest.mark.parametrize("query, code", [("versioning", "NotImplemented"),
-                                         ("uploads", "NotImplemented"),
+                                         ("tagging", "NotImplemented"),
                                          ("lifecycle", "NotImplemented")])
 def test_unbuilt_bucket_features_answer_not_implemented(cluster, tester_keys, bucket, query,
                                                         code):
@@ -146,10 +146,11 @@ def test_unbuilt_bucket_features_answer_not_implemented(cluster, tester_keys, bu
 def test_unbuilt_object_features_answer_not_implemented(s3, bucket):
     s3.put_object(Bucket=bucket, Key="src", Body=b"x")
     with pytest.raises(ClientError) as exc:
-        s3.copy_object(Bucket=bucket, Key="dst", CopySource={"Bucket": bucket, "Key": "src"})
+        s3.put_object_tagging(Bucket=bucket, Key="src",
+                              Tagging={"TagSet": [{"Key": "k", "Value": "v"}]})
     assert error_of(exc) == (501, "NotImplemented")
     with pytest.raises(ClientError) as exc:
-        s3.create_multipart_upload(Bucket=bucket, Key="big")
+        s3.put_object(Bucket=bucket, Key="dst", Body=b"x", ACL="public-read")
     assert error_of(exc) == (501, "NotImplemented")
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["src"]
 

@@ -53,3 +53,20 @@ def test_aws_s3_cp_sync_ls_rm_and_s3api(aws, s3, bucket, tmp_path):
     head = aws("s3api", "head-object", "--bucket", bucket, "--key", "one.txt")
     assert head.returncode == 0, head.stderr
     assert json.loads(head.stdout)["Metadata"] == {"color": "blue"}
+
+
+def test_aws_s3_cp_of_50_mib_goes_in_parts_and_comes_back_identical(aws, s3, swift, bucket,
+                                                                     tmp_path):
+    """The CLI splits a file above its 8 MiB threshold into 8 MiB parts by itself."""
+    source = tmp_path / "fifty.bin"
+    source.write_bytes(os.urandom(50 * 1024 * 1024))
+    copied = aws("s3", "cp", str(source), f"s3://{bucket}/fifty.bin")
+    assert copied.returncode == 0, copied.stderr
+    head = s3.head_object(Bucket=bucket, Key="fifty.bin")
+    assert head["ContentLength"] == 50 * 1024 * 1024 and head["ETag"].endswith('-7"')
+    assert len(swift.get(f"{swift.base}/{bucket}+segments?format=json").json()) == 7
+    back = tmp_path / "back.bin"
+    fetched = aws("s3", "cp", f"s3://{bucket}/fifty.bin", str(back))
+    assert fetched.returncode == 0, fetched.stderr
+    assert back.read_bytes() == source.read_bytes()
+    assert "Uploads" not in s3.list_multipart_uploads(Bucket=bucket)
