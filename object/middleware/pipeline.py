@@ -1,8 +1,10 @@
 """Builds the proxy's middleware pipeline from ``[proxy] pipeline``, with ``Front`` at its head.
 
 A middleware is a class ``Name(app, section)`` (a WSGI app wrapping ``app``) with an optional
-``swift_info(section)`` classmethod: what ``GET /info`` advertises under its name. Listed
-here by name; the config lists names in Swift's order (a request meets the first one first).
+``swift_info(section)`` classmethod: what ``GET /info`` advertises under its name (or, for one
+that advertises several capabilities as Swift's bulk does, ``ADVERTISES`` names them and
+``swift_info`` returns each one's). Listed here by name; the config lists names in Swift's
+order (a request meets the first one first).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from soko.object.shared.internal import OBJECT_SYSMETA_PREFIX
 log = logging.getLogger(__name__)
 
 MIDDLEWARES = {
+    "bulk": "soko.object.middleware.bulk:Bulk",
     "slo": "soko.object.middleware.slo:StaticLargeObjects",
     "dlo": "soko.object.middleware.dlo:DynamicLargeObjects",
 }
@@ -41,7 +44,9 @@ def swift_info(names: list[str], section) -> dict[str, dict]:
     info = {}
     for name in names:
         cls = import_ref(MIDDLEWARES[name])
-        if hasattr(cls, "swift_info"):
+        if hasattr(cls, "ADVERTISES"):
+            info.update(cls.swift_info(section))
+        elif hasattr(cls, "swift_info"):
             info[name] = cls.swift_info(section)
     return info
 
