@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 MIDDLEWARES = {
     "bulk": "soko.object.middleware.bulk:Bulk",
+    "container_quotas": "soko.object.middleware.container_quotas:ContainerQuotas",
+    "account_quotas": "soko.object.middleware.account_quotas:AccountQuotas",
     "slo": "soko.object.middleware.slo:StaticLargeObjects",
     "dlo": "soko.object.middleware.dlo:DynamicLargeObjects",
 }
@@ -63,7 +65,7 @@ def build(core, names: list[str], section, validator: TokenValidator):
 def swift_error(start_response, error: SokoError, trans_id: str | None = None):
     """An error a middleware raises, answered as Swift answers it: the message as text."""
     body = error.message.encode()
-    headers = [("Content-Type", "text/plain; charset=UTF-8"),
+    headers = [("Content-Type", error.content_type or "text/plain; charset=UTF-8"),
                ("Content-Length", str(len(body))), *error.headers.items()]
     if trans_id:
         headers.append((TRANS_ID_HEADER, trans_id))
