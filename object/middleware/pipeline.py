@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 MIDDLEWARES = {
     "bulk": "soko.object.middleware.bulk:Bulk",
+    "staticweb": "soko.object.middleware.staticweb:StaticWeb",
     "container_quotas": "soko.object.middleware.container_quotas:ContainerQuotas",
     "account_quotas": "soko.object.middleware.account_quotas:AccountQuotas",
     "slo": "soko.object.middleware.slo:StaticLargeObjects",

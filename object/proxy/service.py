@@ -33,7 +33,7 @@ class ProxySection(ServerSection):
     # meets them (object/middleware/pipeline.py lists the known ones); Swift's sample
     # proxy pipeline has SLO then DLO.
     pipeline: list[str] = dataclasses.field(default_factory=lambda: [
-        "bulk", "container_quotas", "account_quotas", "slo", "dlo"])
+        "bulk", "staticweb", "container_quotas", "account_quotas", "slo", "dlo"])
     # Who may do what (object/proxy/access.py, Swift's keystoneauth): a project's accounts
     # are <prefix><project id> for each prefix; operator roles own their project's accounts,
     # on a prefix listed in service_roles only with an X-Service-Token holding one of those
