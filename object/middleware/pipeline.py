@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 MIDDLEWARES = {
     "bulk": "soko.object.middleware.bulk:Bulk",
+    "ratelimit": "soko.object.middleware.ratelimit:RateLimit",
+    "crossdomain": "soko.object.middleware.crossdomain:CrossDomain",
     "staticweb": "soko.object.middleware.staticweb:StaticWeb",
     "container_quotas": "soko.object.middleware.container_quotas:ContainerQuotas",
     "account_quotas": "soko.object.middleware.account_quotas:AccountQuotas",
