@@ -11,7 +11,7 @@ from __future__ import annotations
 from soko.common.auth import AUTH_ENVIRON_KEY
 from soko.common.errors import BadRequest, Forbidden
 from soko.object.middleware.quota_writes import HTML, Usage, exceeds, refuse, upload_of
-from soko.object.middleware.subrequest import from_wsgi
+from soko.object.middleware.subrequest import request_path
 from soko.object.proxy.access import AccessRules
 from soko.object.proxy.swift_errors import swift_page
 
@@ -19,17 +19,6 @@ QUOTA_KEY = "HTTP_X_ACCOUNT_META_QUOTA_BYTES"  # where the quota is kept: user m
 # What sets it, the first given winning: a removal, then Swift's new name, then the old.
 SETTING_KEYS = ("HTTP_X_REMOVE_ACCOUNT_QUOTA_BYTES", "HTTP_X_REMOVE_ACCOUNT_META_QUOTA_BYTES",
                 "HTTP_X_ACCOUNT_QUOTA_BYTES", QUOTA_KEY)
-
-
-def account_url(environ: dict) -> str | None:
-    """``/v1/<account>`` of a request for an account, else None."""
-    try:
-        parts = from_wsgi(environ.get("PATH_INFO", "")).rstrip("/").split("/")
-    except UnicodeError:
-        return None
-    if len(parts) != 3 or parts[0] or parts[1] not in ("v1", "v1.0") or not parts[2]:
-        return None
-    return "/".join(parts)
 
 
 class AccountQuotas:
@@ -50,10 +39,10 @@ class AccountQuotas:
             {role.lower() for role in auth.roles} & self.reseller_roles)
 
     def __call__(self, environ, start_response):
-        url = account_url(environ)
-        if url is not None:
+        path = request_path(environ)
+        if path and not path[2] and not path[3]:
             if environ["REQUEST_METHOD"] in ("PUT", "POST"):
-                self.set_quota(environ, url)
+                self.set_quota(environ, f"/{path[0]}/{path[1]}")
             return self.app(environ, quota_shown(start_response))
         if self.is_reseller(environ):
             return self.app(environ, start_response)

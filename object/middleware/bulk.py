@@ -27,7 +27,7 @@ from functools import partial
 from urllib.parse import parse_qs, quote, unquote_to_bytes
 
 from soko.object.middleware.report import matching_format, report_body
-from soko.object.middleware.subrequest import from_wsgi, subrequest
+from soko.object.middleware.subrequest import from_wsgi, request_path, subrequest
 from soko.object.proxy.constraints import (
     MAX_CONTAINER_NAME_LENGTH,
     MAX_FILE_SIZE,
@@ -90,17 +90,6 @@ def utf8_name(raw: bytes) -> str | None:
     return None if "\x00" in name else name
 
 
-def account_path(environ: dict) -> tuple[str, str, str] | None:
-    """``(version, account, rest)`` of ``/v1/<account>[/<rest>]``, None for other paths."""
-    parts = environ.get("PATH_INFO", "").split("/", 3)
-    if len(parts) < 3 or parts[0] or parts[1] not in ("v1", "v1.0") or not parts[2]:
-        return None
-    try:
-        return parts[1], from_wsgi(parts[2]), from_wsgi(parts[3] if len(parts) > 3 else "")
-    except UnicodeError:
-        return None
-
-
 class Bulk:
     ADVERTISES = ("bulk_upload", "bulk_delete")
 
@@ -117,7 +106,7 @@ class Bulk:
 
     def __call__(self, environ, start_response):
         query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
-        method, path = environ["REQUEST_METHOD"], account_path(environ)
+        method, path = environ["REQUEST_METHOD"], request_path(environ)
         if path is None:
             return self.app(environ, start_response)
         if method == "PUT" and "extract-archive" in query:
@@ -142,7 +131,7 @@ class Bulk:
     # -- bulk delete -----------------------------------------------------------------------
 
     def delete(self, path, environ: dict, fmt: str | None) -> Iterator[bytes]:
-        version, account, _ = path
+        version, account = path[:2]
         beat = Heartbeat(self.yield_frequency, fmt)
         counts = {"Number Deleted": 0, "Number Not Found": 0}
         errors: list[list[str]] = []
@@ -211,8 +200,8 @@ class Bulk:
     # -- archive extraction ----------------------------------------------------------------
 
     def extract(self, path, kind: str, environ: dict, fmt: str | None) -> Iterator[bytes]:
-        version, account, base = path
-        base = base.rstrip("/")
+        version, account, container, obj = path
+        base = f"{container}/{obj}".rstrip("/")
         beat = Heartbeat(self.yield_frequency, fmt)
         created, errors = 0, []
         status, text, failed_status = "201 Created", "", BAD_REQUEST

@@ -8,21 +8,10 @@ from __future__ import annotations
 
 from soko.common.errors import BadRequest
 from soko.object.middleware.quota_writes import HTML, Usage, exceeds, refuse, upload_of
-from soko.object.middleware.subrequest import from_wsgi
+from soko.object.middleware.subrequest import request_path
 
 QUOTAS = {"HTTP_X_CONTAINER_META_QUOTA_BYTES": "Invalid bytes quota.",
           "HTTP_X_CONTAINER_META_QUOTA_COUNT": "Invalid count quota."}
-
-
-def container_url(environ: dict) -> str | None:
-    """``/v1/<account>/<container>`` of a request for a container, else None."""
-    try:
-        parts = from_wsgi(environ.get("PATH_INFO", "")).rstrip("/").split("/")
-    except UnicodeError:
-        return None
-    if len(parts) != 4 or parts[0] or parts[1] not in ("v1", "v1.0") or not all(parts[2:]):
-        return None
-    return "/".join(parts)
 
 
 class ContainerQuotas:
@@ -36,13 +25,13 @@ class ContainerQuotas:
         return {}
 
     def __call__(self, environ, start_response):
-        url = container_url(environ)
-        if url is not None and environ["REQUEST_METHOD"] in ("PUT", "POST"):
+        path = request_path(environ)
+        if path and path[2] and not path[3] and environ["REQUEST_METHOD"] in ("PUT", "POST"):
             for key, message in QUOTAS.items():
                 value = environ.get(key)
                 if value and not (value.isascii() and value.isdigit()):
                     raise BadRequest(message, content_type=HTML)
-            self.usage.forget(url)
+            self.usage.forget("/{}/{}/{}".format(*path))
             return self.app(environ, start_response)
         upload = upload_of(self.app, environ)
         if upload is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 
-from soko.object.middleware.subrequest import from_wsgi, subrequest
+from soko.object.middleware.subrequest import request_path, subrequest
 from soko.object.proxy.access import INFO_READ_KEY
 
 OBJECT_WRITES = ("PUT", "DELETE", "POST", "COPY")
@@ -97,15 +97,10 @@ class RateLimit:
 
     def limits(self, environ: dict) -> list[tuple[str, float]]:
         """The ``(key, rate)`` this request counts against, in order."""
-        method = environ["REQUEST_METHOD"]
-        try:
-            parts = from_wsgi(environ.get("PATH_INFO", "")).split("/", 4)
-        except UnicodeError:
+        method, path = environ["REQUEST_METHOD"], request_path(environ)
+        if path is None or not path[2]:
             return []
-        if len(parts) < 4 or parts[0] or parts[1] not in ("v1", "v1.0") or not all(parts[2:4]):
-            return []
-        version, account, container = parts[1:4]
-        obj = parts[4] if len(parts) > 4 else ""
+        version, account, container, obj = path
         limits = []
         if not obj and method in ("PUT", "DELETE") and self.account_rate:
             limits.append((f"ratelimit/{account}", self.account_rate))

@@ -26,7 +26,13 @@ import json
 from urllib.parse import quote
 
 from soko.common.auth import AUTH_ENVIRON_KEY
-from soko.object.middleware.subrequest import Answer, call, from_wsgi, subrequest
+from soko.object.middleware.subrequest import (
+    Answer,
+    call,
+    from_wsgi,
+    request_path,
+    subrequest,
+)
 from soko.object.proxy.access import INFO_READ_KEY
 from soko.object.proxy.swift_errors import swift_page
 
@@ -99,7 +105,10 @@ class Site:
             if page.status // 100 == 2:
                 answer.close()
                 start_response(answer.status_line, page.header_list)
-                return [] if self.method == "HEAD" else page
+                if self.method == "HEAD":
+                    page.close()
+                    return []
+                return page
             page.close()
         start_response(answer.status_line, answer.header_list)
         return answer
@@ -261,13 +270,8 @@ def web_request(environ: dict) -> tuple[str, str, str, str] | None:
     if environ.get(AUTH_ENVIRON_KEY) is not None and not is_true(
             environ.get("HTTP_X_WEB_MODE")):
         return None
-    try:
-        parts = from_wsgi(environ.get("PATH_INFO", "")).split("/", 4)
-    except UnicodeError:
-        return None
-    if len(parts) < 4 or parts[0] or parts[1] not in ("v1", "v1.0") or not all(parts[2:4]):
-        return None
-    return parts[1], parts[2], parts[3], parts[4] if len(parts) > 4 else ""
+    path = request_path(environ)
+    return path if path and path[2] else None
 
 
 class StaticWeb:

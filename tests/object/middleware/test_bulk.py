@@ -7,9 +7,11 @@ import io
 import tarfile
 import uuid
 
+import falcon.testing
 import pytest
 import requests
 
+from soko.object.middleware.bulk import Bulk
 from tests.object.middleware.test_swift_cli_segments import run_swift
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
@@ -133,3 +135,20 @@ def test_swift_cli_delete_uses_bulk_delete(cluster, api, tmp_path):
                     cwd=tmp_path, stderr=True)
     assert "?bulk-delete" in out
     assert api.head(f"{api.base}/{target}").status_code == 404
+
+
+def test_a_long_operation_keeps_the_connection_with_whitespace(api, c, inprocess_proxy):
+    """Every step counts as long (``yield_frequency`` 0): the XML declaration, spaces, then
+    the report after a blank line, as Swift's heartbeat."""
+    name = c.rsplit("/", 1)[1]
+    for obj in ("a", "b"):
+        assert api.put(f"{c}/{obj}", data=b"x").status_code == 201
+    bulk = Bulk(inprocess_proxy())
+    bulk.yield_frequency = 0
+    environ = falcon.testing.create_environ(
+        method="DELETE", path="/" + api.base.split("/", 3)[3], query_string="bulk-delete",
+        headers={"X-Auth-Token": api.headers["X-Auth-Token"], "Accept": "application/xml"},
+        body=f"{name}/a\n{name}/b\n")
+    chunks = list(bulk(environ, lambda status, headers: None))
+    assert chunks[:2] == [b'<?xml version="1.0" encoding="UTF-8"?>\n', b" "]
+    assert chunks[-1].startswith(b"\r\n\r\n<delete>\n<number_deleted>2</number_deleted>")

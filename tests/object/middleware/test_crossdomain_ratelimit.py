@@ -4,22 +4,11 @@ none, as Swift's default), on the cluster's real storage nodes."""
 
 from __future__ import annotations
 
-import tomllib
 import uuid
-from collections.abc import Iterator
 
 import falcon.testing
 import pytest
 import requests
-
-from soko.common import services
-from soko.common.config import dump_toml
-from soko.common.db import make_engine
-from soko.identity.manager import IdentityManager
-from soko.identity.service import db_url
-from soko.identity.tempauth import TempAuth
-from soko.identity.tokens import FernetTokenValidator
-from soko.object.proxy.app import make_swift_app
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 
@@ -39,20 +28,10 @@ def test_crossdomain_policy_as_swift_serves_it(cluster):
 
 
 @pytest.fixture(scope="module")
-def limited(cluster, tmp_path_factory) -> Iterator[falcon.testing.TestClient]:
-    raw = tomllib.loads(cluster.config_path.read_text())
-    raw["proxy"].update(account_ratelimit=1.0, container_ratelimits=[[1, 1.0]],
-                        max_sleep_time_seconds=0.5, cross_domain_policy="<allow-none />")
-    path = tmp_path_factory.mktemp("ratelimit") / "soko.toml"
-    path.write_text(dump_toml(raw))
-    config = services.load(path, cluster.data_dir)
-    engine = make_engine(db_url(config))  # disposed: no open file may keep the XFS busy
-    try:
-        yield falcon.testing.TestClient(make_swift_app(
-            config, validator=FernetTokenValidator.from_config(config, engine=engine),
-            tempauth=TempAuth(IdentityManager.from_config(config, engine=engine))))
-    finally:
-        engine.dispose()
+def limited(inprocess_proxy) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(inprocess_proxy(
+        account_ratelimit=1.0, container_ratelimits=[[1, 1.0]], max_sleep_time_seconds=0.5,
+        cross_domain_policy="<allow-none />"))
 
 
 def test_writes_over_the_rate_are_refused_with_498(cluster, limited):

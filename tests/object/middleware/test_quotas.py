@@ -95,9 +95,9 @@ def test_container_quota_applies_to_each_file_of_an_archive(api, c):
 @pytest.fixture(scope="module")
 def accounts(cluster) -> tuple[Api, Api]:
     """An account of its own (quotas on it must not cap other tests), and a reseller."""
-    cluster.add_user("quota:owner", "quotapass1", "member")
+    cluster.add_user("quota:quotaowner", "quotapass1", "member")  # names are global
     cluster.add_user(*RESELLER)
-    owner = Api(*cluster.auth("quota:owner"))
+    owner = Api(*cluster.auth("quota:quotaowner"))
     return owner, Api(owner.base, cluster.auth(RESELLER[0])[1])
 
 
