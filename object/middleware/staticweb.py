@@ -111,6 +111,9 @@ class Site:
                 return page
             page.close()
         start_response(answer.status_line, answer.header_list)
+        if self.method == "HEAD":
+            answer.close()
+            return []
         return answer
 
     def not_found(self, start_response, body: str | None = None):
@@ -197,8 +200,11 @@ class Site:
         """``/c`` or ``/c/``: the index, else the listing, if the caller may read here."""
         allowed = self.read(self.container_url, "HEAD")
         allowed.close()
-        if allowed.status // 100 != 2:
-            return self.error_answer(start_response, allowed)
+        if allowed.status // 100 != 2:  # answered with the page a GET gets
+            page = swift_page(allowed.status).encode()
+            headers = [(k, v) for k, v in allowed.header_list if k.lower() != "content-length"]
+            return self.error_answer(start_response, Answer(
+                allowed.status_line, [*headers, ("Content-Length", str(len(page)))], [page]))
         if not self.listings and not self.index:
             if web_mode:
                 return answer_with(start_response, "404 Not Found", [("Content-Type", HTML)],

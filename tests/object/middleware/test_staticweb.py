@@ -69,6 +69,9 @@ def test_only_browsers_get_the_site(cluster_api, listed):
     assert r.status_code == 200 and r.text.splitlines()[0] == "404error.html"
     r = cluster_api.get(listed + "/", headers={"X-Web-Mode": "true"})
     assert r.headers["content-type"] == HTML and "<h1 id=\"title\">Listing of" in r.text
+    r = cluster_api.get(listed + "-missing/", headers={"X-Web-Mode": "true"})
+    assert (r.status_code, r.text) == (404, "<html><h1>Not Found</h1><p>The resource could "
+                                            "not be found.</p></html>")
 
 
 def test_index_pages_css_and_label(cluster_api):
