@@ -1,8 +1,10 @@
 """Builds the proxy's middleware pipeline from ``[proxy] pipeline``, with ``Front`` at its head.
 
 A middleware is a class ``Name(app, section)`` (a WSGI app wrapping ``app``) with an optional
-``swift_info(section)`` classmethod: what ``GET /info`` advertises under its name. Listed
-here by name; the config lists names in Swift's order (a request meets the first one first).
+``swift_info(section)`` classmethod: what ``GET /info`` advertises under its name (or, for one
+that advertises several capabilities as Swift's bulk does, ``ADVERTISES`` names them and
+``swift_info`` returns each one's). Listed here by name; the config lists names in Swift's
+order (a request meets the first one first).
 
 A middleware that must know a container's system metadata before the request goes on (e.g.
 whether it is versioned) calls ``environ[CONTAINER_INFO_KEY](account, container)``: the
@@ -26,6 +28,12 @@ from soko.object.shared.internal import CONTAINER_SYSMETA_PREFIX, OBJECT_SYSMETA
 log = logging.getLogger(__name__)
 
 MIDDLEWARES = {
+    "bulk": "soko.object.middleware.bulk:Bulk",
+    "ratelimit": "soko.object.middleware.ratelimit:RateLimit",
+    "crossdomain": "soko.object.middleware.crossdomain:CrossDomain",
+    "staticweb": "soko.object.middleware.staticweb:StaticWeb",
+    "container_quotas": "soko.object.middleware.container_quotas:ContainerQuotas",
+    "account_quotas": "soko.object.middleware.account_quotas:AccountQuotas",
     "slo": "soko.object.middleware.slo:StaticLargeObjects",
     "dlo": "soko.object.middleware.dlo:DynamicLargeObjects",
     "versioned_writes": "soko.object.middleware.versioned_writes:VersionedWrites",
@@ -55,7 +63,9 @@ def swift_info(names: list[str], section) -> dict[str, dict]:
     info = {}
     for name in names:
         cls = import_ref(MIDDLEWARES[name])
-        if hasattr(cls, "swift_info"):
+        if hasattr(cls, "ADVERTISES"):
+            info.update(cls.swift_info(section))
+        elif hasattr(cls, "swift_info"):
             info[name] = cls.swift_info(section)
         if hasattr(cls, "other_swift_info"):  # a middleware with two features (versioning)
             info.update(cls.other_swift_info(section))
@@ -73,10 +83,12 @@ def build(core, names: list[str], section, validator: TokenValidator, container_
 
 
 def swift_error(start_response, error: SokoError, trans_id: str | None = None):
-    """An error a middleware raises, answered as Swift answers it: the message as text, or
-    Swift's page for the status when the error says nothing of its own."""
+    """An error a middleware raises, answered as Swift answers it: the message as text (or
+    the error's own content type), or Swift's page for the status when the error says
+    nothing of its own."""
     body = (error.message if error.worded else swift_page(error.status)).encode()
-    content_type = "text/plain; charset=UTF-8" if error.worded else "text/html; charset=UTF-8"
+    content_type = error.content_type or (
+        "text/plain; charset=UTF-8" if error.worded else "text/html; charset=UTF-8")
     headers = [("Content-Type", content_type),
                ("Content-Length", str(len(body))), *error.headers.items()]
     if trans_id:

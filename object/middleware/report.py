@@ -4,6 +4,7 @@ manifest delete; bulk later), in the format the client accepts, as Swift writes 
 from __future__ import annotations
 
 import json
+import re
 from xml.sax.saxutils import escape
 
 FORMATS = ("text/plain", "application/json", "application/xml", "text/xml")
@@ -22,6 +23,34 @@ def accepted_format(environ: dict) -> str:
         if media.lower() in FORMATS and weight > 0:
             offered.append((-weight, FORMATS.index(media.lower()), media.lower()))
     return min(offered)[2] if offered else "text/plain"
+
+
+def matching_format(environ: dict) -> str | None:
+    """The format swob's ``best_match`` picks for bulk answers: the client's types by
+    quality (exact before wildcards), the first of ``FORMATS`` one matches; plain without an
+    Accept header; None (406) when none matches or the header is malformed."""
+    header = environ.get("HTTP_ACCEPT", "")
+    if not header:
+        return FORMATS[0]
+    patterns = []
+    for item in header.split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        kind, slash, sub = media.partition("/")
+        if not slash or not kind or not sub:
+            return None
+        weights = [p.partition("=")[2].strip() for p in params if p.partition("=")[0] == "q"]
+        try:
+            weight = float(weights[0]) if weights else 1.0
+        except ValueError:
+            return None
+        pattern = "/".join("[^/]+" if part == "*" else re.escape(part) for part in (kind, sub))
+        patterns.append((weight, "*" not in media, pattern))
+    patterns.sort(key=lambda p: (p[0], p[1]), reverse=True)
+    for _, _, pattern in patterns:
+        for fmt in FORMATS:
+            if re.fullmatch(pattern, fmt):
+                return fmt
+    return None
 
 
 def report_body(fmt: str, fields: dict, errors: list[list[str]], root: str) -> bytes:

@@ -175,6 +175,20 @@ def object_path(environ: dict) -> tuple[str, str, str, str] | None:
     return parts[1], parts[2], parts[3], parts[4]
 
 
+def request_path(environ: dict) -> tuple[str, str, str, str] | None:
+    """``(version, account, container, object)`` of a request under an account (text; ``""``
+    for what the path does not name: ``/v1/a/c/`` is the container ``c``), None for other
+    paths or one that is not UTF-8."""
+    try:
+        parts = from_wsgi(environ.get("PATH_INFO", "")).split("/", 4)
+    except UnicodeError:
+        return None
+    if len(parts) < 3 or parts[0] or parts[1] not in ("v1", "v1.0") or not parts[2]:
+        return None
+    version, account, container, obj = [*parts[1:], "", ""][:4]
+    return version, account, container, obj
+
+
 def query_value(environ: dict, name: str) -> str | None:
     values = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).get(name)
     return values[-1] if values else None

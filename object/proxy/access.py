@@ -29,6 +29,14 @@ from soko.common.auth import AuthContext, TokenValidator
 from soko.common.errors import Forbidden, Unauthorized
 from soko.object.proxy.acl import account_acl_level, grants_user, parse_acl, referrer_allowed
 
+# Keys a middleware sets in a request's environ (in-process only: no client can):
+# - a HEAD asking what a middleware must know whatever the caller may read (a quota's
+#   usage; Swift's pre-auth ``get_container_info``), answered as to the owner;
+INFO_READ_KEY = "soko.info_read"
+# - ``((account, container), error)``: a write into that container is refused with the error
+#   once the caller is known to be allowed it (Swift's quota middlewares wrap
+#   ``swift.authorize`` so), so a caller who may not write learns nothing from it.
+REFUSAL_KEY = "soko.refused_write"
 # Swift's ``swift_owner_headers``: only an owner sees them or sets them.
 OWNER_HEADERS = ("x-container-read", "x-container-write", "x-container-sync-key",
                  "x-container-sync-to", "x-account-meta-temp-url-key",
@@ -83,6 +91,8 @@ class Access:
     def is_owner_by_roles(self, req: falcon.Request, account: str) -> bool:
         """Owner without looking at any ACL: a reseller admin, or an operator of the
         account's project (with a service token where the prefix asks for one)."""
+        if req.method == "HEAD" and req.env.get(INFO_READ_KEY):
+            return True
         auth = req.context.auth
         if auth is None:
             return False

@@ -32,8 +32,9 @@ class ProxySection(ServerSection):
     # The Swift API middlewares in front of the core controllers, in the order a request
     # meets them (object/middleware/pipeline.py lists the known ones), in the order of
     # Swift's sample proxy pipeline.
-    pipeline: list[str] = dataclasses.field(
-        default_factory=lambda: ["slo", "dlo", "versioned_writes", "symlink"])
+    pipeline: list[str] = dataclasses.field(default_factory=lambda: [
+        "bulk", "ratelimit", "crossdomain", "staticweb", "container_quotas", "account_quotas",
+        "slo", "dlo", "versioned_writes", "symlink"])
     # Who may do what (object/proxy/access.py, Swift's keystoneauth): a project's accounts
     # are <prefix><project id> for each prefix; operator roles own their project's accounts,
     # on a prefix listed in service_roles only with an X-Service-Token holding one of those
@@ -53,6 +54,19 @@ class ProxySection(ServerSection):
     cors_allow_origin: list[str] = dataclasses.field(default_factory=list)
     cors_expose_headers: list[str] = dataclasses.field(default_factory=list)
     strict_cors_mode: bool = True
+    # What /crossdomain.xml allows (object/middleware/crossdomain.py): Swift's default, any
+    # domain (Flash/Silverlight clients; narrow it to your sites' domains if you serve it).
+    cross_domain_policy: str = '<allow-access-from domain="*" secure="false" />'
+    # Rate limits (object/middleware/ratelimit.py), Swift's settings: container PUT/DELETE
+    # per second per account (0: none); object writes per second per container, and
+    # listings per second per container, as [object count, rate] points (a container
+    # between two points gets the rate on the line between them; below the first: none).
+    # A request that would have to wait more than max_sleep_time_seconds is refused (498).
+    # Each proxy worker counts on its own (Swift counts in memcache, across proxies).
+    account_ratelimit: float = 0.0
+    container_ratelimits: list[list[float]] = dataclasses.field(default_factory=list)
+    container_listing_ratelimits: list[list[float]] = dataclasses.field(default_factory=list)
+    max_sleep_time_seconds: float = 60.0
 
     def validate(self) -> None:
         super().validate()
@@ -60,6 +74,11 @@ class ProxySection(ServerSection):
             raise ConfigError("reseller_prefixes: must hold 'AUTH_' (the accounts tempauth "
                               f"and the catalog name) and no empty prefix, got "
                               f"{self.reseller_prefixes}")
+        for key in ("container_ratelimits", "container_listing_ratelimits"):
+            points = getattr(self, key)
+            if not all(len(point) == 2 and point[0] >= 0 and point[1] > 0 for point in points):
+                raise ConfigError(f"{key}: expected [object count, requests per second] "
+                                  f"pairs with a positive rate, got {points}")
         for prefix, roles in self.service_roles.items():
             if prefix not in self.reseller_prefixes or not isinstance(roles, list) or not all(
                     isinstance(role, str) for role in roles):

@@ -11,7 +11,7 @@ import time
 import falcon
 
 from soko.common.errors import BadRequest, ServiceUnavailable
-from soko.object.proxy.access import Access
+from soko.object.proxy.access import REFUSAL_KEY, Access
 from soko.object.proxy.cors import CorsRules
 from soko.object.proxy.replicas import Replicas
 from soko.object.shared.internal import CONTAINER_SYSMETA_PREFIX
@@ -138,4 +138,7 @@ def authorize_container(state: ProxyState, req: falcon.Request, account: str, co
             acl=info and info["write" if write else "read"],
             account_acl=lambda: state.account_acl(req, account))
     req.context.swift_owner = owner
+    refusal = req.env.get(REFUSAL_KEY)
+    if write and refusal and refusal[0] == (account, container):
+        raise refusal[1]
     return info

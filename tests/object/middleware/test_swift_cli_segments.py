@@ -25,7 +25,8 @@ SIZE = 20 * 1024 * 1024 + 123
 SEGMENT = 4 * 1024 * 1024
 
 
-def run_swift(cluster, *args: str, cwd: Path) -> str:
+def run_swift(cluster, *args: str, cwd: Path, stderr: bool = False) -> str:
+    """The CLI's output (with what it logged to stderr, e.g. ``--debug``, if ``stderr``)."""
     argv = [str(Path(sys.executable).with_name("swift")), "-A",
             f"{cluster.proxy_url}/auth/v1.0", "-U", "test:tester", "-K", USERS["test:tester"],
             *args]
@@ -33,7 +34,7 @@ def run_swift(cluster, *args: str, cwd: Path) -> str:
     result = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, env=env,
                             timeout=300)
     assert result.returncode == 0, f"swift {' '.join(args)}: {result.stderr}"
-    return result.stdout
+    return result.stdout + (result.stderr if stderr else "")
 
 
 @pytest.fixture(scope="module")
