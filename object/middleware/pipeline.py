@@ -19,6 +19,8 @@ from soko.object.shared.internal import OBJECT_SYSMETA_PREFIX
 log = logging.getLogger(__name__)
 
 MIDDLEWARES = {
+    "tempurl": "soko.object.middleware.tempurl:TempURL",
+    "formpost": "soko.object.middleware.formpost:FormPost",
     "slo": "soko.object.middleware.slo:StaticLargeObjects",
     "dlo": "soko.object.middleware.dlo:DynamicLargeObjects",
 }

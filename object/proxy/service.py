@@ -30,9 +30,24 @@ class ProxySection(ServerSection):
     container_info_ttl: float = 5.0
     public_url: str = ""  # what X-Storage-Url starts with; empty: the request's own host
     # The Swift API middlewares in front of the core controllers, in the order a request
-    # meets them (object/middleware/pipeline.py lists the known ones); Swift's sample
-    # proxy pipeline has SLO then DLO.
-    pipeline: list[str] = dataclasses.field(default_factory=lambda: ["slo", "dlo"])
+    # meets them (object/middleware/pipeline.py lists the known ones), in the order of
+    # Swift's sample proxy pipeline.
+    pipeline: list[str] = dataclasses.field(
+        default_factory=lambda: ["tempurl", "formpost", "slo", "dlo"])
+    # TempURL and FormPost signatures (object/middleware/signatures.py): the digests they
+    # may use (Swift's allowed_digests; sha1 only if listed), the methods a temp URL may sign,
+    # and the headers removed from its requests and answers unless allowed (Swift's
+    # defaults; a name ending in '*' is a prefix).
+    allowed_digests: list[str] = dataclasses.field(default_factory=lambda: ["sha256", "sha512"])
+    tempurl_methods: list[str] = dataclasses.field(
+        default_factory=lambda: ["GET", "HEAD", "PUT", "POST", "DELETE"])
+    tempurl_incoming_remove_headers: list[str] = dataclasses.field(
+        default_factory=lambda: ["x-timestamp", "x-open-expired"])
+    tempurl_incoming_allow_headers: list[str] = dataclasses.field(default_factory=list)
+    tempurl_outgoing_remove_headers: list[str] = dataclasses.field(
+        default_factory=lambda: ["x-object-meta-*"])
+    tempurl_outgoing_allow_headers: list[str] = dataclasses.field(
+        default_factory=lambda: ["x-object-meta-public-*"])
     # Who may do what (object/proxy/access.py, Swift's keystoneauth): a project's accounts
     # are <prefix><project id> for each prefix; operator roles own their project's accounts,
     # on a prefix listed in service_roles only with an X-Service-Token holding one of those
@@ -59,6 +74,14 @@ class ProxySection(ServerSection):
             raise ConfigError("reseller_prefixes: must hold 'AUTH_' (the accounts tempauth "
                               f"and the catalog name) and no empty prefix, got "
                               f"{self.reseller_prefixes}")
+        from soko.object.middleware.signatures import SUPPORTED_DIGESTS
+        from soko.object.middleware.tempurl import SIGNABLE_METHODS
+
+        for key, known in (("allowed_digests", SUPPORTED_DIGESTS),
+                           ("tempurl_methods", SIGNABLE_METHODS)):
+            values = getattr(self, key)
+            if not values or not set(values) <= set(known):
+                raise ConfigError(f"{key}: must be some of {', '.join(known)}, got {values}")
         for prefix, roles in self.service_roles.items():
             if prefix not in self.reseller_prefixes or not isinstance(roles, list) or not all(
                     isinstance(role, str) for role in roles):
