@@ -137,6 +137,13 @@ def test_prefix_iso_digests_and_ip_range(api, keyed):
     name = keyed.rsplit("/", 1)[1]
     api.put(f"{keyed}/dlo", data=b"", headers={"X-Object-Manifest": f"{name}/dir/"})
     assert requests.get(temp_url(f"{keyed}/dlo", "GET"), timeout=10).content == b"in prefix"
+    # Out of the container key's scope, its segments stay out of reach (Swift: the same 401).
+    elsewhere = f"{keyed}-segs"
+    api.put(elsewhere)
+    api.put(f"{elsewhere}/s1", data=b"SECRET")
+    api.put(f"{keyed}/dlo2", data=b"", headers={"X-Object-Manifest": f"{name}-segs/s"})
+    r = requests.get(temp_url(f"{keyed}/dlo2", "GET"), timeout=10)
+    assert r.status_code == 401 and b"SECRET" not in r.content
 
 
 def test_account_key_and_keys_hidden_from_others(api, cluster, keyed):
@@ -179,3 +186,19 @@ def test_signature_forms():
     for bad in ("", "ab" * 31, "zz" * 32, "sha512:***"):
         with pytest.raises(ValueError):
             parse_signature(bad)
+
+
+def test_digests_and_methods_are_configured(tmp_path):
+    from soko.common.config import ConfigError
+    from soko.object.middleware.tempurl import TempURL
+    from tests.object.middleware.test_pipeline import proxy_section
+
+    section = proxy_section(tmp_path, allowed_digests=["sha1", "sha512"],
+                            tempurl_methods=["GET"])
+    info = TempURL.swift_info(section)
+    assert (info["allowed_digests"], info["deprecated_digests"], info["methods"]) == (
+        ["sha1", "sha512"], ["sha1"], ["GET"])
+    for key, value in [("allowed_digests", ["md5"]), ("allowed_digests", []),
+                       ("tempurl_methods", ["COPY"])]:
+        with pytest.raises(ConfigError, match=key):
+            proxy_section(tmp_path, **{key: value})
