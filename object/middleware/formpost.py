@@ -104,6 +104,7 @@ class FormPost:
         attributes: dict[str, str] = {}
         status = message = ""
         answer_body = b""
+        cors: list[tuple[str, str]] = []
         keys = None
         count = 0
         for headers in form:
@@ -130,7 +131,7 @@ class FormPost:
                     file_attributes[name] = headers[name]
             if keys is None:
                 keys = self.keys(environ)
-            status, answer_body = self.store(environ, form, file_attributes, keys)
+            status, cors, answer_body = self.store(environ, form, file_attributes, keys)
             if not status.startswith("2"):
                 break
         if not status:
@@ -141,13 +142,13 @@ class FormPost:
             body = (status + (f"\r\nFormPost: {message.title()}" if message else "")).encode()
             if not status.startswith("2") and answer_body:
                 body = answer_body
-            return status, [("Content-Type", PLAIN), ("Content-Length", str(len(body))),
-                            *close], body
+            return status, [*cors, ("Content-Type", PLAIN),
+                            ("Content-Length", str(len(body))), *close], body
         redirect += ("&" if "?" in redirect else "?") + \
             f"status={quote(status.split(' ', 1)[0])}&message={quote(message)}"
         body = f'<html><body><p><a href="{redirect}">Click to continue...</a></p></body></html>'
-        return "303 See Other", [("Location", redirect), ("Content-Length", str(len(body))),
-                                 *close], body.encode()
+        return "303 See Other", [*cors, ("Location", redirect),
+                                 ("Content-Length", str(len(body))), *close], body.encode()
 
     def keys(self, environ: dict) -> list:
         """The keys of the account and container the form posts to (none if it names
@@ -159,8 +160,10 @@ class FormPost:
         return list(signing_keys(self.app, environ, parts[2], parts[3], "FP"))
 
     def store(self, environ: dict, form: FormParts, attributes: dict[str, str],
-              keys: list) -> tuple[str, bytes]:
-        """One file's PUT if the form's signature holds: its status line and body."""
+              keys: list) -> tuple[str, list[tuple[str, str]], bytes]:
+        """One file's PUT if the form's signature holds: its status line, its CORS headers
+        (the form's ``Origin`` is the PUT's, as a browser's cross-origin upload needs), and
+        its body."""
         if not keys:
             raise FormUnauthorized("invalid signature")
         max_file_size = whole_number(attributes, "max_file_size",
@@ -180,6 +183,8 @@ class FormPost:
             headers["Content-Type"] = attributes["content-type"] or "application/octet-stream"
         if "content-encoding" in attributes:
             headers["Content-Encoding"] = attributes["content-encoding"]
+        if environ.get("HTTP_ORIGIN"):
+            headers["Origin"] = from_wsgi(environ["HTTP_ORIGIN"])
         if (whole_number(attributes, "expires", "expired not an integer") or 0) < time.time():
             raise FormUnauthorized("form expired")
         path = path_text(environ)
@@ -207,7 +212,9 @@ class FormPost:
             raise ClientDisconnect("the form ended before its closing boundary")
         if body.exceeded:
             raise FormInvalid("max_file_size exceeded")
-        return answer.status_line, answer_body
+        cors = [(name, value) for name, value in answer.header_list
+                if name.lower().startswith("access-control-")]
+        return answer.status_line, cors, answer_body
 
 
 def path_text(environ: dict) -> str:

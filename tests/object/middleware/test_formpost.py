@@ -34,11 +34,11 @@ def form_fields(url: str, *, redirect: str = REDIRECT, max_file_size: int = 1 <<
             **extra}
 
 
-def post(url: str, fields: dict[str, str], files: list[tuple[str, bytes]]):
+def post(url: str, fields: dict[str, str], files: list[tuple[str, bytes]], **headers: str):
     """The form as a browser sends it: the fields first, then the files."""
     parts = [(name, (None, value)) for name, value in fields.items()]
     parts += [(f"file{i}", (filename, data)) for i, (filename, data) in enumerate(files)]
-    return requests.post(url, files=parts, allow_redirects=False, timeout=60)
+    return requests.post(url, files=parts, allow_redirects=False, timeout=60, headers=headers)
 
 
 @pytest.fixture
@@ -63,11 +63,14 @@ def test_form_stores_files_and_redirects(api, keyed):
     assert api.get(f"{keyed}/up/a.txt").content == b"first file"
     stored = api.get(f"{keyed}/up/b.bin")
     assert stored.content == big and int(stored.headers["x-delete-at"]) > time.time() + 3000
-    # Without a redirect the answer is the PUT's status line, as text.
+    # Without a redirect the answer is the PUT's status line, as text; a cross-origin
+    # upload gets the container's CORS answer.
+    api.post(keyed, headers={"X-Container-Meta-Access-Control-Allow-Origin": "https://app.test"})
     fields = form_fields(keyed, redirect="")
     del fields["redirect"]
-    r = post(keyed, fields, [("c.txt", b"third")])
+    r = post(keyed, fields, [("c.txt", b"third")], Origin="https://app.test")
     assert (r.status_code, r.text) == (201, "201 Created")
+    assert r.headers["access-control-allow-origin"] == "https://app.test"
     assert api.get(f"{keyed}/c.txt").content == b"third"
 
 
