@@ -162,7 +162,6 @@ class Access:
             return False
         deny(req)
 
-
     def signed(self, req: falcon.Request, grant: SignedGrant, account: str,
                container: str | None, *, write: bool, obj: bool) -> bool:
         """``decide`` for a request under a ``SignedGrant`` (raises if it may not): whether
