@@ -63,7 +63,8 @@ class HeaderRules:
 
 def expiry(value: str | None) -> int:
     """``temp_url_expires`` (unix seconds, or ISO 8601 UTC) as unix seconds; 0 if it is
-    neither or has passed."""
+    neither, has passed, or is past the last date the ``Expires`` header can say, in 9999
+    (Swift: 500 past its own last one, in year 10000)."""
     try:
         expires = int(value)
     except (TypeError, ValueError):
@@ -71,6 +72,10 @@ def expiry(value: str | None) -> int:
             expires = calendar.timegm(time.strptime(value or "", ISO_8601))
         except ValueError:
             return 0
+    try:
+        email.utils.formatdate(expires, usegmt=True)
+    except (OverflowError, OSError, ValueError):
+        return 0
     return expires if expires >= time.time() else 0
 
 

@@ -20,6 +20,7 @@ from soko.object.middleware.form_parts import FormParts
 
 KEY = "form-key"
 REDIRECT = "https://example.test/done?x=1"
+ORIGIN = "https://app.test"  # the container lets a page there upload with the form
 
 
 def form_fields(url: str, *, redirect: str = REDIRECT, max_file_size: int = 1 << 20,
@@ -43,7 +44,9 @@ def post(url: str, fields: dict[str, str], files: list[tuple[str, bytes]], **hea
 
 @pytest.fixture
 def keyed(api, c) -> str:
-    assert api.post(c, headers={"X-Container-Meta-Temp-URL-Key": KEY}).status_code == 204
+    assert api.post(c, headers={"X-Container-Meta-Temp-URL-Key": KEY,
+                                "X-Container-Meta-Access-Control-Allow-Origin": ORIGIN,
+                                }).status_code == 204
     return c
 
 
@@ -65,12 +68,11 @@ def test_form_stores_files_and_redirects(api, keyed):
     assert stored.content == big and int(stored.headers["x-delete-at"]) > time.time() + 3000
     # Without a redirect the answer is the PUT's status line, as text; a cross-origin
     # upload gets the container's CORS answer.
-    api.post(keyed, headers={"X-Container-Meta-Access-Control-Allow-Origin": "https://app.test"})
     fields = form_fields(keyed, redirect="")
     del fields["redirect"]
-    r = post(keyed, fields, [("c.txt", b"third")], Origin="https://app.test")
+    r = post(keyed, fields, [("c.txt", b"third")], Origin=ORIGIN)
     assert (r.status_code, r.text) == (201, "201 Created")
-    assert r.headers["access-control-allow-origin"] == "https://app.test"
+    assert r.headers["access-control-allow-origin"] == ORIGIN
     assert api.get(f"{keyed}/c.txt").content == b"third"
 
 
