@@ -88,12 +88,10 @@ class FormPost:
             status, headers, body = self.translate(environ, form)
         except InvalidStart:
             return text_answer(environ, start_response, "400 Bad Request",
-                               "FormPost: invalid starting boundary", content_type=PLAIN,
-                               headers=[("Connection", "close")])
+                               "FormPost: invalid starting boundary", content_type=PLAIN)
         except (FormInvalid, BadPart) as error:
             return text_answer(environ, start_response, "400 Bad Request",
-                               f"FormPost: {error}", content_type=PLAIN,
-                               headers=[("Connection", "close")])
+                               f"FormPost: {error}", content_type=PLAIN)
         except FormUnauthorized as error:
             return unauthorized(environ, start_response, f"FormPost: {str(error).title()}")
         start_response(status, headers)
@@ -136,6 +134,7 @@ class FormPost:
                 break
         if not status:
             status, message = "400 Bad Request", "no files to process"
+        # A refused file's form is not read to its end (a 303 says nothing of that).
         close = [] if status.startswith("2") else [("Connection", "close")]
         redirect = attributes.get("redirect")
         if not redirect:

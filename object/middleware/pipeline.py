@@ -57,6 +57,13 @@ def build(core, names: list[str], section, validator: TokenValidator):
     return Front(app, core, validator)
 
 
+def came_with_body(environ: dict) -> bool:
+    """Whether the request has a body: an error answer to it closes the connection (the body
+    may be unread, and gigabytes; ``proxy/app.py``'s ``CloseAfterRefusedBody`` says why)."""
+    return environ.get("CONTENT_LENGTH") not in (None, "", "0") or "chunked" in environ.get(
+        "HTTP_TRANSFER_ENCODING", "").lower()
+
+
 def swift_error(start_response, error: SokoError, trans_id: str | None = None):
     """An error a middleware raises, answered as Swift answers it: the message as text."""
     body = error.message.encode()
@@ -77,6 +84,8 @@ class Front:
       401, so no middleware works for a caller it cannot name. A caller the S3 layer in front
       already authenticated (by its signature) is kept as it is.
     - System metadata and backend headers are dropped from requests and answers.
+    - An error answer to a request with a body closes the connection, whichever middleware
+      gave it (``came_with_body``).
     - A ``SokoError`` a middleware raises before answering is answered as Swift would.
     """
 
@@ -89,6 +98,7 @@ class Front:
         if not TRANS_ID_PATTERN.match(environ.get(TRANS_ID_KEY, "")):
             environ[TRANS_ID_KEY] = new_trans_id()
         trans_id = environ[TRANS_ID_KEY]
+        close_on_error = came_with_body(environ)  # before a middleware changes the environ
         token = environ.get("HTTP_X_AUTH_TOKEN")
         # A caller already named in the environ was authenticated in-process by the layer in
         # front (the S3 API, object/s3); a client cannot set an environ key.
@@ -102,6 +112,9 @@ class Front:
             kept = [(k, v) for k, v in headers if not k.lower().startswith(HIDDEN_PREFIXES)]
             if not any(k.lower() == TRANS_ID_HEADER.lower() for k, _ in kept):
                 kept.append((TRANS_ID_HEADER, trans_id))
+            if close_on_error and status[:1] in "45" and not any(
+                    k.lower() == "connection" for k, _ in kept):
+                kept.append(("Connection", "close"))
             return start_response(status, kept, exc_info)
 
         try:

@@ -95,6 +95,7 @@ def test_signed_put_stores_bytes_and_reaches_nothing_else(api, keyed):
                         ("PUT", put.replace("/v1/", "/v1.0/"))]:
         r = requests.request(method, url, data=b"x" if method == "PUT" else None, timeout=10)
         assert (r.status_code, r.text) == (401, INVALID), (method, url)
+        assert (r.headers.get("connection") == "close") == (method == "PUT")  # body unread
     # A token does not widen it: the request is the signature's.
     r = api.get(put)
     assert r.status_code == 401
