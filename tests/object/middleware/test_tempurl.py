@@ -119,6 +119,8 @@ def test_prefix_iso_digests_and_ip_range(api, keyed):
     url = temp_url(f"{keyed}/dir/a", "GET", prefix="dir/")
     assert requests.get(url, timeout=10).content == b"in prefix"
     assert requests.get(url.replace("/dir/a?", "/o?"), timeout=10).status_code == 401
+    api.put(f"{keyed}/ü ø", data=b"unicode")  # signed as text, sent percent-encoded
+    assert requests.get(temp_url(f"{keyed}/ü ø", "GET"), timeout=10).content == b"unicode"
     iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 60))
     assert requests.get(temp_url(f"{keyed}/o", "GET", expires=iso), timeout=10).ok
     raw = hmac.new(KEY.encode(), f"GET\n{int(time.time()) + 60}\n{urlsplit(keyed).path}/o"
