@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from soko.common.app import TRANS_ID_HEADER, TRANS_ID_PATTERN, new_trans_id
+from soko.common.app import REQUEST_ID_HEADER, TRANS_ID_HEADER, TRANS_ID_PATTERN, new_trans_id
 from soko.common.auth import AUTH_ENVIRON_KEY, TokenValidator
 from soko.common.config import ConfigError
 from soko.common.errors import SokoError
@@ -78,7 +78,8 @@ def swift_error(start_response, error: SokoError, trans_id: str | None = None):
 class Front:
     """The pipeline's gatekeeper: what holds for every request before any middleware.
 
-    - The transaction id is settled here, so sub-requests log under the caller's.
+    - The transaction id is settled here, so sub-requests log under the caller's, and every
+      answer carries it (``X-Trans-Id``, ``X-Openstack-Request-Id``) as Swift's do.
     - The token is validated once (``AUTH_ENVIRON_KEY``): middlewares' sub-requests act as
       the caller. A token that does not validate goes straight to the core, which answers
       401, so no middleware works for a caller it cannot name. A caller the S3 layer in front
@@ -110,8 +111,9 @@ class Front:
 
         def filtered_start_response(status, headers, exc_info=None):
             kept = [(k, v) for k, v in headers if not k.lower().startswith(HIDDEN_PREFIXES)]
-            if not any(k.lower() == TRANS_ID_HEADER.lower() for k, _ in kept):
-                kept.append((TRANS_ID_HEADER, trans_id))
+            for name in (TRANS_ID_HEADER, REQUEST_ID_HEADER):  # a middleware's answer too
+                if not any(k.lower() == name.lower() for k, _ in kept):
+                    kept.append((name, trans_id))
             if close_on_error and status[:1] in "45" and not any(
                     k.lower() == "connection" for k, _ in kept):
                 kept.append(("Connection", "close"))

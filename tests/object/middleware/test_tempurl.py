@@ -73,6 +73,7 @@ def test_swift_cli_url_works_then_expires(cluster, keyed):
     r = requests.get(url, timeout=10)
     assert (r.status_code, r.text) == (401, INVALID)
     assert r.headers["www-authenticate"] == 'Swift realm="unknown"'
+    assert r.headers["x-openstack-request-id"] == r.headers["x-trans-id"]
     head = requests.head(url, timeout=10)
     assert head.status_code == 401 and head.headers["content-length"] == "0"
 
