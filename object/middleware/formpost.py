@@ -31,6 +31,10 @@ from soko.object.middleware.subrequest import from_wsgi, subrequest
 from soko.object.proxy.access import SignedGrant
 
 MAX_VALUE_LENGTH = 4096  # a field's value; Swift cuts longer ones there
+# The fields a form's files are stored by; others are read past and forgotten (so a form
+# of a million fields holds no more than these).
+FIELDS = frozenset({"redirect", "max_file_size", "max_file_count", "expires", "signature",
+                    "x_delete_at", "x_delete_after", "content-type", "content-encoding"})
 PLAIN = "text/plain"
 ANSWER_BODY_LIMIT = 64 * 1024
 VERSIONS = ("v1", "v1.0")
@@ -112,7 +116,7 @@ class FormPost:
                 while len(value) < MAX_VALUE_LENGTH and (
                         chunk := form.read(MAX_VALUE_LENGTH - len(value))):
                     value += chunk
-                if "name" in params:
+                if params.get("name", "").lower() in FIELDS:
                     try:
                         attributes[params["name"].lower()] = value.decode().rstrip("\r\n-")
                     except UnicodeDecodeError:
