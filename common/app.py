@@ -30,6 +30,8 @@ access_log = logging.getLogger("soko.access")
 error_log = logging.getLogger("soko.error")
 
 TRANS_ID_HEADER = "X-Trans-Id"
+# The same id again: OpenStack clients (keystoneauth, cinderclient) log this one.
+REQUEST_ID_HEADER = "X-Openstack-Request-Id"
 # Set by soko's gunicorn worker (common/worker.py) to the SokoError of a request it refused
 # before the app could run (malformed head, head timeout): the app answers it like its own.
 REFUSAL_ENVIRON_KEY = "soko.refusal"
@@ -52,8 +54,7 @@ class RequestContext:
         req.context.started = time.monotonic()
         req.context.trans_token = current_trans_id.set(trans_id)
         resp.set_header(TRANS_ID_HEADER, trans_id)
-        # OpenStack clients (keystoneauth, cinderclient) log this one.
-        resp.set_header("X-Openstack-Request-Id", trans_id)
+        resp.set_header(REQUEST_ID_HEADER, trans_id)
         refusal = req.env.get(REFUSAL_ENVIRON_KEY)
         if refusal is not None:
             raise refusal
@@ -64,7 +65,7 @@ class RequestContext:
             return
         trans_id = req.context.trans_id
         resp.set_header(TRANS_ID_HEADER, trans_id)
-        resp.set_header("X-Openstack-Request-Id", trans_id)
+        resp.set_header(REQUEST_ID_HEADER, trans_id)
         access_log.info(
             '%s %s "%s %s" %s %.4f',
             req.remote_addr,

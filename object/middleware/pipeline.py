@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 
-from soko.common.app import TRANS_ID_HEADER, TRANS_ID_PATTERN, new_trans_id
+from soko.common.app import REQUEST_ID_HEADER, TRANS_ID_HEADER, TRANS_ID_PATTERN, new_trans_id
 from soko.common.auth import AUTH_ENVIRON_KEY, TokenValidator
 from soko.common.config import ConfigError
 from soko.common.errors import SokoError
@@ -29,8 +29,10 @@ log = logging.getLogger(__name__)
 
 MIDDLEWARES = {
     "bulk": "soko.object.middleware.bulk:Bulk",
+    "tempurl": "soko.object.middleware.tempurl:TempURL",
     "ratelimit": "soko.object.middleware.ratelimit:RateLimit",
     "crossdomain": "soko.object.middleware.crossdomain:CrossDomain",
+    "formpost": "soko.object.middleware.formpost:FormPost",
     "staticweb": "soko.object.middleware.staticweb:StaticWeb",
     "container_quotas": "soko.object.middleware.container_quotas:ContainerQuotas",
     "account_quotas": "soko.object.middleware.account_quotas:AccountQuotas",
@@ -82,6 +84,13 @@ def build(core, names: list[str], section, validator: TokenValidator, container_
     return Front(app, core, validator, container_info)
 
 
+def came_with_body(environ: dict) -> bool:
+    """Whether the request has a body: an error answer to it closes the connection (the body
+    may be unread, and gigabytes; ``proxy/app.py``'s ``CloseAfterRefusedBody`` says why)."""
+    return environ.get("CONTENT_LENGTH") not in (None, "", "0") or "chunked" in environ.get(
+        "HTTP_TRANSFER_ENCODING", "").lower()
+
+
 def swift_error(start_response, error: SokoError, trans_id: str | None = None):
     """An error a middleware raises, answered as Swift answers it: the message as text (or
     the error's own content type), or Swift's page for the status when the error says
@@ -100,13 +109,16 @@ def swift_error(start_response, error: SokoError, trans_id: str | None = None):
 class Front:
     """The pipeline's gatekeeper: what holds for every request before any middleware.
 
-    - The transaction id is settled here, so sub-requests log under the caller's.
+    - The transaction id is settled here, so sub-requests log under the caller's, and every
+      answer carries it (``X-Trans-Id``, ``X-Openstack-Request-Id``) as Swift's do.
     - The token is validated once (``AUTH_ENVIRON_KEY``): middlewares' sub-requests act as
       the caller. A token that does not validate goes straight to the core, which answers
       401, so no middleware works for a caller it cannot name. A caller the S3 layer in front
       already authenticated (by its signature) is kept as it is.
     - System metadata and backend headers are dropped from requests and answers (but for
       the requests an in-process layer built itself, ``IN_PROCESS_KEY``).
+    - An error answer to a request with a body closes the connection, whichever middleware
+      gave it (``came_with_body``).
     - A ``SokoError`` a middleware raises before answering is answered as Swift would.
     """
 
@@ -123,6 +135,7 @@ class Front:
             environ[TRANS_ID_KEY] = new_trans_id()
         trans_id = environ[TRANS_ID_KEY]
         environ[CONTAINER_INFO_KEY] = functools.partial(self.container_info, trans_id)
+        close_on_error = came_with_body(environ)  # before a middleware changes the environ
         token = environ.get("HTTP_X_AUTH_TOKEN")
         # A caller already named in the environ was authenticated in-process by the layer in
         # front (the S3 API, object/s3); a client cannot set an environ key.
@@ -135,8 +148,12 @@ class Front:
         def filtered_start_response(status, headers, exc_info=None):
             kept = [(k, v) for k, v in headers
                     if in_process or not k.lower().startswith(HIDDEN_PREFIXES)]
-            if not any(k.lower() == TRANS_ID_HEADER.lower() for k, _ in kept):
-                kept.append((TRANS_ID_HEADER, trans_id))
+            for name in (TRANS_ID_HEADER, REQUEST_ID_HEADER):  # a middleware's answer too
+                if not any(k.lower() == name.lower() for k, _ in kept):
+                    kept.append((name, trans_id))
+            if close_on_error and status[:1] in "45" and not any(
+                    k.lower() == "connection" for k, _ in kept):
+                kept.append(("Connection", "close"))
             return start_response(status, kept, exc_info)
 
         try:

@@ -14,6 +14,10 @@ roles), with the account ACLs of Swift's ``tempauth`` added (keystoneauth has no
   ``admin``: everything the owner may do); ``project_reader_roles`` (none by default, as in
   Swift) read everything in their project's accounts.
 
+A request without a token may also carry a ``SignedGrant``: a TempURL or FormPost
+signature checked by its middleware (``object/middleware/signatures.py``), which then acts
+with the rights of the key's account within the key's scope, and never more (``signed``).
+
 A denial is 401 without a token and 403 with one.
 """
 
@@ -27,6 +31,7 @@ import falcon
 
 from soko.common.auth import AuthContext, TokenValidator
 from soko.common.errors import Forbidden, Unauthorized
+from soko.object.middleware.subrequest import SOURCE_KEY  # set on sub-requests only
 from soko.object.proxy.acl import account_acl_level, grants_user, parse_acl, referrer_allowed
 
 # Keys a middleware sets in a request's environ (in-process only: no client can):
@@ -42,6 +47,30 @@ OWNER_HEADERS = ("x-container-read", "x-container-write", "x-container-sync-key"
                  "x-container-sync-to", "x-account-meta-temp-url-key",
                  "x-account-meta-temp-url-key-2", "x-container-meta-temp-url-key",
                  "x-container-meta-temp-url-key-2", "x-account-access-control")
+
+
+# Where a middleware that checked a signature puts its ``SignedGrant`` (a client cannot set
+# an environ key); sub-requests of the middlewares below carry it too.
+GRANT_ENVIRON_KEY = "soko.signed_grant"
+
+
+@dataclasses.dataclass(frozen=True)
+class SignedGrant:
+    """What a valid signature lets a request without a token do, as the key's owner would.
+
+    The scope is the key's: ``container`` of ``account`` (a container's key), or any
+    container of it (``container`` None: the account's key), as Swift's TempURL scopes it.
+    The signed request itself is pinned by its middleware to the signed object (or prefix);
+    the middlewares below it may reach other objects in scope (an SLO's segments), but only
+    to read unless the signature was for a write, a container only to list it for a
+    middleware (a DLO's segments), never the account. ``keys_lookup``: the signature
+    middleware's own HEAD of the account and container for their keys, as their owner.
+    """
+
+    account: str
+    container: str | None
+    write: bool = False
+    keys_lookup: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +171,28 @@ class Access:
                 or (level == "read-only" and not write):
             return False
         deny(req)
+
+    def signed(self, req: falcon.Request, grant: SignedGrant, account: str,
+               container: str | None, *, write: bool, obj: bool) -> bool:
+        """``decide`` for a request under a ``SignedGrant`` (raises if it may not): whether
+        it sees the owner's headers, which only the key look-up does."""
+        same_container = container is not None and container == grant.container
+        if grant.keys_lookup:
+            if req.method == "HEAD" and account == grant.account and (
+                    container is None or same_container):
+                return True
+            deny(req)
+        in_scope = account == grant.account and container is not None and (
+            grant.container is None or same_container)
+        if not in_scope or (write and not grant.write) or not (
+                obj or (not write and SOURCE_KEY in req.env)):
+            deny(req)
+        return False
+
+
+def signed_grant(req: falcon.Request) -> SignedGrant | None:
+    """The request's grant, if it carries no token (a token's own rights come first)."""
+    return req.env.get(GRANT_ENVIRON_KEY) if req.context.auth is None else None
 
 
 def deny(req: falcon.Request) -> NoReturn:

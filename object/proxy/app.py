@@ -79,9 +79,7 @@ class CloseAfterRefusedBody:
     """
 
     def process_response(self, req, resp, resource, req_succeeded):
-        has_body = req.get_header("Content-Length") not in (None, "0") or "chunked" in (
-            req.get_header("Transfer-Encoding") or "").lower()
-        if has_body and int(resp.status_code) >= 400:
+        if pipeline.came_with_body(req.env) and int(resp.status_code) >= 400:
             resp.set_header("Connection", "close")
 
 

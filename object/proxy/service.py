@@ -33,8 +33,22 @@ class ProxySection(ServerSection):
     # meets them (object/middleware/pipeline.py lists the known ones), in the order of
     # Swift's sample proxy pipeline.
     pipeline: list[str] = dataclasses.field(default_factory=lambda: [
-        "bulk", "ratelimit", "crossdomain", "staticweb", "container_quotas", "account_quotas",
-        "slo", "dlo", "versioned_writes", "symlink"])
+        "bulk", "tempurl", "ratelimit", "crossdomain", "formpost", "staticweb",
+        "container_quotas", "account_quotas", "slo", "dlo", "versioned_writes", "symlink"])
+    # TempURL and FormPost signatures (object/middleware/signatures.py): the digests they
+    # may use (Swift's allowed_digests; sha1 only if listed), the methods a temp URL may sign,
+    # and the headers removed from its requests and answers unless allowed (Swift's
+    # defaults; a name ending in '*' is a prefix).
+    allowed_digests: list[str] = dataclasses.field(default_factory=lambda: ["sha256", "sha512"])
+    tempurl_methods: list[str] = dataclasses.field(
+        default_factory=lambda: ["GET", "HEAD", "PUT", "POST", "DELETE"])
+    tempurl_incoming_remove_headers: list[str] = dataclasses.field(
+        default_factory=lambda: ["x-timestamp", "x-open-expired"])
+    tempurl_incoming_allow_headers: list[str] = dataclasses.field(default_factory=list)
+    tempurl_outgoing_remove_headers: list[str] = dataclasses.field(
+        default_factory=lambda: ["x-object-meta-*"])
+    tempurl_outgoing_allow_headers: list[str] = dataclasses.field(
+        default_factory=lambda: ["x-object-meta-public-*"])
     # Who may do what (object/proxy/access.py, Swift's keystoneauth): a project's accounts
     # are <prefix><project id> for each prefix; operator roles own their project's accounts,
     # on a prefix listed in service_roles only with an X-Service-Token holding one of those
@@ -79,6 +93,14 @@ class ProxySection(ServerSection):
             if not all(len(point) == 2 and point[0] >= 0 and point[1] > 0 for point in points):
                 raise ConfigError(f"{key}: expected [object count, requests per second] "
                                   f"pairs with a positive rate, got {points}")
+        from soko.object.middleware.signatures import SUPPORTED_DIGESTS
+        from soko.object.middleware.tempurl import SIGNABLE_METHODS
+
+        for key, known in (("allowed_digests", SUPPORTED_DIGESTS),
+                           ("tempurl_methods", SIGNABLE_METHODS)):
+            values = getattr(self, key)
+            if not values or not set(values) <= set(known):
+                raise ConfigError(f"{key}: must be some of {', '.join(known)}, got {values}")
         for prefix, roles in self.service_roles.items():
             if prefix not in self.reseller_prefixes or not isinstance(roles, list) or not all(
                     isinstance(role, str) for role in roles):

@@ -11,7 +11,7 @@ import time
 import falcon
 
 from soko.common.errors import BadRequest, ServiceUnavailable
-from soko.object.proxy.access import REFUSAL_KEY, Access
+from soko.object.proxy.access import REFUSAL_KEY, Access, signed_grant
 from soko.object.proxy.cors import CorsRules
 from soko.object.proxy.replicas import Replicas
 from soko.object.shared.internal import CONTAINER_SYSMETA_PREFIX
@@ -119,8 +119,13 @@ def authorize_account(state: ProxyState, req: falcon.Request, account: str, *,
                       write: bool, container: bool = False) -> bool:
     """Account requests, and container PUT/POST/DELETE (which no container ACL grants):
     whether the caller is the account's owner (it raises if the caller may not)."""
-    owner = state.access.decide(req, account, write=write, container=container, obj=False,
-                                acl=None, account_acl=lambda: state.account_acl(req, account))
+    grant = signed_grant(req)
+    if grant is not None:
+        owner = state.access.signed(req, grant, account, None, write=write, obj=False)
+    else:
+        owner = state.access.decide(req, account, write=write, container=container,
+                                    obj=False, acl=None,
+                                    account_acl=lambda: state.account_acl(req, account))
     req.context.swift_owner = owner
     return owner
 
@@ -130,13 +135,19 @@ def authorize_container(state: ProxyState, req: falcon.Request, account: str, co
     """Object requests and container reads: the owner, or a container or account ACL
     granting this. The container's info (None if absent); ``req.context.swift_owner`` says
     whether the caller owns the account."""
-    owner = state.access.is_owner_by_roles(req, account)
-    info = state.container_info(req.context.trans_id, account, container, use_cache=owner)
-    if not owner:
-        owner = state.access.granted(
-            req, account, write=write, container=True, obj=not listing,
-            acl=info and info["write" if write else "read"],
-            account_acl=lambda: state.account_acl(req, account))
+    grant = signed_grant(req)
+    if grant is not None:
+        owner = state.access.signed(req, grant, account, container, write=write,
+                                    obj=not listing)
+        info = state.container_info(req.context.trans_id, account, container, use_cache=True)
+    else:
+        owner = state.access.is_owner_by_roles(req, account)
+        info = state.container_info(req.context.trans_id, account, container, use_cache=owner)
+        if not owner:
+            owner = state.access.granted(
+                req, account, write=write, container=True, obj=not listing,
+                acl=info and info["write" if write else "read"],
+                account_acl=lambda: state.account_acl(req, account))
     req.context.swift_owner = owner
     refusal = req.env.get(REFUSAL_KEY)
     if write and refusal and refusal[0] == (account, container):

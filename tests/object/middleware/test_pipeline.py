@@ -18,9 +18,9 @@ def proxy_section(tmp_path, **proxy):
 
 def test_default_pipeline_is_swifts_sample_with_its_info(tmp_path):
     section = proxy_section(tmp_path)
-    assert section.pipeline == ["bulk", "ratelimit", "crossdomain", "staticweb",
-                                "container_quotas", "account_quotas", "slo", "dlo",
-                                "versioned_writes", "symlink"]
+    assert section.pipeline == ["bulk", "tempurl", "ratelimit", "crossdomain", "formpost",
+                                "staticweb", "container_quotas", "account_quotas", "slo",
+                                "dlo", "versioned_writes", "symlink"]
     info = pipeline.swift_info(section.pipeline, section)
     assert info["slo"] == {"max_manifest_segments": 1000, "max_manifest_size": 8 << 20,
                            "min_segment_size": 1, "yield_frequency": 10}
