@@ -208,3 +208,11 @@ def test_digests_and_methods_are_configured(tmp_path):
                        ("tempurl_methods", ["COPY"])]:
         with pytest.raises(ConfigError, match=key):
             proxy_section(tmp_path, **{key: value})
+
+
+def test_a_signed_put_is_held_to_the_container_quota(api, keyed):
+    """A temp URL write meets the quota like any other: 413 and nothing stored."""
+    assert api.post(keyed, headers={"X-Container-Meta-Quota-Bytes": "10"}).status_code == 204
+    r = requests.put(temp_url(f"{keyed}/big", "PUT"), data=b"x" * 11, timeout=10)
+    assert (r.status_code, r.text) == (413, "Upload exceeds quota.")
+    assert api.head(f"{keyed}/big").status_code == 404
