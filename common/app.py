@@ -37,6 +37,12 @@ REQUEST_ID_HEADER = "X-Openstack-Request-Id"
 REFUSAL_ENVIRON_KEY = "soko.refusal"
 # A caller's id is reused only if it looks like one of ours: never echo arbitrary bytes.
 TRANS_ID_PATTERN = re.compile(r"^tx[0-9a-f]{21}-[0-9a-f]{10}$")
+# Set in the environ by a layer in front of the app that writes the request's access line
+# itself (the Swift API's middleware pipeline, ``object/middleware/access_line.py``): the app
+# then logs only the sub-requests in-process layers make of it, each marked by its source
+# (``SOURCE_KEY``, Swift's name for it: ``SLO``, ``VW``...), as Swift's proxy logs them.
+ACCESS_LOGGED_KEY = "soko.access_logged"
+SOURCE_KEY = "swift.source"
 
 
 def new_trans_id() -> str:
@@ -66,16 +72,22 @@ class RequestContext:
         trans_id = req.context.trans_id
         resp.set_header(TRANS_ID_HEADER, trans_id)
         resp.set_header(REQUEST_ID_HEADER, trans_id)
-        access_log.info(
-            '%s %s "%s %s" %s %.4f',
-            req.remote_addr,
-            trans_id,
-            req.method,
-            req.relative_uri,
-            resp.status[:3] if isinstance(resp.status, str) else resp.status,
-            time.monotonic() - started,
-        )
+        source = req.env.get(SOURCE_KEY)
+        if source is not None or not req.env.get(ACCESS_LOGGED_KEY):
+            log_access(req.remote_addr, trans_id, req.method, req.relative_uri,
+                       resp.status[:3] if isinstance(resp.status, str) else resp.status,
+                       time.monotonic() - started, source=source)
         current_trans_id.reset(req.context.trans_token)
+
+
+def log_access(remote_addr: str | None, trans_id: str, method: str, uri: str, status,
+               duration: float, *, sent: int | None = None, source: str | None = None) -> None:
+    """One access-log line: ``addr trans "METHOD uri" status seconds [bytes] [(source)]``,
+    the bytes sent to the client where the layer writing it counted them, the source for a
+    sub-request."""
+    access_log.info('%s %s "%s %s" %s %.4f%s%s', remote_addr, trans_id, method, uri, status,
+                    duration, "" if sent is None else f" {sent}",
+                    "" if source is None else f" ({source})")
 
 
 def error_body(status: int, title: str, message: str, trans_id: str | None) -> str:

@@ -46,6 +46,10 @@ class MethodNotAllowed(SokoError):
     status, title = 405, "Method Not Allowed"
 
 
+class NotAcceptable(SokoError):
+    status, title = 406, "Not Acceptable"
+
+
 class Conflict(SokoError):
     status, title = 409, "Conflict"
 

@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, quote, unquote
 from soko.common.errors import (
     BadRequest,
     Conflict,
+    NotAcceptable,
     NotFound,
     PreconditionFailed,
     ServiceUnavailable,
@@ -382,8 +383,12 @@ class ObjectVersions:
 
 
 class VersionListing:
-    """``GET ?versions``: every version of the container's objects (JSON, as Swift's), by
-    name, newest first: the reserved versions, and the plain (``null``) objects."""
+    """``GET ?versions``: every version of the container's objects (JSON only, as Swift's:
+    another format is 406), by name, newest first: the reserved versions, and the plain
+    (``null``) objects. ``prefix``, ``delimiter`` (a ``subdir`` per common prefix),
+    ``marker`` with ``version_marker`` (the versions after that one), ``end_marker``,
+    ``reverse`` (the whole order backwards: then ``marker`` names the end) and ``limit``,
+    over the first ``LISTING_PAGE`` names and versions."""
 
     def __init__(self, app, environ: dict, url: str):
         self.app, self.environ, self.url = app, environ, url
@@ -398,14 +403,40 @@ class VersionListing:
     def answer(self, start_response):
         params = {k: v[-1] for k, v in parse_qs(self.environ.get("QUERY_STRING", ""),
                                                  keep_blank_values=True).items()}
+        accept = self.environ.get("HTTP_ACCEPT") or "*/*"
+        if params.get("format", "json").lower() != "json" or ("format" not in params and not any(
+                kind in accept for kind in ("json", "*/*", "application/*"))):
+            raise NotAcceptable()
         prefix, marker = params.get("prefix", ""), params.get("marker", "")
+        version_marker = params.get("version_marker")
+        if version_marker is not None:
+            if not marker:
+                raise BadRequest("version_marker param requires marker")
+            try:
+                version_marker = Timestamp.parse(version_marker).normal if \
+                    version_marker != "null" else version_marker
+            except InvalidTimestamp:
+                raise BadRequest("invalid version_marker param") from None
         limit = int(params["limit"]) if params.get("limit", "").isdigit() else LISTING_PAGE
-        limit = min(limit, LISTING_PAGE)
+        entries = self.all_versions(prefix)
+        reverse = is_true(params.get("reverse"))
+        if reverse:
+            entries.reverse()
+        entries = [e for e in entries if after_marker(e, marker, version_marker, reverse)
+                   and before_end(e["name"], params.get("end_marker", ""), reverse)]
+        entries = with_subdirs(entries, prefix, params.get("delimiter", ""))
+        body = json.dumps(entries[:min(limit, LISTING_PAGE)]).encode("ascii")
+        start_response("200 OK", [("Content-Type", "application/json; charset=utf-8"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+
+    def all_versions(self, prefix: str) -> list[dict]:
+        """The versions under ``prefix``, by name and newest first."""
+        page = str(LISTING_PAGE)
         latest = {e["name"]: e for e in self.page(
-            {"format": "json", "prefix": prefix, "marker": marker, "limit": str(limit)}, False)}
-        versions = self.page({"format": "json", "prefix": RESERVED + prefix,
-                              "marker": RESERVED + marker + "\x01" if marker else "",
-                              "limit": str(limit)}, True)
+            {"format": "json", "prefix": prefix, "limit": page}, False)}
+        versions = self.page({"format": "json", "prefix": RESERVED + prefix, "limit": page},
+                             True)
         entries = []
         for entry in versions:
             parsed = parse_version_name(entry["name"])
@@ -422,11 +453,43 @@ class VersionListing:
         for entry in latest.values():
             if not entry.get("version_symlink") and "subdir" not in entry:
                 entries.append({**entry, "is_latest": True, "version_id": "null"})
-        entries.sort(key=lambda e: (e["name"], e["version_id"] != "null",
-                                    0 if e["version_id"] == "null" else
-                                    -Timestamp.parse(e["version_id"]).ticks))
-        body = json.dumps(entries[:limit]).encode("ascii")
-        start_response("200 OK", [("Content-Type", "application/json; charset=utf-8"),
-                                  ("Content-Length", str(len(body)))])
-        return [body]
+        entries.sort(key=version_order)
+        return entries
 
+
+def version_order(entry: dict) -> tuple:
+    """By name; the ``null`` version first, then the newest first (as Swift lists them)."""
+    version_id = entry["version_id"]
+    return (entry["name"], version_id != "null",
+            0 if version_id == "null" else -Timestamp.parse(version_id).ticks)
+
+
+def after_marker(entry: dict, marker: str, version_marker: str | None, reverse: bool) -> bool:
+    """Whether ``entry`` comes after the marker (and the version marker) in listing order."""
+    if not marker:
+        return True
+    if version_marker is None or entry["name"] != marker:
+        return entry["name"] < marker if reverse else entry["name"] > marker
+    position = version_order({"name": marker, "version_id": version_marker})
+    return version_order(entry) < position if reverse else version_order(entry) > position
+
+
+def before_end(name: str, end_marker: str, reverse: bool) -> bool:
+    if not end_marker:
+        return True
+    return name > end_marker if reverse else name < end_marker
+
+
+def with_subdirs(entries: list[dict], prefix: str, delimiter: str) -> list[dict]:
+    """Entries whose name goes on past ``prefix`` + a ``delimiter`` as one ``subdir`` each."""
+    if not delimiter:
+        return entries
+    shown, seen = [], set()
+    for entry in entries:
+        cut = entry["name"].find(delimiter, len(prefix))
+        if cut < 0:
+            shown.append(entry)
+        elif (subdir := entry["name"][:cut + len(delimiter)]) not in seen:
+            seen.add(subdir)
+            shown.append({"subdir": subdir})
+    return shown

@@ -17,11 +17,19 @@ from __future__ import annotations
 import functools
 import logging
 
-from soko.common.app import REQUEST_ID_HEADER, TRANS_ID_HEADER, TRANS_ID_PATTERN, new_trans_id
+from soko.common.app import (
+    ACCESS_LOGGED_KEY,
+    REQUEST_ID_HEADER,
+    SOURCE_KEY,
+    TRANS_ID_HEADER,
+    TRANS_ID_PATTERN,
+    new_trans_id,
+)
 from soko.common.auth import AUTH_ENVIRON_KEY, TokenValidator
 from soko.common.config import ConfigError
 from soko.common.errors import SokoError
 from soko.common.service import import_ref
+from soko.object.middleware.access_line import AccessLine
 from soko.object.proxy.swift_errors import swift_page
 from soko.object.shared.internal import CONTAINER_SYSMETA_PREFIX, OBJECT_SYSMETA_PREFIX
 
@@ -120,6 +128,9 @@ class Front:
     - An error answer to a request with a body closes the connection, whichever middleware
       gave it (``came_with_body``).
     - A ``SokoError`` a middleware raises before answering is answered as Swift would.
+    - A client's request gets one access-log line, whichever layer answers it
+      (``access_line.py``); a request an in-process layer sends with its source (the S3
+      API's) is logged by the core app as that layer's sub-request.
     """
 
     def __init__(self, app, core, validator: TokenValidator, container_info):
@@ -134,6 +145,18 @@ class Front:
         if not TRANS_ID_PATTERN.match(environ.get(TRANS_ID_KEY, "")):
             environ[TRANS_ID_KEY] = new_trans_id()
         trans_id = environ[TRANS_ID_KEY]
+        if SOURCE_KEY in environ:
+            return self.answer(environ, start_response, trans_id, in_process)
+        environ[ACCESS_LOGGED_KEY] = True
+        line = AccessLine(environ, trans_id)
+        try:
+            return line.body(self.answer(environ, line.watch(start_response), trans_id,
+                                         in_process))
+        except BaseException:
+            line.write("500")  # the server answers 500 to an app that raised
+            raise
+
+    def answer(self, environ, start_response, trans_id: str, in_process: bool):
         environ[CONTAINER_INFO_KEY] = functools.partial(self.container_info, trans_id)
         close_on_error = came_with_body(environ)  # before a middleware changes the environ
         token = environ.get("HTTP_X_AUTH_TOKEN")

@@ -12,12 +12,12 @@ import io
 from collections.abc import Iterable, Iterator
 from urllib.parse import parse_qs
 
+from soko.common.app import SOURCE_KEY
 from soko.common.errors import SokoError
 from soko.object.shared.nodeclient import STREAM_CHUNK
 
 CALLER_HEADERS = frozenset({"HTTP_X_AUTH_TOKEN", "HTTP_X_SERVICE_TOKEN", "HTTP_REFERER",
                             "HTTP_X_TRANS_ID", "HTTP_HOST", "HTTP_USER_AGENT"})
-SOURCE_KEY = "swift.source"
 
 
 def to_wsgi(text: str) -> str:

@@ -10,7 +10,10 @@ target.
   that ETag; its size is kept as ``X-Symlink-Target-Bytes``) and on every read (409 if the
   target changed).
 - POST applies to the link and answers 307 pointing at the target, as Swift does.
-- Copying a link copies its target's content (``copies.copy_whole``).
+  A static link to an SLO names the manifest's ETag (``X-Manifest-Etag``) and keeps the
+  SLO's size and ETag (listed as ``slo_etag``), as Swift's.
+- Copying a link copies its target's content (``copies.copy_whole``); with
+  ``?symlink=get`` it copies the link itself, as it is (no target check again).
 - Container listings show ``symlink_path`` (``symlink_etag``/``symlink_bytes``): the link
   stores its target in the ETag its listing shows (``OVERRIDE_ETAG_HEADER``), which
   ``listing_format.symlink_entry`` turns into those fields.
@@ -19,10 +22,22 @@ target.
 from __future__ import annotations
 
 import hashlib
+import io
 from urllib.parse import quote, unquote
 
 from soko.common.errors import BadRequest, Conflict, PreconditionFailed, SokoError
-from soko.object.middleware.copies import EnvironHeaders, copy_request, copy_whole, source_head
+from soko.object.middleware.copies import (
+    EnvironHeaders,
+    copied_from,
+    copy_request,
+    copy_whole,
+    object_url,
+    source_head,
+    target_environ,
+)
+from soko.object.middleware.slo import CONTENT_TYPE_PARAMS, without_params
+from soko.object.middleware.slo_manifest import SYSMETA_ETAG as SLO_ETAG
+from soko.object.middleware.slo_manifest import SYSMETA_SIZE as SLO_SIZE
 from soko.object.middleware.subrequest import (
     Refused,
     call,
@@ -47,6 +62,7 @@ PREFIX = "X-Object-Sysmeta-Symlink-"
 CLIENT_TO_SYSMETA = {f"X-Symlink-{name}": f"{PREFIX}{name}"
                      for name in ("Target", "Target-Account", "Target-Etag", "Target-Bytes")}
 TARGET, ACCOUNT, ETAG, BYTES = (header.lower() for header in CLIENT_TO_SYSMETA.values())
+TARGET_SLO_ETAG = f"{PREFIX}Target-Slo-Etag"  # a static link to an SLO: what its listing shows
 EMPTY_MD5 = hashlib.md5(b"").hexdigest()
 TEXT = "text/plain"
 IGNORE_RANGE_KEY = "HTTP_" + IGNORE_RANGE_HEADER.upper().replace("-", "_")
@@ -93,8 +109,9 @@ class Symlinks:
         if method == "POST":
             return self.post(environ, start_response, path)
         copy = copy_request(environ)
-        if copy is not None and not link_itself and \
-                TARGET in source_head(self.app, environ, *copy[:2]).headers:
+        if copy is not None and link_itself:
+            return self.copy_link(environ, start_response, *copy)
+        if copy is not None and TARGET in source_head(self.app, environ, *copy[:2]).headers:
             return copy_whole(self, environ, start_response, *copy)
         return self.app(environ, start_response)
 
@@ -200,10 +217,35 @@ class Symlinks:
             raise LinkError(f"Object Etag {found!r} does not match X-Symlink-Target-Etag "
                             f"header {etag!r}", location)
         if not environ.get("CONTENT_TYPE"):
-            environ["CONTENT_TYPE"] = answer.headers.get("content-type", "")
-        return {"X-Symlink-Target-Etag": etag,
+            environ["CONTENT_TYPE"] = without_params(answer.headers.get("content-type", ""),
+                                                     *CONTENT_TYPE_PARAMS)
+        kept = {"X-Symlink-Target-Etag": etag,
                 "X-Symlink-Target-Bytes": answer.headers.get(BYTES)
+                or answer.headers.get(SLO_SIZE.lower())
                 or answer.headers.get("content-length", "0")}
+        if SLO_ETAG.lower() in answer.headers:
+            kept[TARGET_SLO_ETAG] = answer.headers[SLO_ETAG.lower()]
+        return kept
+
+    def copy_link(self, environ, start_response, version: str, source, target):
+        """A copy with ``?symlink=get``: the link itself, with the metadata a copy takes (an
+        object that is no link is copied as any object is)."""
+        answer = subrequest(self.app, environ, "HEAD", object_url(version, source),
+                            query="symlink=get", source="SYM")
+        answer.close()
+        if answer.status // 100 != 2 or TARGET not in answer.headers:
+            return self.app(environ, start_response)
+        stored = {name: answer.headers[sysmeta.lower()]
+                  for name, sysmeta in (*CLIENT_TO_SYSMETA.items(),
+                                        (TARGET_SLO_ETAG, TARGET_SLO_ETAG))
+                  if sysmeta.lower() in answer.headers}
+        env = target_environ(environ, version, target, answer)
+        env.update({"wsgi.input": io.BytesIO(b""), "CONTENT_LENGTH": "0"})
+        for header, value in link_metadata(stored).items():
+            env[environ_key(header)] = value
+        put = call(self.app, env)
+        start_response(put.status_line, copied_from(put.header_list, source, target))
+        return put.body
 
     def post(self, environ, start_response, path):
         """Metadata goes to the link itself; the 307 says where its target is."""
@@ -229,11 +271,18 @@ class Symlinks:
 
 def link_metadata(stored: dict[str, str]) -> dict[str, str]:
     """The system metadata of a link to what ``stored`` says (its ``X-Symlink-*`` headers,
-    names quoted): where it points, and the same in the ETag its listing shows."""
+    names quoted, and ``TARGET_SLO_ETAG``): where it points, and the same in the ETag its
+    listing shows (an SLO's ETag as its ``slo_etag``, as Swift's)."""
+    slo_etag = stored.get(TARGET_SLO_ETAG)
+    links = {name: value for name, value in stored.items() if name != TARGET_SLO_ETAG}
     params = [f"{name.lower().replace('x-symlink-', 'symlink_').replace('-', '_')}={value}"
-              for name, value in stored.items()]
-    return {**{CLIENT_TO_SYSMETA[name]: value for name, value in stored.items()},
-            OVERRIDE_ETAG_HEADER: "; ".join([EMPTY_MD5, *params])}
+              for name, value in links.items()]
+    metadata = {**{CLIENT_TO_SYSMETA[name]: value for name, value in links.items()},
+                OVERRIDE_ETAG_HEADER: "; ".join(
+                    [EMPTY_MD5, *([f"slo_etag={slo_etag}"] if slo_etag else []), *params])}
+    if slo_etag:
+        metadata[TARGET_SLO_ETAG] = slo_etag
+    return metadata
 
 
 def has_body(environ: dict) -> bool:

@@ -151,7 +151,8 @@ def large_object_entry(entry: dict) -> dict:
 def symlink_entry(entry: dict, version: str, account: str) -> dict:
     """A symlink's entry as Swift lists it: the ``; symlink_target=...`` parameters its
     listed hash carries (``OVERRIDE_ETAG_HEADER``) become ``symlink_path`` (and a static
-    link's ``symlink_etag`` and ``symlink_bytes``); other parameters stay in the hash."""
+    link's ``symlink_etag`` and ``symlink_bytes``, and an SLO target's ``slo_etag``); other
+    parameters stay in the hash."""
     hash_value, *params = entry.get("hash", "").split(";")
     if not params:
         return entry
@@ -166,6 +167,8 @@ def symlink_entry(entry: dict, version: str, account: str) -> dict:
             entry["symlink_etag"] = value
         elif name == "symlink_target_bytes" and value.isdigit():
             entry["symlink_bytes"] = int(value)
+        elif name == "slo_etag":  # a static link to an SLO
+            entry["slo_etag"] = f'"{value}"'
         else:
             kept.append(param.strip())
     entry["hash"] = "; ".join(kept)

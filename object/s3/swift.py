@@ -3,7 +3,8 @@
 An S3 request becomes one or more Swift API requests handed straight to the proxy's WSGI
 app (no socket), as Swift's s3api sends subrequests down its pipeline. Who is calling rides
 in the environ (``common.auth.AUTH_ENVIRON_KEY``), where a client cannot put it, and the
-S3 request's transaction id rides along so the logs of both layers join up.
+S3 request's transaction id rides along so the logs of both layers join up; the proxy logs
+each call as a sub-request of source ``S3`` (the S3 layer logs the client's request).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 from collections.abc import Iterable
 from urllib.parse import urlencode
 
+from soko.common.app import SOURCE_KEY
 from soko.common.auth import AUTH_ENVIRON_KEY, AuthContext
 from soko.object.middleware.pipeline import IN_PROCESS_KEY
 from soko.object.middleware.subrequest import call
@@ -76,7 +78,7 @@ class SwiftCaller:
             "REQUEST_METHOD": method, "SCRIPT_NAME": "", "PATH_INFO": wsgi_path(path),
             "QUERY_STRING": urlencode(query or {}),
             "wsgi.input": body if body is not None else io.BytesIO(b""),
-            "HTTP_X_TRANS_ID": self.trans_id, IN_PROCESS_KEY: True,
+            "HTTP_X_TRANS_ID": self.trans_id, IN_PROCESS_KEY: True, SOURCE_KEY: "S3",
         })
         if self.who is not None:
             env[AUTH_ENVIRON_KEY] = self.who

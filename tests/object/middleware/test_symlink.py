@@ -4,9 +4,11 @@ static links, listings, POST to a link, bad headers, and reads as the caller."""
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 
+from tests.object.middleware.test_slo import PARTS, WHOLE, put_segments
 from tests.object.test_cluster import Api
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
@@ -150,6 +152,55 @@ def test_copy_of_a_link_copies_its_target(api, c):
     assert r.status_code == 201
     assert api.get(f"{c}/copy").content == b"hello"
     assert "x-symlink-target" not in api.head(f"{c}/copy?symlink=get").headers
+
+
+def test_copy_of_a_link_itself_with_symlink_get(api, c):
+    """As Swift 2.38: ``?symlink=get`` copies the link (its target, static ETag and bytes),
+    with the metadata the copy request gives, by COPY or by PUT with X-Copy-From."""
+    name = c.rsplit("/", 1)[1]
+    etag = api.put(f"{c}/tgt", data=b"hello").headers["etag"]
+    link(api, f"{c}/static", f"{name}/tgt", **{"X-Symlink-Target-Etag": etag})
+    r = api.request("COPY", f"{c}/static?symlink=get", headers={
+        "Destination": f"{name}/by-copy", "X-Object-Meta-A": "b", "Content-Type": "text/x"})
+    assert r.status_code == 201
+    r = api.put(f"{c}/by-put?symlink=get", data=b"", headers={"X-Copy-From": f"{name}/static"})
+    assert r.status_code == 201
+    for copy in ("by-copy", "by-put"):
+        r = api.head(f"{c}/{copy}?symlink=get")
+        assert (r.headers["x-symlink-target"], r.headers["x-symlink-target-etag"],
+                r.headers["x-symlink-target-bytes"], r.headers["content-length"]) == \
+            (f"{name}/tgt", etag, "5", "0")
+        assert api.get(f"{c}/{copy}").content == b"hello"
+    assert api.head(f"{c}/by-copy?symlink=get").headers["x-object-meta-a"] == "b"
+    listing = {e["name"]: e for e in api.get(f"{c}?format=json").json()}
+    assert listing["by-put"]["symlink_path"] == f"/v1/{api.account}/{name}/tgt"
+    assert listing["by-copy"]["content_type"] == "text/x"
+
+
+def test_a_static_link_to_an_slo(api, c):
+    """As Swift 2.38: the link's ETag is the manifest's (``X-Manifest-Etag``; the SLO's own
+    is refused), its bytes the SLO's size, and its listing shows the SLO's ``slo_etag``."""
+    name = c.rsplit("/", 1)[1]
+    assert api.put(f"{c}/big?multipart-manifest=put",
+                   data=json.dumps(put_segments(api, c, PARTS))).status_code == 201
+    head = api.head(f"{c}/big")
+    slo_etag, manifest_etag = head.headers["etag"].strip('"'), head.headers["x-manifest-etag"]
+    r = api.put(f"{c}/wrong", data=b"", headers={"X-Symlink-Target": f"{name}/big",
+                                                "X-Symlink-Target-Etag": slo_etag})
+    assert (r.status_code, r.text) == (409, f"Object Etag '{manifest_etag}' does not match "
+                                            f"X-Symlink-Target-Etag header '{slo_etag}'")
+    link(api, f"{c}/static", f"{name}/big", **{"X-Symlink-Target-Etag": manifest_etag})
+    r = api.get(f"{c}/static")
+    assert r.status_code == 200 and r.content == WHOLE
+    assert r.headers["etag"] == f'"{slo_etag}"'
+    assert r.headers["content-location"] == f"/v1/{api.account}/{name}/big"
+    r = api.head(f"{c}/static?symlink=get")
+    assert r.headers["x-symlink-target-bytes"] == str(len(WHOLE))
+    entry = {e["name"]: e for e in api.get(f"{c}?format=json").json()}["static"]
+    assert (entry["symlink_etag"], entry["symlink_bytes"], entry["slo_etag"]) == \
+        (manifest_etag, len(WHOLE), f'"{slo_etag}"')
+    assert entry["hash"] == EMPTY_MD5 and entry["bytes"] == 0
+    assert entry["content_type"] == head.headers["content-type"]
 
 
 def test_info_advertises_symlinks(api, cluster):

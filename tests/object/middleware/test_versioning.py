@@ -249,3 +249,37 @@ def test_versions_follow_the_containers_acls(api, cluster, c):
     assert other.get(f"{c}/o", params={"version-id": first}).content == b"v1"
     assert other.get(f"{c}/o").content == b"v2"
     assert other.delete(f"{c}/o").status_code == 403
+
+
+def test_versions_listing_parameters(api, c):
+    """``?versions`` with Swift 2.38's parameters, as the reference answered them."""
+    assert api.post(c, headers={"X-Versions-Enabled": "true"}).status_code == 204
+    for name in ("a", "a", "b", "d/x", "d/y"):
+        assert api.put(f"{c}/{name}", data=name.encode()).status_code == 201
+    assert api.delete(f"{c}/b").status_code == 204
+
+    def listed(**params):
+        r = api.get(c, params={"versions": "", **params})
+        assert r.status_code == 200, r.text
+        return [(e.get("name") or e["subdir"], e.get("version_id")) for e in r.json()]
+
+    everything = listed()
+    (_, a2), (_, a1), (_, b2), (_, b1), (_, x), (_, y) = everything
+    assert [name for name, _ in everything] == ["a", "a", "b", "b", "d/x", "d/y"]
+    assert listed(marker="a", version_marker=a2) == everything[1:]
+    assert listed(marker="a") == everything[2:]
+    assert listed(end_marker="b", limit=3) == everything[:2]
+    assert listed(limit=3) == everything[:3]
+    assert listed(prefix="d/") == [("d/x", x), ("d/y", y)]
+    assert listed(delimiter="/") == [*everything[:4], ("d/", None)]
+    assert listed(reverse="true", limit=2) == [("d/y", y), ("d/x", x)]
+    assert listed(reverse="true", marker="d") == everything[3::-1]
+    for bad, text in (({"version_marker": a2}, "version_marker param requires marker"),
+                      ({"marker": "a", "version_marker": "bad"},
+                       "invalid version_marker param")):
+        r = api.get(c, params={"versions": "", **bad})
+        assert (r.status_code, r.text) == (400, text)
+    for refused in ({"format": "xml"}, {"format": "plain"}):
+        assert api.get(c, params={"versions": "", **refused}).status_code == 406
+    assert api.get(c, params={"versions": ""}, headers={"Accept": "text/plain"}
+                   ).status_code == 406

@@ -1,0 +1,83 @@
+"""The access-log line of a client's request to the Swift API, written by the pipeline's
+``Front`` once its answer is done, whichever layer gave it (a middleware answering itself: a
+temp URL's 401, an SLO's GET, a bulk report; or the core app), with the status and the bytes
+the client got, as Swift's ``proxy_logging`` at the head of its pipeline. The core app then
+logs only sub-requests, marked by their source (``common.app.ACCESS_LOGGED_KEY``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from urllib.parse import parse_qsl, quote, urlencode
+
+from soko.common.app import log_access
+
+# Query parameters that are credentials: logged cut short, as Swift's proxy_logging does.
+SENSITIVE_PARAMS = frozenset({"temp_url_sig"})
+REVEALED_PREFIX = 16
+
+
+def logged_uri(environ: dict) -> str:
+    path = quote(environ.get("PATH_INFO", "").encode("latin-1"), safe="/:@!$&'()*+,;=-._~")
+    query = environ.get("QUERY_STRING", "")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(name in SENSITIVE_PARAMS for name, _ in pairs):
+        query = urlencode([(name, value[:REVEALED_PREFIX] + "..." if name in SENSITIVE_PARAMS
+                            else value) for name, value in pairs], safe="/:")
+    return f"{path}?{query}" if query else path
+
+
+class AccessLine:
+    """Watches one request's answer (``start_response`` and the body the server iterates)
+    and logs it when the server closes the body, or when the app raised instead."""
+
+    def __init__(self, environ: dict, trans_id: str):
+        self.environ, self.trans_id = environ, trans_id
+        self.started = time.monotonic()
+        self.status: str | None = None
+        self.sent = 0
+        self.written = False
+
+    def watch(self, start_response):
+        def start(status, headers, exc_info=None):
+            self.status = status[:3]
+            write = start_response(status, headers, exc_info)
+
+            def counted_write(data: bytes):
+                self.sent += len(data)
+                return write(data)
+            return counted_write
+        return start
+
+    def body(self, body: Iterable[bytes]) -> LoggedBody:
+        return LoggedBody(body, self)
+
+    def write(self, status: str | None = None) -> None:
+        if self.written:
+            return
+        self.written = True
+        log_access(self.environ.get("REMOTE_ADDR"), self.trans_id,
+                   self.environ.get("REQUEST_METHOD", "-"), logged_uri(self.environ),
+                   status or self.status or "500", time.monotonic() - self.started,
+                   sent=self.sent)
+
+
+class LoggedBody:
+    """The answer's body as the server gets it, counted; closing it writes the line."""
+
+    def __init__(self, body: Iterable[bytes], line: AccessLine):
+        self.original, self.line = body, line
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.original:
+            self.line.sent += len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.original, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self.line.write()
