@@ -2,7 +2,7 @@
 
 Parts are objects in the bucket's segments container (``uploads``); Complete checks the
 client's part list against them (S3's errors: ``InvalidPart``, ``InvalidPartOrder``,
-``EntityTooSmall``) and puts an SLO manifest naming them at the key, with S3's multipart
+``EntityTooSmall``) and puts an SLO manifest naming them at the key (``manifests``), with S3's multipart
 ETag (the md5 of the parts' binary md5s, ``-<count>``) as system metadata for HEAD/GET and
 as a content-type parameter the listings carry (as the SLO keeps its own ETag).
 """
@@ -10,10 +10,10 @@ as a content-type parameter the listings carry (as the SLO keeps its own ETag).
 from __future__ import annotations
 
 import hashlib
-import json
 
 from soko.object.s3.buckets import container_exists, iso_time, owner
 from soko.object.s3.errors import S3Error, from_swift
+from soko.object.s3.manifests import store_upload
 from soko.object.s3.objects import (
     S3_ETAG_SYSMETA,
     STORED_HEADERS,
@@ -24,9 +24,9 @@ from soko.object.s3.objects import (
 )
 from soko.object.s3.request import S3Request, S3Response
 from soko.object.s3.uploads import (
-    MAX_PART_NUMBER,
     UPLOAD_ID,
     check_key_length,
+    check_part_number,
     delete_segment,
     listing,
     marker_name,
@@ -38,7 +38,6 @@ from soko.object.s3.uploads import (
 )
 from soko.object.s3.xmlio import MAX_BODY, child_text, children, document, parse
 
-MIN_PART_SIZE = 5 * 1024 * 1024  # every part but the last, as AWS
 MAX_LISTED = 1000
 UPLOAD_ID_SYSMETA = "X-Object-Sysmeta-S3-Upload-Id"  # which upload completed the object
 XML = [("Content-Type", "application/xml")]
@@ -76,14 +75,6 @@ def upload_marker(req: S3Request) -> tuple[str, dict[str, str]]:
     if not container_exists(req):
         raise S3Error("NoSuchBucket", BucketName=req.bucket)
     raise S3Error("NoSuchUpload", UploadId=upload_id)
-
-
-def check_part_number(value: str | None) -> int:
-    if value is None or not value.isdigit() or not 1 <= int(value) <= MAX_PART_NUMBER:
-        raise S3Error("InvalidArgument", f"Part number must be an integer between 1 and "
-                                         f"{MAX_PART_NUMBER}, inclusive",
-                      ArgumentName="partNumber", ArgumentValue=(value or "")[:64])
-    return int(value)
 
 
 def upload_part(req: S3Request) -> S3Response:
@@ -163,9 +154,9 @@ def complete_upload(req: S3Request) -> S3Response:
     manifest, digests = [], []
     for index, (number, etag) in enumerate(requested):
         entry = stored[number]
-        if entry["bytes"] < MIN_PART_SIZE and index < len(requested) - 1:
+        if entry["bytes"] < req.min_part_size and index < len(requested) - 1:
             raise S3Error("EntityTooSmall", ProposedSize=str(entry["bytes"]),
-                          MinSizeAllowed=str(MIN_PART_SIZE), PartNumber=str(number),
+                          MinSizeAllowed=str(req.min_part_size), PartNumber=str(number),
                           ETag=etag)
         manifest.append({"path": f"/{container}/{entry['name']}", "etag": etag,
                          "size_bytes": entry["bytes"]})
@@ -178,13 +169,7 @@ def complete_upload(req: S3Request) -> S3Response:
                               f"s3_etag={s3_etag}"
     headers.update({S3_ETAG_SYSMETA: s3_etag, UPLOAD_ID_SYSMETA: upload_id})
     replaced, _ = current_upload(req)
-    answer = req.swift.call("PUT", object_path(req), query={"multipart-manifest": "put"},
-                            headers=headers, body=json.dumps(manifest).encode())
-    detail = answer.read()
-    if answer.status == 400:  # a part changed or went since it was listed
-        raise S3Error("InvalidPart", UploadId=upload_id)
-    if answer.status // 100 != 2:
-        raise from_swift(answer.status, detail, "NoSuchBucket", BucketName=req.bucket)
+    store_upload(req, upload_id, manifest, object_path(req), headers)
     delete_segment(req, marker_name(req.key, upload_id))
     used = {number for number, _ in requested}
     for number, entry in stored.items():  # parts uploaded but left out: freed, as AWS does
