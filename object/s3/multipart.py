@@ -13,6 +13,7 @@ import hashlib
 
 from soko.object.s3.buckets import container_exists, iso_time, owner
 from soko.object.s3.errors import S3Error, from_swift
+from soko.object.s3.integrity import CHECKSUM_SYSMETA, sent_checksums
 from soko.object.s3.manifests import store_upload
 from soko.object.s3.objects import (
     S3_ETAG_SYSMETA,
@@ -39,6 +40,7 @@ from soko.object.s3.uploads import (
 from soko.object.s3.xmlio import MAX_BODY, child_text, children, document, parse
 
 MAX_LISTED = 1000
+PART_CHECKSUMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
 UPLOAD_ID_SYSMETA = "X-Object-Sysmeta-S3-Upload-Id"  # which upload completed the object
 XML = [("Content-Type", "application/xml")]
 
@@ -87,7 +89,7 @@ def upload_part(req: S3Request) -> S3Response:
         return copy_part(req, path)
     etag = md5_etag(req)
     etag = store_body(req, path, {"ETag": etag} if etag else {})
-    return S3Response(200, [("ETag", f'"{etag}"')])
+    return S3Response(200, [("ETag", f'"{etag}"'), *sent_checksums(req.header)])
 
 
 def stored_parts(req: S3Request, upload_id: str) -> dict[int, dict]:
@@ -117,6 +119,22 @@ def requested_parts(body: bytes) -> list[tuple[int, str]]:
     return parts
 
 
+def check_part_checksums(req: S3Request, upload_id: str, body: bytes) -> None:
+    """The checksums the Complete names for its parts against those each part was uploaded
+    with (a HEAD per part that names one): a mismatch is ``InvalidPart``."""
+    for part in children(parse(body, "CompleteMultipartUpload"), "Part"):
+        sums = {name: value.strip() for name in PART_CHECKSUMS
+                if (value := child_text(part, "Checksum" + name)) is not None}
+        if not sums:
+            continue
+        number = int(child_text(part, "PartNumber").strip())
+        head = req.swift.call("HEAD", segments_path(req, part_name(req.key, upload_id, number)))
+        head.close()
+        for name, value in sums.items():
+            if head.headers.get((CHECKSUM_SYSMETA + name.title()).lower()) != value:
+                raise S3Error("InvalidPart", UploadId=upload_id, PartNumber=str(number))
+
+
 def current_upload(req: S3Request) -> tuple[str | None, str | None]:
     """``(upload id, S3 ETag)`` of the completed upload now at the key (Nones if none)."""
     answer = req.swift.call("HEAD", object_path(req))
@@ -144,13 +162,15 @@ def complete_upload(req: S3Request) -> S3Response:
     if any(req.header(name) for name in ("if-match", "if-none-match", "if-modified-since",
                                          "if-unmodified-since")):
         raise S3Error("NotImplemented", "Conditional multipart completes are not supported.")
-    requested = requested_parts(req.read_body(MAX_BODY))
+    body = req.read_body(MAX_BODY)
+    requested = requested_parts(body)
     stored = stored_parts(req, upload_id)
     container = segments_container(req.bucket)
     for number, etag in requested:  # every part named is there before any is judged
         if stored.get(number, {}).get("hash") != etag:
             raise S3Error("InvalidPart", UploadId=upload_id, PartNumber=str(number),
                           ETag=etag)
+    check_part_checksums(req, upload_id, body)
     manifest, digests = [], []
     for index, (number, etag) in enumerate(requested):
         entry = stored[number]

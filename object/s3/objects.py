@@ -16,6 +16,7 @@ import json
 from soko.object.proxy.constraints import MAX_OBJECT_NAME_LENGTH
 from soko.object.s3.buckets import container_exists
 from soko.object.s3.errors import S3Error, from_swift
+from soko.object.s3.integrity import checksum_sysmeta, sent_checksums, stored_checksums
 from soko.object.s3.manifests import part_bounds
 from soko.object.s3.request import S3Request, S3Response
 from soko.object.s3.uploads import check_part_number
@@ -95,6 +96,7 @@ def store_body(req: S3Request, path: str, headers: dict[str, str]) -> str:
             raise S3Error("MissingContentLength")
         headers["Transfer-Encoding"] = "chunked"
     body, length = req.body_stream(length)
+    headers.update(checksum_sysmeta(req.header))
     answer = req.swift.call("PUT", path, headers=headers, body=body, length=length)
     detail = answer.read()
     if getattr(body, "failure", None) is not None:  # the body failed its checks
@@ -106,7 +108,7 @@ def store_body(req: S3Request, path: str, headers: dict[str, str]) -> str:
 
 def put_object(req: S3Request) -> S3Response:
     etag = store_body(req, object_path(req), write_headers(req))
-    return S3Response(200, [("ETag", f'"{etag}"')])
+    return S3Response(200, [("ETag", f'"{etag}"'), *sent_checksums(req.header)])
 
 
 def s3_etag(swift: dict[str, str]) -> str:
@@ -121,6 +123,9 @@ def answer_headers(req: S3Request, swift: dict[str, str]) -> list[tuple[str, str
     for name, value in swift.items():
         if name.startswith("x-object-meta-"):
             headers.append(("x-amz-meta-" + name[len("x-object-meta-"):], value))
+    if (req.header("x-amz-checksum-mode") or "").upper() == "ENABLED" and \
+            swift.get("content-range") is None:  # of the whole object only, as AWS
+        headers += stored_checksums(swift)
     overrides = {header: req.params[param] for param, header in OVERRIDES.items()
                  if param in req.params}
     if overrides:
