@@ -85,13 +85,15 @@ def entry_bounds(entry: dict) -> tuple[int, int]:
 class StaticLargeObjects:
     def __init__(self, app, section=None):
         self.app = app
-        self.max_manifest_segments = MAX_MANIFEST_SEGMENTS
+        self.max_manifest_segments = getattr(section, "slo_max_manifest_segments",
+                                             MAX_MANIFEST_SEGMENTS)
         self.max_manifest_size = MAX_MANIFEST_SIZE
         self.yield_frequency = YIELD_FREQUENCY
 
     @classmethod
     def swift_info(cls, section=None) -> dict:
-        return {"max_manifest_segments": MAX_MANIFEST_SEGMENTS,
+        return {"max_manifest_segments": getattr(section, "slo_max_manifest_segments",
+                                                 MAX_MANIFEST_SEGMENTS),
                 "max_manifest_size": MAX_MANIFEST_SIZE,
                 "min_segment_size": MIN_SEGMENT_SIZE,
                 "yield_frequency": YIELD_FREQUENCY}

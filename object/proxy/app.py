@@ -117,7 +117,8 @@ def make_app(config: Config, *, validator: TokenValidator | None = None, tempaut
                            pool=pool)
     roots = {"auth", *SWIFT_INFO["valid_api_versions"], *(p.strip("/") for p in OWN_PATHS)}
     return S3Layer(swift, config, domain=section.s3_domain, region=section.s3_region,
-                   swift_roots=frozenset(roots))
+                   swift_roots=frozenset(roots), min_part_size=section.s3_min_part_size,
+                   parts_per_manifest=section.slo_max_manifest_segments)
 
 
 def make_swift_app(config: Config, *, validator: TokenValidator | None = None, tempauth=None,

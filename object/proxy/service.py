@@ -106,11 +106,22 @@ class ProxySection(ServerSection):
                     isinstance(role, str) for role in roles):
                 raise ConfigError(f"service_roles: {prefix!r} must be one of "
                                   "reseller_prefixes and name a list of roles")
+        if self.s3_min_part_size < 1:
+            raise ConfigError(f"s3_min_part_size: must be at least 1 byte, got "
+                              f"{self.s3_min_part_size}")
+        if self.slo_max_manifest_segments < 2:
+            raise ConfigError(f"slo_max_manifest_segments: must be at least 2, got "
+                              f"{self.slo_max_manifest_segments}")
 
     # S3 API: virtual-hosted buckets are <bucket>.<s3_domain> (empty: path-style only), and
     # the region S3 clients are told (GetBucketLocation) and may sign for.
     s3_domain: str = ""
     s3_region: str = "us-east-1"
+    # The smallest part of a multipart upload but its last (AWS: 5 MiB; lower it in tests).
+    s3_min_part_size: int = 5 * 1024 * 1024
+    # Segments one SLO manifest may name (Swift's slo max_manifest_segments); a multipart
+    # upload of more parts is a manifest of sub-manifests.
+    slo_max_manifest_segments: int = 1000
 
     def rings_dir(self, data_dir: Path) -> Path:
         return self.ring_dir or data_dir / "object" / "rings"

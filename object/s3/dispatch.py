@@ -71,8 +71,8 @@ def object_operation(req, params: dict):
         operation = {"PUT": multipart.upload_part, "POST": multipart.complete_upload,
                      "DELETE": multipart.abort_upload,
                      "GET": multipart.list_parts}.get(req.method)
-    elif "partNumber" in params:  # GetObject of one part of a completed upload
-        raise not_implemented("The object subresource ?partNumber")
+    elif "partNumber" in params:  # GetObject/HeadObject of one part of a completed upload
+        operation = {"GET": objects.get_object, "HEAD": objects.get_object}.get(req.method)
     elif "uploads" in params:
         operation = {"POST": multipart.create_upload}.get(req.method)
     elif req.method == "PUT" and req.header("x-amz-copy-source") is not None:

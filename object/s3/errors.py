@@ -36,6 +36,7 @@ CODES = {
                          "match the part's entity tag."),
     "InvalidPartOrder": (400, "The list of parts was not in ascending order. The parts list "
                               "must be specified in order by part number."),
+    "InvalidPartNumber": (416, "The requested partnumber is not satisfiable"),
     "InvalidRange": (416, "The requested range is not satisfiable"),
     "InvalidRequest": (400, "Invalid Request"),
     "InvalidURI": (400, "Couldn't parse the specified URI."),

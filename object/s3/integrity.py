@@ -15,8 +15,10 @@ import hashlib
 import zlib
 from collections.abc import Callable
 
+from awscrt.checksums import crc32c, crc64nvme
+
 from soko.common.errors import SokoError
-from soko.object.s3.errors import S3Error, not_implemented
+from soko.object.s3.errors import S3Error
 
 
 class PayloadMismatch(SokoError):
@@ -25,20 +27,27 @@ class PayloadMismatch(SokoError):
     status, title = 400, "Bad Request"
 
 
-class Crc32:
-    def __init__(self):
-        self.value = 0
+class Crc:
+    """A running CRC with hashlib's ``update``/``digest`` (big-endian, as S3 sends it)."""
+
+    def __init__(self, function: Callable[[bytes, int], int], size: int):
+        self.function, self.size, self.value = function, size, 0
 
     def update(self, data: bytes) -> None:
-        self.value = zlib.crc32(data, self.value)
+        self.value = self.function(data, self.value)
 
     def digest(self) -> bytes:
-        return self.value.to_bytes(4, "big")
+        return self.value.to_bytes(self.size, "big")
 
 
-CHECKSUMS = {"x-amz-checksum-crc32": Crc32, "x-amz-checksum-sha1": hashlib.sha1,
-             "x-amz-checksum-sha256": hashlib.sha256}
-UNSUPPORTED_CHECKSUMS = ("x-amz-checksum-crc32c", "x-amz-checksum-crc64nvme")
+# Every checksum an AWS SDK sends; CRC32C and CRC64NVME from awscrt (the AWS SDKs' own C
+# runtime: as fast as zlib's crc32 here, ~200 MB/s a core on this loaded machine).
+CHECKSUMS = {"x-amz-checksum-crc32": lambda: Crc(zlib.crc32, 4),
+             "x-amz-checksum-crc32c": lambda: Crc(crc32c, 4),
+             "x-amz-checksum-crc64nvme": lambda: Crc(crc64nvme, 8),
+             "x-amz-checksum-sha1": hashlib.sha1, "x-amz-checksum-sha256": hashlib.sha256}
+# Where an object keeps the checksum it was stored with (``x-amz-checksum-mode: ENABLED``).
+CHECKSUM_SYSMETA = "X-Object-Sysmeta-S3-Checksum-"
 
 
 @dataclasses.dataclass
@@ -56,9 +65,6 @@ def payload_check(expected_hex: str) -> Check:
 
 def checksum_checks(header: Callable[[str], str | None]) -> list[Check]:
     """A check per ``x-amz-checksum-*`` header the request carries."""
-    for name in UNSUPPORTED_CHECKSUMS:
-        if header(name) is not None:
-            raise not_implemented(f"The {name} checksum")
     checks = []
     for name, hasher in CHECKSUMS.items():
         value = header(name)
@@ -71,6 +77,25 @@ def checksum_checks(header: Callable[[str], str | None]) -> list[Check]:
         checks.append(Check(hasher(), expected, lambda actual, name=name: S3Error(
             "BadDigest", f"The {name} you specified did not match the calculated checksum.")))
     return checks
+
+
+def checksum_sysmeta(header: Callable[[str], str | None]) -> dict[str, str]:
+    """The checksums the request sent, as the object's system metadata (stored only if the
+    body matches them: a mismatch fails the write)."""
+    return {CHECKSUM_SYSMETA + name[len("x-amz-checksum-"):].title(): value
+            for name in CHECKSUMS if (value := header(name)) is not None}
+
+
+def stored_checksums(swift: dict[str, str]) -> list[tuple[str, str]]:
+    """``x-amz-checksum-<algorithm>`` answer headers from an object's system metadata."""
+    prefix = CHECKSUM_SYSMETA.lower()
+    return [("x-amz-checksum-" + name[len(prefix):], value) for name, value in swift.items()
+            if name.startswith(prefix)]
+
+
+def sent_checksums(header: Callable[[str], str | None]) -> list[tuple[str, str]]:
+    """The checksums a write was sent (and stored) with, answered back as AWS does."""
+    return [(name, value) for name in CHECKSUMS if (value := header(name)) is not None]
 
 
 class VerifiedBody:

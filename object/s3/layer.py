@@ -41,7 +41,7 @@ HTTP_REASONS = {200: "OK", 204: "No Content", 206: "Partial Content", 304: "Not 
 # What an unsigned read may ask besides the object or listing itself.
 ANONYMOUS_PARAMS = frozenset({"prefix", "delimiter", "marker", "max-keys", "list-type",
                               "continuation-token", "start-after", "encoding-type",
-                              "fetch-owner", *(f"response-{name}" for name in (
+                              "fetch-owner", "partNumber", *(f"response-{name}" for name in (
                                   "content-type", "content-language", "expires",
                                   "cache-control", "content-disposition",
                                   "content-encoding"))})
@@ -58,7 +58,8 @@ class S3Layer:
     def __init__(self, proxy_app, config: Config, *, domain: str = "",
                  region: str = "us-east-1", credentials: CredentialResolver | None = None,
                  clock: Callable[[], float] = time.time,
-                 swift_roots: frozenset[str] = frozenset()):
+                 swift_roots: frozenset[str] = frozenset(), min_part_size: int = 5 << 20,
+                 parts_per_manifest: int = 1000):
         self.proxy_app = proxy_app
         self.config = config
         self._credentials = credentials
@@ -67,6 +68,8 @@ class S3Layer:
         self.region = region
         self.clock = clock
         self.swift_roots = swift_roots  # first path segments the Swift API serves
+        self.min_part_size = min_part_size
+        self.parts_per_manifest = parts_per_manifest  # the SLO layer's manifest limit
 
     def credentials(self) -> CredentialResolver:
         """Opened at the first S3 request: a proxy serving only Swift never needs it."""
@@ -165,7 +168,8 @@ class S3Layer:
         signing_key = sigv4.verify(environ, query, signed, secret)
         return S3Request(environ, environ["REQUEST_METHOD"], bucket, key, query, signed, who,
                          SwiftCaller(self.proxy_app, environ, who, trans_id), trans_id,
-                         self.region, self.owners, signing_key)
+                         self.region, self.owners, signing_key, self.min_part_size,
+                         self.parts_per_manifest)
 
     def anonymous(self, environ: dict, bucket: str | None, key: str | None, query: list,
                   trans_id: str) -> S3Request:
@@ -182,4 +186,5 @@ class S3Layer:
         caller = SwiftCaller(self.proxy_app, environ, None, trans_id,
                              account=ACCOUNT_PREFIX + project)
         return S3Request(environ, method, bucket, key, query, None, None, caller, trans_id,
-                         self.region, self.owners, b"")
+                         self.region, self.owners, b"", self.min_part_size,
+                         self.parts_per_manifest)

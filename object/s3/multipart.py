@@ -2,7 +2,7 @@
 
 Parts are objects in the bucket's segments container (``uploads``); Complete checks the
 client's part list against them (S3's errors: ``InvalidPart``, ``InvalidPartOrder``,
-``EntityTooSmall``) and puts an SLO manifest naming them at the key, with S3's multipart
+``EntityTooSmall``) and puts an SLO manifest naming them at the key (``manifests``), with S3's multipart
 ETag (the md5 of the parts' binary md5s, ``-<count>``) as system metadata for HEAD/GET and
 as a content-type parameter the listings carry (as the SLO keeps its own ETag).
 """
@@ -10,10 +10,11 @@ as a content-type parameter the listings carry (as the SLO keeps its own ETag).
 from __future__ import annotations
 
 import hashlib
-import json
 
 from soko.object.s3.buckets import container_exists, iso_time, owner
 from soko.object.s3.errors import S3Error, from_swift
+from soko.object.s3.integrity import CHECKSUM_SYSMETA, sent_checksums
+from soko.object.s3.manifests import store_upload
 from soko.object.s3.objects import (
     S3_ETAG_SYSMETA,
     STORED_HEADERS,
@@ -24,9 +25,9 @@ from soko.object.s3.objects import (
 )
 from soko.object.s3.request import S3Request, S3Response
 from soko.object.s3.uploads import (
-    MAX_PART_NUMBER,
     UPLOAD_ID,
     check_key_length,
+    check_part_number,
     delete_segment,
     listing,
     marker_name,
@@ -38,8 +39,8 @@ from soko.object.s3.uploads import (
 )
 from soko.object.s3.xmlio import MAX_BODY, child_text, children, document, parse
 
-MIN_PART_SIZE = 5 * 1024 * 1024  # every part but the last, as AWS
 MAX_LISTED = 1000
+PART_CHECKSUMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
 UPLOAD_ID_SYSMETA = "X-Object-Sysmeta-S3-Upload-Id"  # which upload completed the object
 XML = [("Content-Type", "application/xml")]
 
@@ -78,14 +79,6 @@ def upload_marker(req: S3Request) -> tuple[str, dict[str, str]]:
     raise S3Error("NoSuchUpload", UploadId=upload_id)
 
 
-def check_part_number(value: str | None) -> int:
-    if value is None or not value.isdigit() or not 1 <= int(value) <= MAX_PART_NUMBER:
-        raise S3Error("InvalidArgument", f"Part number must be an integer between 1 and "
-                                         f"{MAX_PART_NUMBER}, inclusive",
-                      ArgumentName="partNumber", ArgumentValue=(value or "")[:64])
-    return int(value)
-
-
 def upload_part(req: S3Request) -> S3Response:
     number = check_part_number(req.params.get("partNumber"))
     upload_id, _ = upload_marker(req)
@@ -96,7 +89,7 @@ def upload_part(req: S3Request) -> S3Response:
         return copy_part(req, path)
     etag = md5_etag(req)
     etag = store_body(req, path, {"ETag": etag} if etag else {})
-    return S3Response(200, [("ETag", f'"{etag}"')])
+    return S3Response(200, [("ETag", f'"{etag}"'), *sent_checksums(req.header)])
 
 
 def stored_parts(req: S3Request, upload_id: str) -> dict[int, dict]:
@@ -126,6 +119,22 @@ def requested_parts(body: bytes) -> list[tuple[int, str]]:
     return parts
 
 
+def check_part_checksums(req: S3Request, upload_id: str, body: bytes) -> None:
+    """The checksums the Complete names for its parts against those each part was uploaded
+    with (a HEAD per part that names one): a mismatch is ``InvalidPart``."""
+    for part in children(parse(body, "CompleteMultipartUpload"), "Part"):
+        sums = {name: value.strip() for name in PART_CHECKSUMS
+                if (value := child_text(part, "Checksum" + name)) is not None}
+        if not sums:
+            continue
+        number = int(child_text(part, "PartNumber").strip())
+        head = req.swift.call("HEAD", segments_path(req, part_name(req.key, upload_id, number)))
+        head.close()
+        for name, value in sums.items():
+            if head.headers.get((CHECKSUM_SYSMETA + name.title()).lower()) != value:
+                raise S3Error("InvalidPart", UploadId=upload_id, PartNumber=str(number))
+
+
 def current_upload(req: S3Request) -> tuple[str | None, str | None]:
     """``(upload id, S3 ETag)`` of the completed upload now at the key (Nones if none)."""
     answer = req.swift.call("HEAD", object_path(req))
@@ -153,19 +162,21 @@ def complete_upload(req: S3Request) -> S3Response:
     if any(req.header(name) for name in ("if-match", "if-none-match", "if-modified-since",
                                          "if-unmodified-since")):
         raise S3Error("NotImplemented", "Conditional multipart completes are not supported.")
-    requested = requested_parts(req.read_body(MAX_BODY))
+    body = req.read_body(MAX_BODY)
+    requested = requested_parts(body)
     stored = stored_parts(req, upload_id)
     container = segments_container(req.bucket)
     for number, etag in requested:  # every part named is there before any is judged
         if stored.get(number, {}).get("hash") != etag:
             raise S3Error("InvalidPart", UploadId=upload_id, PartNumber=str(number),
                           ETag=etag)
+    check_part_checksums(req, upload_id, body)
     manifest, digests = [], []
     for index, (number, etag) in enumerate(requested):
         entry = stored[number]
-        if entry["bytes"] < MIN_PART_SIZE and index < len(requested) - 1:
+        if entry["bytes"] < req.min_part_size and index < len(requested) - 1:
             raise S3Error("EntityTooSmall", ProposedSize=str(entry["bytes"]),
-                          MinSizeAllowed=str(MIN_PART_SIZE), PartNumber=str(number),
+                          MinSizeAllowed=str(req.min_part_size), PartNumber=str(number),
                           ETag=etag)
         manifest.append({"path": f"/{container}/{entry['name']}", "etag": etag,
                          "size_bytes": entry["bytes"]})
@@ -178,13 +189,7 @@ def complete_upload(req: S3Request) -> S3Response:
                               f"s3_etag={s3_etag}"
     headers.update({S3_ETAG_SYSMETA: s3_etag, UPLOAD_ID_SYSMETA: upload_id})
     replaced, _ = current_upload(req)
-    answer = req.swift.call("PUT", object_path(req), query={"multipart-manifest": "put"},
-                            headers=headers, body=json.dumps(manifest).encode())
-    detail = answer.read()
-    if answer.status == 400:  # a part changed or went since it was listed
-        raise S3Error("InvalidPart", UploadId=upload_id)
-    if answer.status // 100 != 2:
-        raise from_swift(answer.status, detail, "NoSuchBucket", BucketName=req.bucket)
+    store_upload(req, upload_id, manifest, object_path(req), headers)
     delete_segment(req, marker_name(req.key, upload_id))
     used = {number for number, _ in requested}
     for number, entry in stored.items():  # parts uploaded but left out: freed, as AWS does

@@ -16,7 +16,10 @@ import json
 from soko.object.proxy.constraints import MAX_OBJECT_NAME_LENGTH
 from soko.object.s3.buckets import container_exists
 from soko.object.s3.errors import S3Error, from_swift
+from soko.object.s3.integrity import checksum_sysmeta, sent_checksums, stored_checksums
+from soko.object.s3.manifests import part_bounds
 from soko.object.s3.request import S3Request, S3Response
+from soko.object.s3.uploads import check_part_number
 from soko.object.s3.xmlio import MAX_BODY, child_text, children, document, parse
 from soko.object.shared.internal import ETAG_IS_AT_HEADER
 
@@ -93,6 +96,7 @@ def store_body(req: S3Request, path: str, headers: dict[str, str]) -> str:
             raise S3Error("MissingContentLength")
         headers["Transfer-Encoding"] = "chunked"
     body, length = req.body_stream(length)
+    headers.update(checksum_sysmeta(req.header))
     answer = req.swift.call("PUT", path, headers=headers, body=body, length=length)
     detail = answer.read()
     if getattr(body, "failure", None) is not None:  # the body failed its checks
@@ -104,7 +108,7 @@ def store_body(req: S3Request, path: str, headers: dict[str, str]) -> str:
 
 def put_object(req: S3Request) -> S3Response:
     etag = store_body(req, object_path(req), write_headers(req))
-    return S3Response(200, [("ETag", f'"{etag}"')])
+    return S3Response(200, [("ETag", f'"{etag}"'), *sent_checksums(req.header)])
 
 
 def s3_etag(swift: dict[str, str]) -> str:
@@ -119,6 +123,9 @@ def answer_headers(req: S3Request, swift: dict[str, str]) -> list[tuple[str, str
     for name, value in swift.items():
         if name.startswith("x-object-meta-"):
             headers.append(("x-amz-meta-" + name[len("x-object-meta-"):], value))
+    if (req.header("x-amz-checksum-mode") or "").upper() == "ENABLED" and \
+            swift.get("content-range") is None:  # of the whole object only, as AWS
+        headers += stored_checksums(swift)
     overrides = {header: req.params[param] for param, header in OVERRIDES.items()
                  if param in req.params}
     if overrides:
@@ -126,16 +133,51 @@ def answer_headers(req: S3Request, swift: dict[str, str]) -> list[tuple[str, str
     return headers
 
 
+def part_range(req: S3Request, number: int) -> tuple[int, int, int, int] | None:
+    """``(first byte, last byte, object size, parts count)`` of the object's part
+    ``number`` (``?partNumber=``): of a completed upload, the part at that place in its
+    Complete; of any other object, part 1 is the whole object. None: no object (the read
+    that follows answers why)."""
+    path = object_path(req)
+    head = req.swift.call("HEAD", path)
+    head.close()
+    if head.status // 100 != 2:
+        return None
+    size = int(head.headers.get("content-length", 0))
+    etag = head.headers.get(S3_ETAG_SYSMETA.lower())
+    count = int(etag.rpartition("-")[2]) if etag else 1
+    if number > count:
+        raise S3Error("InvalidPartNumber")
+    first, last = part_bounds(req, path, number) if etag else (0, size - 1)
+    return first, last, size, count
+
+
 def get_object(req: S3Request) -> S3Response:
     headers = {name: req.header(name) for name in READ_CONDITIONS if req.header(name)}
     headers[ETAG_IS_AT_HEADER] = S3_ETAG_SYSMETA  # If-Match a multipart upload's S3 ETag
+    part = None
+    if "partNumber" in req.params:
+        if req.header("range"):
+            raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber "
+                                            "query parameter")
+        part = part_range(req, check_part_number(req.params["partNumber"]))
+        if part is not None and part[2] > 0:
+            headers["Range"] = f"bytes={part[0]}-{part[1]}"
     answer = req.swift.call(req.method, object_path(req), headers=headers)
     if answer.status in (200, 206):
         headers = answer_headers(req, answer.headers)
+        status = answer.status
+        if part is not None and part[2] > 0:  # 206 on HEAD too (the SLO ignores its Range)
+            first, last, size, count = part
+            kept = [(k, v) for k, v in headers if k not in ("Content-Length", "Content-Range")]
+            headers = [*kept, ("Content-Length", str(last - first + 1)),
+                       ("Content-Range", f"bytes {first}-{last}/{size}"),
+                       ("x-amz-mp-parts-count", str(count))]
+            status = 206
         if req.method == "GET":
-            return S3Response(answer.status, headers, answer.body)
+            return S3Response(status, headers, answer.body)
         answer.close()
-        return S3Response(answer.status, headers)
+        return S3Response(status, headers)
     detail = answer.read()
     if answer.status == 304:
         kept = [(k, v) for k, v in answer_headers(req, answer.headers)

@@ -36,6 +36,8 @@ class S3Request:
     region: str
     owners: BucketOwners
     signing_key: bytes  # what signs aws-chunked uploads' chunks
+    min_part_size: int = 5 * 1024 * 1024  # [proxy] s3_min_part_size
+    parts_per_manifest: int = 1000  # [proxy] slo_max_manifest_segments
 
     @property
     def params(self) -> dict[str, str]:

@@ -51,6 +51,14 @@ def check_key_length(key: str) -> None:
         raise S3Error("KeyTooLongError", MaxSizeAllowed=str(allowed))
 
 
+def check_part_number(value: str | None) -> int:
+    if value is None or not value.isdigit() or not 1 <= int(value) <= MAX_PART_NUMBER:
+        raise S3Error("InvalidArgument", f"Part number must be an integer between 1 and "
+                                         f"{MAX_PART_NUMBER}, inclusive",
+                      ArgumentName="partNumber", ArgumentValue=(value or "")[:64])
+    return int(value)
+
+
 def segments_path(req: S3Request, name: str | None = None) -> str:
     return req.swift.path(segments_container(req.bucket), name)
 

@@ -117,3 +117,39 @@ def signed_request(url: str, keys: tuple[str, str], method: str = "GET", body: b
     request = AWSRequest(method=method, url=url, data=body, headers=headers or {})
     S3SigV4Auth(Credentials(*keys), "s3", "us-east-1").add_auth(request)
     return request.url, dict(request.headers)
+
+
+@pytest.fixture(scope="module")
+def small_parts_s3(cluster, tester_keys, tmp_path_factory):
+    """boto3 as test:tester against an S3 endpoint served from this process (the session
+    cluster's config, storage nodes and identity) whose multipart parts may be as small as
+    1 byte (``[proxy] s3_min_part_size``) and whose SLO manifests name at most 10 segments
+    (``slo_max_manifest_segments``): an upload of more parts than one manifest holds is a
+    few dozen tiny ones, not 1001 parts of 5 MiB."""
+    import tomllib
+
+    from soko.common import services
+    from soko.common.config import dump_toml
+    from soko.common.db import make_engine
+    from soko.identity.manager import IdentityManager
+    from soko.identity.service import db_url
+    from soko.identity.tempauth import TempAuth
+    from soko.identity.tokens import FernetTokenValidator
+    from soko.object.proxy.app import make_app
+    from tests.support import served
+
+    raw = tomllib.loads(cluster.config_path.read_text())
+    raw["proxy"].update(s3_min_part_size=1, slo_max_manifest_segments=10)
+    path = tmp_path_factory.mktemp("s3proxy") / "soko.toml"
+    path.write_text(dump_toml(raw))
+    config = services.load(path, cluster.data_dir)
+    engine = make_engine(db_url(config))
+    app = make_app(config, validator=FernetTokenValidator.from_config(config, engine=engine),
+                   tempauth=TempAuth(IdentityManager.from_config(config, engine=engine)))
+    try:
+        with served(app) as url:
+            yield make_client(url, *tester_keys)
+    finally:  # no open file may keep the session's XFS mount busy
+        engine.dispose()
+        if app._credentials is not None:
+            app._credentials.engine.dispose()

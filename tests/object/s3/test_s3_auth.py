@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime
 import time
 
-import botocore.auth
 import pytest
 import requests
 from botocore.exceptions import ClientError
@@ -32,9 +31,18 @@ def test_tampered_signature_and_unknown_key(cluster, tester_keys, bucket):
     assert resp.status_code == 403 and b"<Code>InvalidAccessKeyId</Code>" in resp.content
 
 
+def signing_clock(monkeypatch, when: datetime.datetime) -> None:
+    """botocore signs at ``when``: its own signer and, with awscrt installed (a soko
+    dependency), the CRT signer it then prefers."""
+    import botocore.crt.auth
+
+    for module in (botocore.auth, botocore.crt.auth):
+        monkeypatch.setattr(module, "get_current_datetime", lambda **_: when)
+
+
 def test_skewed_clock_is_refused(cluster, s3, bucket, monkeypatch):
     skewed = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=16)
-    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: skewed)
+    signing_clock(monkeypatch, skewed)
     with pytest.raises(ClientError) as exc:
         s3.list_objects_v2(Bucket=bucket)
     assert error_of(exc) == (403, "RequestTimeTooSkewed")
@@ -48,7 +56,7 @@ def test_presigned_get_and_its_expiry(s3, bucket, monkeypatch):
     assert resp.status_code == 200 and resp.content == b"for anyone with the link"
     assert requests.get(url.replace("shared.txt", "other.txt"), timeout=30).status_code == 403
     past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=2)
-    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: past)
+    signing_clock(monkeypatch, past)
     expired = s3.generate_presigned_url("get_object",
                                         Params={"Bucket": bucket, "Key": "shared.txt"},
                                         ExpiresIn=60)
