@@ -159,30 +159,40 @@ class HostAgent:
     def instances_on(self, s: Session, subnet_ids) -> tuple[MetadataEntry, ...]:
         """The instances' addresses on these subnets (a port of a device that is not the
         network service's own), each with the facts of all that instance's ports."""
-        found = s.scalars(select(IPAllocation).join(Port).where(
-            IPAllocation.subnet_id.in_(list(subnet_ids)), Port.device_id != "",
-            Port.device_owner.not_in(NETWORK_OWNERS)).order_by(IPAllocation.ip_address)).all()
-        return tuple(MetadataEntry(ip=a.ip_address, instance_id=a.port.device_id,
-                                   project_id=a.port.project_id,
-                                   ports=self.instance_ports(s, a.port.device_id))
-                     for a in found)
+        found = s.execute(select(IPAllocation.ip_address, Port.device_id, Port.project_id)
+                          .join(Port).where(IPAllocation.subnet_id.in_(list(subnet_ids)),
+                                            Port.device_id != "",
+                                            Port.device_owner.not_in(NETWORK_OWNERS))
+                          .order_by(IPAllocation.ip_address)).all()
+        facts = self.instance_ports(s, {device for _, device, _ in found})
+        return tuple(MetadataEntry(ip=ip, instance_id=device, project_id=project,
+                                   ports=facts[device]) for ip, device, project in found)
 
-    def instance_ports(self, s: Session, device_id: str) -> tuple[dict, ...]:
-        facts = []
-        for port in s.scalars(select(Port).where(Port.device_id == device_id)
-                              .order_by(Port.created_at)):
+    def instance_ports(self, s: Session, device_ids: set[str]) -> dict[str, tuple[dict, ...]]:
+        """Each device's port facts, read in four queries whatever the count: a change on
+        a network of a hundred instances once read them port by port (~1 s)."""
+        ports = s.scalars(select(Port).where(Port.device_id.in_(device_ids))
+                          .order_by(Port.created_at)).all() if device_ids else []
+        floating = {(f.port_id, f.fixed_ip_address): f.floating_ip_address
+                    for f in s.execute(select(FloatingIP.port_id, FloatingIP.fixed_ip_address,
+                                              FloatingIP.floating_ip_address).where(
+                        FloatingIP.port_id.in_([p.id for p in ports])))}
+        subnets = {sub.id: sub for sub in s.scalars(select(Subnet).where(Subnet.id.in_(
+            {a.subnet_id for p in ports for a in p.fixed_ips})))}
+        mtus = dict(s.execute(select(Network.id, Network.mtu).where(Network.id.in_(
+            {p.network_id for p in ports}))).all())
+        facts: dict[str, list[dict]] = {device: [] for device in device_ids}
+        for port in ports:
             for allocation in port.fixed_ips:
-                subnet = s.get(Subnet, allocation.subnet_id)
-                floating = s.scalar(select(FloatingIP.floating_ip_address).where(
-                    FloatingIP.port_id == port.id,
-                    FloatingIP.fixed_ip_address == allocation.ip_address))
-                facts.append({"id": port.id, "mac": port.mac_address,
-                              "network_id": port.network_id, "ip": allocation.ip_address,
-                              "cidr": subnet.cidr, "gateway": subnet.gateway_ip,
-                              "dhcp": subnet.enable_dhcp, "floating_ip": floating,
-                              "mtu": s.get(Network, port.network_id).mtu,
-                              "dns": list(subnet.dns_nameservers) or list(self.default_dns)})
-        return tuple(facts)
+                subnet = subnets[allocation.subnet_id]
+                facts[port.device_id].append({
+                    "id": port.id, "mac": port.mac_address, "network_id": port.network_id,
+                    "ip": allocation.ip_address, "cidr": subnet.cidr,
+                    "gateway": subnet.gateway_ip, "dhcp": subnet.enable_dhcp,
+                    "floating_ip": floating.get((port.id, allocation.ip_address)),
+                    "mtu": mtus[port.network_id],
+                    "dns": list(subnet.dns_nameservers) or list(self.default_dns)})
+        return {device: tuple(items) for device, items in facts.items()}
 
     def routers_on(self, s: Session, network_id: str) -> list[str]:
         return list(s.scalars(select(Port.device_id).where(
