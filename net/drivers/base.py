@@ -96,6 +96,7 @@ class FirewallRule:
     port_min: int | None
     port_max: int | None
     remotes: tuple[str, ...] | None  # CIDRs (a remote group: its members' addresses)
+    remote_group: str | None = None  # the group whose members ``remotes`` are
 
 
 @dataclass(frozen=True)
