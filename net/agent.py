@@ -221,7 +221,8 @@ class HostAgent:
             port_id=port.id, mac=port.mac_address,
             ips=tuple(a.ip_address for a in port.fixed_ips),
             rules=tuple(FirewallRule(r.direction, r.protocol, r.port_range_min,
-                                     r.port_range_max, remotes(r), r.remote_group_id)
+                                     r.port_range_max, remotes(r), r.remote_group_id,
+                                     group_id)
                         for group_id in port.security_groups if group_id in groups
                         for r in groups[group_id].rules))
             for port in ports)

@@ -97,6 +97,7 @@ class FirewallRule:
     port_max: int | None
     remotes: tuple[str, ...] | None  # CIDRs (a remote group: its members' addresses)
     remote_group: str | None = None  # the group whose members ``remotes`` are
+    group: str = ""  # the security group the rule belongs to
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,12 @@ gets two jumps into them, added once:
   allowed traffic RETURNs so the receiver's ingress rules still apply.
 - ``sk<cloud>-in``: to a tap of this cloud: replies and DHCP answers, then the ingress
   rules; traffic to the network service's own legs (DHCP, routers) is accepted.
-- ``sk<cloud>g<group8>``: an ingress rule from a remote group jumps there, and it accepts
-  the group's members: one rule per member, where one per member in every port's chain
-  made the default group's N ports N*N rules (12,100 for 110 ports, most of a change's
-  restore time).
+- ``sk<cloud>r<group8>``: a group's ingress rules, once, which the ingress chain of every
+  port in the group jumps to; ``sk<cloud>g<group8>``: a group's members, where an ingress
+  rule from that remote group jumps. Written into every port's chain, the default group's
+  N ports made N*N rules (12,100 for 110 ports) and each rule N more, most of a change's
+  restore time. Egress rules (one "anywhere" rule by default) stay in the port's chain:
+  they RETURN, which a group chain would turn into a fall-through.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class Firewall:
     def rules(self, ports: tuple[PortFirewall, ...]) -> tuple[list[str], list[str]]:
         """The chains this cloud's ports need and the rules that fill them."""
         chains, rules = [self.into, self.out], []
-        groups: dict[str, tuple[str, ...]] = {}
+        group_rules: dict[str, list[FirewallRule]] = {}
         for port in ports:
             tap = self.tap_name(port.port_id)
             ingress, spoof, egress = (self.chain(k, port.port_id) for k in "iof")
@@ -68,21 +70,28 @@ class Firewall:
             rules.append(f"-A {egress} -j DROP")
             rules.append(f"-A {ingress} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
             rules.append(f"-A {ingress} -p udp -m udp --sport 67 --dport 68 -j ACCEPT")
-            for r in port.rules:
-                if r.direction != "ingress":
-                    continue
-                if r.remote_group is None:
-                    rules += [f"-A {ingress} {m} -j ACCEPT" for m in matches(r, "-s")]
-                else:
-                    groups[r.remote_group] = r.remotes
-                    rules.append(" ".join(filter(None, (
-                        f"-A {ingress}", protocol_match(r),
-                        f"-j {self.chain('g', r.remote_group)}"))))
+            for group_id in dict.fromkeys(r.group for r in port.rules
+                                          if r.direction == "ingress"):
+                rules.append(f"-A {ingress} -j {self.chain('r', group_id)}")
+                group_rules.setdefault(group_id, [r for r in port.rules if r.group == group_id
+                                                  and r.direction == "ingress"])
             rules.append(f"-A {ingress} -j DROP")
         rules.append(f"-A {self.into} -j ACCEPT")
-        for group_id, members in groups.items():
+        members: dict[str, tuple[str, ...]] = {}
+        for group_id, allowed in group_rules.items():
+            chain = self.chain("r", group_id)
+            chains.append(chain)
+            for r in allowed:
+                if r.remote_group is None:
+                    rules += [f"-A {chain} {m} -j ACCEPT" for m in matches(r, "-s")]
+                else:
+                    members[r.remote_group] = r.remotes
+                    rules.append(" ".join(filter(None, (
+                        f"-A {chain}", protocol_match(r),
+                        f"-j {self.chain('g', r.remote_group)}"))))
+        for group_id, addresses in members.items():
             chains.append(self.chain("g", group_id))
-            rules += [f"-A {self.chain('g', group_id)} -s {m} -j ACCEPT" for m in members]
+            rules += [f"-A {self.chain('g', group_id)} -s {a} -j ACCEPT" for a in addresses]
         return chains, rules
 
     def apply(self, ports: tuple[PortFirewall, ...]) -> None:
