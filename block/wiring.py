@@ -13,7 +13,7 @@ from soko.block.quiesce import GUEST_AGENT_PLAN, Quiescer
 from soko.block.service import BlockConfig
 from soko.block.targets import make_target
 from soko.common.config import Config
-from soko.common.db import database_url, make_engine, make_sessionmaker
+from soko.common.db import create_tables, database_url, make_engine, make_sessionmaker
 
 
 def block_dir(config: Config) -> Path:
@@ -24,7 +24,7 @@ def make_manager(config: Config) -> VolumeManager:
     section: BlockConfig = config.section("block")
     state_dir = block_dir(config)
     engine = make_engine(database_url(section.database_url, state_dir, "block"))
-    Base.metadata.create_all(engine)
+    create_tables(Base.metadata, engine, state_dir)
     pool = make_pool(section.pool_backend, data_dir=state_dir, size_gb=section.pool_size_gb,
                      lvm_vg=section.lvm_vg, lvm_thin_pool=section.lvm_thin_pool)
     target = make_target(section.target_helper, portal=section.target_portal,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,18 @@ def database_url(url: str | None, data_dir: Path, name: str) -> str:
         return url
     data_dir.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{data_dir / (name + '.db')}"
+
+
+def create_tables(metadata: sqlalchemy.MetaData, engine: sqlalchemy.Engine,
+                  state_dir: Path, tables: list[sqlalchemy.Table] | None = None) -> None:
+    """Creates the tables that are missing. gunicorn's workers start together: two racing
+    check-then-CREATEs on a fresh DB fail one worker's boot (``table ... already exists``),
+    and gunicorn then stops the service, so creation is serialised with a lock file.
+    ``tables``: only these (a part of the service that adds its own later)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / "schema.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        metadata.create_all(engine, tables=tables)
 
 
 def make_engine(url: str) -> sqlalchemy.Engine:

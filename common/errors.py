@@ -96,6 +96,12 @@ class Unimplemented(SokoError):
     status, title = 501, "Not Implemented"
 
 
+class ClientDisconnect(SokoError):
+    """The client went away mid-body (nginx's 499): logged; nobody reads the answer."""
+
+    status, title = 499, "Client Disconnect"
+
+
 class ServiceUnavailable(SokoError):
     status, title = 503, "Service Unavailable"
 

@@ -26,6 +26,23 @@ class Daemon:
     started_by_us: bool
 
 
+def pids_matching(text: str) -> list[int]:
+    """Pids of processes whose command line contains ``text``, this process excepted (a
+    benchmark's own argv names what it looks for)."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
 def find_pids(exe_name: str) -> list[int]:
     """Pids of live processes whose executable's base name is ``exe_name`` (like ``pgrep -x``)."""
     pids = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from soko.common.config import Config, ConfigError
-from soko.common.db import database_url, make_engine, make_sessionmaker
+from soko.common.db import create_tables, database_url, make_engine, make_sessionmaker
 from soko.compute.manager import ComputeManager, Settings
 from soko.compute.models import Base
 from soko.compute.service import ComputeConfig
@@ -32,7 +32,7 @@ def make_manager(config: Config, driver=None) -> ComputeManager:
     section: ComputeConfig = config.section("compute")
     state_dir = compute_dir(config)
     engine = make_engine(database_url(section.database_url, state_dir, "compute"))
-    Base.metadata.create_all(engine)
+    create_tables(Base.metadata, engine, state_dir)
     if driver is None:
         from soko.compute.drivers.libvirt import LibvirtDriver
 

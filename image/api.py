@@ -8,8 +8,6 @@ manager decides who sees an image by its owner and visibility.
 
 from __future__ import annotations
 
-import fcntl
-
 import falcon
 
 from soko.common.app import make_base_app
@@ -138,7 +136,7 @@ def make_app(config: Config, *, validator: TokenValidator | None = None,
 
 
 def make_manager(config: Config) -> ImageManager:
-    from soko.common.db import database_url, make_engine, make_sessionmaker
+    from soko.common.db import create_tables, database_url, make_engine, make_sessionmaker
     from soko.image.models import Base
     from soko.image.service import ImageConfig, object_store_url
     from soko.image.store import SwiftStore
@@ -146,12 +144,7 @@ def make_manager(config: Config) -> ImageManager:
     section: ImageConfig = config.section("image")
     state_dir = config.data_dir / "image"
     engine = make_engine(database_url(section.database_url, state_dir, "image"))
-    state_dir.mkdir(parents=True, exist_ok=True)
-    with open(state_dir / "schema.lock", "a") as lock:
-        # gunicorn's workers start together: without the lock, two racing CREATE TABLEs
-        # on a fresh DB fail one worker's boot, and gunicorn then stops the service.
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        Base.metadata.create_all(engine)
+    create_tables(Base.metadata, engine, state_dir)
     return ImageManager(sessions=make_sessionmaker(engine),
                         store=SwiftStore(object_store_url(config)),
                         segment_size=section.segment_size, container=section.container,

@@ -3,12 +3,11 @@ start, bootstrap and teardown steps the API factory and ``soko up`` share."""
 
 from __future__ import annotations
 
-import fcntl
 import logging
 from pathlib import Path
 
 from soko.common.config import Config, ConfigError
-from soko.common.db import database_url, make_engine, make_sessionmaker
+from soko.common.db import create_tables, database_url, make_engine, make_sessionmaker
 from soko.common.durable import atomic_write
 from soko.common.periodic import Periodic
 from soko.common.shared_secret import METADATA_SECRET_FILE, shared_secret
@@ -30,11 +29,7 @@ def make_manager(config: Config) -> NetManager:
     section: NetConfig = config.section("net")
     state_dir = net_dir(config)
     engine = make_engine(database_url(section.database_url, state_dir, "net"))
-    state_dir.mkdir(parents=True, exist_ok=True)
-    with open(state_dir / "schema.lock", "a") as lock:
-        # gunicorn's workers start together: two racing CREATE TABLEs would fail one.
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        Base.metadata.create_all(engine)
+    create_tables(Base.metadata, engine, state_dir)
     sessions = make_sessionmaker(engine)
     driver = LinuxDriver(cloud_id(config), state_dir, section.dhcp_lease_seconds,
                          metadata=metadata_proxy(config, state_dir),

@@ -9,13 +9,16 @@ from soko.block.backups.manager import BackupManager
 from soko.block.backups.models import Backup
 from soko.block.backups.store import SwiftStore, account_url
 from soko.block.manager import VolumeManager
+from soko.block.wiring import block_dir
 from soko.common.config import Config
+from soko.common.db import create_tables
 
 
 def make_manager(config: Config, volumes: VolumeManager) -> BackupManager:
     section = config.section("block")
     # The volume manager created the block DB's other tables before this module loaded.
-    Backup.__table__.create(volumes.sessions.kw["bind"], checkfirst=True)
+    create_tables(Backup.metadata, volumes.sessions.kw["bind"], block_dir(config),
+                  tables=[Backup.__table__])
 
     def stores(project_id: str, token: str) -> SwiftStore:
         return SwiftStore(account_url(config, project_id), token, section.backup_container)

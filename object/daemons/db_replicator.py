@@ -36,6 +36,7 @@ from soko.object.shared.timestamps import Timestamp
 log = logging.getLogger(__name__)
 
 BATCH_ROWS = 1000
+VERIFY_BATCH = 200  # DBs verified in one call to a peer (each is opened there)
 DB_CLASSES = {"container": ContainerDB, "account": AccountDB}
 
 
@@ -69,19 +70,63 @@ class DBReplicator:
         return jobs
 
     def run_once(self) -> dict:
-        stats = collections.Counter(dbs=0, dbs_skipped=0, rows_sent=0, dbs_created=0,
-                                    handoffs_reverted=0, rows_reclaimed=0, failures=0)
-        due = []
+        stats = collections.Counter(dbs=0, dbs_skipped=0, dbs_verified=0, rows_sent=0,
+                                    dbs_created=0, handoffs_reverted=0, rows_reclaimed=0,
+                                    failures=0)
+        due, unchanged = [], []
         for job in self.build_jobs():
             job.state = file_state(job.db.path)  # before reading it: a later write shows
-            if not job.handoff and self.memory.unchanged(job.db.path, job.state):
+            if job.handoff or not self.memory.same(job.db.path, job.state):
+                due.append(job)
+            elif self.memory.unchanged(job.db.path, job.state):
                 stats["dbs_skipped"] += 1  # the idle case, decided without a thread
             else:
-                due.append(job)
+                unchanged.append(job)  # due a verify
+        due += self.verify(unchanged, stats)
         with ThreadPoolExecutor(self.node.settings.replicator_concurrency) as pool:
             for job_stats in pool.map(self.run_job, due):
                 stats.update(job_stats)
         return dict(stats)
+
+    def verify(self, jobs: list[DBJob], stats) -> list[DBJob]:
+        """DBs unchanged here and due a verify: each peer device is sent the ``sync`` of all
+        its DBs among them in one call (``<kind>-sync``), not one call per DB; a DB every
+        peer has merged up to its last row is in sync for another interval, the others
+        (missing on a peer, behind, or a peer that could not answer) get a full sync:
+        returned."""
+        infos = {}
+        for job in jobs:
+            try:
+                infos[job.db.path] = job.db.replication_info()
+            except NotFoundDB:
+                continue  # removed meanwhile
+            finally:
+                CONNECTIONS.forget(job.db.path)
+        by_device = collections.defaultdict(list)
+        for job in (j for j in jobs if j.db.path in infos):
+            for peer in job.peers:
+                by_device[job.db.kind, peer["ip"], peer["port"], peer["device"]].append(
+                    (peer, job))
+        behind = set()
+        for (kind, *_), group in by_device.items():
+            for start in range(0, len(group), VERIFY_BATCH):
+                batch = group[start:start + VERIFY_BATCH]
+                peer = batch[0][0]
+                body = {"dbs": [[job.partition, job.db.path.parent.name, infos[job.db.path]]
+                                for _, job in batch]}
+                try:
+                    points = call(self.node.pool, peer,
+                                  f"/replicate/{kind}-sync/{peer['device']}", body)
+                except PeerError as exc:
+                    log.info("verify on %s/%s: %s", peer["ip"], peer["device"], exc)
+                    points = {}
+                behind.update(job.db.path for _, job in batch if is_behind(
+                    points.get(job.db.path.parent.name), infos[job.db.path]["max_seq"]))
+        for job in jobs:
+            if job.db.path in infos and job.db.path not in behind:
+                self.memory.synced(job.db.path, job.state)
+                stats["dbs_verified"] += 1
+        return [job for job in jobs if job.db.path in behind]
 
     def run_job(self, job: DBJob) -> collections.Counter:
         try:
@@ -141,6 +186,12 @@ class DBReplicator:
                                               "max_seq": rows[-1][-1]})
             point = rows[-1][-1]
             stats["rows_sent"] += len(rows)
+
+
+def is_behind(sync_point: int | None, max_seq: int) -> bool:
+    """Whether a peer lacks the DB (None) or some of its rows (a DB without rows has
+    max_seq 0, and a peer that never merged any has sync point -1: nothing to send)."""
+    return sync_point is None or (max_seq > 0 and sync_point < max_seq)
 
 
 def file_state(path: Path) -> tuple:

@@ -36,6 +36,8 @@ from soko.object.shared.nodeclient import STREAM_CHUNK
 
 log = logging.getLogger(__name__)
 
+VERIFY_BATCH = 256  # partitions asked about in one call (bounded time on the peer)
+
 
 class PeerError(Exception):
     """A peer could not take part (unreachable, 507, bad answer): retried next pass."""
@@ -94,22 +96,55 @@ class ObjectReplicator:
         return jobs
 
     def run_once(self) -> dict:
-        stats = collections.Counter(partitions=0, partitions_skipped=0, suffixes_synced=0,
-                                    objects_moved=0, bytes_moved=0, handoffs_reverted=0,
-                                    failures=0)
-        due = []
+        stats = collections.Counter(partitions=0, partitions_skipped=0,
+                                    partitions_verified=0, suffixes_synced=0, objects_moved=0,
+                                    bytes_moved=0, handoffs_reverted=0, failures=0)
+        due, unchanged = [], []
         for job in self.build_jobs():
             if job.handoff or take_sync_request(job.part_dir):
                 job.forced = True
             elif (cached := clean_cache(job.part_dir)) is not None and \
-                    self.memory.unchanged(job.key, cached):
-                stats["partitions_skipped"] += 1  # the idle case, decided without a thread
+                    self.memory.same(job.key, cached):
+                if self.memory.unchanged(job.key, cached):
+                    stats["partitions_skipped"] += 1  # the idle case, without a thread
+                else:
+                    unchanged.append((job, cached))  # due a verify
                 continue
             due.append(job)
+        due += self.verify(unchanged, stats)
         with ThreadPoolExecutor(self.settings.replicator_concurrency) as pool:
             for job_stats in pool.map(self.run_job, due):
                 stats.update(job_stats)
         return dict(stats)
+
+    def verify(self, jobs: list[tuple[PartitionJob, dict]], stats) -> list[PartitionJob]:
+        """Partitions unchanged here and due a verify: every peer device is asked for the
+        hashes of all of its partitions among them in one call (``object-hashes``), not two
+        calls per partition; those every peer agrees with are in sync for another interval,
+        the others (and those a peer could not answer for) get a full sync: returned."""
+        by_device = collections.defaultdict(list)
+        for job, local in jobs:
+            for peer in job.peers:
+                by_device[peer["ip"], peer["port"], peer["device"]].append((peer, job, local))
+        differing = set()
+        for group in by_device.values():
+            for start in range(0, len(group), VERIFY_BATCH):
+                batch = group[start:start + VERIFY_BATCH]
+                peer = batch[0][0]
+                try:
+                    answer = call(self.node.pool, peer,
+                                  f"/replicate/object-hashes/{peer['device']}",
+                                  {"partitions": [job.partition for _, job, _ in batch]})
+                except PeerError as exc:
+                    log.info("verify on %s/%s: %s", peer["ip"], peer["device"], exc)
+                    answer = {}
+                differing.update(job.key for _, job, local in batch
+                                 if answer.get(str(job.partition)) != local)
+        for job, local in jobs:
+            if job.key not in differing:
+                self.memory.synced(job.key, local)
+                stats["partitions_verified"] += 1
+        return [job for job, _ in jobs if job.key in differing]
 
     def run_job(self, job: PartitionJob) -> collections.Counter:
         stats = collections.Counter()

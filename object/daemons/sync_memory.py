@@ -31,6 +31,12 @@ class SyncMemory:
         return (remembered is not None and remembered[0] == state
                 and time.monotonic() < remembered[1])
 
+    def same(self, key: Hashable, state: object) -> bool:
+        """Whether ``key`` is as it was at its last full sync, due a verify or not."""
+        with self.lock:
+            remembered = self.seen.get(key)
+        return remembered is not None and remembered[0] == state
+
     def synced(self, key: Hashable, state: object) -> None:
         """``key`` was in ``state`` when every peer last took all it had."""
         if self.verify_interval <= 0:

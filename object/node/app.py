@@ -30,9 +30,11 @@ from soko.object.node.object_server import ObjectResource
 from soko.object.node.recon import ReconResource
 from soko.object.node.replication_server import (
     MissingResource,
+    PartitionHashesResource,
     ReplicateDBResource,
     ReplicatedFileResource,
     ReplicateResource,
+    SyncManyDBResource,
 )
 from soko.object.shared.nodeclient import ConnectionPool
 
@@ -73,7 +75,11 @@ def add_replication_routes(app: falcon.App, config: Config, devices: Devices) ->
     base = "/replicate/object/{device}/{partition}"
     app.add_route(base, ReplicateResource(devices, reclaim_age))
     app.add_route(f"{base}/missing", MissingResource(devices))
+    app.add_route("/replicate/object-hashes/{device}",
+                  PartitionHashesResource(devices, reclaim_age))
     app.add_route(f"{base}/{{digest}}/{{filename}}", ReplicatedFileResource(devices))
     for db_class in (ContainerDB, AccountDB):
         app.add_route(f"/replicate/{db_class.kind}/{{device}}/{{partition}}/{{digest}}",
                       ReplicateDBResource(devices, db_class))
+        app.add_route(f"/replicate/{db_class.kind}-sync/{{device}}",
+                      SyncManyDBResource(devices, db_class))

@@ -22,10 +22,10 @@ import msgpack
 from soko.common.durable import RACE_RETRIES, atomic_write
 from soko.common.errors import (
     BadRequest,
+    ClientDisconnect,
     Conflict,
     NotFound,
     PreconditionFailed,
-    SokoError,
     Unprocessable,
 )
 from soko.object.node.blocksums import BlockMismatch, has_block_sums, read_verified_range
@@ -73,10 +73,6 @@ VERIFY_BEFORE_SENDING = 4 * 1024 * 1024
 # Says so on every whole-object GET: a body that is not the one whose MD5 is its ETag never
 # arrives complete (its blocks, or for an old .data its MD5, are checked here).
 VERIFIED_HEADER = "X-Backend-Body-Verified"
-
-
-class ClientDisconnect(SokoError):
-    status, title = 499, "Client Disconnect"
 
 
 def is_expired(metadata: dict[str, str], now: float | None = None) -> bool:

@@ -3,6 +3,10 @@
 - ``POST /replicate/object/<device>/<partition>`` ``{"recalculate": [suffix, ...]}`` →
   ``{suffix: hash}``: Swift's REPLICATE, the partition's suffix hashes, recomputing the
   ones asked for (the sender's view of them differs, so the cache may be stale).
+- ``POST /replicate/object-hashes/<device>`` ``{"partitions": [n, ...]}`` →
+  ``{"n": {suffix: hash}}``: the cached hashes of many partitions in one call, for a
+  replicator verifying partitions it believes in sync (``sync_memory``); nothing recomputed
+  beyond what writes invalidated, and no sync requested.
 - ``POST /replicate/object/<device>/<partition>/missing`` ``{hash: [file name, ...]}`` →
   ``[[hash, file name], ...]``: which of the offered files this node wants, i.e. those it
   lacks that would survive next to what it has (newest ``.data``/``.ts`` wins, then the
@@ -12,6 +16,8 @@
   file (temp, fsync, rename, fsync dir, older files cleaned up); a ``.data`` whose MD5
   differs from its ETag is refused (422), so a corrupted replica never spreads; a file
   made obsolete by a newer one here is refused (409).
+- ``POST /replicate/<container|account>-sync/<device>`` ``{"dbs": [[partition, hash,
+  info], ...]}``: ``sync`` (below) for many DBs at once, for a replicator's verifies.
 - ``POST /replicate/<container|account>/<device>/<partition>/<hash>`` ``{"op": ...}``:
   the DB half (``db_replicator``). ``sync`` ``{"info": ...}`` merges the sender's put/delete
   times and metadata and answers ``{"sync_point": n}``, the last of the sender's row numbers
@@ -88,6 +94,27 @@ class ReplicateResource:
         resp.data = msgpack.packb(get_hashes(part_dir, recalculate, self.reclaim_age))
 
 
+class PartitionHashesResource:
+    MAX_PARTITIONS = 10_000
+
+    def __init__(self, devices: Devices, reclaim_age: float):
+        self.devices = devices
+        self.reclaim_age = reclaim_age
+
+    def on_post(self, req, resp, device):
+        body = unpack(req)
+        partitions = body.get("partitions") if isinstance(body, dict) else None
+        if not isinstance(partitions, list) or len(partitions) > self.MAX_PARTITIONS or \
+                not all(isinstance(p, int) and p >= 0 for p in partitions):
+            raise BadRequest(f"body: expected {{\"partitions\": [up to "
+                             f"{self.MAX_PARTITIONS} partition numbers]}}")
+        objects = self.devices.path(device) / "objects"
+        resp.content_type = "application/msgpack"
+        resp.data = msgpack.packb({str(p): get_hashes(objects / str(p),
+                                                      reclaim_age=self.reclaim_age)
+                                   for p in partitions})
+
+
 class MissingResource:
     def __init__(self, devices: Devices):
         self.devices = devices
@@ -143,12 +170,16 @@ class ReplicateDBResource:
         self.devices = devices
         self.db_class = db_class
 
-    def on_post(self, req, resp, device, partition, digest):
+    def db(self, device: str, partition: str, digest: str):
         if not HASH_RE.match(digest):
             raise BadRequest(f"not a DB hash: {digest!r}")
+        return self.db_class(self.devices.path(device) / f"{self.db_class.kind}s"
+                             / check_partition(partition) / digest[-3:] / digest
+                             / f"{digest}.db")
+
+    def on_post(self, req, resp, device, partition, digest):
         kind = self.db_class.kind
-        db = self.db_class(self.devices.path(device) / f"{kind}s" / check_partition(partition)
-                           / digest[-3:] / digest / f"{digest}.db")
+        db = self.db(device, partition, digest)
         body = unpack(req)
         if not isinstance(body, dict):
             raise BadRequest("body: expected a msgpack map with an op")
@@ -163,15 +194,47 @@ class ReplicateDBResource:
 
     def run(self, db, body: dict) -> dict:
         if body["op"] == "sync":
-            info = body["info"]
-            if body.get("create") and not db.exists():
-                db.initialize(Timestamp.parse(info["put_timestamp"]))
-            db.merge_info(info)
-            return {"sync_point": db.sync_point(info["uid"])}
+            return {"sync_point": sync(db, body["info"], create=bool(body.get("create")))}
         if body["op"] == "merge_items":
             db.merge_rows(body["rows"], body["uid"], int(body["max_seq"]))
             return {}
         raise ValueError("op must be sync or merge_items")
+
+
+class SyncManyDBResource(ReplicateDBResource):
+    """``sync`` for many DBs of one kind on one device in one call: how a replicator
+    verifies the DBs it believes in sync. ``{"dbs": [[partition, hash, info], ...]}`` →
+    ``{hash: sync point, or None where the DB is not here}``."""
+
+    MAX_DBS = 1000
+
+    def on_post(self, req, resp, device):
+        body = unpack(req)
+        dbs = body.get("dbs") if isinstance(body, dict) else None
+        if not isinstance(dbs, list) or len(dbs) > self.MAX_DBS or not all(
+                isinstance(d, list) and len(d) == 3 and isinstance(d[2], dict) for d in dbs):
+            raise BadRequest(f"body: expected {{\"dbs\": [up to {self.MAX_DBS} "
+                             "[partition, hash, info]]}}")
+        answer = {}
+        for partition, digest, info in dbs:
+            db = self.db(device, str(partition), str(digest))
+            try:
+                answer[digest] = sync(db, info)
+            except NotFoundDB:
+                answer[digest] = None
+            except (KeyError, TypeError, ValueError) as exc:
+                raise BadRequest(f"bad info for {digest}: {exc!r}") from None
+        resp.content_type = "application/msgpack"
+        resp.data = msgpack.packb(answer)
+
+
+def sync(db, info: dict, create: bool = False) -> int:
+    """Merges a peer's view of a DB (times, metadata) into this replica; the last of the
+    peer's rows merged here (its sync point)."""
+    if create and not db.exists():
+        db.initialize(Timestamp.parse(info["put_timestamp"]))
+    db.merge_info(info)
+    return db.sync_point(info["uid"])
 
 
 def check_partition(partition: str) -> str:

@@ -16,9 +16,9 @@ class StorageSection(ServerSection):
     under ``<devices_dir>/node<N>/``: ``d<N>`` in the all-in-one (one device per node)."""
 
     port: int = 6200
-    # Object PUTs wait on a container update served by another node's threads: a node
-    # needs room for every write a proxy can have in flight plus the updates they cause,
-    # or the nodes starve each other (measured: 8 threads deadlock at c=16 until timeouts).
+    # Threads kept warm per worker; more start on demand up to max_clients (elastic_pool),
+    # so object PUTs waiting on another node's container update cannot starve the nodes
+    # (a fixed 8 once deadlocked at c=16). 32 covers a proxy's usual writes in flight.
     workers: int = 2
     threads: int = 32
     nodes: int = 3  # how many nodes soko up runs on this host

@@ -112,9 +112,11 @@ def test_malformed_requests_get_no_5xx_and_change_nothing(cluster):
     assert api.put(f"{api.base}/{c}").status_code == 201
     r = api.put(f"{api.base}/{c}/o", data=b"payload", headers={"X-Object-Meta-Keep": "1"})
     assert r.status_code == 201
-    wait_for(lambda: snapshot(api, c)["row"][0]["count"] == 1,
-             what="the account to count the object")  # account stats follow a moment later
-    before = snapshot(api, c)
+    # Account stats follow a moment later, replica by replica: the snapshot to compare with
+    # is one that counts the object, and so must be the last one (a lagging replica may
+    # still answer in between, so the end waits for it as well)
+    before = wait_for(lambda: (shot := snapshot(api, c))["row"][0]["count"] == 1 and shot,
+                      what="the account to count the object")
     sessions = threading.local()
 
     def send(case) -> tuple | None:
@@ -133,4 +135,5 @@ def test_malformed_requests_get_no_5xx_and_change_nothing(cluster):
         wrong = [w for w in pool.map(send, all_cases) if w]
     assert wrong == [], f"{len(wrong)} of {len(all_cases)} answered wrongly:\n" + "\n".join(
         map(str, wrong))
-    assert snapshot(api, c) == before
+    wait_for(lambda: snapshot(api, c) == before, timeout=15,
+             what="the account, container and object to be as before the requests")

@@ -19,6 +19,7 @@ import uuid
 import click
 
 from soko.common.cli.output import emit_rows
+from soko.common.procs import pids_matching
 from soko.tools.bench.object import Client, authenticate, run_phase
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -27,19 +28,13 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 def cpu_seconds(match: str) -> dict[int, float]:
     """``{pid: user+system CPU seconds}`` of every process whose command line has ``match``."""
     found = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+    for pid in pids_matching(match):
         try:
-            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-            if match not in cmdline or "bench idle" in cmdline:
-                continue
-            with open(f"/proc/{entry.name}/stat") as f:
+            with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue  # gone meanwhile
-        found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        found[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
     return found
 
 

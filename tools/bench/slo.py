@@ -17,11 +17,11 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import click
 
+from soko.common.procs import pids_matching
 from soko.tools.bench.object import authenticate, cluster_options, emit_report
 
 CHUNK = 1 << 20
@@ -38,17 +38,12 @@ class RssSampler:
 
     def rss(self) -> int:
         total = 0
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit() or int(proc.name) == os.getpid():  # not the bench
-                continue
+        for pid in pids_matching(self.match):
             try:
-                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(
-                    errors="replace")
-                if self.match in cmdline:
-                    pages = int((proc / "statm").read_text().split()[1])
-                    total += pages * os.sysconf("SC_PAGE_SIZE")
+                with open(f"/proc/{pid}/statm") as f:
+                    total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
             except OSError:
-                continue
+                continue  # gone meanwhile
         return total
 
     def run(self) -> None:

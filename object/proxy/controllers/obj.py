@@ -18,6 +18,7 @@ import falcon
 
 from soko.common.errors import (
     BadRequest,
+    ClientDisconnect,
     LengthRequired,
     NotFound,
     PayloadTooLarge,
@@ -67,10 +68,6 @@ ANSWER_PREFIXES = ("x-object-meta-", "etag", "last-modified", "x-timestamp", "ac
                    "content-language", "expires", "x-robots-tag", "x-delete-at",
                    "x-object-manifest", "x-static-large-object", OBJECT_SYSMETA_PREFIX.lower())
 ANSWER_STATUSES = (200, 206, 304, 412)
-
-
-class ClientDisconnect(SokoError):
-    status, title = 499, "Client Disconnect"
 
 
 class RangeNotSatisfiable(SokoError):

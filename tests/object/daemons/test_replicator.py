@@ -154,24 +154,31 @@ def test_idle_passes_skip_unchanged_partitions_yet_a_quarantined_object_comes_ba
     assert holders(cluster, api, container, name) == primary_places(cluster, primaries)
 
 
-def test_a_lost_partition_returns_within_the_verify_interval(cluster_api, cluster,
-                                                             cluster_container):
-    """A node that lost a partition without noticing (a replaced disk) has nothing to
-    compare and asks nobody; the skipping peers still verify every partition within
-    ``replicator_verify_interval`` (here 0: every pass) and push it back."""
+def test_verifies_are_batched_and_a_lost_partition_returns(cluster_api, cluster,
+                                                           cluster_container):
+    """A partition unchanged here is still verified with every peer within
+    ``replicator_verify_interval`` (here 0.05 s), all of a peer device's partitions in one
+    ``object-hashes`` call: an idle verify syncs nothing. A node that lost a partition
+    without noticing (a replaced disk) asks nobody, and the verify is what brings it back."""
     import shutil
 
     api, container = cluster_api, cluster_container
     name, primaries = object_on_node(cluster, api, container, 1)
     assert api.put(f"{api.base}/{container}/{name}", data=b"lost").status_code == 201
-    replicators = [ObjectReplicator(node_context(cluster, n, replicator_verify_interval=0))
+    replicators = [ObjectReplicator(node_context(cluster, n, replicator_verify_interval=0.05))
                    for n in range(3)]
-    for _ in range(2):
-        for r in replicators:
-            r.run_once()
+
+    def pass_all() -> list[dict]:
+        time.sleep(0.06)  # every remembered partition due a verify
+        return [r.run_once() for r in replicators]
+
+    pass_all()
+    pass_all()
+    verified = pass_all()
+    assert sum(s["partitions_verified"] for s in verified) > 0
+    assert sum(s["partitions"] for s in verified) == 0  # no full sync: all agreed
     part, _ = ring(cluster, "object").get_nodes(api.account, container, name)
     (device,) = [p["device"] for p in primaries if p["port"] == cluster.storage_port + 1]
     shutil.rmtree(cluster.node_devices(1) / device / "objects" / str(part))
-    for r in replicators:
-        r.run_once()
+    pass_all()
     assert holders(cluster, api, container, name) == primary_places(cluster, primaries)
