@@ -76,6 +76,10 @@ def leg_of(s: Session, port: Port) -> Leg:
                addresses=tuple(addresses), mtu=s.get(Network, port.network_id).mtu)
 
 
+def subnets_of(ports: list[Port]) -> list[str]:
+    return [a.subnet_id for port in ports for a in port.fixed_ips]
+
+
 class HostAgent:
     def __init__(self, *, sessions: sessionmaker[Session], driver: NetworkDriver,
                  lock_path: Path, default_dns: list[str] | None = None,
@@ -136,7 +140,8 @@ class HostAgent:
         router = s.get(Router, router_id)
         if router is None:
             return None
-        legs = [leg_of(s, port) for port in interfaces(s, router_id)]
+        ports = interfaces(s, router_id)
+        legs = [leg_of(s, port) for port in ports]
         gateway = nexthop = None
         if router.gw_port is not None and router.gw_port.fixed_ips:
             gateway = leg_of(s, router.gw_port)
@@ -150,11 +155,10 @@ class HostAgent:
         return RouterSpec(id=router.id, interfaces=tuple(legs), gateway=gateway,
                           gateway_nexthop=nexthop, snat_cidrs=snat,
                           floating=floating if gateway is not None else (),
-                          metadata=self.metadata_spec(s, router_id))
+                          metadata=self.instances_on(s, subnets_of(ports)))
 
     def metadata_spec(self, s: Session, router_id: str) -> tuple[MetadataEntry, ...]:
-        return self.instances_on(s, [a.subnet_id for leg in interfaces(s, router_id)
-                                     for a in leg.fixed_ips])
+        return self.instances_on(s, subnets_of(interfaces(s, router_id)))
 
     def instances_on(self, s: Session, subnet_ids) -> tuple[MetadataEntry, ...]:
         """The instances' addresses on these subnets (a port of a device that is not the

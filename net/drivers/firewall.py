@@ -26,6 +26,7 @@ them, added once:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -139,8 +140,9 @@ class Firewall:
             text += [f"-X {c}" for c in stale] + ["COMMIT", ""]
             self.record.unlink(missing_ok=True)  # a crash mid-restore: the next one rechecks
             restore("\n".join(text))
-        self.record.parent.mkdir(parents=True, exist_ok=True)
-        replace_file(self.record, json.dumps({"boot": boot_id(), "chains": wanted}))
+        with contextlib.suppress(OSError):  # no record: the next change reads the table
+            self.record.parent.mkdir(parents=True, exist_ok=True)
+            replace_file(self.record, json.dumps({"boot": boot_id(), "chains": wanted}))
 
     def last_applied(self) -> dict[str, list[str]] | None:
         """The chains this host got last (None: no record, or one from before a reboot)."""
