@@ -300,7 +300,10 @@ class HostAgent:
             with session_scope(self.sessions) as s:
                 networks = [self.network_spec(s, n) for n in s.scalars(select(Network.id))]
                 routers = [self.router_spec(s, r) for r in s.scalars(select(Router.id))]
-            self.driver.apply_all(networks, routers)
+            for network in networks:
+                self.driver.apply_network(network)
+            for router in routers:
+                self.driver.apply_router(router)
             self.apply_firewall(recheck=True)
             self.driver.remove_orphans({n.id for n in networks}, {r.id for r in routers})
         log.info("reconciled %d networks and %d routers in %.2f s", len(networks),

@@ -8,7 +8,6 @@ restart. Multi-host comes in behind this seam (an RPC driver sending the specs t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -134,9 +133,6 @@ class NetworkDriver(Protocol):
 
     def apply_metadata(self, router_id: str, entries: tuple[MetadataEntry, ...]) -> None:
         """Who the router's metadata proxy answers for (a port came, went or moved)."""
-
-    def apply_all(self, networks: Sequence[NetworkSpec], routers: Sequence[RouterSpec]) -> None:
-        """``apply_network`` of every network, then ``apply_router`` of every router."""
 
     def remove_orphans(self, network_ids: set[str], router_ids: set[str]) -> None:
         """Removes this cloud's networks and routers that are not in the given sets."""

@@ -19,8 +19,7 @@ import logging
 import os
 import shutil
 import signal
-import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,13 +43,6 @@ log = logging.getLogger("soko.net.driver")
 
 IFF_UP = 0x1
 LOOPBACK = 1  # lo's index in every namespace
-# Processes a reconcile spreads its namespaces over: each one's work is its own, and most
-# of it is waiting on netlink and on programs (dnsmasq, iptables-restore).
-RECONCILE_WORKERS = 4
-
-
-class ReconcileError(RuntimeError):
-    """A worker of a reconcile failed; the message carries its traceback."""
 
 
 class Names:
@@ -326,14 +318,6 @@ class LinuxDriver:
 
     # -- reconcile ----------------------------------------------------------------------
 
-    def apply_all(self, networks: Sequence[NetworkSpec], routers: Sequence[RouterSpec]) -> None:
-        """Every network, then every router, spread over worker processes: one after
-        another, a hundred routers took ~35 s under load. Processes, not threads: pyroute2
-        enters a namespace through one process-wide stack."""
-        in_processes(self.apply_network, networks)
-        in_processes(self.apply_router, routers)
-
-
     def remove_orphans(self, network_ids: set[str], router_ids: set[str]) -> None:
         names = self.names
         for name in netns.listnetns():
@@ -360,41 +344,6 @@ class LinuxDriver:
                     log.info("removing bridge %s (not in the DB)", name)
                     with contextlib.suppress(NetlinkError):
                         ipr.link("del", index=link["index"])
-
-
-def in_processes(work: Callable, items: Sequence, workers: int = RECONCILE_WORKERS) -> None:
-    """Calls ``work`` on every item, in up to ``workers`` forked children (the items are
-    dealt round-robin); raises with the tracebacks of those that failed, once all ended."""
-    if len(items) < 2:
-        for item in items:
-            work(item)
-        return
-    children = {}
-    for share in filter(None, (items[i::workers] for i in range(workers))):
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: no return, no exit handlers (the parent's DB, sockets)
-            status = 1
-            try:
-                os.close(read)
-                for item in share:
-                    work(item)
-                status = 0
-            except BaseException:  # noqa: BLE001  (reported to the parent)
-                os.write(write, traceback.format_exc()[-4000:].encode())
-            finally:
-                os._exit(status)
-        os.close(write)
-        children[pid] = read
-    failures = []
-    for pid, read in children.items():
-        with os.fdopen(read, "rb") as pipe:
-            message = pipe.read().decode(errors="replace")
-        _, status = os.waitpid(pid, 0)
-        if status != 0:
-            failures.append(message or f"worker {pid} ended with status {status}")
-    if failures:
-        raise ReconcileError("\n".join(failures))
 
 
 def unplug_others(ns: IPRoute, keep: set[str]) -> None:

@@ -10,7 +10,6 @@ next apply starts a fresh one), and the last namespace removed stops it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -53,13 +52,11 @@ class MetadataProxy:
         self.maps.mkdir(parents=True, exist_ok=True)
         changed = replace_file(self.maps / f"{namespace}.json", json.dumps(
             {"listen": list(listen), "instances": entries_map(entries)}, sort_keys=True))
-        with open(self.dir / "start.lock", "a") as lock:  # a reconcile's workers race here
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            pid = self.running_pid()
-            if pid is None:
-                self.start()
-            elif changed:
-                os.kill(pid, signal.SIGHUP)
+        pid = self.running_pid()
+        if pid is None:
+            self.start()
+        elif changed:
+            os.kill(pid, signal.SIGHUP)
 
     def stop_serving(self, namespace: str) -> None:
         path = self.maps / f"{namespace}.json"
