@@ -44,8 +44,10 @@ class Agent(Protocol):
     """What the manager tells the host after a change commits (``net/agent.py``)."""
 
     def network_changed(self, network_id: str) -> None: ...
+    def ports_changed(self, network_id: str) -> None: ...
     def network_removed(self, network_id: str) -> None: ...
     def router_changed(self, router_id: str) -> None: ...
+    def floating_changed(self, router_id: str) -> None: ...
     def router_removed(self, router_id: str) -> None: ...
     def firewall_changed(self) -> None: ...
 
@@ -368,7 +370,7 @@ class NetManager:
                 return port
 
         port = committing(work, "The port")
-        self.agent.network_changed(port.network_id)
+        self.agent.ports_changed(port.network_id)
         return port
 
     def update_port(self, auth: AuthContext, port_id: str, raw: object) -> Port:
@@ -395,7 +397,7 @@ class NetManager:
             if port.security_groups and not port.port_security_enabled:
                 raise BadRequest("Port has security group associated. Cannot disable port "
                                  "security or IP address until security group is removed")
-        self.agent.network_changed(port.network_id)
+        self.agent.ports_changed(port.network_id)
         return port
 
     def delete_port(self, auth: AuthContext, port_id: str,
@@ -413,6 +415,6 @@ class NetManager:
             routers = on_delete(s, port)
             network_id = port.network_id
             s.delete(port)
-        self.agent.network_changed(network_id)
+        self.agent.ports_changed(network_id)
         for router_id in routers:
             self.agent.router_changed(router_id)

@@ -289,7 +289,7 @@ class RouterManager:
 
         fip = committing(work, "The floating IP")
         if fip.router_id:
-            self.agent.router_changed(fip.router_id)
+            self.agent.floating_changed(fip.router_id)
         return fip
 
     def update_floating_ip(self, auth: AuthContext, fip_id: str, raw: object) -> FloatingIP:
@@ -311,7 +311,7 @@ class RouterManager:
 
         fip, before = committing(work, "The floating IP")
         for router_id in {before, fip.router_id} - {None}:
-            self.agent.router_changed(router_id)
+            self.agent.floating_changed(router_id)
         return fip
 
     def associate(self, s: Session, auth: AuthContext, fip: FloatingIP, port_id: str,
@@ -353,7 +353,7 @@ class RouterManager:
             s.flush()
             s.delete(holder)
         if router_id:
-            self.agent.router_changed(router_id)
+            self.agent.floating_changed(router_id)
 
     def release_port(self, s: Session, port: Port) -> list[str]:
         """Before a port goes: its floating IPs are disassociated (kept for the project,

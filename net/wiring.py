@@ -88,4 +88,4 @@ def teardown(config: Config) -> None:
     manager = make_manager(config)
     with manager.agent.locked():
         manager.agent.driver.remove_orphans(set(), set())
-        manager.agent.driver.apply_firewall(())
+        manager.agent.driver.apply_firewall((), recheck=True)

@@ -96,6 +96,8 @@ class FirewallRule:
     port_min: int | None
     port_max: int | None
     remotes: tuple[str, ...] | None  # CIDRs (a remote group: its members' addresses)
+    remote_group: str | None = None  # the group whose members ``remotes`` are
+    group: str = ""  # the security group the rule belongs to
 
 
 @dataclass(frozen=True)
@@ -116,8 +118,16 @@ class NetworkDriver(Protocol):
     def remove_network(self, network_id: str) -> None:
         """Everything ``apply_network`` made; a no-op when there is nothing."""
 
+    def apply_ports(self, spec: NetworkSpec) -> None:
+        """What a port's coming, going or change alters (DHCP entries, metadata); all of
+        ``apply_network`` when the host is not otherwise as ``spec`` has it."""
+
     def apply_router(self, spec: RouterSpec) -> None:
         """The router's namespace, its legs, routes and NAT table."""
+
+    def apply_floating(self, spec: RouterSpec) -> None:
+        """What a floating IP's change alters (gateway addresses, NAT, metadata); all of
+        ``apply_router`` when the router's gateway leg is missing."""
 
     def remove_router(self, router_id: str) -> None: ...
 
@@ -127,8 +137,9 @@ class NetworkDriver(Protocol):
     def remove_orphans(self, network_ids: set[str], router_ids: set[str]) -> None:
         """Removes this cloud's networks and routers that are not in the given sets."""
 
-    def apply_firewall(self, ports: tuple[PortFirewall, ...]) -> None:
-        """Exactly these ports' security groups in force on their taps; none: no trace."""
+    def apply_firewall(self, ports: tuple[PortFirewall, ...], recheck: bool = False) -> None:
+        """Exactly these ports' security groups in force on their taps; none: no trace.
+        ``recheck``: read what the host has rather than trust what was last applied."""
 
     def bridge_name(self, network_id: str) -> str:
         """Where an instance's tap is plugged."""

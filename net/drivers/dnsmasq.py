@@ -13,12 +13,11 @@ import ipaddress
 import json
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 from soko.common.procs import pid_alive, stop_pid
 from soko.net.drivers.base import NetworkSpec
-from soko.net.drivers.iptables import in_namespace
+from soko.net.drivers.namespaces import run_in
 
 METADATA_IP = "169.254.169.254"
 
@@ -123,8 +122,7 @@ class DhcpServer:
             return
         self.stop()
         replace_file(self.argv_file, json.dumps(argv))
-        proc = subprocess.run(in_namespace(self.namespace, argv), capture_output=True,
-                              text=True, env={**os.environ, "LC_ALL": "C"})
+        proc = run_in(self.namespace, argv)
         if proc.returncode != 0:  # dnsmasq daemonizes: its exit status is its start-up's
             raise DnsmasqError(f"dnsmasq for network {spec.id} did not start "
                                f"({proc.returncode}): {proc.stderr.strip()}")

@@ -4,27 +4,42 @@ iptables firewall driver does.
 
 The host's filter table is shared with everything else on the host, so this never
 restores it whole: one ``iptables-restore --noflush`` declares (and so flushes) this
-cloud's chains, fills them, and deletes the stale ones, in one atomic commit. FORWARD
-gets two jumps into them, added once:
+cloud's chains, fills them, and deletes the stale ones, in one atomic commit. Only the
+chains a change touches go in it: a record of what the last restore put there (dropped
+before each restore, written after, tied to the boot) is what a change is compared with,
+so neither listing the table nor restoring every port's chains grows with the ports. A
+reconcile reads the table instead of trusting the record. FORWARD gets two jumps into
+them, added once:
 
 - ``sk<cloud>-out``: from a tap of this cloud: anti-spoofing (the port's own MAC and
   addresses only; DHCP discovery allowed, DHCP serving not), then its egress rules;
   allowed traffic RETURNs so the receiver's ingress rules still apply.
 - ``sk<cloud>-in``: to a tap of this cloud: replies and DHCP answers, then the ingress
   rules; traffic to the network service's own legs (DHCP, routers) is accepted.
+- ``sk<cloud>r<group8>``: a group's ingress rules, once, which the ingress chain of every
+  port in the group jumps to; ``sk<cloud>g<group8>``: a group's members, where an ingress
+  rule from that remote group jumps. Written into every port's chain, the default group's
+  N ports made N*N rules (12,100 for 110 ports) and each rule N more, most of a change's
+  restore time. Egress rules (one "anywhere" rule by default) stay in the port's chain:
+  they RETURN, which a group chain would turn into a fall-through.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
+from pathlib import Path
 
 from soko.net.drivers.base import FirewallRule, PortFirewall
+from soko.net.drivers.dnsmasq import replace_file
 from soko.net.drivers.iptables import IptablesError
 
 
 class Firewall:
-    def __init__(self, cloud: str, tap_name):
+    def __init__(self, cloud: str, tap_name, record: Path):
+        self.record = record  # the chains last restored, so a change restores only its own
         self.prefix = f"sk{cloud}"
         self.tap_pattern = f"tap{cloud}+"
         self.tap_name = tap_name
@@ -39,51 +54,103 @@ class Firewall:
     def chain(self, kind: str, port_id: str) -> str:
         return f"{self.prefix}{kind}{port_id[:8]}"
 
-    def rules(self, ports: tuple[PortFirewall, ...]) -> tuple[list[str], list[str]]:
-        """The chains this cloud's ports need and the rules that fill them."""
-        chains, rules = [self.into, self.out], []
+    def wanted(self, ports: tuple[PortFirewall, ...]) -> dict[str, list[str]]:
+        """Each chain this cloud's ports need, with the rules that fill it, in order."""
+        chains: dict[str, list[str]] = {self.into: [], self.out: []} if ports else {}
+
+        def add(chain: str, spec: str) -> None:
+            chains.setdefault(chain, []).append(f"-A {chain} {spec}")
+
+        group_rules: dict[str, list[FirewallRule]] = {}
         for port in ports:
             tap = self.tap_name(port.port_id)
             ingress, spoof, egress = (self.chain(k, port.port_id) for k in "iof")
-            chains += [ingress, spoof, egress]
-            rules.append(f"-A {self.out} -m physdev --physdev-in {tap} --physdev-is-bridged "
-                         f"-j {spoof}")
-            rules.append(f"-A {self.into} -m physdev --physdev-out {tap} --physdev-is-bridged "
-                         f"-j {ingress}")
-            rules.append(f"-A {spoof} -s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp "
-                         f"--sport 68 --dport 67 -j RETURN")
+            add(self.out, f"-m physdev --physdev-in {tap} --physdev-is-bridged -j {spoof}")
+            add(self.into, f"-m physdev --physdev-out {tap} --physdev-is-bridged -j {ingress}")
+            add(spoof, "-s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp "
+                       "--sport 68 --dport 67 -j RETURN")
             for ip in port.ips:  # goto: the egress chain's RETURN leaves the port's chains
-                rules.append(f"-A {spoof} -s {ip}/32 -m mac --mac-source {port.mac} "
-                             f"-g {egress}")
-            rules.append(f"-A {spoof} -j DROP")
-            rules.append(f"-A {egress} -p udp -m udp --sport 67 --dport 68 -j DROP")
-            rules.append(f"-A {egress} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN")
-            rules += [f"-A {egress} {m} -j RETURN" for r in port.rules
-                      if r.direction == "egress" for m in matches(r, "-d")]
-            rules.append(f"-A {egress} -j DROP")
-            rules.append(f"-A {ingress} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
-            rules.append(f"-A {ingress} -p udp -m udp --sport 67 --dport 68 -j ACCEPT")
-            rules += [f"-A {ingress} {m} -j ACCEPT" for r in port.rules
-                      if r.direction == "ingress" for m in matches(r, "-s")]
-            rules.append(f"-A {ingress} -j DROP")
-        rules.append(f"-A {self.into} -j ACCEPT")
-        return chains, rules
+                add(spoof, f"-s {ip}/32 -m mac --mac-source {port.mac} -g {egress}")
+            add(spoof, "-j DROP")
+            add(egress, "-p udp -m udp --sport 67 --dport 68 -j DROP")
+            add(egress, "-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN")
+            for r in port.rules:
+                if r.direction == "egress":
+                    for m in matches(r, "-d"):
+                        add(egress, f"{m} -j RETURN".strip())
+            add(egress, "-j DROP")
+            add(ingress, "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
+            add(ingress, "-p udp -m udp --sport 67 --dport 68 -j ACCEPT")
+            for group_id in dict.fromkeys(r.group for r in port.rules
+                                          if r.direction == "ingress"):
+                add(ingress, f"-j {self.chain('r', group_id)}")
+                group_rules.setdefault(group_id, [r for r in port.rules if r.group == group_id
+                                                  and r.direction == "ingress"])
+            add(ingress, "-j DROP")
+        if ports:
+            add(self.into, "-j ACCEPT")
+        members: dict[str, tuple[str, ...]] = {}
+        for group_id, allowed in group_rules.items():
+            chain = self.chain("r", group_id)
+            chains.setdefault(chain, [])
+            for r in allowed:
+                if r.remote_group is None:
+                    for m in matches(r, "-s"):
+                        add(chain, f"{m} -j ACCEPT".strip())
+                else:
+                    members[r.remote_group] = r.remotes
+                    add(chain, " ".join(filter(None, (
+                        protocol_match(r), f"-j {self.chain('g', r.remote_group)}"))))
+        for group_id, addresses in members.items():
+            chain = self.chain("g", group_id)
+            chains.setdefault(chain, [])
+            for address in addresses:
+                add(chain, f"-s {address} -j ACCEPT")
+        return chains
 
-    def apply(self, ports: tuple[PortFirewall, ...]) -> None:
-        present_chains, present_rules = self.present()
-        if not ports:
-            if not present_chains:
+    def apply(self, ports: tuple[PortFirewall, ...], recheck: bool = False) -> None:
+        """Restores only the chains that differ from what this host last got, trusting
+        the record of it unless ``recheck``; a record the host contradicts (a restore
+        refused) is dropped and the table read instead."""
+        wanted = self.wanted(ports)
+        last = None if recheck else self.last_applied()
+        if last is not None:
+            try:
+                self.restore_changes(wanted, last, set(self.jumps()) if last else set())
                 return
-            chains, rules = [], [f"-D {j}" for j in self.jumps() if j in present_rules]
+            except IptablesError:
+                self.record.unlink(missing_ok=True)
+        present_chains, forward = self.present()
+        self.restore_changes(wanted, dict.fromkeys(present_chains), forward)
+
+    def restore_changes(self, wanted: dict[str, list[str]], last: dict[str, list[str] | None],
+                        forward: set[str]) -> None:
+        """One atomic ``--noflush`` restore: the changed chains declared (so flushed) and
+        refilled, the stale ones emptied and deleted, FORWARD's jumps added or removed."""
+        changed = [c for c, rules in wanted.items() if last.get(c) != rules]
+        stale = sorted(set(last) - set(wanted))
+        if wanted:  # inserted at the top in reverse, so the egress jump comes first: egress
+            # RETURNs what it allows, and the receiver's ingress chain still judges it
+            jumps = [f"-I {j}" for j in reversed(self.jumps()) if j not in forward]
         else:
-            chains, rules = self.rules(ports)
-            # Inserted at the top in reverse, so the egress jump comes first: egress RETURNs
-            # what it allows, and the receiver's ingress chain still judges it.
-            rules = [f"-I {j}" for j in reversed(self.jumps()) if j not in present_rules] + rules
-        stale = sorted(set(present_chains) - set(chains))
-        text = ["*filter"] + [f":{c} - [0:0]" for c in chains + stale] + rules
-        text += [f"-X {c}" for c in stale] + ["COMMIT", ""]
-        restore("\n".join(text))
+            jumps = [f"-D {j}" for j in self.jumps() if j in forward]
+        if changed or stale or jumps:
+            text = ["*filter"] + [f":{c} - [0:0]" for c in changed + stale] + jumps
+            text += [rule for c in changed for rule in wanted[c]]
+            text += [f"-X {c}" for c in stale] + ["COMMIT", ""]
+            self.record.unlink(missing_ok=True)  # a crash mid-restore: the next one rechecks
+            restore("\n".join(text))
+        with contextlib.suppress(OSError):  # no record: the next change reads the table
+            self.record.parent.mkdir(parents=True, exist_ok=True)
+            replace_file(self.record, json.dumps({"boot": boot_id(), "chains": wanted}))
+
+    def last_applied(self) -> dict[str, list[str]] | None:
+        """The chains this host got last (None: no record, or one from before a reboot)."""
+        try:
+            record = json.loads(self.record.read_text())
+        except (OSError, ValueError):
+            return None
+        return record["chains"] if record.get("boot") == boot_id() else None
 
     def present(self) -> tuple[list[str], set[str]]:
         """This cloud's chains in the host's filter table, and FORWARD's rules."""
@@ -96,8 +163,19 @@ class Firewall:
         return chains, forward
 
 
+def boot_id() -> str:
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
 def matches(rule: FirewallRule, remote_flag: str) -> list[str]:
     """One iptables match per remote (a rule for "anywhere" is one match)."""
+    base = protocol_match(rule)
+    if rule.remotes is None:
+        return [base]
+    return [f"{remote_flag} {remote} {base}".strip() for remote in rule.remotes]
+
+
+def protocol_match(rule: FirewallRule) -> str:
     parts = []
     if rule.protocol is not None:
         parts.append(f"-p {rule.protocol}")
@@ -107,10 +185,7 @@ def matches(rule: FirewallRule, remote_flag: str) -> list[str]:
         elif rule.protocol == "icmp" and rule.port_min is not None:
             code = f"/{rule.port_max}" if rule.port_max is not None else ""
             parts.append(f"-m icmp --icmp-type {rule.port_min}{code}")
-    base = " ".join(parts)
-    if rule.remotes is None:
-        return [base]
-    return [f"{remote_flag} {remote} {base}".strip() for remote in rule.remotes]
+    return " ".join(parts)
 
 
 def restore(text: str) -> None:

@@ -6,8 +6,7 @@ router is never seen with half its NAT rules, and applying the same rules twice 
 
 from __future__ import annotations
 
-import os
-import subprocess
+from soko.net.drivers.namespaces import run_in
 
 BUILTIN_CHAINS = {
     "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
@@ -17,10 +16,6 @@ BUILTIN_CHAINS = {
 
 class IptablesError(RuntimeError):
     """iptables-restore refused a table; the message carries its stderr."""
-
-
-def in_namespace(namespace: str | None, argv: list[str]) -> list[str]:
-    return ["ip", "netns", "exec", namespace, *argv] if namespace else argv
 
 
 def table_text(table: str, rules: list[str], chains: tuple[str, ...] = ()) -> str:
@@ -35,9 +30,8 @@ def table_text(table: str, rules: list[str], chains: tuple[str, ...] = ()) -> st
 def restore_table(namespace: str | None, table: str, rules: list[str],
                   chains: tuple[str, ...] = ()) -> None:
     """Replaces ``table`` in ``namespace`` (None: the host's) with exactly ``rules``."""
-    proc = subprocess.run(in_namespace(namespace, ["iptables-restore", "-w", "5"]),
-                          input=table_text(table, rules, chains), capture_output=True,
-                          text=True, env={**os.environ, "LC_ALL": "C"})
+    proc = run_in(namespace, ["iptables-restore", "-w", "5"],
+                  input=table_text(table, rules, chains))
     if proc.returncode != 0:
         raise IptablesError(f"iptables-restore of {table} in {namespace or 'the host'} "
                             f"failed ({proc.returncode}): {proc.stderr.strip()}")

@@ -37,8 +37,13 @@ from soko.net.drivers.dnsmasq import METADATA_IP, DhcpServer
 from soko.net.drivers.firewall import Firewall
 from soko.net.drivers.iptables import metadata_rules, nat_rules, restore_table
 from soko.net.drivers.metadata import MetadataProxy
+from soko.net.drivers.namespaces import create_namespace
 
 log = logging.getLogger("soko.net.driver")
+
+IFF_UP = 0x1
+LOOPBACK = 1  # lo's index in every namespace
+
 
 class Names:
     """Every host object's name, from the cloud id and the DB id it stands for."""
@@ -89,11 +94,27 @@ def index_of(ipr, ifname: str) -> int | None:
     return found[0] if found else None
 
 
+def link_of(ipr, ifname: str):
+    """The link named ``ifname`` (None: there is none): one netlink call that also tells
+    whether it needs setting, so a converged link costs no more."""
+    try:
+        return ipr.link("get", ifname=ifname)[0]
+    except NetlinkError:
+        return None
+
+
+def up_as(link, mtu: int, master: int | None = None, address: str | None = None) -> bool:
+    """Whether ``link`` is up with this MTU (and master and MAC, when given)."""
+    return link is not None and bool(link["flags"] & IFF_UP) and link.get("mtu") == mtu \
+        and (master is None or link.get("master") == master) \
+        and (address is None or link.get("address") == address)
+
+
 class LinuxDriver:
     def __init__(self, cloud: str, state_dir: Path, lease_seconds: int = 86400,
                  metadata: MetadataProxy | None = None, metadata_port: int = 9697):
         self.names = Names(cloud)
-        self.firewall = Firewall(cloud, self.names.tap)
+        self.firewall = Firewall(cloud, self.names.tap, state_dir / "firewall.json")
         self.dhcp_dir = state_dir / "dhcp"
         self.lease_seconds = lease_seconds
         self.metadata = metadata or MetadataProxy(state_dir / "metadata", "", None)
@@ -105,48 +126,55 @@ class LinuxDriver:
     def tap_name(self, port_id: str) -> str:
         return self.names.tap(port_id)
 
-    def apply_firewall(self, ports: tuple[PortFirewall, ...]) -> None:
-        self.firewall.apply(ports)
+    def apply_firewall(self, ports: tuple[PortFirewall, ...], recheck: bool = False) -> None:
+        self.firewall.apply(ports, recheck)
 
     # -- building blocks ----------------------------------------------------------------
 
     def ensure_bridge(self, ipr: IPRoute, network_id: str, mtu: int) -> int:
         name = self.names.bridge(network_id)
-        index = index_of(ipr, name)
-        if index is None:
+        link = link_of(ipr, name)
+        if link is None:
             with contextlib.suppress(NetlinkError):  # a racing apply made it first
                 ipr.link("add", ifname=name, kind="bridge", br_stp_state=0,
-                         br_forward_delay=0)
-            index = index_of(ipr, name)
-        ipr.link("set", index=index, mtu=mtu, state="up")
-        return index
+                         br_forward_delay=0, mtu=mtu, state="up")
+            link = link_of(ipr, name)
+        if not up_as(link, mtu):
+            ipr.link("set", index=link["index"], mtu=mtu, state="up")
+        return link["index"]
 
     @contextlib.contextmanager
     def sockets(self, namespace: str, forwarding: bool = False) -> Iterator[tuple]:
-        """Netlink sockets on the host and inside ``namespace`` (made if missing)."""
+        """Netlink sockets on the host and inside ``namespace`` (made if missing), and
+        whether it was: nothing in it to look at or clean up then."""
         fresh = namespace not in netns.listnetns()
         if fresh:
-            netns.create(namespace)
+            create_namespace(namespace)
         with IPRoute() as ipr, netlink_in(namespace, forwarding) as ns:
             if fresh:
-                ns.link("set", index=index_of(ns, "lo"), state="up")
-            yield ipr, ns
+                ns.link("set", index=LOOPBACK, state="up")
+            yield ipr, ns, fresh
 
     def plug(self, ipr: IPRoute, ns: IPRoute, namespace: str, leg: Leg, inner: str,
              bridge: int, extra_addresses: tuple[str, ...] = ()) -> None:
         """A veth pair: host end in the bridge, inner end in ``namespace`` with the port's
         MAC and exactly the leg's addresses."""
         tap = self.names.tap(leg.port_id)
-        if index_of(ns, inner) is None:
-            stale = index_of(ipr, tap)
+        inside = link_of(ns, inner)
+        have = None  # unknown: read them
+        if inside is None:
+            stale = link_of(ipr, tap)
             if stale is not None:  # half a pair from an interrupted plug
-                ipr.link("del", index=stale)
-            ipr.link("add", ifname=tap, kind="veth",
-                     peer={"ifname": inner, "net_ns_fd": namespace})
-        ipr.link("set", index=index_of(ipr, tap), master=bridge, mtu=leg.mtu, state="up")
-        index = index_of(ns, inner)
-        ns.link("set", index=index, address=leg.mac, mtu=leg.mtu, state="up")
-        sync_addresses(ns, index, (*leg.addresses, *extra_addresses))
+                ipr.link("del", index=stale["index"])
+            ipr.link("add", ifname=tap, kind="veth", master=bridge, mtu=leg.mtu, state="up",
+                     peer={"ifname": inner, "net_ns_fd": namespace, "address": leg.mac,
+                           "mtu": leg.mtu})
+            inside, have = link_of(ns, inner), set()
+        elif not up_as(link_of(ipr, tap), leg.mtu, master=bridge):
+            ipr.link("set", ifname=tap, master=bridge, mtu=leg.mtu, state="up")
+        if not up_as(inside, leg.mtu, address=leg.mac):
+            ns.link("set", index=inside["index"], address=leg.mac, mtu=leg.mtu, state="up")
+        sync_addresses(ns, inside["index"], (*leg.addresses, *extra_addresses), have)
 
     def remove_namespace(self, name: str) -> None:
         if name not in netns.listnetns():
@@ -173,17 +201,44 @@ class LinuxDriver:
             return
         device = inner_name("ns", spec.dhcp.port_id)
         serves_metadata = self.metadata.enabled and spec.metadata is not None
-        with self.sockets(namespace) as (ipr, ns):
+        with self.sockets(namespace) as (ipr, ns, fresh):
             bridge = self.ensure_bridge(ipr, spec.id, spec.mtu)
             sync_addresses(ipr, bridge, (spec.host_address,) if spec.host_address else ())
             self.plug(ipr, ns, namespace, spec.dhcp, device, bridge,
                       (f"{METADATA_IP}/32",) if serves_metadata else ())
-            unplug_others(ns, keep={device})
+            if not fresh:
+                unplug_others(ns, keep={device})
+        self.serve_dhcp(spec, server, device)
+
+    def serve_dhcp(self, spec: NetworkSpec, server: DhcpServer, device: str) -> None:
+        """dnsmasq's entries, and the metadata map of a network without a router (its
+        guests ask the DHCP namespace)."""
+        namespace = self.names.dhcp_namespace(spec.id)
+        serves_metadata = self.metadata.enabled and spec.metadata is not None
         server.apply(spec if serves_metadata else replace(spec, metadata=None), device)
-        if serves_metadata:  # a network without a router: its guests ask the DHCP namespace
+        if serves_metadata:
             self.metadata.serve(namespace, (METADATA_IP, 80), spec.metadata)
         else:
             self.metadata.stop_serving(namespace)
+
+    def apply_ports(self, spec: NetworkSpec) -> None:
+        """A port came, went or changed: DHCP's entries and the metadata map only, when
+        the DHCP server runs as ``spec`` has it (its command line names the DHCP port and
+        subnets) and serves metadata or not as it should; else all of ``apply_network``.
+        Its links are left alone: a netlink converge was most of a port's time."""
+        namespace = self.names.dhcp_namespace(spec.id)
+        if spec.dhcp is None:  # no DHCP: a port changes nothing, unless DHCP's port went
+            if namespace in netns.listnetns():
+                self.apply_network(spec)
+            return
+        server = DhcpServer(self.dhcp_dir, spec.id, namespace, self.lease_seconds)
+        device = inner_name("ns", spec.dhcp.port_id)
+        serves_metadata = self.metadata.enabled and spec.metadata is not None
+        if server.running_pid() is None or server.saved_argv() != server.argv(spec, device) \
+                or (namespace in self.metadata.serving()) != serves_metadata:
+            self.apply_network(spec)
+        else:
+            self.serve_dhcp(spec, server, device)
 
     def remove_network(self, network_id: str) -> None:
         self.metadata.stop_serving(self.names.dhcp_namespace(network_id))
@@ -199,8 +254,8 @@ class LinuxDriver:
 
     def apply_router(self, spec: RouterSpec) -> None:
         namespace = self.names.router_namespace(spec.id)
-        gateway_dev = gateway_ip = None
-        with self.sockets(namespace, forwarding=True) as (ipr, ns):
+        gateway_dev = None
+        with self.sockets(namespace, forwarding=True) as (ipr, ns, fresh):
             keep = set()
             for leg in spec.interfaces:
                 inner = inner_name("qr", leg.port_id)
@@ -213,11 +268,16 @@ class LinuxDriver:
                 bridge = self.ensure_bridge(ipr, spec.gateway.network_id, spec.gateway.mtu)
                 self.plug(ipr, ns, namespace, spec.gateway, gateway_dev, bridge, floating)
                 keep.add(gateway_dev)
-                gateway_ip = spec.gateway.addresses[0].split("/")[0]
-            unplug_others(ns, keep)
+            if not fresh:
+                unplug_others(ns, keep)
             default_route(ns, gateway_dev, spec.gateway_nexthop)
-        rules = [] if gateway_dev is None else nat_rules(gateway_dev, gateway_ip,
-                                                         spec.snat_cidrs, spec.floating)
+        self.apply_nat(spec, gateway_dev)
+
+    def apply_nat(self, spec: RouterSpec, gateway_dev: str | None) -> None:
+        """The router's NAT table, one atomic restore, and its metadata map."""
+        namespace = self.names.router_namespace(spec.id)
+        rules = [] if gateway_dev is None else nat_rules(
+            gateway_dev, spec.gateway.addresses[0].split("/")[0], spec.snat_cidrs, spec.floating)
         serves_metadata = self.metadata.enabled and bool(spec.interfaces)
         if serves_metadata:
             rules = metadata_rules(self.metadata_port) + rules
@@ -226,6 +286,24 @@ class LinuxDriver:
             self.apply_metadata(spec.id, spec.metadata)
         else:
             self.metadata.stop_serving(namespace)
+
+    def apply_floating(self, spec: RouterSpec) -> None:
+        """Floating IPs came or went: the gateway leg's addresses, the NAT table and the
+        metadata map, when the router's gateway leg is there; else all of ``apply_router``
+        (its other legs, a netlink converge each, are left alone)."""
+        namespace = self.names.router_namespace(spec.id)
+        index = None
+        if spec.gateway is not None and namespace in netns.listnetns():
+            gateway_dev = inner_name("qg", spec.gateway.port_id)
+            with netlink_in(namespace) as ns:
+                index = index_of(ns, gateway_dev)
+                if index is not None:
+                    sync_addresses(ns, index, (*spec.gateway.addresses,
+                                               *(f"{p.floating_ip}/32" for p in spec.floating)))
+        if index is None:
+            self.apply_router(spec)
+        else:
+            self.apply_nat(spec, gateway_dev)
 
     def apply_metadata(self, router_id: str, entries: tuple[MetadataEntry, ...]) -> None:
         """The proxy listens on ``metadata_port`` in the router's namespace, where the NAT
@@ -276,9 +354,11 @@ def unplug_others(ns: IPRoute, keep: set[str]) -> None:
             ns.link("del", index=link["index"])
 
 
-def sync_addresses(ns, index: int, wanted: tuple[str, ...]) -> None:
-    have = {f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}" for a in ns.get_addr(index=index)
-            if a["family"] == 2}
+def sync_addresses(ns, index: int, wanted: tuple[str, ...], have: set[str] | None = None) -> None:
+    """Exactly ``wanted`` on the link; ``have``: its addresses when known (a new link)."""
+    if have is None:
+        have = {f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}" for a in ns.get_addr(index=index)
+                if a["family"] == 2}
     for address in have - set(wanted):
         ip, prefix = address.split("/")
         ns.addr("del", index=index, address=ip, prefixlen=int(prefix))

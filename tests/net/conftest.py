@@ -34,11 +34,17 @@ class RecordingAgent:
     def network_changed(self, network_id: str) -> None:
         self.calls.append(("network_changed", network_id))
 
+    def ports_changed(self, network_id: str) -> None:
+        self.calls.append(("ports_changed", network_id))
+
     def network_removed(self, network_id: str) -> None:
         self.calls.append(("network_removed", network_id))
 
     def router_changed(self, router_id: str) -> None:
         self.calls.append(("router_changed", router_id))
+
+    def floating_changed(self, router_id: str) -> None:
+        self.calls.append(("floating_changed", router_id))
 
     def router_removed(self, router_id: str) -> None:
         self.calls.append(("router_removed", router_id))

@@ -208,6 +208,12 @@ def test_security_groups_and_anti_spoofing_on_the_tap(real_net, netns, plugs, tm
     with tcp_server(inst_b, 8080, timeout=3):
         assert not connects(inst_a, lease_b["ip"], 8080, timeout=1)
     print(f"security group rule in force within {opened * 1000:.0f} ms")
+    # B joins A's group: now a member, it reaches A (the group's chain lists its members).
+    call(client, "PUT", f"/v2.0/ports/{port_b['id']}", A,
+         {"port": {"security_groups": port_a["security_groups"]}})
+    with tcp_server(inst_a, 2222) as peer:
+        assert connects(inst_b, lease_a["ip"], 2222)
+        assert peer() == lease_b["ip"]
     assert real_net.manager.agent.reconcile() and real_net.manager.agent.reconcile()
     forward = subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True,
                              text=True).stdout

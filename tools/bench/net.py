@@ -117,7 +117,7 @@ class Bench:
 
     def rule_times(self, count: int, ports) -> list[float]:
         group_id = ports[0].security_groups[0]
-        chain = self.driver.firewall.chain("i", ports[0].id)
+        chain = self.driver.firewall.chain("r", group_id)  # the group's ingress rules
         times = []
         for n in range(count):
             port = 10000 + n
