@@ -29,6 +29,7 @@ import xxhash
 from soko.block.backups import codec
 from soko.block.backups.codec import CorruptChunk
 from soko.block.backups.fiemap import ExtentMap
+from soko.block.backups.fileio import data_runs, start_writeback
 from soko.block.backups.manifest import (
     Extent,
     Manifest,
@@ -87,12 +88,24 @@ class Parent:
 
 
 class Pack:
-    """A chunk being filled with new data; its digest names it once it is full."""
+    """A chunk being filled with new data; its digest names it once it is full. It keeps
+    views of the windows it was given and joins them once, when it is sent (a window that
+    is one whole chunk is sent as it was read, not copied at all)."""
 
     def __init__(self):
-        self.data = bytearray()
+        self.pieces: list[memoryview] = []
+        self.filled = 0
         self.digest: bytes | None = None
         self.size = 0
+
+    def add(self, data: memoryview) -> None:
+        self.pieces.append(data)
+        self.filled += len(data)
+
+    def joined(self) -> bytes:
+        if len(self.pieces) == 1 and self.pieces[0].nbytes == len(self.pieces[0].obj):
+            return self.pieces[0].obj
+        return b"".join(self.pieces)
 
 
 class ChunkUploader:
@@ -133,18 +146,6 @@ class ChunkUploader:
 
 def known_chunks(store: ObjectStore) -> set[bytes]:
     return {bytes.fromhex(name.removeprefix("chunks/")) for name in store.names("chunks/")}
-
-
-def has_data(fd: int, offset: int, length: int) -> bool:
-    """Whether ``[offset, offset+length)`` holds any data (SEEK_DATA), so holes are skipped."""
-    try:
-        return os.lseek(fd, offset, os.SEEK_DATA) < offset + length
-    except OSError as exc:
-        if exc.errno == errno.ENXIO:  # only a hole after offset
-            return False
-        if exc.errno == errno.EINVAL:  # no SEEK_DATA here (a block device): read it
-            return True
-        raise
 
 
 class BackupWriter:
@@ -206,16 +207,16 @@ class BackupWriter:
 
     def new_data(self, offset: int, data: memoryview) -> None:
         self.uploader.stats.bytes_new += len(data)
-        if len(self.pack.data) + len(data) > self.chunk_size:
+        if self.pack.filled + len(data) > self.chunk_size:
             self.flush()
-        append_extent(self.extents, Extent(offset, len(data), self.pack, len(self.pack.data)))
-        self.pack.data += data
+        append_extent(self.extents, Extent(offset, len(data), self.pack, self.pack.filled))
+        self.pack.add(data)
 
     def flush(self) -> None:
-        if self.pack.data:
-            self.pack.digest = self.uploader.upload(bytes(self.pack.data))
-            self.pack.size = len(self.pack.data)
-            self.pack.data = bytearray()  # the extents keep the Pack for its digest only
+        if self.pack.pieces:
+            self.pack.digest = self.uploader.upload(self.pack.joined())
+            self.pack.size = self.pack.filled
+            self.pack.pieces = []  # the extents keep the Pack for its digest only
             self.pack = Pack()
 
     def finish(self) -> tuple[list[Extent], dict[bytes, int]]:
@@ -270,16 +271,17 @@ def backup(source: str, size: int, store: ObjectStore, *, backup_id: str, volume
     try:
         for offset in range(0, size, settings.chunk_size):
             length = min(settings.chunk_size, size - offset)
-            if not has_data(fd, offset, length):
-                writer.zeros(offset, length)
-            elif source_map is not None and offset + length <= parent.manifest.size:
-                for changed, start, stop in changed_runs(source_map, base, offset, length):
-                    if changed:
-                        writer.window(start, read_range(fd, start, stop - start, stats))
-                    else:
-                        writer.reuse(start, stop - start)
-            else:
-                writer.window(offset, read_range(fd, offset, length, stats))
+            for has_data, start, stop in data_runs(fd, offset, length, BLOCK_SIZE):
+                if not has_data:
+                    writer.zeros(start, stop - start)
+                elif source_map is not None and stop <= parent.manifest.size:
+                    for changed, lo, hi in changed_runs(source_map, base, start, stop - start):
+                        if changed:
+                            writer.window(lo, read_range(fd, lo, hi - lo, stats))
+                        else:
+                            writer.reuse(lo, hi - lo)
+                else:
+                    writer.window(start, read_range(fd, start, stop - start, stats))
             progress((offset + length) / size)
         extents, sizes = writer.finish()
         uploader.finish()
@@ -297,7 +299,8 @@ def backup(source: str, size: int, store: ObjectStore, *, backup_id: str, volume
 
 def load_block_map(store: ObjectStore, manifest: Manifest) -> bytes:
     expected = -(-manifest.size // manifest.block_size) * DIGEST_SIZE
-    block_map = codec.decode(unseal(store.get(block_map_name(manifest.backup_id))), expected)
+    block_map = bytes(codec.decode(unseal(store.get(block_map_name(manifest.backup_id))),
+                                   expected))
     if len(block_map) != expected:
         raise BackupCorrupt(f"the block map of backup {manifest.backup_id} has "
                             f"{len(block_map)} bytes, not {expected}")
@@ -327,10 +330,11 @@ def restore(manifest: Manifest, store: ObjectStore, target: str, *, settings: Se
 
         def restore_chunk(digest: bytes, extents: list[Extent]) -> None:
             nonlocal done
-            raw = fetch_chunk(store, digest, manifest.chunk_sizes[digest])
+            raw = memoryview(fetch_chunk(store, digest, manifest.chunk_sizes[digest]))
             for extent in extents:
                 os.pwrite(fd, raw[extent.chunk_offset:extent.chunk_offset + extent.length],
                           extent.offset)
+                start_writeback(fd, extent.offset, extent.length)
             with lock:
                 stats.bytes_read += len(raw)
                 done += sum(e.length for e in extents)
@@ -352,7 +356,7 @@ def restore(manifest: Manifest, store: ObjectStore, target: str, *, settings: Se
     return stats
 
 
-def fetch_chunk(store: ObjectStore, digest: bytes, raw_length: int) -> bytes:
+def fetch_chunk(store: ObjectStore, digest: bytes, raw_length: int) -> bytes | memoryview:
     from soko.block.backups.store import MissingObject
 
     try:

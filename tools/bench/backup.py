@@ -138,7 +138,8 @@ def bench_backup(auth, user, key, size_mb, chunk_mb, compression, workers, workd
     storage_url, token = authenticate(auth, user, key)
     settings = engine.Settings(chunk_size=chunk_mb * MiB, compression=codec.resolve(compression),
                                workers=workers)
-    store = SwiftStore(storage_url, token, f"volumebackups-bench-{uuid.uuid4().hex[:8]}")
+    store = SwiftStore(storage_url, token, f"volumebackups-bench-{uuid.uuid4().hex[:8]}",
+                       connections=workers)
     try:
         with tempfile.TemporaryDirectory(prefix="soko-bench-backup-", dir=workdir) as tmp:
             result = run(store, Path(tmp), size_mb * MiB, settings)
