@@ -1,15 +1,16 @@
 """Reading a volume into the chunk store and writing it back: the data path of backups.
 
-Backup reads the source in windows of ``chunk_size`` (4 MiB), hashes each 64 KiB block
+Backup reads the source in windows of ``chunk_size`` (16 MiB), hashes each 64 KiB block
 (xxh3-128) into the block map, and sorts blocks into zeros (stored nowhere), blocks the
 parent backup already holds (its extents are reused) and new data. New data is packed
 into chunks of up to ``chunk_size``, named by their digest: a chunk the store already
-holds is not uploaded again. Windows that are holes in the source are not even read, nor
-are blocks that still map to the same physical blocks as in the parent's kept source
+holds is not uploaded again. Blocks that are holes in the source are not even read
+(SEEK_HOLE, ``fileio.py``), nor are blocks that still map to the same physical blocks as in the parent's kept source
 (``fiemap.py``): an incremental of a reflink snapshot reads only what changed.
 
 Restore fetches each chunk the manifest names once, verifies its digest and length,
-and writes its extents in place; zeros are left as holes (a truncated file) or written
+and writes its extents in place (their writeback starts at once, so the closing fsync
+finds little left to do); zeros are left as holes (a truncated file) or written
 out on a block device. Any mismatch raises, so a wrong volume is never silently made.
 """
 
@@ -53,7 +54,10 @@ Progress = Callable[[float], None]  # fraction done, 0..1
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    chunk_size: int = 4 * MiB
+    # 16 MiB: measured against the 3-replica object store here, PUTs of 16 MiB objects
+    # cost its servers 9.3 s of CPU per GiB and 4 MiB ones 12.5 s, GETs 1.6 s and 2.5 s.
+    # Old backups keep their chunk size: it is in their manifests.
+    chunk_size: int = 16 * MiB
     compression: str = "zstd"
     workers: int = 4  # concurrent chunk PUTs/GETs
 
@@ -109,7 +113,8 @@ class Pack:
 
 
 class ChunkUploader:
-    """Uploads each distinct chunk once, a few at a time, with bounded memory."""
+    """Uploads each distinct chunk once, a few at a time, with bounded memory: one chunk
+    per worker being sent and two more ready (the reader is ahead of the network)."""
 
     def __init__(self, store: ObjectStore, settings: Settings, known: set[bytes], stats: Stats):
         self.store, self.settings, self.known, self.stats = store, settings, known, stats
@@ -124,7 +129,7 @@ class ChunkUploader:
             self.stats.chunks_deduplicated += 1
             return digest
         self.known.add(digest)
-        while len(self.pending) >= 2 * self.settings.workers:
+        while len(self.pending) >= self.settings.workers + 2:
             self.pending.pop(0).result()
         self.pending.append(self.pool.submit(self._put, digest, data))
         return digest
