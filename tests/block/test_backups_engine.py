@@ -77,7 +77,7 @@ def test_holes_between_blocks_of_data_are_not_read(tmp_path):
     assert stats.bytes_zero == 16 * MiB - 17 * BLOCK
     run_restore(store, "thin", target, 16 * MiB)
     assert same_content(volume, target)
-    assert allocated(target) <= 17 * BLOCK  # the holes stayed holes
+    assert allocated(target) <= 18 * BLOCK  # the data (and an extent tree); holes stayed
 
 
 def test_incremental_uploads_only_changed_blocks_and_every_backup_restores(tmp_path):
