@@ -5,8 +5,9 @@ Backup reads the source in windows of ``chunk_size`` (16 MiB), hashes each 64 Ki
 parent backup already holds (its extents are reused) and new data. New data is packed
 into chunks of up to ``chunk_size``, named by their digest: a chunk the store already
 holds is not uploaded again. Blocks that are holes in the source are not even read
-(SEEK_HOLE, ``fileio.py``), nor are blocks that still map to the same physical blocks as in the parent's kept source
-(``fiemap.py``): an incremental of a reflink snapshot reads only what changed.
+(SEEK_HOLE, ``fileio.py``), nor are blocks that still map to the same physical blocks as
+in the parent's kept source (``fiemap.py``): an incremental of a reflink snapshot reads
+only what changed.
 
 Restore fetches each chunk the manifest names once, verifies its digest and length,
 and writes its extents in place (their writeback starts at once, so the closing fsync
