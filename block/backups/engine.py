@@ -93,24 +93,29 @@ class Parent:
 
 
 class Pack:
-    """A chunk being filled with new data; its digest names it once it is full. It keeps
-    views of the windows it was given and joins them once, when it is sent (a window that
-    is one whole chunk is sent as it was read, not copied at all)."""
+    """A chunk being filled with new data; its digest names it once it is full. A window
+    that is new data from end to end is sent as it was read, not copied; pieces are
+    copied in (a view would keep its whole window in memory until the pack is sent)."""
 
     def __init__(self):
-        self.pieces: list[memoryview] = []
+        self.whole: bytes | None = None
+        self.data = bytearray()
         self.filled = 0
         self.digest: bytes | None = None
         self.size = 0
 
-    def add(self, data: memoryview) -> None:
-        self.pieces.append(data)
-        self.filled += len(data)
+    def add(self, piece: memoryview) -> None:
+        if self.filled == 0 and piece.nbytes == len(piece.obj):
+            self.whole = piece.obj
+        else:
+            if self.whole is not None:
+                self.data += self.whole
+                self.whole = None
+            self.data += piece
+        self.filled += piece.nbytes
 
-    def joined(self) -> bytes:
-        if len(self.pieces) == 1 and self.pieces[0].nbytes == len(self.pieces[0].obj):
-            return self.pieces[0].obj
-        return b"".join(self.pieces)
+    def contents(self) -> bytes | bytearray:
+        return self.whole if self.whole is not None else self.data
 
 
 class ChunkUploader:
@@ -124,7 +129,7 @@ class ChunkUploader:
         self.pending: list[concurrent.futures.Future] = []
         self.lock = threading.Lock()
 
-    def upload(self, data: bytes) -> bytes:
+    def upload(self, data: bytes | bytearray) -> bytes:
         digest = xxhash.xxh3_128_digest(data)
         if digest in self.known:
             self.stats.chunks_deduplicated += 1
@@ -135,7 +140,7 @@ class ChunkUploader:
         self.pending.append(self.pool.submit(self._put, digest, data))
         return digest
 
-    def _put(self, digest: bytes, data: bytes) -> None:
+    def _put(self, digest: bytes, data: bytes | bytearray) -> None:
         blob = codec.encode(data, self.settings.compression)
         self.store.put(chunk_name(digest), blob)
         with self.lock:
@@ -219,10 +224,10 @@ class BackupWriter:
         self.pack.add(data)
 
     def flush(self) -> None:
-        if self.pack.pieces:
-            self.pack.digest = self.uploader.upload(self.pack.joined())
+        if self.pack.filled:
+            self.pack.digest = self.uploader.upload(self.pack.contents())
             self.pack.size = self.pack.filled
-            self.pack.pieces = []  # the extents keep the Pack for its digest only
+            self.pack.whole, self.pack.data = None, bytearray()  # extents keep its digest
             self.pack = Pack()
 
     def finish(self) -> tuple[list[Extent], dict[bytes, int]]:
