@@ -41,7 +41,7 @@ class BlockConfig(ServerSection):
     # the container in each project's account, chunking, compression (auto: zstd, else zlib).
     backup_object_store_url: str = ""
     backup_container: str = "volumebackups"
-    backup_chunk_size_mb: int = 4
+    backup_chunk_size_mb: int = 16  # see engine.Settings
     backup_compression: str = "auto"  # auto | zstd | zlib | none
     backup_workers: int = 4  # concurrent chunk uploads/downloads per job
     # The least role for os-local_attach/os-local_detach (volumes and snapshots): they make

@@ -172,10 +172,23 @@ class BackupManager:
         except Exception as exc:  # the row must settle whatever happened
             log_failure(f"backup {backup.id} of volume {backup.volume_id}", exc)
             self.set_status(backup.id, ("creating",), "error", fail_reason=str(exc))
+            self.drop_partial(backup, store)
             return
         self.set_status(backup.id, ("creating",), "available", progress=100.0,
                         object_count=len(manifest.chunk_sizes) + 2, stats=stats.as_dict())
         log.info("backup %s of volume %s: %s", backup.id, backup.volume_id, stats.as_dict())
+
+    def drop_partial(self, backup: Backup, store: ObjectStore) -> None:
+        """Removes what a failed backup stored: its manifest (a PUT that failed may still
+        have landed), its block map, and by a sweep the chunks no manifest names, so a
+        failure leaves no orphan objects. Where the store cannot be reached, the next
+        sweep (any delete) takes them."""
+        try:
+            store.delete(manifest_name(backup.id))
+            store.delete(block_map_name(backup.id))
+            self.sweep(backup.project_id, store)
+        except Exception as exc:
+            log_failure(f"cleaning up after backup {backup.id}", exc)
 
     @contextlib.contextmanager
     def source(self, backup: Backup) -> Iterator[tuple[str, int]]:

@@ -21,7 +21,8 @@ def make_manager(config: Config, volumes: VolumeManager) -> BackupManager:
                   tables=[Backup.__table__])
 
     def stores(project_id: str, token: str) -> SwiftStore:
-        return SwiftStore(account_url(config, project_id), token, section.backup_container)
+        return SwiftStore(account_url(config, project_id), token, section.backup_container,
+                          connections=section.backup_workers)
 
     settings = Settings(chunk_size=section.backup_chunk_size_mb * MiB,
                         compression=codec.resolve(section.backup_compression),

@@ -165,6 +165,32 @@ def test_a_sweep_waits_for_a_running_backup(env):
     assert volume_status(env, target) == "available"
 
 
+def test_a_failed_upload_leaves_the_backup_in_error_and_no_objects(env):
+    """The object store refuses a chunk halfway through a backup (a fault made by a
+    wrapper: it is the store's answer that matters, not why): the backup is in error,
+    and the chunks it had sent are gone while an earlier backup's stay."""
+    from soko.block.backups.store import StoreError
+
+    earlier = backed_up(env, new_volume(env, seed=9))
+    store = env.stores("proj-a", "tok-a")
+    before, real_put, sent = dict(store.objects), store.put, []
+
+    def failing_put(name, data):
+        if name.startswith("chunks/"):
+            sent.append(name)
+            if len(sent) == 3:
+                raise StoreError(f"PUT {name}: object store answered 503")
+        real_put(name, data)
+
+    store.put = failing_put
+    volume_id = new_volume(env, data_at=(0, 8 * MiB), seed=10)
+    failed = settled(env, post_backup(env, volume_id=volume_id).json["backup"]["id"])
+    assert failed["status"] == "error" and "503" in failed["fail_reason"]
+    assert len(sent) >= 3 and store.objects == before
+    assert snapshots(env) == [] and volume_status(env, volume_id) == "available"
+    assert settled(env, earlier["id"])["status"] == "available"
+
+
 def settled_now(env, backup_id):
     return env.client.simulate_get(f"/v3/proj-a/backups/{backup_id}", headers=A).json["backup"]
 

@@ -61,6 +61,25 @@ def test_full_backup_round_trip_keeps_holes(tmp_path):
     assert allocated(target) <= 3 * MiB  # the zeros stayed holes
 
 
+def test_holes_between_blocks_of_data_are_not_read(tmp_path):
+    """A thinly written volume: every 1 MiB window has a little data, the rest is holes.
+    Only the 64 KiB blocks that hold data are read (a block with data in part of it is
+    read whole), and the restore is the same bytes with the same holes."""
+    rng = random.Random(12)
+    volume, target = tmp_path / "volume", tmp_path / "restored"
+    sparse_file(volume, 16 * MiB)
+    for window in range(16):
+        write_random(volume, window * MiB + 5 * BLOCK, BLOCK, rng)
+    write_random(volume, 9 * MiB + 10 * BLOCK + 4096, 4096, rng)  # inside a block
+    store = MemoryStore()
+    _, stats = run_backup(store, volume, "thin")
+    assert stats.bytes_read == 17 * BLOCK
+    assert stats.bytes_zero == 16 * MiB - 17 * BLOCK
+    run_restore(store, "thin", target, 16 * MiB)
+    assert same_content(volume, target)
+    assert allocated(target) <= 18 * BLOCK  # the data (and an extent tree); holes stayed
+
+
 def test_incremental_uploads_only_changed_blocks_and_every_backup_restores(tmp_path):
     rng = random.Random(2)
     volume = tmp_path / "volume"
