@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
 
 class DaemonError(RuntimeError):
     """A daemon could not be started or did not become ready; the message says which."""
@@ -24,6 +26,25 @@ class DaemonError(RuntimeError):
 class Daemon:
     pid: int
     started_by_us: bool
+
+
+def cpu_seconds(*matches: str) -> dict[int, float]:
+    """``{pid: user+system CPU seconds}`` of every process whose command line contains any
+    of ``matches``: the cost of a cluster's servers, read from /proc before and after a load."""
+    found = {}
+    for pid in {pid for match in matches for pid in pids_matching(match)}:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        found[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return found
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds taken between two ``cpu_seconds`` readings (new processes count whole)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 def pids_matching(text: str) -> list[int]:

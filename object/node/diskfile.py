@@ -19,7 +19,7 @@ import dataclasses
 import hashlib
 import os
 import shutil
-import tempfile
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,21 +76,35 @@ class Devices:
     """The devices of one storage node: ``<root>/<device>``, guarded like Swift's mount_check.
 
     A device that is missing (or, with ``mount_check``, not a mount point) answers 507: a
-    write must never land in the parent filesystem when a disk is gone.
+    write must never land in the parent filesystem when a disk is gone. Checked on every
+    request, as Swift does, but with two ``lstat`` calls: ``os.path.ismount`` resolves the
+    parent's real path each time, which was 7 % of a node's CPU per request.
     """
 
     def __init__(self, root: str | os.PathLike, mount_check: bool):
         self.root = Path(root)
         self.mount_check = mount_check
+        self.real_root = os.path.realpath(self.root)
 
     def path(self, device: str) -> Path:
         if not device or "/" in device or device.startswith("."):
             raise InsufficientStorage(f"no such device: {device!r}")
         path = self.root / device
-        ok = os.path.ismount(path) if self.mount_check else path.is_dir()
+        ok = self.is_mount(device) if self.mount_check else path.is_dir()
         if not ok:
             raise InsufficientStorage(f"device {device} is not mounted")
         return path
+
+    def is_mount(self, device: str) -> bool:
+        """``os.path.ismount(<root>/<device>)``: a directory on another filesystem than its
+        parent (the root's real path, resolved once)."""
+        try:
+            mine = os.lstat(os.path.join(self.real_root, device))
+            parent = os.lstat(self.real_root)
+        except OSError:
+            return False
+        return stat.S_ISDIR(mine.st_mode) and (mine.st_dev != parent.st_dev
+                                               or mine.st_ino == parent.st_ino)
 
     def names(self) -> list[str]:
         try:
@@ -248,14 +262,27 @@ POST_REPLACEABLE = frozenset(
 )
 
 
+def new_temp(tmp_dir: Path) -> tuple[int, str]:
+    """``tempfile.mkstemp`` without its Python-level name generator (7 % of a small
+    PUT's work on the node): 64 random bits name the file, ``O_EXCL`` makes sure."""
+    while True:
+        path = f"{tmp_dir}/.tmp-{os.urandom(8).hex()}"
+        try:
+            return os.open(path, TEMP_FLAGS, 0o600), path
+        except FileExistsError:
+            continue
+
+
+TEMP_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+
+
 class DiskFileWriter:
     """Streams one body to a temp file computing its MD5; ``commit`` makes it the object."""
 
     def __init__(self, diskfile: DiskFile, size: int | None = None, md5: bool = True):
         self.diskfile = diskfile
         tmp_dir = diskfile.device_path / "tmp"
-        self.fd, self.tmp_path = in_directory(
-            tmp_dir, lambda: tempfile.mkstemp(dir=tmp_dir, prefix=".tmp-"))
+        self.fd, self.tmp_path = in_directory(tmp_dir, lambda: new_temp(tmp_dir))
         if size:
             # One up-front allocation: contiguous extents, and ENOSPC before any byte is sent.
             try:

@@ -19,23 +19,8 @@ import uuid
 import click
 
 from soko.common.cli.output import emit_rows
-from soko.common.procs import pids_matching
+from soko.common.procs import cpu_seconds, cpu_used
 from soko.tools.bench.object import Client, authenticate, run_phase
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(match: str) -> dict[int, float]:
-    """``{pid: user+system CPU seconds}`` of every process whose command line has ``match``."""
-    found = {}
-    for pid in pids_matching(match):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        found[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return found
 
 
 def measure(match: str, seconds: float) -> dict:
@@ -47,7 +32,7 @@ def measure(match: str, seconds: float) -> dict:
     wall = time.monotonic() - started
     if not after:
         raise click.ClickException(f"no process's command line contains {match!r}")
-    used = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+    used = cpu_used(before, after)
     return {"processes": len(after), "cpu_seconds": round(used, 2),
             "core_percent": round(100 * used / wall, 2)}
 

@@ -4,6 +4,11 @@ Phases: PUT, GET, HEAD, DELETE of small objects (4 KiB, concurrency 16: ops/s, p
 PUT, GET of large ones (64 MiB, concurrency 4: MB/s, decimal). Each thread owns one
 keep-alive connection. With ``--peer-auth`` the same run goes against a second cluster
 (a Swift all-in-one, say) right after, and the table shows the ratio soko/peer.
+
+Throughput on a shared machine moves with everyone else's load; the CPU the cluster's own
+processes spend per request does not. With ``--cpu-match`` (and ``--peer-cpu-match``) each
+phase also reports the server CPU milliseconds per request (per object for the large
+phases), summed over the processes whose command line contains any of the given strings.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from urllib.parse import urlsplit
 import click
 
 from soko.common.cli.output import emit_rows
+from soko.common.procs import cpu_seconds, cpu_used
 
 
 def authenticate(auth_url: str, user: str, key: str) -> tuple[str, str]:
@@ -99,8 +105,21 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
 
 
+def metered_phase(clients: list[Client], method: str, names: list[str], body: bytes | None,
+                  cpu_match: tuple[str, ...]) -> tuple[float, list[float], dict]:
+    """``run_phase`` plus, with ``cpu_match``, the servers' CPU ms per request it took."""
+    before = cpu_seconds(*cpu_match) if cpu_match else {}
+    seconds, lat = run_phase(clients, method, names, body)
+    cpu = {}
+    if cpu_match:
+        used = cpu_used(before, cpu_seconds(*cpu_match))
+        cpu = {"cpu_ms_per_op": round(1000 * used / len(names), 3)}
+    return seconds, lat, cpu
+
+
 def bench_cluster(auth: str, user: str, key: str, count: int, size: int, concurrency: int,
-                  large_count: int, large_size: int, large_concurrency: int) -> dict:
+                  large_count: int, large_size: int, large_concurrency: int,
+                  cpu_match: tuple[str, ...] = ()) -> dict:
     url, token = authenticate(auth, user, key)
     container = f"/bench-{uuid.uuid4().hex[:8]}"
     setup = Client(url, token)
@@ -112,18 +131,18 @@ def bench_cluster(auth: str, user: str, key: str, count: int, size: int, concurr
     clients = [Client(url, token) for _ in range(concurrency)]
     for phase, method, body in (("PUT 4KiB", "PUT", payload), ("GET 4KiB", "GET", None),
                                 ("HEAD 4KiB", "HEAD", None), ("DELETE 4KiB", "DELETE", None)):
-        seconds, lat = run_phase(clients, method, small, body)
+        seconds, lat, cpu = metered_phase(clients, method, small, body, cpu_match)
         results[phase] = {"ops_per_s": len(small) / seconds,
                           "p50_ms": 1000 * percentile(lat, 50),
-                          "p99_ms": 1000 * percentile(lat, 99)}
+                          "p99_ms": 1000 * percentile(lat, 99), **cpu}
     large = [f"{container}/large-{i}" for i in range(large_count)]
     big = os.urandom(large_size)
     clients = [Client(url, token) for _ in range(large_concurrency)]
     for phase, method, body in (("PUT 64MiB", "PUT", big), ("GET 64MiB", "GET", None)):
-        seconds, lat = run_phase(clients, method, large, body)
+        seconds, lat, cpu = metered_phase(clients, method, large, body, cpu_match)
         results[phase] = {"mb_per_s": large_count * large_size / seconds / 1e6,
                           "p50_ms": 1000 * percentile(lat, 50),
-                          "p99_ms": 1000 * percentile(lat, 99)}
+                          "p99_ms": 1000 * percentile(lat, 99), **cpu}
     run_phase(clients, "DELETE", large, None)
     setup.request("DELETE", container)
     return results
@@ -166,23 +185,35 @@ def emit_report(rows: list[dict], report: dict, json_path: str | None) -> None:
 @click.option("--concurrency", default=16, show_default=True)
 @click.option("--large-count", default=8, show_default=True)
 @click.option("--large-concurrency", default=4, show_default=True)
+@click.option("--cpu-match", multiple=True,
+              help="A substring of the command line of this cluster's proxy, storage-node and "
+                   "daemon processes (repeatable: any of them); adds server CPU ms per request.")
+@click.option("--peer-cpu-match", multiple=True, help="Like --cpu-match, for the peer.")
 def bench_object(auth, user, key, peer_auth, peer_user, peer_key, count, concurrency,
-                 large_count, large_concurrency, json_path) -> None:
+                 large_count, large_concurrency, cpu_match, peer_cpu_match, json_path) -> None:
     """PUT/GET/HEAD/DELETE 4 KiB at c=16 and PUT/GET 64 MiB at c=4 over the Swift API."""
     shape = dict(count=count, size=4096, concurrency=concurrency, large_count=large_count,
                  large_size=64 << 20, large_concurrency=large_concurrency)
-    report = {"soko": bench_cluster(auth, user, key, **shape), "shape": shape}
+    report = {"soko": bench_cluster(auth, user, key, **shape, cpu_match=cpu_match),
+              "shape": shape}
     if peer_auth:
-        report["peer"] = bench_cluster(peer_auth, peer_user, peer_key, **shape)
+        report["peer"] = bench_cluster(peer_auth, peer_user, peer_key, **shape,
+                                       cpu_match=peer_cpu_match)
     rows = []
     for phase, mine in report["soko"].items():
         unit = "ops/s" if "ops_per_s" in mine else "MB/s"
         row = {"phase": phase, "soko": f"{figure(mine):.1f} {unit}",
                "p50/p99 ms": f"{mine['p50_ms']:.1f} / {mine['p99_ms']:.1f}"}
+        if "cpu_ms_per_op" in mine:
+            row["CPU ms/req"] = f"{mine['cpu_ms_per_op']:.2f}"
         if "peer" in report:
             theirs = report["peer"][phase]
             row["peer"] = f"{figure(theirs):.1f} {unit}"
             row["peer p50/p99 ms"] = f"{theirs['p50_ms']:.1f} / {theirs['p99_ms']:.1f}"
             row["ratio"] = f"{figure(mine) / figure(theirs):.2f}x"
+            if "cpu_ms_per_op" in theirs:
+                row["peer CPU ms/req"] = f"{theirs['cpu_ms_per_op']:.2f}"
+            if "cpu_ms_per_op" in mine and theirs.get("cpu_ms_per_op"):
+                row["CPU ratio"] = f"{mine['cpu_ms_per_op'] / theirs['cpu_ms_per_op']:.2f}x"
         rows.append(row)
     emit_report(rows, report, json_path)

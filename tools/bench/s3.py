@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from soko.tools.bench.idle import cpu_seconds
+from soko.common.procs import cpu_seconds, cpu_used
 from soko.tools.bench.object import Client, authenticate, emit_report, percentile, run_phase
 
 SMALL, LARGE = 4096, 64 << 20
@@ -84,8 +84,7 @@ def run_load(clients_for, count: int, large_count: int, match: str | None) -> di
                 result["mb_per_s"] = n * size / seconds / 1e6
             if match:
                 after = cpu_seconds(match)
-                used = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
-                result["proxy_cpu_ms_per_op"] = 1000 * used / n
+                result["proxy_cpu_ms_per_op"] = 1000 * cpu_used(before, after) / n
             results[f"{method} {label}"] = result
         run_phase(clients, "DELETE", names, None)
     return results
