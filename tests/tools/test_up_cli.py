@@ -78,9 +78,10 @@ def nothing_left(data_dir) -> bool:
     return not left_on_host(data_dir)
 
 
-def wait_nothing_left(data_dir, timeout: float = 30) -> None:
+def wait_nothing_left(data_dir, timeout: float = 60) -> None:
     """Until the stopped cloud left nothing on the host (a loop device detaches a moment
-    after its unmount); a failure names what is still there."""
+    after its unmount, tens of seconds on a busy machine); a failure names what is still
+    there."""
     try:
         wait_for(lambda: nothing_left(data_dir), timeout=timeout, what="soko's leftovers")
     except pytest.fail.Exception:
