@@ -112,6 +112,10 @@ class ConnectionPool:
         conn.idle_since = time.monotonic()
         with self.lock:
             idle = self.idle[(conn.host, conn.port)]
+            # acquire takes the newest, so under steady load the oldest would never be
+            # popped: they sit there closed by the node (CLOSE-WAIT), holding descriptors.
+            while idle and conn.idle_since - idle[0].idle_since >= MAX_IDLE_AGE:
+                idle.popleft().close()
             if len(idle) < MAX_IDLE_PER_NODE:
                 idle.append(conn)
                 return
