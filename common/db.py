@@ -60,9 +60,13 @@ def ensure_schema(metadata: sqlalchemy.MetaData, engine: sqlalchemy.Engine,
 
 def _add_missing_columns(engine: sqlalchemy.Engine, table: sqlalchemy.Table) -> None:
     existing = {column["name"] for column in sqlalchemy.inspect(engine).get_columns(table.name)}
-    for column in table.columns:
-        if column.name not in existing:
-            _add_column(engine, table, column)
+    missing = [column for column in table.columns if column.name not in existing]
+    for column in missing:  # all checked before any is added
+        if column.primary_key or column.unique:
+            raise RuntimeError(f"{table.name}.{column.name}: a key or unique column cannot be "
+                               "added to an existing table; this upgrade needs a migration")
+    for column in missing:
+        _add_column(engine, table, column)
 
 
 def _add_column(engine: sqlalchemy.Engine, table: sqlalchemy.Table,
@@ -70,9 +74,6 @@ def _add_column(engine: sqlalchemy.Engine, table: sqlalchemy.Table,
     """``ALTER TABLE ADD COLUMN``, nullable (SQLite cannot add a NOT NULL column without a
     constant default), then the old rows filled with the column's default, which the ORM
     would have written had the column existed when they were inserted."""
-    if column.primary_key or column.unique:
-        raise RuntimeError(f"{table.name}.{column.name}: a key or unique column cannot be "
-                           "added to an existing table; this upgrade needs a migration")
     preparer = engine.dialect.identifier_preparer
     kind = column.type.compile(dialect=engine.dialect)
     with engine.begin() as conn:

@@ -91,7 +91,7 @@ def test_a_new_unique_column_is_refused_before_anything_changes(tmp_path):
     Table("things", v1, Column("id", Integer, primary_key=True))
     v1.create_all(engine)
     v2 = sqlalchemy.MetaData()
-    Table("things", v2, Column("id", Integer, primary_key=True),
+    Table("things", v2, Column("id", Integer, primary_key=True), Column("note", String(8)),
           Column("serial", String(8), unique=True))
     with pytest.raises(RuntimeError, match="things.serial.*needs a migration"):
         ensure_schema(v2, engine)
