@@ -24,7 +24,14 @@ from urllib.parse import urlsplit
 import click
 
 from soko.common.procs import cpu_seconds, cpu_used
-from soko.tools.bench.object import Client, authenticate, emit_report, percentile, run_phase
+from soko.tools.bench.object import (
+    Client,
+    authenticate,
+    emit_report,
+    figure,
+    percentile,
+    run_phase,
+)
 
 SMALL, LARGE = 4096, 64 << 20
 
@@ -144,10 +151,6 @@ def start_moto() -> tuple[subprocess.Popen, str]:
             time.sleep(0.2)
     proc.kill()
     raise click.ClickException("moto_server did not start within 30 s")
-
-
-def figure(result: dict) -> float:
-    return result.get("ops_per_s", result.get("mb_per_s"))
 
 
 def table(report: dict) -> list[dict]:
