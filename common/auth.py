@@ -8,7 +8,8 @@ what they need with attributes, so policy sits next to the route it guards:
 - ``allow_anonymous = True``: a token is optional and the resource decides, roles included
   (Swift ACLs and operator roles, ``object/proxy/access.py``).
 - ``policy = {"POST": "admin"}``: the least role per method; by default reads need
-  ``reader`` and writes ``member``.
+  ``reader`` and writes ``member``. A tuple names alternatives: ``("member", "service")``
+  also lets a service's user in, whose ``service`` role ranks below ``reader``.
 
 A route with a ``{project_id}`` parameter is only for that project's tokens (or an admin's):
 another project gets 403 and never a byte of data.
@@ -43,6 +44,8 @@ class AuthContext:
     expires_at: float  # unix time
 
     def has_role(self, role: str) -> bool:
+        if role not in ROLE_RANK:  # outside the admin > member > reader line: held or not
+            return role in self.roles
         held = max((ROLE_RANK.get(r, 0) for r in self.roles), default=0)
         return held >= ROLE_RANK[role]
 
@@ -65,14 +68,16 @@ def check_project_ref(value: str, what: str = "project") -> str:
     return value
 
 
-def require_role(auth: AuthContext, role: str, what: str) -> None:
-    """403 unless ``auth`` holds ``role`` or a higher one; also for per-action policies
-    that a route's method alone cannot express (block's ``local_attach_role``)."""
-    if not auth.has_role(role):
-        raise Forbidden(f"{what} needs the {role!r} role.")
+def require_role(auth: AuthContext, role: str | tuple[str, ...], what: str) -> None:
+    """403 unless ``auth`` holds ``role`` (or one of them) or a higher one; also for
+    per-action policies that a route's method alone cannot express (block's
+    ``local_attach_role``)."""
+    roles = (role,) if isinstance(role, str) else role
+    if not any(auth.has_role(r) for r in roles):
+        raise Forbidden(f"{what} needs the {' or '.join(map(repr, roles))} role.")
 
 
-def required_role(resource: object, method: str) -> str:
+def required_role(resource: object, method: str) -> str | tuple[str, ...]:
     policy = getattr(resource, "policy", {})
     if method in policy:
         return policy[method]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import falcon
 
 from soko.common.app import make_base_app
-from soko.common.auth import AuthMiddleware, TokenValidator
+from soko.common.auth import AuthContext, AuthMiddleware, TokenValidator
 from soko.common.config import Config
 from soko.common.errors import SokoError
 from soko.net import views
@@ -50,6 +50,20 @@ class Kind:
     show: Callable
     update: Callable | None
     delete: Callable
+    # What a caller may read of a shown row (Neutron's field policies); None: all of it.
+    redact: Callable[[AuthContext, dict], dict] | None = None
+    # A service's user may use it too (Neutron's ADMIN_OR_SERVICE): compute binds ports.
+    for_services: bool = False
+
+    def shown(self, auth: AuthContext, row) -> dict:
+        item = self.view(row)
+        return self.redact(auth, item) if self.redact is not None else item
+
+    def policy(self) -> dict:
+        if not self.for_services:
+            return {}
+        return {method: (role, "service") for method, role in (
+            ("GET", "reader"), ("POST", "member"), ("PUT", "member"), ("DELETE", "member"))}
 
 
 def matches(item: dict, params: dict) -> bool:
@@ -74,10 +88,12 @@ def only_fields(item: dict, fields) -> dict:
 class Collection:
     def __init__(self, kind: Kind):
         self.kind = kind
+        self.policy = kind.policy()
         self.key = kind.singular + "s"  # the path says security-groups, the body security_groups
 
     def on_get(self, req, resp) -> None:
-        items = [self.kind.view(row) for row in self.kind.list(req.context.auth)]
+        auth = req.context.auth
+        items = [self.kind.shown(auth, row) for row in self.kind.list(auth)]
         fields = req.params.get("fields")
         resp.media = {self.key: [only_fields(i, fields) for i in items
                                     if matches(i, req.params)]}
@@ -85,22 +101,23 @@ class Collection:
     def on_post(self, req, resp) -> None:
         row = self.kind.create(req.context.auth, req.get_media())
         resp.status = falcon.HTTP_201
-        resp.media = {self.kind.singular: self.kind.view(row)}
+        resp.media = {self.kind.singular: self.kind.shown(req.context.auth, row)}
 
 
 class Item:
     def __init__(self, kind: Kind):
         self.kind = kind
+        self.policy = kind.policy()
 
     def on_get(self, req, resp, item_id: str) -> None:
-        item = self.kind.view(self.kind.show(req.context.auth, item_id))
+        item = self.kind.shown(req.context.auth, self.kind.show(req.context.auth, item_id))
         resp.media = {self.kind.singular: only_fields(item, req.params.get("fields"))}
 
     def on_put(self, req, resp, item_id: str) -> None:
         if self.kind.update is None:
             raise falcon.HTTPMethodNotAllowed(["GET", "DELETE"])
         row = self.kind.update(req.context.auth, item_id, req.get_media())
-        resp.media = {self.kind.singular: self.kind.view(row)}
+        resp.media = {self.kind.singular: self.kind.shown(req.context.auth, row)}
 
     def on_delete(self, req, resp, item_id: str) -> None:
         self.kind.delete(req.context.auth, item_id)
@@ -168,7 +185,8 @@ def kinds(nets: NetManager, routers: RouterManager,
                         shown(SUBNETS), nets.update_subnet, nets.delete_subnet),
         "ports": Kind("port", functools.partial(views.port_view, plugging=plugging),
                       listed(PORTS), nets.create_port,
-                      shown(PORTS), nets.update_port, delete_port),
+                      shown(PORTS), nets.update_port, delete_port,
+                      redact=views.port_for, for_services=True),
         "routers": Kind("router", views.router_view, listed(ROUTERS),
                         routers.create_router, shown(ROUTERS), routers.update_router,
                         routers.delete_router),

@@ -31,6 +31,12 @@ def owned(auth: AuthContext, row) -> bool:
     return auth.is_admin or row.project_id == auth.project_id
 
 
+def privileged(auth: AuthContext) -> bool:
+    """Admin, or a service's user (compute's): Neutron's ADMIN_OR_SERVICE, which may see
+    and bind any project's port and read and set its ``binding:*`` attributes."""
+    return auth.is_admin or "service" in auth.roles
+
+
 def visible(auth: AuthContext, network: Network) -> bool:
     """A network is seen by its project, and by every project when shared or external."""
     return (auth.is_admin or network.project_id == auth.project_id or network.shared
@@ -65,7 +71,8 @@ class Finder:
 NETWORKS = Finder(Network, "Network {} could not be found.", visible)
 SUBNETS = Finder(Subnet, "Subnet {} could not be found.",
                  lambda auth, subnet: visible(auth, subnet.network))
-PORTS = Finder(Port, "Port {} could not be found.")
+PORTS = Finder(Port, "Port {} could not be found.",
+               lambda auth, port: privileged(auth) or owned(auth, port))
 ROUTERS = Finder(Router, "Router {} could not be found")
 FLOATING_IPS = Finder(FloatingIP, "Floating IP {} could not be found")
 SECURITY_GROUPS = Finder(SecurityGroup, "Security group {} does not exist")

@@ -24,7 +24,7 @@ from soko.common.db import session_scope
 from soko.common.errors import BadRequest, Conflict, Forbidden
 from soko.net import ipam
 from soko.net.fields import Body, is_uuid, new_id
-from soko.net.lookups import NETWORKS, PORTS, SUBNETS, owned
+from soko.net.lookups import NETWORKS, PORTS, SUBNETS, owned, privileged
 from soko.net.models import (
     NETWORK_OWNERS,
     OWNER_COMPUTE,
@@ -37,6 +37,7 @@ from soko.net.models import (
 from soko.net.security_groups import check_groups, ensure_default_group
 
 MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+BINDABLE = ("binding:host_id", "binding:profile")  # the binding:* a request may set
 T = TypeVar("T")
 
 
@@ -69,6 +70,24 @@ def check_quota(s: Session, model: type, project_id: str, limit: int, name: str)
 def random_mac() -> str:
     """Neutron's default base MAC, fa:16:3e, with three random octets."""
     return "fa:16:3e:" + ":".join(f"{random.randrange(256):02x}" for _ in range(3))
+
+
+def port_binding(auth: AuthContext, body: Body, action: str) -> dict:
+    """The ``binding:*`` a request sets, as Port columns: only an admin or a service may
+    say where a port is bound (Neutron's ``create_port:binding:host_id`` policy)."""
+    named = [key for key in BINDABLE if key in body]
+    if named and not privileged(auth):
+        raise Forbidden(f"(rule:{action}:{named[0]}) is disallowed by policy")
+    binding = {}
+    if "binding:host_id" in body:
+        binding["host_id"] = body.text("binding:host_id")
+    if "binding:profile" in body:
+        profile = body.get("binding:profile")
+        if not isinstance(profile, dict):
+            raise BadRequest(f"Invalid input for binding:profile. Reason: '{profile}' is not "
+                             "a dictionary.")
+        binding["binding_profile"] = profile
+    return binding
 
 
 def committing(work: Callable[[], T], what: str) -> T:
@@ -324,7 +343,8 @@ class NetManager:
     def create_port(self, auth: AuthContext, raw: object) -> Port:
         body = Body(raw, "port", {"name", "description", "network_id", "mac_address",
                                   "fixed_ips", "device_id", "device_owner", "admin_state_up",
-                                  "security_groups", "port_security_enabled"})
+                                  "security_groups", "port_security_enabled", *BINDABLE})
+        binding = port_binding(auth, body, "create_port")
         network_id = body.uuid("network_id")
         owner = body.text("device_owner")
         if owner in NETWORK_OWNERS and not auth.is_admin:
@@ -363,7 +383,8 @@ class NetManager:
                             name=body.text("name"), description=body.text("description"),
                             mac_address=port_mac, device_id=body.text("device_id"),
                             device_owner=owner, admin_state_up=body.flag("admin_state_up", True),
-                            port_security_enabled=security, security_groups=list(groups))
+                            port_security_enabled=security, security_groups=list(groups),
+                            **binding)
                 port.fixed_ips = self.allocate(s, network, body.get("fixed_ips", None))
                 s.add(port)
                 s.flush()
@@ -375,9 +396,13 @@ class NetManager:
 
     def update_port(self, auth: AuthContext, port_id: str, raw: object) -> Port:
         body = Body(raw, "port", {"name", "description", "device_id", "device_owner",
-                                  "admin_state_up", "security_groups", "port_security_enabled"})
+                                  "admin_state_up", "security_groups", "port_security_enabled",
+                                  *BINDABLE})
+        binding = port_binding(auth, body, "update_port")
         with session_scope(self.sessions) as s:
             port = PORTS.one(s, auth, port_id)
+            for field, value in binding.items():
+                setattr(port, field, value)
             device = body.text("device_id", port.device_id)
             if port.device_id and device and device != port.device_id:
                 raise Conflict(f"Unable to complete operation on port {port_id} for network "

@@ -83,6 +83,9 @@ class Port(Stamped, Base):
     device_owner: Mapped[str] = mapped_column(String(64), default="")
     port_security_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     security_groups: Mapped[list] = mapped_column(JSON, default=list)  # group ids
+    # binding:host_id and binding:profile, set by compute's service user (or an admin)
+    host_id: Mapped[str] = mapped_column(String(255), default="", index=True)
+    binding_profile: Mapped[dict] = mapped_column(JSON, default=dict)
     fixed_ips: Mapped[list[IPAllocation]] = relationship(
         back_populates="port", cascade="all, delete-orphan", order_by="IPAllocation.id",
         lazy="selectin")

@@ -3,6 +3,8 @@ openstack CLI) parse."""
 
 from __future__ import annotations
 
+from soko.common.auth import AuthContext
+from soko.net.lookups import privileged
 from soko.net.models import FloatingIP, Network, Port, Router, SecurityGroup, SecurityGroupRule
 from soko.net.models import Subnet as SubnetRow
 
@@ -35,12 +37,17 @@ def subnet_view(s: SubnetRow) -> dict:
             "service_types": []}
 
 
+# Where and how a port is bound: read only by an admin or a service (``port_for``).
+BINDING = frozenset({"binding:host_id", "binding:profile", "binding:vif_type",
+                     "binding:vif_details"})
+
+
 def port_view(p: Port, plugging=None) -> dict:
     """``plugging`` (the host driver: ``bridge_name``, ``tap_name``) adds Neutron's
     linuxbridge binding: where compute plugs the port's tap so its rules apply."""
-    binding = {}
+    binding = {"binding:host_id": p.host_id, "binding:profile": p.binding_profile or {}}
     if plugging is not None:
-        binding = {"binding:vif_type": "bridge", "binding:vif_details": {
+        binding |= {"binding:vif_type": "bridge", "binding:vif_details": {
             "bridge_name": plugging.bridge_name(p.network_id),
             "tap_name": plugging.tap_name(p.id), "port_filter": p.port_security_enabled}}
     return {**common(p), **binding, "name": p.name, "network_id": p.network_id,
@@ -52,6 +59,12 @@ def port_view(p: Port, plugging=None) -> dict:
             "security_groups": p.security_groups,
             "port_security_enabled": p.port_security_enabled,
             "allowed_address_pairs": [], "extra_dhcp_opts": [], "binding:vnic_type": "normal"}
+
+
+def port_for(auth: AuthContext, shown: dict) -> dict:
+    """Neutron's ``get_port:binding:*`` policy: a tenant sees its port, not the host it is
+    bound to nor the host's plumbing behind it."""
+    return shown if privileged(auth) else {k: v for k, v in shown.items() if k not in BINDING}
 
 
 def router_view(r: Router) -> dict:

@@ -116,6 +116,7 @@ class FixedTokens:
         "tok-b": auth("proj-b"),
         "tok-reader": auth("proj-a", "reader"),
         "tok-admin": auth("proj-admin", "admin"),
+        "tok-service": auth("service", "service"),  # compute's service user (Nova's)
     }
 
     def validate(self, token: str) -> AuthContext:

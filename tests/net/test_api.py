@@ -225,3 +225,48 @@ def test_an_external_network_takes_no_tenant_port(client, manager):
     assert counts(manager) == before
     assert client.simulate_post("/v2.0/ports", headers=ADMIN, json={
         "port": {"network_id": external["id"]}}).status_code == 201
+
+
+BINDING = {"binding:host_id", "binding:profile", "binding:vif_type", "binding:vif_details"}
+
+
+def test_binding_is_read_and_set_only_by_admin_or_a_service(client, manager):
+    """Neutron's port policy: a tenant neither sees where its port is bound nor binds it
+    (403, nothing changed); compute's service user binds any project's port, and it and an
+    admin read the binding back, in show and in a filtered list."""
+    net, _ = network(client)
+    port = post(client, "ports", "port", {"network_id": net["id"], "name": "p"})
+    assert not BINDING & set(port)
+    before = counts(manager)
+    for body in ({"binding:host_id": "elsewhere"}, {"binding:profile": {"a": 1}}):
+        resp = client.simulate_post("/v2.0/ports", headers=A,
+                                    json={"port": {"network_id": net["id"], **body}})
+        assert resp.status_code == 403 and "disallowed by policy" in resp.text, resp.text
+        resp = client.simulate_put(f"/v2.0/ports/{port['id']}", headers=A,
+                                   json={"port": {"name": "q", **body}})
+        assert resp.status_code == 403, resp.text
+    assert counts(manager) == before
+    shown = client.simulate_get(f"/v2.0/ports/{port['id']}", headers=A).json["port"]
+    assert shown["name"] == "p" and not BINDING & set(shown)
+
+    service = {"X-Auth-Token": "tok-service"}
+    resp = client.simulate_put(f"/v2.0/ports/{port['id']}", headers=service, json={"port": {
+        "binding:host_id": "host-1", "device_id": "server-1", "device_owner": "compute:nova"}})
+    assert resp.status_code == 200, resp.text
+    assert resp.json["port"]["binding:host_id"] == "host-1"
+    for headers in (service, ADMIN):
+        listed = client.simulate_get("/v2.0/ports", headers=headers,
+                                     params={"binding:host_id": "host-1"}).json["ports"]
+        assert [(p["id"], p["binding:host_id"], p["binding:profile"]) for p in listed] == [
+            (port["id"], "host-1", {})]
+    for got in (client.simulate_get(f"/v2.0/ports/{port['id']}", headers=A).json["port"],
+                *client.simulate_get("/v2.0/ports", headers=A).json["ports"]):
+        assert not BINDING & set(got)
+    assert client.simulate_get("/v2.0/ports", headers=A, params={
+        "binding:host_id": "nowhere"}).json["ports"]  # a tenant cannot filter on it either
+    # The service role is for ports only: networks still need a project role.
+    assert client.simulate_get(f"/v2.0/networks/{net['id']}",
+                               headers=service).status_code == 403
+    resp = client.simulate_post("/v2.0/ports", headers=B, json={"port": {
+        "network_id": net["id"]}})
+    assert resp.status_code == 404
