@@ -1,5 +1,7 @@
 """The block and image APIs as compute uses them, with the user's own token (as Nova calls
 Cinder and Glance): those services, not compute, decide what the user may see and use.
+What only compute may do (bind a port to this host) it does with its own service user's
+token (``ServiceCredential``).
 
 Their errors come back as ``RemoteError`` carrying the remote status and message; the
 compute manager turns them into its own answers (an unknown volume is a bad request to
@@ -10,6 +12,7 @@ one, whoever passed it.
 from __future__ import annotations
 
 import math
+import threading
 import time
 
 import requests
@@ -48,6 +51,32 @@ def check_boot_image(image: dict, volume_size: int) -> None:
     if volume_size < needed:
         raise BadRequest(f"volume_size {volume_size} GiB is smaller than image {image['id']} "
                          f"({image['virtual_size']} bytes): give at least {needed} GiB.")
+
+
+class ServiceCredential:
+    """Compute's own token: its service user's password login (Nova's ``[neutron]``
+    section), kept until a minute before it expires and shared by every request."""
+
+    def __init__(self, auth_url: str, user: str, password: str, project: str):
+        self.auth_url, self.user, self.password, self.project = auth_url, user, password, project
+        self.lock = threading.Lock()
+        self._token: str | None = None
+        self._expires = 0.0
+
+    def token(self, *, renew: bool = False) -> str:
+        from soko.identity.client import IdentityClient, IdentityClientError, parse_time
+
+        with self.lock:
+            if renew or self._token is None or time.time() > self._expires - 60:
+                try:
+                    token, body = IdentityClient(self.auth_url).login(
+                        username=self.user, password=self.password, project_name=self.project,
+                        with_catalog=False)
+                except IdentityClientError as exc:  # the user's request is not at fault
+                    raise RemoteError(503, f"compute's service user {self.user} could not "
+                                           f"log in: {exc}") from None
+                self._token, self._expires = token, parse_time(body["token"]["expires_at"])
+            return self._token
 
 
 class ServiceClient:

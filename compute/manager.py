@@ -32,6 +32,7 @@ from soko.common.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from soko.compute.clients import (
     ImageClient,
     RemoteError,
+    ServiceCredential,
     VolumeClient,
     check_boot_image,
     remote_answer,
@@ -89,16 +90,20 @@ class Settings:
     stop_timeout: float = 60.0
     freeze_max_seconds: float = 10.0
     volume_timeout: float = 600.0
+    host: str = ""  # binding:host_id of the ports bound here
+    orphan_port_grace: float = 300.0
 
 
 class ComputeManager:
     def __init__(self, *, sessions: sessionmaker[Session], driver: Hypervisor,
-                 settings: Settings, background: Callable[[Callable[[], None]], None] | None = None):
+                 settings: Settings, background: Callable[[Callable[[], None]], None] | None = None,
+                 service: ServiceCredential | None = None):
         self.sessions = sessions
         self.driver = driver
         self.settings = settings
         self.background = background or run_in_thread
-        self.networking = Networking(sessions, settings.net_url)
+        self.networking = Networking(sessions, settings.net_url, service=service,
+                                     host=settings.host)
         with session_scope(sessions) as s:
             if s.scalar(select(Flavor.id).limit(1)) is None:
                 s.add_all(Flavor(**flavor) for flavor in DEFAULT_FLAVORS)
@@ -206,7 +211,7 @@ class ComputeManager:
                 s.add_all(vifs)
         except BaseException:
             if vifs:
-                self.networking.unplug(self.networking.client(caller.token), vifs)
+                self.networking.unplug(caller.token, vifs)
             raise
         self.background(lambda: self._build(caller, instance, source))
         return instance

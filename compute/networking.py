@@ -1,20 +1,26 @@
 """Instances on tenant networks: the ports compute makes (or binds, when the user brings
-one) on the network service with the caller's token, as Nova calls Neutron; the NICs
-libvirt plugs for them; and the addresses a server shows.
+one) on the network service, as Nova calls Neutron; the NICs libvirt plugs for them; the
+addresses a server shows; and the ports a crash left behind.
 
-A port is bound by setting its ``device_id`` to the server and ``device_owner`` to
-``compute:nova``: the network service then refuses to delete it (409) or bind it to another
-server. Where its tap goes (bridge and tap name) is the network service's answer
-(``binding:vif_details``, Neutron's linuxbridge binding): the security-group chains match on
-that tap name. Everything is checked and made before the server exists; a refusal undoes
-what was made, so a bad request leaves no port behind.
+Two credentials, as Nova's: a port is made (or the user's port read) with the caller's
+token, so the network service decides whether the user may use that network or port; it
+is bound with compute's service user (``[compute] service_user``), since only an admin or a
+service may set ``binding:host_id`` and read ``binding:*`` (Neutron's port policy). Binding
+sets ``device_id`` to the server and ``device_owner`` to ``compute:nova``: the network
+service then refuses to delete the port (409) or bind it to another server. Where its tap
+goes (bridge and tap name) is the binding's answer (``binding:vif_details``, Neutron's
+linuxbridge binding): the security-group chains match on that tap name. Everything is
+checked and made before the server exists; a refusal undoes what was made, so a bad
+request leaves no port behind.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import ipaddress
 import logging
+import time
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from soko.common.db import session_scope
 from soko.common.errors import BadRequest, Conflict
 from soko.common.validation import check_id
-from soko.compute.clients import RemoteError, ServiceClient, remote_answer
+from soko.compute.clients import RemoteError, ServiceClient, ServiceCredential, remote_answer
 from soko.compute.drivers.base import Nic
 from soko.compute.models import Vif
 
@@ -121,6 +127,24 @@ class NetworkClient(ServiceClient):
         self.call("DELETE", f"/v2.0/ports/{check_id(port_id, 'port id')}")
 
 
+class ServiceNetworkClient(NetworkClient):
+    """The network API with compute's own token, logged in again once if it was refused
+    (expired or revoked: a password change at ``soko up``)."""
+
+    def __init__(self, base: str, credential: ServiceCredential):
+        super().__init__(base, credential.token())
+        self.credential = credential
+
+    def call(self, method: str, path: str, **kwargs) -> dict:
+        try:
+            return super().call(method, path, **kwargs)
+        except RemoteError as exc:
+            if exc.status != 401:
+                raise
+        self.token = self.credential.token(renew=True)
+        return super().call(method, path, **kwargs)
+
+
 def vif_of(port: dict, server_id: str, position: int, created: bool) -> Vif:
     details = port.get("binding:vif_details") or {}
     if not details.get("bridge_name") or not details.get("tap_name"):
@@ -132,14 +156,24 @@ def vif_of(port: dict, server_id: str, position: int, created: bool) -> Vif:
 
 
 class Networking:
-    def __init__(self, sessions: sessionmaker[Session], net_url: str):
+    def __init__(self, sessions: sessionmaker[Session], net_url: str, *,
+                 service: ServiceCredential | None = None, host: str = ""):
         self.sessions = sessions
         self.net_url = net_url
+        self.service = service
+        self.host = host  # binding:host_id of the ports bound here
 
     def client(self, token: str) -> NetworkClient:
         if not self.net_url:
             raise BadRequest("this cloud has no network service: boot without networks")
         return NetworkClient(self.net_url, token)
+
+    def service_client(self) -> NetworkClient:
+        """The network API as compute's service user (Nova's ``[neutron]`` credential)."""
+        if self.service is None:
+            raise RemoteError(503, "compute has no service user for the network service "
+                                   "([compute] service_user, and identity to log in to)")
+        return ServiceNetworkClient(self.client("").base, self.service)
 
     # -- at create ------------------------------------------------------------------------
 
@@ -152,16 +186,20 @@ class Networking:
         net = self.client(caller.token)
         vifs: list[Vif] = []
         try:
+            service = self.service_client()
             nics = request.nics or (self.auto_nic(net, caller.project_id),)
             groups = self.group_ids(net, caller.project_id, request.security_groups)
             for position, nic in enumerate(nics):
                 created = nic.port_id is None
                 port = (self.new_port(net, nic, server_id, groups) if created
-                        else self.bind(net, nic.port_id, server_id))
+                        else self.usable_port(net, nic.port_id))
                 vifs.append(Vif(port_id=port["id"], created=created))  # undone if anything fails
+                port = self.remote(lambda: service.update_port(port["id"], {  # noqa: B023
+                    "device_id": server_id, "device_owner": OWNER,
+                    "binding:host_id": self.host}), f"Port {port['id']}")
                 vifs[-1] = vif_of(port, server_id, position, created)
         except BaseException:
-            self.unplug(net, vifs)
+            self.unplug(caller.token, vifs)
             raise
         return vifs
 
@@ -196,13 +234,14 @@ class Networking:
             body["security_groups"] = groups
         return self.remote(lambda: net.create_port(body), f"Network {nic.network_id}")
 
-    def bind(self, net: NetworkClient, port_id: str, server_id: str) -> dict:
+    def usable_port(self, net: NetworkClient, port_id: str) -> dict:
+        """The user's own port, read with the user's token (so it is one they may use),
+        and free."""
         port = self.remote(lambda: net.port(port_id), f"Port {port_id}")
         if port["device_id"] or port["device_owner"]:
             raise Conflict(f"Port {port_id} is still in use (by {port['device_owner'] or 'a'} "
                            f"device {port['device_id']}).")
-        return self.remote(lambda: net.update_port(port_id, {
-            "device_id": server_id, "device_owner": OWNER}), f"Port {port_id}")
+        return port
 
     @staticmethod
     def remote(call, what: str):
@@ -211,15 +250,18 @@ class Networking:
         except RemoteError as exc:
             raise remote_answer(exc, what) from None
 
-    def unplug(self, net: NetworkClient, vifs: list[Vif]) -> list[str]:
-        """Deletes the ports compute made and unbinds the user's; returns those that could
-        not be (the network service refused or did not answer)."""
+    def unplug(self, token: str, vifs: list[Vif]) -> list[str]:
+        """Unbinds each port (as the service) and deletes those compute made (as the user,
+        or as the service when no user asks: a crash's leftovers); returns the ports that
+        could not be (the network service refused or did not answer)."""
         failed = []
         for vif in vifs:
             try:
-                net.update_port(vif.port_id, {"device_id": "", "device_owner": ""})
+                service = self.service_client()
+                service.update_port(vif.port_id, {"device_id": "", "device_owner": "",
+                                                  "binding:host_id": ""})
                 if vif.created:
-                    net.delete_port(vif.port_id)
+                    (self.client(token) if token else service).delete_port(vif.port_id)
             except RemoteError as exc:
                 if exc.status != 404:
                     log.warning("releasing port %s failed: %s", vif.port_id, exc)
@@ -243,12 +285,30 @@ class Networking:
         if not vifs:
             return []
         try:
-            failed = self.unplug(self.client(token), vifs)
+            failed = self.unplug(token, vifs)
         except BadRequest:
             failed = [v.port_id for v in vifs]
         with session_scope(self.sessions) as s:
             s.execute(delete(Vif).where(Vif.server_id == server_id, Vif.port_id.not_in(failed)))
         return failed
+
+    def remove_orphan_ports(self, instance_ids: set[str], grace: float) -> list[str]:
+        """Deletes the ports bound to this host for an instance that does not exist (compute
+        died between making them and writing the server row); returns their ids. A port
+        younger than ``grace`` seconds may be a create in flight, and is left alone."""
+        if not self.net_url or self.service is None or not self.host:
+            return []
+        ports = self.service_client().listing("ports", **{"binding:host_id": self.host})
+        oldest = time.time() - grace
+        orphans = [Vif(port_id=p["id"], created=True) for p in ports
+                   if p["device_owner"].startswith("compute:") and p["device_id"]
+                   and p["device_id"] not in instance_ids
+                   and dt.datetime.fromisoformat(p["created_at"]).timestamp() <= oldest]
+        for vif in orphans:
+            log.warning("port %s is bound here to a server that does not exist: deleted",
+                        vif.port_id)
+        failed = self.unplug("", orphans)
+        return [v.port_id for v in orphans if v.port_id not in failed]
 
     # -- what a server shows --------------------------------------------------------------------
 

@@ -10,6 +10,9 @@
   down) becomes stopped, a stopped one found running becomes active, one whose domain
   vanished becomes error; domains of our prefix unknown to the DB are reported, never
   destroyed.
+- Always: ports bound to this host for a server that does not exist (compute died between
+  making them and writing the server row) are deleted with compute's service user, once
+  older than ``orphan_port_grace`` (a younger one may be a create in flight).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from sqlalchemy import select, update
 
 from soko.block.owner import owner_alive
 from soko.common.db import session_scope
+from soko.compute.clients import RemoteError
 from soko.compute.drivers.base import HypervisorError, PowerState
 from soko.compute.host import restore_domains
 from soko.compute.manager import OFF, Caller, ComputeManager
@@ -41,11 +45,22 @@ def reconcile(manager: ComputeManager, *, on_start: bool = False) -> list[str]:
                 recover(manager, instance, domains.get(instance.id))
             continue
         sync(manager, instance, domains.get(instance.id), on_start)
+    remove_orphan_ports(manager)
     orphans = sorted(set(domains) - {i.id for i in instances})
     for name in orphans:
         log.warning("domain %s%s is not an instance soko knows: left alone",
                     getattr(manager.driver, "prefix", ""), name)
     return orphans
+
+
+def remove_orphan_ports(manager: ComputeManager) -> None:
+    """Read after the instances: an instance made since is younger than the grace."""
+    with session_scope(manager.sessions) as s:
+        known = set(s.scalars(select(Instance.id)))
+    try:
+        manager.networking.remove_orphan_ports(known, manager.settings.orphan_port_grace)
+    except RemoteError as exc:
+        log.warning("orphan ports not checked: the network service answered %s", exc)
 
 
 def recover(manager: ComputeManager, instance: Instance, power: PowerState | None) -> None:

@@ -43,6 +43,17 @@ class ComputeConfig(ServerSection):
     # The key the metadata proxy signs instance identities with ([net] metadata_secret
     # must be the same); empty: <data_dir>/metadata-secret, made on first use.
     metadata_secret: str = ""
+    # Compute's own user (Nova's [neutron] section): it binds ports to this host, which a
+    # tenant may not. `soko up` makes it in identity (project service, role service) with
+    # this password; empty: <data_dir>/compute-service-password, made on first use.
+    service_user: str = "nova"
+    service_project: str = "service"
+    service_password: str = ""
+    auth_url: str = ""  # identity's, to log in as service_user; empty: the [identity] section's
+    host: str = ""  # binding:host_id of the ports bound here; empty: the host name
+    # Seconds before a port bound here for a server that does not exist is deleted by the
+    # reconcile (left by a crash mid-create); a younger one may be a create in flight.
+    orphan_port_grace: float = 300.0
 
     def validate(self) -> None:
         super().validate()
@@ -58,10 +69,16 @@ class ComputeConfig(ServerSection):
         for key in ("stop_timeout", "freeze_max_seconds", "volume_timeout"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key}: must be positive")
+        if self.orphan_port_grace < 0:
+            raise ConfigError("orphan_port_grace: must be 0 or more")
 
     @property
     def initiator_name(self) -> str:
         return self.initiator or default_initiator()
+
+    @property
+    def host_name(self) -> str:
+        return self.host or socket.gethostname()
 
 
 SERVICE = ServiceSpec(
@@ -70,4 +87,5 @@ SERVICE = ServiceSpec(
     section=ComputeConfig,
     app_factory="soko.compute.api:make_app",
     teardown="soko.compute.wiring:teardown",
+    bootstrap="soko.compute.wiring:bootstrap",
 )

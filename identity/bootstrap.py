@@ -1,4 +1,5 @@
-"""``soko up``'s first-start step for identity: keys, schema, admin and demo accounts.
+"""``soko up``'s first-start step for identity: keys, schema, admin and demo accounts, and
+(for the services that call another as themselves, ``ensure_service_user``) service users.
 
 The admin password and the demo key are generated, saved as openrc-style files (mode 0600)
 in ``<data_dir>/identity/`` and printed once, when created. Later runs leave existing
@@ -67,6 +68,31 @@ def ensure_account(manager: IdentityManager, config: Config, name: str, role: st
     write_credentials(credentials_path(config, name), auth_url, name, password, name)
     return (f"{name} credentials (shown once; saved in {credentials_path(config, name)}): "
             f"project {name}, user {name}, password {password}")
+
+
+SERVICE = "service"  # devstack's project for the services' users, and their role
+
+
+def ensure_service_user(config: Config, name: str, password: str,
+                        project: str = SERVICE) -> str:
+    """A service's user (compute's ``nova``) in project ``project`` with the ``service``
+    role, as devstack makes them; its password is the service's config secret, so it is
+    set again when that changed. Idempotent: every ``soko up`` calls it, so a data dir
+    made before the user existed gets it too."""
+    manager = IdentityManager.from_config(config)
+    if not manager.list_projects(name=project):
+        manager.create_project(project, description="the services' users (soko up)")
+    if not manager.list_users(name=name):
+        manager.create_user(name, password, default_project=project)
+        made = "made"
+    elif not manager.password_is(name, password):
+        manager.update_user(manager.get_user(name)["id"], password=password)
+        made = "password updated"
+    else:
+        made = "existing"
+    if not manager.has_role(project, name, SERVICE):
+        manager.grant_role(project, name, SERVICE)
+    return f"identity: service user {name} in project {project} ({made})"
 
 
 def bootstrap(config: Config) -> list[str]:

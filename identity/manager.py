@@ -252,6 +252,13 @@ class IdentityManager:
             self.revocations.note(user_id=user.id, revoked_at=revoked_at)
         return user_record(user)
 
+    def password_is(self, user: str, password: str) -> bool:
+        """Whether ``password`` is the user's, without counting a failed login (``soko up``
+        checks a service user's configured password)."""
+        with self.session() as s:
+            stored = self._user(s, user).password_hash
+        return passwords.verify_password(password, stored)
+
     def change_password(self, user_id: str, original: str, new: str) -> None:
         """Self-service change: needs the current password (and counts toward lockout)."""
         with self.session() as s:

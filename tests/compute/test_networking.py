@@ -27,6 +27,15 @@ pytestmark = pytest.mark.privileged
 
 A, ADMIN = "tok-a", "tok-admin"
 GONE = "4b0c5e0e-0000-4000-8000-00000000dead"
+BINDING = {"binding:host_id", "binding:profile", "binding:vif_type", "binding:vif_details"}
+
+
+class ServiceToken:
+    """Compute's service user as the test tokens know it (``tok-service``, role service):
+    identity is not part of this module, soko-net checks the token as it would any."""
+
+    def token(self, *, renew: bool = False) -> str:
+        return "tok-service"
 
 
 class Wired:
@@ -80,10 +89,12 @@ def wired(stack, tmp_path_factory):
                                      manager=net_manager)) as net_url:
             section = ComputeConfig(port=free_port(), domain_prefix=stack.driver.prefix,
                                     block_url=stack.block_url, net_url=net_url,
-                                    reconcile_interval=0, stop_timeout=30)
+                                    reconcile_interval=0, stop_timeout=30,
+                                    host=f"wired-{uuid.uuid4().hex[:8]}")
             config = Config(data_dir=tmp_path_factory.mktemp("compute-net"),
                             sections={"compute": section})
-            manager = compute_wiring.make_manager(config, driver=stack.driver)
+            manager = compute_wiring.make_manager(config, driver=stack.driver,
+                                                  service=ServiceToken())
             app = compute_api.make_app(config, validator=FixedTokens(), manager=manager)
             with served(app, section.port) as compute_url:
                 yield Wired(stack, manager, compute_url, net_url, net_manager.agent.driver)
@@ -197,6 +208,13 @@ def test_the_servers_ports_are_bound_to_it_in_order(wired, server):
     assert first["fixed_ips"][0]["ip_address"] == "10.0.0.10"
     assert first["security_groups"] == second["security_groups"] == [wired.ids["web"]]
     assert mine["name"] == "mine" and mine["security_groups"] != [wired.ids["web"]]
+    # Bound here by compute's service user; the tenant does not see where, an admin does.
+    assert not [p for p in wired.project_ports() if BINDING & set(p)]
+    for port in ports:
+        assert not BINDING & set(wired.net("GET", f"/ports/{port['id']}", expect=200)["port"])
+        shown = wired.net("GET", f"/ports/{port['id']}", ADMIN, 200)["port"]
+        assert shown["binding:host_id"] == wired.compute.settings.host
+        assert shown["binding:vif_details"]["tap_name"] == wired.net_driver.tap_name(port["id"])
 
 
 def test_the_guest_takes_its_fixed_ip_by_dhcp_through_its_tap(wired, server):
@@ -266,6 +284,34 @@ def test_a_port_in_use_cannot_be_deleted_or_bound_again(wired, server):
     answer = wired.net("PUT", f"/ports/{wired.ids['mine']}", expect=409,
                        json={"port": {"device_id": str(uuid.uuid4())}})
     assert "already has an attached device" in answer["NeutronError"]["message"]
+
+
+def test_reconcile_deletes_the_ports_a_crash_left_and_only_those(wired, server, monkeypatch):
+    """Ports made as compute makes them (the user's token, then bound here by the service)
+    for a server that was never written: the reconcile deletes them once past the grace,
+    never while younger, never a live server's, never one bound elsewhere."""
+    from soko.compute.reconcile import reconcile
+
+    service = wired.compute.networking.service_client()
+
+    def made_for_a_server_never_written(host: str) -> str:
+        port = wired.make("ports", {"network_id": wired.ids["private"], "device_id": str(
+            uuid.uuid4()), "device_owner": "compute:nova"})
+        service.update_port(port["id"], {"binding:host_id": host})
+        return port["id"]
+
+    orphan = made_for_a_server_never_written(wired.compute.settings.host)
+    elsewhere = made_for_a_server_never_written("another-host")
+    live = [v.port_id for v in wired.compute.networking.vifs([server["id"]])]
+    reconcile(wired.compute)  # the default grace: a create might still be in flight
+    wired.net("GET", f"/ports/{orphan}", expect=200)
+    monkeypatch.setattr(wired.compute.settings, "orphan_port_grace", 0)
+    reconcile(wired.compute)
+    wired.net("GET", f"/ports/{orphan}", expect=404)
+    for port in (elsewhere, *live):
+        wired.net("GET", f"/ports/{port}", expect=200)
+    service.update_port(elsewhere, {"device_id": "", "binding:host_id": ""})
+    wired.net("DELETE", f"/ports/{elsewhere}", expect=204)
 
 
 def test_delete_releases_the_ports_it_made_and_keeps_the_users(wired, server):

@@ -94,3 +94,45 @@ def test_cli_key_setup_and_rotation(data_dir):
     rotated = invoke(data_dir, "keys", "rotate")
     assert rotated.exit_code == 0 and "new primary key 2" in rotated.output
     assert sorted(os.listdir(data_dir / "identity" / "fernet-keys")) == [".lock", "0", "1", "2"]
+
+
+def test_compute_service_user_comes_to_an_older_data_dir_and_logs_in(data_dir):
+    """A data dir an older release made (admin and demo, no service user): the next
+    ``soko up`` makes compute's ``nova`` in project ``service`` with the ``service`` role,
+    its password the [compute] secret (a 0600 file unless configured); later runs keep it,
+    and a password changed in soko.toml is set again. Compute then logs in over HTTP."""
+    from soko.common.config import Config
+    from soko.compute.clients import ServiceCredential
+    from soko.compute.service import ComputeConfig
+    from soko.compute.wiring import SERVICE_PASSWORD_FILE, service_credential
+    from soko.compute.wiring import bootstrap as compute_bootstrap
+    from soko.identity.api import make_app
+    from soko.identity.tokens import FernetTokenValidator
+    from tests.support import served
+
+    older = identity_config(data_dir)
+    bootstrap(older)
+
+    def with_compute(**settings) -> Config:
+        return Config(data_dir=data_dir, sections={**older.sections,
+                                                   "compute": ComputeConfig(**settings)})
+
+    config = with_compute()
+    assert compute_bootstrap(config) == [
+        "identity: service user nova in project service (made)"]
+    password = (data_dir / SERVICE_PASSWORD_FILE).read_text()
+    assert mode(data_dir / SERVICE_PASSWORD_FILE) == 0o600 and len(password) >= 32
+    assert compute_bootstrap(config)[0].endswith("(existing)")
+    manager = IdentityManager.from_config(config)
+    with served(make_app(config, manager=manager)) as url:
+        token = ServiceCredential(url, "nova", password, "service").token()
+        auth = FernetTokenValidator.from_config(config).validate(token)
+        assert (auth.project_name, auth.roles) == ("service", frozenset({"service"}))
+
+        changed = with_compute(service_password="set-in-soko-toml-0123456789")
+        assert compute_bootstrap(changed)[0].endswith("(password updated)")
+        config.sections["identity"].port = int(url.rsplit(":", 1)[1])
+        credential = service_credential(changed)
+        assert credential.password == "set-in-soko-toml-0123456789"
+        assert credential.token() != token
+    assert [u["name"] for u in manager.list_users(name="nova")] == ["nova"]
