@@ -194,9 +194,7 @@ class Networking:
                 port = (self.new_port(net, nic, server_id, groups) if created
                         else self.usable_port(net, nic.port_id))
                 vifs.append(Vif(port_id=port["id"], created=created))  # undone if anything fails
-                port = self.remote(lambda: service.update_port(port["id"], {  # noqa: B023
-                    "device_id": server_id, "device_owner": OWNER,
-                    "binding:host_id": self.host}), f"Port {port['id']}")
+                port = self.bind(service, port["id"], server_id)
                 vifs[-1] = vif_of(port, server_id, position, created)
         except BaseException:
             self.unplug(caller.token, vifs)
@@ -242,6 +240,12 @@ class Networking:
             raise Conflict(f"Port {port_id} is still in use (by {port['device_owner'] or 'a'} "
                            f"device {port['device_id']}).")
         return port
+
+    def bind(self, service: NetworkClient, port_id: str, server_id: str) -> dict:
+        """The port bound to the server on this host; the answer says where to plug it."""
+        return self.remote(lambda: service.update_port(port_id, {
+            "device_id": server_id, "device_owner": OWNER, "binding:host_id": self.host}),
+            f"Port {port_id}")
 
     @staticmethod
     def remote(call, what: str):
@@ -304,11 +308,11 @@ class Networking:
                    if p["device_owner"].startswith("compute:") and p["device_id"]
                    and p["device_id"] not in instance_ids
                    and dt.datetime.fromisoformat(p["created_at"]).timestamp() <= oldest]
-        for vif in orphans:
-            log.warning("port %s is bound here to a server that does not exist: deleted",
-                        vif.port_id)
         failed = self.unplug("", orphans)
-        return [v.port_id for v in orphans if v.port_id not in failed]
+        removed = [v.port_id for v in orphans if v.port_id not in failed]
+        for port_id in removed:
+            log.warning("deleted port %s: bound here to a server that does not exist", port_id)
+        return removed
 
     # -- what a server shows --------------------------------------------------------------------
 

@@ -54,7 +54,8 @@ def reconcile(manager: ComputeManager, *, on_start: bool = False) -> list[str]:
 
 
 def remove_orphan_ports(manager: ComputeManager) -> None:
-    """Read after the instances: an instance made since is younger than the grace."""
+    """The instances are read before the ports: a server written in between has ports
+    younger than the grace."""
     with session_scope(manager.sessions) as s:
         known = set(s.scalars(select(Instance.id)))
     try:
