@@ -20,7 +20,6 @@ import hashlib
 import json
 import re
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +33,7 @@ from soko.common.auth import AuthContext
 from soko.common.config import Config
 from soko.common.db import make_engine, make_sessionmaker, session_scope
 from soko.common.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable
+from soko.common.ttl_cache import TtlCache
 from soko.identity.keys import FernetKeyRepository, KeyRepositoryError
 from soko.identity.models import Assignment, Credential, Project, User
 from soko.identity.roles import IMPLIED_ROLES, ROLES
@@ -167,18 +167,15 @@ class UnknownAccessKey(LookupError):
 
 
 class Ec2Resolver:
-    """The proxy's side: access key → (secret, who), re-read at most ``ttl`` seconds apart."""
-
-    CACHE_LIMIT = 10_000
+    """The proxy's side: access key → (secret, who), re-read at most ``ttl`` seconds apart
+    (by one thread of the worker at a time: ``common.ttl_cache``)."""
 
     def __init__(self, engine: sqlalchemy.Engine, cipher: CredentialCipher, ttl: float,
                  clock: Callable[[], float] = time.monotonic):
         self.engine = engine
         self.cipher = cipher
         self.ttl = ttl
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._cache: dict[str, tuple[float, tuple[str, AuthContext] | None]] = {}
+        self._cache = TtlCache(ttl, clock=clock)
 
     @classmethod
     def from_config(cls, config: Config) -> Ec2Resolver:
@@ -186,17 +183,7 @@ class Ec2Resolver:
                    identity_section(config).revocation_refresh)
 
     def resolve(self, access: str) -> tuple[str, AuthContext]:
-        now = self.clock()
-        with self._lock:
-            cached = self._cache.get(access)
-        if cached is None or cached[0] <= now:
-            found = self._read(access)
-            with self._lock:
-                if len(self._cache) >= self.CACHE_LIMIT:
-                    self._cache.clear()
-                self._cache[access] = (now + self.ttl, found)
-        else:
-            found = cached[1]
+        found = self._cache.get(access, lambda: self._read(access))
         if found is None:
             raise UnknownAccessKey(access)
         return found
