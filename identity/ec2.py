@@ -191,23 +191,34 @@ class Ec2Resolver:
     def _read(self, access: str) -> tuple[str, AuthContext] | None:
         if not ACCESS_PATTERN.match(access):
             return None
-        try:
-            with Session(self.engine) as s:
-                row = s.get(Credential, credential_id(access))
-                if row is None:
-                    return None
-                user, project = s.get(User, row.user_id), s.get(Project, row.project_id)
-                held = set(s.scalars(select(Assignment.role).where(
-                    Assignment.user_id == row.user_id, Assignment.project_id == row.project_id)))
+        try:  # one query, no ORM session: a hot key is re-read every ttl per worker
+            with self.engine.connect() as conn:
+                rows = conn.execute(RESOLVE_QUERY, {"id": credential_id(access)}).all()
         except sqlalchemy.exc.SQLAlchemyError:
             raise ServiceUnavailable("Credentials cannot be checked right now (the identity "
                                      "database is unreachable).") from None
-        if user is None or project is None or not user.enabled or not project.enabled:
+        if not rows or not rows[0].user_enabled or not rows[0].project_enabled:
             return None
+        held = {row.role for row in rows}
         roles = frozenset(r for role in ROLES if role in held for r in IMPLIED_ROLES[role])
         if not roles:
             return None
-        secret = self.cipher.decrypt(row.encrypted_blob)["secret"]
-        who = AuthContext(user.id, user.name, project.id, project.name, roles,
-                          time.time() + self.ttl)
+        first = rows[0]
+        secret = self.cipher.decrypt(first.encrypted_blob)["secret"]
+        who = AuthContext(first.user_id, first.user_name, first.project_id, first.project_name,
+                          roles, time.time() + self.ttl)
         return secret, who
+
+
+# A credential with its user, project and the user's roles on it (a row per role; none
+# without a role, and none if the user or project is gone).
+RESOLVE_QUERY = (
+    select(Credential.encrypted_blob, User.id.label("user_id"), User.name.label("user_name"),
+           User.enabled.label("user_enabled"), Project.id.label("project_id"),
+           Project.name.label("project_name"), Project.enabled.label("project_enabled"),
+           Assignment.role)
+    .join(User, User.id == Credential.user_id)
+    .join(Project, Project.id == Credential.project_id)
+    .outerjoin(Assignment, (Assignment.user_id == Credential.user_id)
+               & (Assignment.project_id == Credential.project_id))
+    .where(Credential.id == sqlalchemy.bindparam("id")))

@@ -111,13 +111,16 @@ def test_overwriting_a_completed_upload_frees_its_parts_unless_the_bucket_keeps_
         assert set(segments(swift, bucket)) & parts == set(), overwrite
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"new!"
     assert len(segments(swift, bucket)) == 2  # the last upload's parts only
-    # a bucket that keeps versions: the archived version still reads from its parts
-    archive = f"{bucket}-versions"
+    # a bucket that keeps versions (made so through the Swift API before this endpoint
+    # cached its info): the archived version still reads from its parts
+    versioned, archive = f"{bucket}-v", f"{bucket}-versions"
     assert swift.put(f"{swift.base}/{archive}").status_code == 201
-    assert swift.post(f"{swift.base}/{bucket}",
-                      headers={"X-Versions-Location": archive}).status_code == 204
-    upload(s3, bucket, "v", [b"version", b" one"])
-    s3.put_object(Bucket=bucket, Key="v", Body=b"two")
+    assert swift.put(f"{swift.base}/{versioned}",
+                     headers={"X-Versions-Location": archive}).status_code == 201
+    upload(s3, versioned, "v", [b"version", b" one"])
+    parts = segments(swift, versioned)
+    s3.put_object(Bucket=versioned, Key="v", Body=b"two")
+    assert segments(swift, versioned) == parts
     [old] = [entry["name"] for entry in swift.get(f"{swift.base}/{archive}?format=json").json()]
     assert swift.get(f"{swift.base}/{archive}/{old}").content == b"version one"
 
