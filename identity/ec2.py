@@ -20,7 +20,6 @@ import hashlib
 import json
 import re
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +33,7 @@ from soko.common.auth import AuthContext
 from soko.common.config import Config
 from soko.common.db import make_engine, make_sessionmaker, session_scope
 from soko.common.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable
+from soko.common.ttl_cache import TtlCache
 from soko.identity.keys import FernetKeyRepository, KeyRepositoryError
 from soko.identity.models import Assignment, Credential, Project, User
 from soko.identity.roles import IMPLIED_ROLES, ROLES
@@ -167,18 +167,15 @@ class UnknownAccessKey(LookupError):
 
 
 class Ec2Resolver:
-    """The proxy's side: access key → (secret, who), re-read at most ``ttl`` seconds apart."""
-
-    CACHE_LIMIT = 10_000
+    """The proxy's side: access key → (secret, who), re-read at most ``ttl`` seconds apart
+    (by one thread of the worker at a time: ``common.ttl_cache``)."""
 
     def __init__(self, engine: sqlalchemy.Engine, cipher: CredentialCipher, ttl: float,
                  clock: Callable[[], float] = time.monotonic):
         self.engine = engine
         self.cipher = cipher
         self.ttl = ttl
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._cache: dict[str, tuple[float, tuple[str, AuthContext] | None]] = {}
+        self._cache = TtlCache(ttl, clock=clock)
 
     @classmethod
     def from_config(cls, config: Config) -> Ec2Resolver:
@@ -186,17 +183,7 @@ class Ec2Resolver:
                    identity_section(config).revocation_refresh)
 
     def resolve(self, access: str) -> tuple[str, AuthContext]:
-        now = self.clock()
-        with self._lock:
-            cached = self._cache.get(access)
-        if cached is None or cached[0] <= now:
-            found = self._read(access)
-            with self._lock:
-                if len(self._cache) >= self.CACHE_LIMIT:
-                    self._cache.clear()
-                self._cache[access] = (now + self.ttl, found)
-        else:
-            found = cached[1]
+        found = self._cache.get(access, lambda: self._read(access))
         if found is None:
             raise UnknownAccessKey(access)
         return found
@@ -204,23 +191,34 @@ class Ec2Resolver:
     def _read(self, access: str) -> tuple[str, AuthContext] | None:
         if not ACCESS_PATTERN.match(access):
             return None
-        try:
-            with Session(self.engine) as s:
-                row = s.get(Credential, credential_id(access))
-                if row is None:
-                    return None
-                user, project = s.get(User, row.user_id), s.get(Project, row.project_id)
-                held = set(s.scalars(select(Assignment.role).where(
-                    Assignment.user_id == row.user_id, Assignment.project_id == row.project_id)))
+        try:  # one query, no ORM session: a hot key is re-read every ttl per worker
+            with self.engine.connect() as conn:
+                rows = conn.execute(RESOLVE_QUERY, {"id": credential_id(access)}).all()
         except sqlalchemy.exc.SQLAlchemyError:
             raise ServiceUnavailable("Credentials cannot be checked right now (the identity "
                                      "database is unreachable).") from None
-        if user is None or project is None or not user.enabled or not project.enabled:
+        if not rows or not rows[0].user_enabled or not rows[0].project_enabled:
             return None
+        held = {row.role for row in rows}
         roles = frozenset(r for role in ROLES if role in held for r in IMPLIED_ROLES[role])
         if not roles:
             return None
-        secret = self.cipher.decrypt(row.encrypted_blob)["secret"]
-        who = AuthContext(user.id, user.name, project.id, project.name, roles,
-                          time.time() + self.ttl)
+        first = rows[0]
+        secret = self.cipher.decrypt(first.encrypted_blob)["secret"]
+        who = AuthContext(first.user_id, first.user_name, first.project_id, first.project_name,
+                          roles, time.time() + self.ttl)
         return secret, who
+
+
+# A credential with its user, project and the user's roles on it (a row per role; none
+# without a role, and none if the user or project is gone).
+RESOLVE_QUERY = (
+    select(Credential.encrypted_blob, User.id.label("user_id"), User.name.label("user_name"),
+           User.enabled.label("user_enabled"), Project.id.label("project_id"),
+           Project.name.label("project_name"), Project.enabled.label("project_enabled"),
+           Assignment.role)
+    .join(User, User.id == Credential.user_id)
+    .join(Project, Project.id == Credential.project_id)
+    .outerjoin(Assignment, (Assignment.user_id == Credential.user_id)
+               & (Assignment.project_id == Credential.project_id))
+    .where(Credential.id == sqlalchemy.bindparam("id")))

@@ -109,8 +109,14 @@ class ProxySection(ServerSection):
         if self.s3_min_part_size < 1:
             raise ConfigError(f"s3_min_part_size: must be at least 1 byte, got "
                               f"{self.s3_min_part_size}")
-        if self.slo_max_manifest_segments < 2:
-            raise ConfigError(f"slo_max_manifest_segments: must be at least 2, got "
+        from soko.object.s3.manifests import MIN_PARTS_PER_MANIFEST
+        from soko.object.s3.uploads import MAX_PART_NUMBER
+
+        if self.slo_max_manifest_segments < MIN_PARTS_PER_MANIFEST:
+            raise ConfigError(f"slo_max_manifest_segments: must be at least "
+                              f"{MIN_PARTS_PER_MANIFEST} (an S3 multipart upload of "
+                              f"{MAX_PART_NUMBER} parts is a manifest of manifests, two "
+                              f"levels of at most this many), got "
                               f"{self.slo_max_manifest_segments}")
 
     # S3 API: virtual-hosted buckets are <bucket>.<s3_domain> (empty: path-style only), and

@@ -22,6 +22,7 @@ from soko.object.s3.objects import (
     object_path,
     s3_etag,
 )
+from soko.object.s3.overwrites import free_upload, replaced_upload
 from soko.object.s3.request import S3Request, S3Response
 from soko.object.s3.xmlio import document
 from soko.object.shared.nodeclient import STREAM_CHUNK
@@ -145,9 +146,12 @@ def copy_object(req: S3Request) -> S3Response:
                       ArgumentName="x-amz-metadata-directive", ArgumentValue=directive[:64])
     if (bucket, key) == (req.bucket, req.key) and directive == "COPY":
         raise S3Error("InvalidRequest", SELF_COPY)
+    replaced = replaced_upload(req, target)
     source = open_source(req, bucket, key)
     headers = copied_headers(source.headers) if directive == "COPY" else metadata_headers(req)
-    return result("CopyObjectResult", write_copy(req, target, source, headers))
+    answer = write_copy(req, target, source, headers)
+    free_upload(req, replaced)
+    return result("CopyObjectResult", answer)
 
 
 def copy_part(req: S3Request, path: str) -> S3Response:

@@ -1,6 +1,7 @@
 """How a completed multipart upload's parts are laid out, and where one part lies in it.
 
-S3 allows 10000 parts, an SLO manifest 1000 segments (``[proxy] slo_max_manifest_segments``). An upload of up to 1000 parts is one
+S3 allows 10000 parts, an SLO manifest 1000 segments (``[proxy] slo_max_manifest_segments``,
+at least 100 so that two levels hold 10000). An upload of up to 1000 parts is one
 manifest at the key naming the parts; a bigger one is a manifest of sub-manifests, each an
 SLO of 1000 consecutive parts stored beside them in the segments container
 (``<key>/<upload id>/m<i>``). Nested SLOs stream, range and delete (``multipart-manifest=
@@ -11,12 +12,21 @@ every part; a sub-manifest's name has no part number, so ListParts and Complete 
 from __future__ import annotations
 
 import json
+import math
 
 from soko.object.s3.errors import S3Error, from_swift
 from soko.object.s3.request import S3Request
-from soko.object.s3.uploads import marker_name, segments_container, segments_path
+from soko.object.s3.uploads import (
+    MAX_PART_NUMBER,
+    marker_name,
+    segments_container,
+    segments_path,
+)
 
 MANIFEST_PUT = {"multipart-manifest": "put"}
+# Two levels of manifests hold its square: the least ``[proxy] slo_max_manifest_segments``
+# under which every part number S3 allows completes (100 for 10000), checked at start.
+MIN_PARTS_PER_MANIFEST = math.isqrt(MAX_PART_NUMBER - 1) + 1
 
 
 def sub_manifest_name(key: str, upload_id: str, index: int) -> str:

@@ -23,6 +23,7 @@ from soko.object.s3.objects import (
     object_path,
     store_body,
 )
+from soko.object.s3.overwrites import UPLOAD_ID_SYSMETA, free_upload, mark_bucket
 from soko.object.s3.request import S3Request, S3Response
 from soko.object.s3.uploads import (
     UPLOAD_ID,
@@ -41,7 +42,6 @@ from soko.object.s3.xmlio import MAX_BODY, child_text, children, document, parse
 
 MAX_LISTED = 1000
 PART_CHECKSUMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
-UPLOAD_ID_SYSMETA = "X-Object-Sysmeta-S3-Upload-Id"  # which upload completed the object
 XML = [("Content-Type", "application/xml")]
 
 
@@ -54,6 +54,7 @@ def create_upload(req: S3Request) -> S3Response:
     detail = answer.read()
     if answer.status // 100 != 2:
         raise from_swift(answer.status, detail, "NoSuchBucket", BucketName=req.bucket)
+    mark_bucket(req)  # before any upload can complete: its overwrite frees its parts
     upload_id = new_upload_id()
     answer = req.swift.call("PUT", segments_path(req, marker_name(req.key, upload_id)),
                             headers=headers, body=b"")
@@ -195,9 +196,7 @@ def complete_upload(req: S3Request) -> S3Response:
     for number, entry in stored.items():  # parts uploaded but left out: freed, as AWS does
         if number not in used:
             delete_segment(req, entry["name"])
-    if replaced and replaced != upload_id:  # the parts of the upload this one replaced
-        for entry in listing(req, marker_name(req.key, replaced) + "/"):
-            delete_segment(req, entry["name"])
+    free_upload(req, replaced, kept=upload_id)  # the upload this one replaced
     return completed(req, s3_etag)
 
 

@@ -18,6 +18,7 @@ from soko.object.s3.buckets import container_exists
 from soko.object.s3.errors import S3Error, from_swift
 from soko.object.s3.integrity import checksum_sysmeta, sent_checksums, stored_checksums
 from soko.object.s3.manifests import part_bounds
+from soko.object.s3.overwrites import free_upload, replaced_upload
 from soko.object.s3.request import S3Request, S3Response
 from soko.object.s3.uploads import check_part_number
 from soko.object.s3.xmlio import MAX_BODY, child_text, children, document, parse
@@ -107,7 +108,10 @@ def store_body(req: S3Request, path: str, headers: dict[str, str]) -> str:
 
 
 def put_object(req: S3Request) -> S3Response:
-    etag = store_body(req, object_path(req), write_headers(req))
+    path = object_path(req)
+    replaced = replaced_upload(req, path)
+    etag = store_body(req, path, write_headers(req))
+    free_upload(req, replaced)
     return S3Response(200, [("ETag", f'"{etag}"'), *sent_checksums(req.header)])
 
 

@@ -16,10 +16,9 @@ served to their own project as buckets.
 from __future__ import annotations
 
 import math
-import threading
-import time
 
 from soko.common.auth import AuthContext
+from soko.common.ttl_cache import TtlCache
 from soko.object.s3.errors import S3Error, from_swift
 from soko.object.s3.swift import SwiftCaller
 
@@ -32,35 +31,25 @@ REGISTRAR = AuthContext("s3-registry", "s3-registry", "", "", frozenset({"admin"
 
 class BucketOwners:
     def __init__(self, ttl: float = 5.0):
-        self.ttl = ttl
-        self._lock = threading.Lock()
-        self._cache: dict[str, tuple[float, str | None]] = {}
+        self._cache = TtlCache(ttl)
 
     def registry(self, caller: SwiftCaller) -> SwiftCaller:
         return SwiftCaller(caller.app, caller.environ, REGISTRAR, caller.trans_id)
 
     def owner(self, caller: SwiftCaller, bucket: str) -> str | None:
-        now = time.monotonic()
-        with self._lock:
-            cached = self._cache.get(bucket)
-        if cached and cached[0] > now:
-            return cached[1]
+        return self._cache.get(bucket, lambda: self.read_owner(caller, bucket))
+
+    def read_owner(self, caller: SwiftCaller, bucket: str) -> str | None:
         answer = self.registry(caller).call("HEAD", f"{REGISTRY}/{bucket}")
         answer.close()
         if answer.status // 100 == 2:
-            found = answer.headers.get(OWNER_HEADER.lower())
-        elif answer.status == 404:
-            found = None
-        else:
-            raise from_swift(answer.status, b"", "NoSuchBucket")
-        self.remember(bucket, found)
-        return found
+            return answer.headers.get(OWNER_HEADER.lower())
+        if answer.status == 404:
+            return None
+        raise from_swift(answer.status, b"", "NoSuchBucket")
 
     def remember(self, bucket: str, owner: str | None) -> None:
-        with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[bucket] = (time.monotonic() + self.ttl, owner)
+        self._cache.put(bucket, owner)
 
     def check(self, caller: SwiftCaller, bucket: str) -> None:
         """``AccessDenied`` unless the bucket is the caller's (or unrecorded)."""
@@ -79,7 +68,7 @@ class BucketOwners:
             answer = registry.call("PUT", f"{REGISTRY}/{bucket}", headers=headers, body=b"")
         detail = answer.read()
         if answer.status == 412:
-            self._cache.pop(bucket, None)
+            self._cache.forget(bucket)
             if self.owner(caller, bucket) != caller.who.project_id:
                 raise S3Error("BucketAlreadyExists", BucketName=bucket)
             return

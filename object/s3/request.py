@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from collections.abc import Iterable
 
@@ -39,7 +40,7 @@ class S3Request:
     min_part_size: int = 5 * 1024 * 1024  # [proxy] s3_min_part_size
     parts_per_manifest: int = 1000  # [proxy] slo_max_manifest_segments
 
-    @property
+    @functools.cached_property
     def params(self) -> dict[str, str]:
         return dict(self.query)
 

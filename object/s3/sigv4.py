@@ -67,11 +67,15 @@ def canonical_path(environ: dict) -> str:
     return uri_encode(environ.get("PATH_INFO", "/").encode("latin-1").decode("utf-8"), "/")
 
 
-def header_value(environ: dict, name: str) -> str | None:
+@functools.lru_cache(maxsize=1024)
+def environ_key(name: str) -> str:
+    """A header's WSGI environ key (an S3 request looks up some 40 headers by name)."""
     key = name.upper().replace("-", "_")
-    if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-        return environ.get(key)
-    return environ.get("HTTP_" + key)
+    return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
+
+
+def header_value(environ: dict, name: str) -> str | None:
+    return environ.get(environ_key(name))
 
 
 def canonical_headers(environ: dict, names: list[str]) -> str:

@@ -19,6 +19,7 @@ from soko.common.app import SOURCE_KEY
 from soko.common.auth import AUTH_ENVIRON_KEY, AuthContext
 from soko.object.middleware.pipeline import IN_PROCESS_KEY
 from soko.object.middleware.subrequest import call
+from soko.object.s3.sigv4 import environ_key
 
 ACCOUNT_PREFIX = "AUTH_"  # a project's account, as tempauth and the catalog name it
 COPIED_ENVIRON = ("SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL", "REMOTE_ADDR",
@@ -85,7 +86,6 @@ class SwiftCaller:
         if length is not None:
             env["CONTENT_LENGTH"] = str(length)
         for name, value in (headers or {}).items():
-            key = name.upper().replace("-", "_")
-            env[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key] = value
+            env[environ_key(name)] = value
         answer = call(self.app, env)  # start_response may come with the first chunk
         return SwiftAnswer(answer.status, answer.headers, answer.body)

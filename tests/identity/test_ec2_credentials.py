@@ -4,7 +4,10 @@ who may make and see them, their secrets encrypted at rest, and how the proxy re
 from __future__ import annotations
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import sqlalchemy
 
 from soko.common.db import make_engine
@@ -96,5 +99,44 @@ def test_secret_is_encrypted_at_rest_and_resolved_with_roles(client, config, man
             pass
         else:
             raise AssertionError("a credential without a role on its project still resolved")
+    finally:
+        engine.dispose()
+
+
+class CountingResolver(Ec2Resolver):
+    """Counts the resolver's database reads (each slowed, so concurrent misses overlap)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reads = []
+
+    def _read(self, access: str):
+        self.reads.append(access)
+        time.sleep(0.05)
+        return super()._read(access)
+
+
+def test_a_resolution_is_read_once_for_all_threads_and_a_deleted_key_stops_after_the_ttl(
+        client, config, manager, tokens):
+    alice, alpha = manager.get_user("alice"), manager.get_project("alpha")
+    path = f"/v3/users/{alice['id']}/credentials/OS-EC2"
+    cred = client.simulate_post(path, json={"tenant_id": alpha["id"]},
+                                headers=auth_headers(tokens["alice"])).json["credential"]
+    engine, now = make_engine(db_url(config)), [100.0]
+    try:
+        resolver = CountingResolver(engine, CredentialCipher.from_config(config), ttl=2.0,
+                                    clock=lambda: now[0])
+        with ThreadPoolExecutor(16) as pool:  # a worker's threads, all missing at once
+            found = list(pool.map(resolver.resolve, [cred["access"]] * 16))
+        assert {secret for secret, _ in found} == {cred["secret"]}
+        assert len(resolver.reads) == 1
+        assert client.simulate_delete(f"{path}/{cred['access']}", headers=auth_headers(
+            tokens["alice"])).status_code == 204
+        now[0] = 101.9  # still within the TTL of the read: trusted
+        assert resolver.resolve(cred["access"])[0] == cred["secret"]
+        now[0] = 102.0  # the TTL (revocation_refresh) after the read began: gone
+        with pytest.raises(LookupError):
+            resolver.resolve(cred["access"])
+        assert len(resolver.reads) == 2
     finally:
         engine.dispose()

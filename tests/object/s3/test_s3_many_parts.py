@@ -94,3 +94,45 @@ def test_part_number_reads(small_parts_s3, small_bucket):
     with pytest.raises(ClientError) as exc:
         s3.get_object(Bucket=bucket, Key="nothing", PartNumber=1)
     assert error_of(exc) == (404, "NoSuchKey")
+
+
+def test_overwriting_a_completed_upload_frees_its_parts_unless_the_bucket_keeps_versions(
+        small_parts_s3, swift, small_bucket):
+    s3, bucket = small_parts_s3, small_bucket
+    s3.put_object(Bucket=bucket, Key="plain", Body=b"copied")
+    for overwrite in (lambda: s3.put_object(Bucket=bucket, Key="k", Body=b"put"),
+                      lambda: s3.copy_object(Bucket=bucket, Key="k",
+                                             CopySource={"Bucket": bucket, "Key": "plain"}),
+                      lambda: upload(s3, bucket, "k", [b"new", b"!"])):
+        before = set(segments(swift, bucket) or [])
+        upload(s3, bucket, "k", [b"old", b"parts", b"."])
+        parts = set(segments(swift, bucket)) - before
+        overwrite()
+        assert set(segments(swift, bucket)) & parts == set(), overwrite
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"new!"
+    assert len(segments(swift, bucket)) == 2  # the last upload's parts only
+    # a bucket that keeps versions (made so through the Swift API before this endpoint
+    # cached its info): the archived version still reads from its parts
+    versioned, archive = f"{bucket}-v", f"{bucket}-versions"
+    assert swift.put(f"{swift.base}/{archive}").status_code == 201
+    assert swift.put(f"{swift.base}/{versioned}",
+                     headers={"X-Versions-Location": archive}).status_code == 201
+    upload(s3, versioned, "v", [b"version", b" one"])
+    parts = segments(swift, versioned)
+    s3.put_object(Bucket=versioned, Key="v", Body=b"two")
+    assert segments(swift, versioned) == parts
+    [old] = [entry["name"] for entry in swift.get(f"{swift.base}/{archive}?format=json").json()]
+    assert swift.get(f"{swift.base}/{archive}/{old}").content == b"version one"
+
+
+def test_a_manifest_limit_too_small_for_s3s_parts_is_refused_at_start(tmp_path):
+    from soko.common import services
+    from soko.common.config import ConfigError, dump_toml
+
+    path = tmp_path / "soko.toml"
+    path.write_text(dump_toml({"proxy": {"slo_max_manifest_segments": 99}}))
+    with pytest.raises(ConfigError, match=r"\[proxy\] slo_max_manifest_segments: must be at "
+                                          r"least 100 \(an S3 multipart upload of 10000 parts"):
+        services.load(path, tmp_path)
+    path.write_text(dump_toml({"proxy": {"slo_max_manifest_segments": 100}}))
+    assert services.load(path, tmp_path).section("proxy").slo_max_manifest_segments == 100
