@@ -197,6 +197,10 @@ class NotFoundDB(Exception):
     """The DB file does not exist (the container or account was never created here)."""
 
 
+class DeletedDB(Exception):
+    """The container or account was deleted at ``args[0]`` (its newest write)."""
+
+
 class ListingDB:
     """What container and account DBs share: stats, metadata, listings, create/delete."""
 
@@ -439,8 +443,14 @@ class ContainerDB(ListingDB):
 
     def merge_object(self, name: str, timestamp: Timestamp, size: int, content_type: str,
                      etag: str, deleted: bool) -> None:
-        """Applies one object PUT/DELETE unless the listing already has a newer one."""
+        """Applies one object PUT/DELETE unless the listing already has a newer one; a
+        deleted container takes none (``DeletedDB``). The check shares the merge's
+        transaction: a separate stat was a second transaction per object write."""
         with self.transaction() as conn:
+            put, deleted_at = conn.execute(
+                "SELECT put_timestamp, delete_timestamp FROM stat").fetchone()
+            if deleted_at > put:
+                raise DeletedDB(deleted_at)
             merge_object_row(conn, (name, timestamp.normal, size, content_type, etag,
                                     int(deleted)))
 

@@ -22,6 +22,7 @@ from soko.common.errors import BadRequest, Conflict, NotFound
 from soko.object.node.containerdb import (
     AccountDB,
     ContainerDB,
+    DeletedDB,
     ListingDB,
     MetadataOverLimit,
     NotFoundDB,
@@ -236,15 +237,20 @@ class ContainerObjectResource:
         timestamp = request_timestamp(req)
         db = ContainerDB(db_path(self.devices.path(device), "container", partition,
                                  account, container))
-        live_info(db)
         try:
             size = int(req.get_header("X-SIZE") or 0)
         except ValueError:
             raise BadRequest("X-Size: not a number") from None
         # Listed as text (the proxy lets only UTF-8 content types in).
         content_type = header_text(req.get_header("X-CONTENT-TYPE") or "") or ""
-        db.merge_object(obj, timestamp, size, content_type,
-                        req.get_header("X-ETAG") or "", deleted)
+        try:
+            db.merge_object(obj, timestamp, size, content_type,
+                            req.get_header("X-ETAG") or "", deleted)
+        except NotFoundDB:
+            raise NotFound("no such container") from None
+        except DeletedDB as exc:
+            raise NotFound("container deleted",
+                           headers={"X-Backend-Delete-Timestamp": exc.args[0]}) from None
         self.reporter.mark_dirty(db, account, container)
         resp.status = falcon.HTTP_201 if not deleted else falcon.HTTP_204
 

@@ -24,6 +24,8 @@ from soko.block.backups import codec, engine
 from soko.block.backups.manifest import Manifest
 from soko.block.backups.store import SwiftStore
 from soko.common.cli.output import emit_rows
+from soko.common.procs import cpu_seconds as server_cpu_seconds
+from soko.common.procs import cpu_used
 from soko.tools.bench.object import authenticate
 
 MiB = 1 << 20
@@ -54,43 +56,64 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed_backup(store, path: Path, backup_id: str, parent, settings) -> tuple[Manifest, dict]:
-    started = cpu_seconds()
+class ServerMeter:
+    """With ``--cpu-match``, the object store's server CPU a step took (the client's own
+    is ``cpu_seconds``): which side bounds a backup or restore here."""
+
+    def __init__(self, matches: tuple[str, ...]):
+        self.matches = matches
+
+    def start(self) -> dict:
+        return server_cpu_seconds(*self.matches) if self.matches else {}
+
+    def used(self, before: dict) -> dict:
+        if not self.matches:
+            return {}
+        return {"server_cpu_seconds": cpu_used(before, server_cpu_seconds(*self.matches))}
+
+
+def timed_backup(store, path: Path, backup_id: str, parent, settings,
+                 meter: ServerMeter) -> tuple[Manifest, dict]:
+    started, server = cpu_seconds(), meter.start()
     manifest, stats = engine.backup(str(path), path.stat().st_size, store, backup_id=backup_id,
                                     volume_id="bench", parent=parent, settings=settings,
                                     progress=lambda fraction: None)
-    return manifest, {**stats.as_dict(), "cpu_seconds": cpu_seconds() - started}
+    return manifest, {**stats.as_dict(), "cpu_seconds": cpu_seconds() - started,
+                      **meter.used(server)}
 
 
-def run(store: SwiftStore, workdir: Path, size: int, settings: engine.Settings) -> dict:
+def run(store: SwiftStore, workdir: Path, size: int, settings: engine.Settings,
+        meter: ServerMeter) -> dict:
     rng = random.Random(7)
     volume, copy, sparse = workdir / "volume", workdir / "copy", workdir / "sparse"
     fill(volume, size, rng)
     subprocess.run(["cp", "--reflink=auto", "--sparse=always", str(volume), str(copy)],
                    check=True)
-    full, full_stats = timed_backup(store, volume, "full", None, settings)
+    full, full_stats = timed_backup(store, volume, "full", None, settings, meter)
     change_one_percent(volume, size, rng)
     parent = engine.Parent(full, engine.load_block_map(store, full))
-    _, incr_stats = timed_backup(store, volume, "incr", parent, settings)
+    _, incr_stats = timed_backup(store, volume, "incr", parent, settings, meter)
     restored = workdir / "restored"
     restored.write_bytes(b"")
     os.truncate(restored, size)
-    started, started_cpu = time.monotonic(), cpu_seconds()
+    started, started_cpu, server = time.monotonic(), cpu_seconds(), meter.start()
     engine.restore(full, store, str(restored), settings=settings, progress=lambda f: None)
     restore_seconds = time.monotonic() - started
     restore_cpu = cpu_seconds() - started_cpu
+    restore_server = meter.used(server)
     restored.unlink()
     volume.unlink()
-    _, dedup_stats = timed_backup(store, copy, "copy", None, settings)
+    _, dedup_stats = timed_backup(store, copy, "copy", None, settings, meter)
     copy.unlink()
     fill(sparse, size, rng, data_fraction=0.01)
-    _, zero_stats = timed_backup(store, sparse, "sparse", None, settings)
+    _, zero_stats = timed_backup(store, sparse, "sparse", None, settings, meter)
     stored = full_stats["bytes_uploaded"] + dedup_stats["bytes_uploaded"]
     return {
         "size_bytes": size, "chunk_size": settings.chunk_size,
         "compression": settings.compression, "workers": settings.workers,
         "full": full_stats, "incremental": incr_stats, "restore_seconds": restore_seconds,
         "restore_cpu_seconds": restore_cpu,
+        **{f"restore_{k}": v for k, v in restore_server.items()},
         "dedup_copy": dedup_stats, "mostly_zero": zero_stats,
         "dedup_ratio": 2 * size / stored,
         "zero_volume_storage_ratio": zero_stats["bytes_uploaded"] / size,
@@ -114,17 +137,21 @@ def rows(result: dict) -> list[dict]:
     def cpu(seconds: float) -> str:
         return f"{seconds:.2f} s"
 
+    def server(step: dict, key: str = "server_cpu_seconds") -> dict:
+        return {"server cpu": cpu(step[key])} if key in step else {}
+
     return [
         {"measure": "full backup", "value": f"{full['seconds']:.1f} s",
-         "throughput": mbps(full["seconds"]), "client cpu": cpu(full["cpu_seconds"]),
+         "throughput": mbps(full["seconds"]), "client cpu": cpu(full["cpu_seconds"]), **server(full),
          "note": f"{full['bytes_uploaded'] / MiB:.0f} MiB sent"},
         {"measure": "incremental (1 % changed)", "value": f"{incr['seconds']:.1f} s",
-         "throughput": mbps(incr["seconds"]), "client cpu": cpu(incr["cpu_seconds"]),
+         "throughput": mbps(incr["seconds"]), "client cpu": cpu(incr["cpu_seconds"]), **server(incr),
          "note": f"{incr['seconds'] / full['seconds']:.1%} of the full's time; read "
                  f"{incr['bytes_read'] / size:.0%}, sent {incr['bytes_uploaded'] / MiB:.1f} MiB"},
         {"measure": "restore (full)", "value": f"{result['restore_seconds']:.1f} s",
          "throughput": mbps(result["restore_seconds"]),
-         "client cpu": cpu(result["restore_cpu_seconds"]), "note": "digest-verified"},
+         "client cpu": cpu(result["restore_cpu_seconds"]),
+         **server(result, "restore_server_cpu_seconds"), "note": "digest-verified"},
         {"measure": "dedup (identical copy)", "value": f"{result['dedup_ratio']:.2f}x",
          "throughput": mbps(result["dedup_copy"]["seconds"]),
          "client cpu": cpu(result["dedup_copy"]["cpu_seconds"]),
@@ -150,8 +177,11 @@ def rows(result: dict) -> list[dict]:
               default="/var/tmp", show_default=True, help="Where the scratch volume lives.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the results here.")
+@click.option("--cpu-match", multiple=True,
+              help="A substring of the command line of the object store's proxy and node "
+                   "processes (repeatable: any of them); adds their CPU seconds per step.")
 def bench_backup(auth, user, key, size_mb, chunk_mb, compression, workers, workdir,
-                 json_path) -> None:
+                 json_path, cpu_match) -> None:
     """Full and 1 % incremental backup MB/s, restore, dedup and zero-volume ratios."""
     storage_url, token = authenticate(auth, user, key)
     settings = engine.Settings(chunk_size=chunk_mb * MiB, compression=codec.resolve(compression),
@@ -160,9 +190,11 @@ def bench_backup(auth, user, key, size_mb, chunk_mb, compression, workers, workd
                        connections=workers)
     try:
         with tempfile.TemporaryDirectory(prefix="soko-bench-backup-", dir=workdir) as tmp:
-            result = run(store, Path(tmp), size_mb * MiB, settings)
+            result = run(store, Path(tmp), size_mb * MiB, settings, ServerMeter(cpu_match))
     finally:
         clear(store)
-    emit_rows(rows(result), ["measure", "value", "throughput", "client cpu", "note"], "table")
+    columns = ["measure", "value", "throughput", "client cpu",
+               *(["server cpu"] if cpu_match else []), "note"]
+    emit_rows(rows(result), columns, "table")
     if json_path is not None:
         json_path.write_text(json.dumps(result, indent=2))

@@ -139,6 +139,8 @@ def bench_cluster(auth: str, user: str, key: str, count: int, size: int, concurr
     big = os.urandom(large_size)
     clients = [Client(url, token) for _ in range(large_concurrency)]
     for phase, method, body in (("PUT 64MiB", "PUT", big), ("GET 64MiB", "GET", None)):
+        if not large:  # --large-count 0: the small phases only
+            break
         seconds, lat, cpu = metered_phase(clients, method, large, body, cpu_match)
         results[phase] = {"mb_per_s": large_count * large_size / seconds / 1e6,
                           "p50_ms": 1000 * percentile(lat, 50),

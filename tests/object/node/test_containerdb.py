@@ -6,7 +6,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from soko.object.node.containerdb import AccountDB, ContainerDB, NotFoundDB, db_path
+from soko.object.node.containerdb import (
+    AccountDB,
+    ContainerDB,
+    DeletedDB,
+    NotFoundDB,
+    db_path,
+)
 from soko.object.shared.timestamps import Timestamp
 
 T = Timestamp.parse
@@ -91,8 +97,12 @@ def test_metadata_merge_and_delete_state(container):
     assert container.stat()["metadata"]["X-Container-Meta-A"][0] == "1"
     container.mark_deleted(T(6))
     assert container.is_deleted()
+    with pytest.raises(DeletedDB):  # a deleted container's listing takes no object
+        container.merge_object("o", T(6.5), 1, "t", "e", False)
     container.initialize(T(7))
     assert not container.is_deleted()
+    container.merge_object("o", T(8), 1, "t", "e", False)
+    assert container.stat()["object_count"] == 1
 
 
 def test_account_totals(tmp_path):
