@@ -87,13 +87,7 @@ class CountedInput:
         return lines
 
     def __iter__(self):
-        return self
-
-    def __next__(self):
-        line = self.readline()
-        if not line:
-            raise StopIteration
-        return line
+        return iter(self.readline, b"")
 
 
 class LoggedBody:
