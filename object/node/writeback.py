@@ -16,7 +16,9 @@ from __future__ import annotations
 import ctypes
 import os
 
-WINDOW = 64 * 1024 * 1024
+# Small enough that the fsync before a body's rename has little left to write (a 100 MiB SLO
+# segment acks after at most two windows' flush), large enough to be a handful of syscalls.
+WINDOW = 16 * 1024 * 1024
 
 # <linux/fs.h>
 SYNC_FILE_RANGE_WAIT_BEFORE = 1
