@@ -81,12 +81,14 @@ class RequestContext:
 
 
 def log_access(remote_addr: str | None, trans_id: str, method: str, uri: str, status,
-               duration: float, *, sent: int | None = None, source: str | None = None) -> None:
-    """One access-log line: ``addr trans "METHOD uri" status seconds [bytes] [(source)]``,
-    the bytes sent to the client where the layer writing it counted them, the source for a
-    sub-request."""
+               duration: float, *, transferred: tuple[int, int] | None = None,
+               source: str | None = None) -> None:
+    """One access-log line: ``addr trans "METHOD uri" status seconds [received sent]
+    [(source)]``: the body bytes received from the client and sent to it (in that order, as
+    Swift's ``bytes_recvd bytes_sent``) where the layer writing it counted them, the source
+    for a sub-request."""
     access_log.info('%s %s "%s %s" %s %.4f%s%s', remote_addr, trans_id, method, uri, status,
-                    duration, "" if sent is None else f" {sent}",
+                    duration, "" if transferred is None else " {} {}".format(*transferred),
                     "" if source is None else f" ({source})")
 
 

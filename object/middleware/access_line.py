@@ -1,7 +1,8 @@
 """The access-log line of a client's request to the Swift API, written by the pipeline's
 ``Front`` once its answer is done, whichever layer gave it (a middleware answering itself: a
-temp URL's 401, an SLO's GET, a bulk report; or the core app), with the status and the bytes
-the client got, as Swift's ``proxy_logging`` at the head of its pipeline. The core app then
+temp URL's 401, an SLO's GET, a bulk report; or the core app), with the status, the body
+bytes received from the client and those it got, as Swift's ``proxy_logging`` at the head of
+its pipeline. The core app then
 logs only sub-requests, marked by their source (``common.app.ACCESS_LOGGED_KEY``).
 """
 
@@ -36,6 +37,7 @@ class AccessLine:
         self.environ, self.trans_id = environ, trans_id
         self.started = time.monotonic()
         self.status: str | None = None
+        self.input = environ["wsgi.input"] = CountedInput(environ["wsgi.input"])
         self.sent = 0
         self.written = False
 
@@ -60,7 +62,32 @@ class AccessLine:
         log_access(self.environ.get("REMOTE_ADDR"), self.trans_id,
                    self.environ.get("REQUEST_METHOD", "-"), logged_uri(self.environ),
                    status or self.status or "500", time.monotonic() - self.started,
-                   sent=self.sent)
+                   transferred=(self.input.received, self.sent))
+
+
+class CountedInput:
+    """``wsgi.input`` counting the body bytes the layers behind read from it."""
+
+    def __init__(self, stream):
+        self.stream, self.received = stream, 0
+
+    def counted(self, data):
+        self.received += len(data)
+        return data
+
+    def read(self, size=None):
+        return self.counted(self.stream.read(size))
+
+    def readline(self, size=None):
+        return self.counted(self.stream.readline(size))
+
+    def readlines(self, hint=None):
+        lines = self.stream.readlines(hint)
+        self.received += sum(map(len, lines))
+        return lines
+
+    def __iter__(self):
+        return iter(self.readline, b"")
 
 
 class LoggedBody:

@@ -38,6 +38,7 @@ from soko.common.errors import (
 )
 from soko.object.middleware.copies import copy_request, object_url
 from soko.object.middleware.pipeline import CONTAINER_INFO_KEY
+from soko.object.middleware.slo import CONTENT_TYPE_PARAMS, without_params
 from soko.object.middleware.subrequest import (
     Answer,
     Refused,
@@ -49,7 +50,7 @@ from soko.object.middleware.subrequest import (
     subrequest,
     to_wsgi,
 )
-from soko.object.middleware.symlink import TARGET, link_metadata
+from soko.object.middleware.symlink import TARGET, link_metadata, static_link
 from soko.object.proxy.controllers.obj import is_object_metadata
 from soko.object.shared.internal import (
     ALLOW_RESERVED_HEADER,
@@ -262,12 +263,17 @@ class ObjectVersions:
         answer.close()
         return answer
 
-    def link_latest(self, version_id: str, etag: str, size: str, content_type: str) -> Answer:
+    def link_latest(self, version_id: str, version: Answer) -> Answer:
+        """The object's name made a static link to the version whose HEAD is ``version``
+        (an SLO's: listed with its size and ``slo_etag``, as Swift's)."""
         stored = {"X-Symlink-Target": quote(f"{self.container}/"
                                             f"{version_name(self.obj, version_id)}"),
-                  "X-Symlink-Target-Etag": etag.strip('"'), "X-Symlink-Target-Bytes": size}
+                  **static_link(version, version.headers["etag"].strip('"'))}
+        content_type = version.headers.get("content-type", "application/octet-stream")
         answer = subrequest(self.app, self.environ, "PUT", self.url, source=SOURCE,
-                            headers={"Content-Type": content_type, **link_metadata(stored)})
+                            headers={"Content-Type": without_params(content_type,
+                                                                    *CONTENT_TYPE_PARAMS),
+                                     **link_metadata(stored)})
         refused(answer)
         answer.close()
         return answer
@@ -289,8 +295,7 @@ class ObjectVersions:
                           query="symlink=get", headers=RESERVED_OK, source=SOURCE)
         refused(head)
         head.close()
-        self.link_latest(version_id, head.headers["etag"], head.headers["content-length"],
-                         head.headers.get("content-type", "application/octet-stream"))
+        self.link_latest(version_id, head)
         headers = [(k, v) for k, v in answer.header_list if k.lower() != "content-location"]
         start_response(answer.status_line, [*headers, (VERSION_HEADER, version_id)])
         return []
@@ -375,9 +380,7 @@ class ObjectVersions:
             raise NotFound("The specified version does not exist")
         refused(head)
         self.keep_null_version()
-        answer = self.link_latest(version_id, head.headers["etag"],
-                                  head.headers["content-length"],
-                                  head.headers.get("content-type", "application/octet-stream"))
+        answer = self.link_latest(version_id, head)
         start_response(answer.status_line, [*answer.header_list, (VERSION_HEADER, version_id)])
         return []
 
@@ -387,8 +390,9 @@ class VersionListing:
     another format is 406), by name, newest first: the reserved versions, and the plain
     (``null``) objects. ``prefix``, ``delimiter`` (a ``subdir`` per common prefix),
     ``marker`` with ``version_marker`` (the versions after that one), ``end_marker``,
-    ``reverse`` (the whole order backwards: then ``marker`` names the end) and ``limit``,
-    over the first ``LISTING_PAGE`` names and versions."""
+    ``reverse`` (the whole order backwards: then ``marker`` names the end) and ``limit``
+    (at most ``LISTING_PAGE``), over all the container's names and versions, read page by
+    page."""
 
     def __init__(self, app, environ: dict, url: str):
         self.app, self.environ, self.url = app, environ, url
@@ -399,6 +403,18 @@ class VersionListing:
                             headers=RESERVED_OK if reserved else {})
         refused(answer)
         return json.loads(answer.read(256 << 20) or b"[]") if answer.status == 200 else []
+
+    def listing(self, prefix: str, reserved: bool) -> list[dict]:
+        """Every entry under ``prefix``, page after page (a container holds any number)."""
+        entries: list[dict] = []
+        while True:
+            query = {"format": "json", "prefix": prefix, "limit": str(LISTING_PAGE)}
+            if entries:
+                query["marker"] = entries[-1]["name"]
+            page = self.page(query, reserved)
+            entries += page
+            if len(page) < LISTING_PAGE:
+                return entries
 
     def answer(self, start_response):
         params = {k: v[-1] for k, v in parse_qs(self.environ.get("QUERY_STRING", ""),
@@ -432,12 +448,9 @@ class VersionListing:
 
     def all_versions(self, prefix: str) -> list[dict]:
         """The versions under ``prefix``, by name and newest first."""
-        page = str(LISTING_PAGE)
-        latest = {e["name"]: e for e in self.page(
-            {"format": "json", "prefix": prefix, "limit": page}, False)}
-        versions = self.page({"format": "json", "prefix": RESERVED + prefix, "limit": page},
-                             True)
-        entries = []
+        latest = {e["name"]: e for e in self.listing(prefix, False)}
+        versions = self.listing(RESERVED + prefix, True)
+        entries, seen = [], set()
         for entry in versions:
             parsed = parse_version_name(entry["name"])
             if parsed is None:
@@ -446,8 +459,9 @@ class VersionListing:
             link = latest.get(obj)
             if link is not None and link.get("version_symlink"):
                 is_latest = link["symlink_path"].endswith(f"?version-id={version_id}")
-            else:
-                is_latest = link is None and not any(e["name"] == obj for e in entries)
+            else:  # the newest version (listed first) of a name that is no object now
+                is_latest = link is None and obj not in seen
+            seen.add(obj)
             entries.append({**entry, "name": obj, "is_latest": is_latest,
                             "version_id": version_id})
         for entry in latest.values():

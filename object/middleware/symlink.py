@@ -39,6 +39,7 @@ from soko.object.middleware.slo import CONTENT_TYPE_PARAMS, without_params
 from soko.object.middleware.slo_manifest import SYSMETA_ETAG as SLO_ETAG
 from soko.object.middleware.slo_manifest import SYSMETA_SIZE as SLO_SIZE
 from soko.object.middleware.subrequest import (
+    Answer,
     Refused,
     call,
     from_wsgi,
@@ -219,13 +220,7 @@ class Symlinks:
         if not environ.get("CONTENT_TYPE"):
             environ["CONTENT_TYPE"] = without_params(answer.headers.get("content-type", ""),
                                                      *CONTENT_TYPE_PARAMS)
-        kept = {"X-Symlink-Target-Etag": etag,
-                "X-Symlink-Target-Bytes": answer.headers.get(BYTES)
-                or answer.headers.get(SLO_SIZE.lower())
-                or answer.headers.get("content-length", "0")}
-        if SLO_ETAG.lower() in answer.headers:
-            kept[TARGET_SLO_ETAG] = answer.headers[SLO_ETAG.lower()]
-        return kept
+        return static_link(answer, etag)
 
     def copy_link(self, environ, start_response, version: str, source, target):
         """A copy with ``?symlink=get``: the link itself, with the metadata a copy takes (an
@@ -267,6 +262,18 @@ class Symlinks:
             headers.append(("X-Symlink-Target-Etag", answer.headers[ETAG]))
         start_response("307 Temporary Redirect", headers)
         return [body]
+
+
+def static_link(target: Answer, etag: str) -> dict[str, str]:
+    """What a static link keeps of its target's answer to a HEAD (not followed): the ETag
+    it names, the size (an SLO's whole size, not its manifest's) and an SLO's ETag."""
+    kept = {"X-Symlink-Target-Etag": etag,
+            "X-Symlink-Target-Bytes": target.headers.get(BYTES)
+            or target.headers.get(SLO_SIZE.lower())
+            or target.headers.get("content-length", "0")}
+    if SLO_ETAG.lower() in target.headers:
+        kept[TARGET_SLO_ETAG] = target.headers[SLO_ETAG.lower()]
+    return kept
 
 
 def link_metadata(stored: dict[str, str]) -> dict[str, str]:

@@ -32,12 +32,12 @@ from soko.common.errors import InsufficientStorage
 from soko.object.node import expiring
 from soko.object.node.blocksums import LAYOUT, METADATA_KEY, BlockHasher, save_sums
 from soko.object.node.suffixes import invalidate_suffix
+from soko.object.node.writeback import Writeback
 from soko.object.shared.timestamps import InvalidTimestamp, Timestamp
 
 XATTR_NAME = "user.soko.metadata"
 XATTR_MAGIC = b"SKM1"
 READ_CHUNK = 256 * 1024
-SYNC_EVERY = 512 * 1024 * 1024  # bound dirty pages on huge PUTs, as Swift's mb_per_sync
 STALE_TEMP_AGE = 3600
 
 
@@ -294,7 +294,7 @@ class DiskFileWriter:
         self.md5 = hashlib.md5(usedforsecurity=False) if md5 else None
         self.blocks = BlockHasher()
         self.size = 0
-        self.unsynced = 0
+        self.writeback = Writeback(self.fd)
 
     def write(self, chunk: bytes) -> None:
         view = memoryview(chunk)
@@ -305,10 +305,7 @@ class DiskFileWriter:
             self.md5.update(chunk)
         self.blocks.update(chunk)
         self.size += len(chunk)
-        self.unsynced += len(chunk)
-        if self.unsynced >= SYNC_EVERY:
-            os.fdatasync(self.fd)
-            self.unsynced = 0
+        self.writeback.written(self.size)
 
     @property
     def etag(self) -> str:

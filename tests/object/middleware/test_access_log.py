@@ -1,6 +1,6 @@
 """The proxy's access log through the real proxy: one line per client request, with the
-status and bytes the client got, whichever layer answered it (a temp URL's 401, an SLO's
-GET); sub-requests logged apart, marked by their source as Swift's proxy logs them."""
+status, the body bytes received from the client and those it got, whichever layer answered
+it (a temp URL's 401, an SLO's GET); sub-requests logged apart, marked by their source as Swift's proxy logs them."""
 
 from __future__ import annotations
 
@@ -32,14 +32,19 @@ def access_lines(cluster, trans_id: str) -> tuple[list[str], list[str]]:
 
 
 def test_a_temp_url_refusal_is_logged_once(api, c, cluster):
-    assert api.put(f"{c}/o", data=b"hello").status_code == 201
+    put = api.put(f"{c}/o", data=b"hello")
+    assert put.status_code == 201
+    client, _ = access_lines(cluster, put.headers["x-trans-id"])
+    # The body bytes received, then those sent (Swift's bytes_recvd bytes_sent).
+    _, status, _, received, sent = client[0].rsplit(" ", 4)
+    assert (status, received, sent) == ("201", "5", str(len(put.content)))
     r = requests.get(temp_url(f"{c}/o", "GET"), timeout=10)  # the container has no key: 401
     assert r.status_code == 401
     client, _ = access_lines(cluster, r.headers["x-trans-id"])
     assert len(client) == 1, client
-    request, status, _, sent = client[0].rsplit(" ", 3)
+    request, status, _, received, sent = client[0].rsplit(" ", 4)
     assert request.startswith('GET /v1/') and "temp_url_sig=" in request
-    assert (status, sent) == ("401", str(len(r.content)))
+    assert (status, received, sent) == ("401", "0", str(len(r.content)))
     assert len(re.search(r"temp_url_sig=([^&]*)", request).group(1)) < 64  # cut short
 
 
@@ -51,7 +56,7 @@ def test_an_slo_get_is_logged_once_and_its_segments_as_slo(api, c, cluster):
     assert r.status_code == 200 and r.content == WHOLE
     client, subrequests = access_lines(cluster, r.headers["x-trans-id"])
     assert len(client) == 1, client
-    request, status, _, sent = client[0].rsplit(" ", 3)
+    request, status, _, received, sent = client[0].rsplit(" ", 4)
     assert request == f'GET /{c.split("/", 3)[3]}/big"'
-    assert (status, sent) == ("200", str(len(WHOLE)))
+    assert (status, received, sent) == ("200", "0", str(len(WHOLE)))
     assert sum(line.endswith(" (SLO)") for line in subrequests) == len(PARTS)

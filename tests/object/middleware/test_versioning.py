@@ -3,13 +3,23 @@ X-History-Location (history) modes, and versioned containers (X-Versions-Enabled
 
 from __future__ import annotations
 
+import json
 import uuid
 
+import msgpack
 import pytest
+import requests
 import swiftclient
 from swiftclient.exceptions import ClientException
 
+from soko.object.middleware.symlink import EMPTY_MD5
+from soko.object.node.diskfile import name_hash
+from soko.object.proxy.constraints import CONTAINER_LISTING_LIMIT as LISTING_LIMIT
+from soko.object.shared.rings import load_rings
+from soko.object.shared.timestamps import Timestamp
+from soko.object.shared.version_names import version_name
 from tests.object.cluster import USERS
+from tests.object.middleware.test_slo import PARTS, WHOLE, put_segments
 from tests.object.test_cluster import Api
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
@@ -210,6 +220,50 @@ def test_versioned_container_keeps_every_version(api, c):
     assert api.get(f"{c}/o").status_code == 404
     assert versions(api, c) == []
     assert api.delete(c).status_code == 204
+
+
+def test_a_versioned_slo_is_listed_with_its_slo_etag(api, c):
+    """As Swift lists it: the link and the version show the SLO's size and ETag
+    (``slo_etag``), the hash is the manifest's."""
+    segments = f"{api.base}/segs-{uuid.uuid4().hex[:8]}"
+    assert api.put(segments).status_code == 201
+    entries = put_segments(api, segments, PARTS)
+    assert api.post(c, headers={"X-Versions-Enabled": "true"}).status_code == 204
+    assert api.put(f"{c}/big?multipart-manifest=put",
+                   data=json.dumps(entries)).status_code == 201
+    head = api.head(f"{c}/big")
+    assert head.status_code == 200
+    for entry in (listing(api, c)[0], api.get(c, params={"versions": ""}).json()[0]):
+        assert (entry["name"], entry["bytes"]) == ("big", len(WHOLE))
+        assert (entry["hash"], entry["slo_etag"]) == (head.headers["x-manifest-etag"],
+                                                      head.headers["etag"])
+
+
+def test_versions_listing_pages_past_the_first_page_of_the_container(api, c, cluster):
+    """``?versions`` pages through every version with marker/version_marker, however many
+    the container holds. The 10,005 versions are merged into each container replica through
+    the DB replication RPC (as a replica would bring them): 10,005 PUTs would cost minutes."""
+    assert api.post(c, headers={"X-Versions-Enabled": "true"}).status_code == 204
+    account, container = c.split("/")[-2:]
+    stamp = Timestamp.now()
+    rows = [(version_name(f"o{i:05d}", stamp.normal), stamp.normal, 1, "text/plain",
+             EMPTY_MD5, 0) for i in range(LISTING_LIMIT + 5)]
+    part, nodes = load_rings(cluster.config)["container"].get_nodes(account, container)
+    for node in nodes:
+        r = requests.post(
+            f"http://{node['ip']}:{node['port']}/replicate/container/{node['device']}/{part}/"
+            f"{name_hash(account, container)}", headers={"Content-Type": "application/msgpack"},
+            data=msgpack.packb({"op": "merge_items", "uid": "test", "rows": rows,
+                                "max_seq": len(rows)}), timeout=60)
+        assert r.status_code == 200, r.text
+    first = api.get(c, params={"versions": ""}).json()
+    assert len(first) == LISTING_LIMIT
+    rest = api.get(c, params={"versions": "", "marker": first[-1]["name"],
+                              "version_marker": first[-1]["version_id"]}).json()
+    assert [e["name"] for e in rest] == [f"o{i:05d}" for i in range(LISTING_LIMIT,
+                                                                    LISTING_LIMIT + 5)]
+    assert api.get(c, params={"versions": "", "marker": "o10003", "limit": "1"}
+                   ).json()[0]["name"] == "o10004"
 
 
 def test_versioning_disabled_and_enabled_again(api, c):

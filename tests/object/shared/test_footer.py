@@ -85,3 +85,12 @@ def test_node_refuses_a_body_that_differs_from_its_footer(node):
     assert node.simulate_get(OBJ).status_code == 404
     leftovers = [p for p in node.device.rglob("*") if p.is_file()]
     assert leftovers == []
+
+
+def test_a_body_of_many_chunks_is_hashed_in_order():
+    """From its second chunk on a body is hashed in a helper thread: the same MD5."""
+    chunks = [os.urandom(n) for n in (1000, 70_000, 1, 5000, 1 << 20)]
+    body, sent = b"".join(chunks), FooterBody(chunks)
+    data = b"".join(sent)
+    assert data[:-32] == body and data[-32:-16] == hashlib.md5(body).digest()
+    assert sent.etag == hashlib.md5(body).hexdigest()
