@@ -113,13 +113,20 @@ class HostAgent:
             host_routes=tuple((r["destination"], r["nexthop"]) for r in sub.host_routes),
             enable_dhcp=sub.enable_dhcp) for sub in network.subnets)
         dhcp_subnets = {sub.id for sub in subnets if sub.enable_dhcp}
-        ports = s.scalars(select(Port).where(Port.network_id == network_id)
-                          .order_by(Port.created_at)).all()
-        dhcp = next((p for p in ports if p.device_owner == OWNER_DHCP), None)
-        hosts = tuple(HostEntry(mac=p.mac_address, ip=a.ip_address,
-                                hostname="host-" + a.ip_address.replace(".", "-"))
-                      for p in ports if p is not dhcp
-                      for a in p.fixed_ips if a.subnet_id in dhcp_subnets)
+        dhcp = s.scalars(select(Port).where(Port.network_id == network_id,
+                                            Port.device_owner == OWNER_DHCP)
+                         .order_by(Port.created_at).limit(1)).first()
+        # The other ports' addresses as plain rows: loaded as ORM objects with their
+        # allocations, the network's ports were a third of a port change's CPU.
+        rows = s.execute(select(Port.mac_address, IPAllocation.ip_address)
+                         .join(IPAllocation, IPAllocation.port_id == Port.id)
+                         .where(Port.network_id == network_id,
+                                Port.id != (dhcp.id if dhcp is not None else ""),
+                                IPAllocation.subnet_id.in_(dhcp_subnets))
+                         .order_by(Port.created_at, Port.id, IPAllocation.id)
+                         ).all() if dhcp_subnets else []
+        hosts = tuple(HostEntry(mac=mac, ip=ip, hostname="host-" + ip.replace(".", "-"))
+                      for mac, ip in rows)
         isolated = dhcp is not None and dhcp_subnets and not self.routers_on(s, network_id)
         return NetworkSpec(id=network.id, mtu=network.mtu, subnets=subnets,
                            dhcp=leg_of(s, dhcp) if dhcp is not None and dhcp_subnets else None,
@@ -203,13 +210,20 @@ class HostAgent:
 
     def firewall_spec(self, s: Session) -> tuple[PortFirewall, ...]:
         """Every secured port's rules; a remote group stands for its members' addresses."""
-        ports = s.scalars(select(Port).where(Port.port_security_enabled.is_(True))
-                          .order_by(Port.created_at)).all()
+        rows = s.execute(select(Port.id, Port.mac_address, Port.security_groups,
+                                IPAllocation.ip_address)
+                         .outerjoin(IPAllocation, IPAllocation.port_id == Port.id)
+                         .where(Port.port_security_enabled.is_(True))
+                         .order_by(Port.created_at, Port.id, IPAllocation.id)).all()
+        ports: dict[str, tuple[str, list, list[str]]] = {}  # plain rows, not ORM objects
+        for port_id, mac, groups, ip in rows:
+            ips = ports.setdefault(port_id, (mac, groups, []))[2]
+            if ip is not None:
+                ips.append(ip)
         members: dict[str, list[str]] = {}
-        for port in ports:
-            for group_id in port.security_groups:
-                members.setdefault(group_id, []).extend(f"{a.ip_address}/32"
-                                                        for a in port.fixed_ips)
+        for _, groups, ips in ports.values():
+            for group_id in groups:
+                members.setdefault(group_id, []).extend(f"{ip}/32" for ip in ips)
         groups = {g.id: g for g in s.scalars(select(SecurityGroup))}
 
         def remotes(rule) -> tuple[str, ...] | None:
@@ -226,10 +240,9 @@ class HostAgent:
                                               group_id) for r in group.rules)
                  for group_id, group in groups.items()}
         return tuple(PortFirewall(
-            port_id=port.id, mac=port.mac_address,
-            ips=tuple(a.ip_address for a in port.fixed_ips),
-            rules=tuple(r for group_id in port.security_groups for r in rules.get(group_id, ())))
-            for port in ports)
+            port_id=port_id, mac=mac, ips=tuple(ips),
+            rules=tuple(r for group_id in groups for r in rules.get(group_id, ())))
+            for port_id, (mac, groups, ips) in ports.items())
 
     # -- what the manager calls ---------------------------------------------------------
 
@@ -298,8 +311,12 @@ class HostAgent:
             if not held:
                 return False
             with session_scope(self.sessions) as s:
-                networks = [self.network_spec(s, n) for n in s.scalars(select(Network.id))]
-                routers = [self.router_spec(s, r) for r in s.scalars(select(Router.id))]
+                # Every network, subnet and router read at once into the session, where
+                # the specs' lookups by id then find them without a query each.
+                loaded = (s.scalars(select(Network)).all(), s.scalars(select(Subnet)).all(),
+                          s.scalars(select(Router)).all())
+                networks = [self.network_spec(s, n.id) for n in loaded[0]]
+                routers = [self.router_spec(s, r.id) for r in loaded[2]]
             for network in networks:
                 self.driver.apply_network(network)
             for router in routers:
