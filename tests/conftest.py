@@ -10,6 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.session import (  # noqa: F401 (each made once, for every area)
+    allinone,
+    cluster,
+    driver,
+    guest_image,
+    image_stack,
+    real_block,
+    stack,
+    xfs_root,
+)
 from tests.support import require_tools
 
 

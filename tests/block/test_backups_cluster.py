@@ -25,7 +25,6 @@ from soko.identity.service import db_url
 from soko.identity.tokens import FernetTokenValidator
 from tests.block.backup_support import MiB, allocated, same_content, write_random
 from tests.block.iscsi import image_opts
-from tests.object.conftest import cluster, xfs_root  # noqa: F401  (shared session fixtures)
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 
@@ -37,7 +36,7 @@ HOST = "iqn.2026-11.org.test:backup-reader"
 class Project:
     """One identity user's view: the block API with their token, and their Swift account."""
 
-    def __init__(self, app, cluster, user):  # noqa: F811
+    def __init__(self, app, cluster, user):
         self.storage_url, token = cluster.auth(user)
         self.project_id = self.storage_url.rsplit("AUTH_", 1)[1]
         self.headers = {"X-Auth-Token": token}
@@ -61,7 +60,7 @@ class Project:
 
 
 @pytest.fixture(scope="module")
-def env(cluster, real_block):  # noqa: F811
+def env(cluster, real_block):
     section = dataclasses.replace(real_block.section("block"),
                                   backup_object_store_url=cluster.proxy_url)
     config = Config(data_dir=real_block.data_dir, sections={"block": section})

@@ -1,18 +1,16 @@
-"""Compute fixtures: one test guest image per session, one libvirt driver with a prefix of its
-own (so nothing here touches anyone else's domains), helpers to talk to the guest, and the
-boot times every test records, summarised at the end of the run."""
+"""Compute helpers: talking to a guest, the compute stack's client (the session's driver and
+stack themselves are in ``tests/session.py``), and the boot times every test records,
+summarised at the end of the run."""
 
 from __future__ import annotations
 
 import base64
 import dataclasses
-import os
 import re
 import shutil
 import statistics
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,9 +18,7 @@ import requests
 
 from soko.common.procs import pid_alive
 from soko.image.guest_files import READY_MARKER
-from tests.block.conftest import real_block  # noqa: F401 (the session's block storage)
-from tests.image.conftest import guest_image, image_stack  # noqa: F401 (test guest; images)
-from tests.support import free_port, require_tools, served, skip_or_fail, wait_for
+from tests.support import require_tools, skip_or_fail, wait_for
 
 BOOT_TIMES: list[float] = []
 BOOT_TIMEOUT = 120.0
@@ -60,21 +56,7 @@ def sweep_dead_runs(state_dir: Path) -> None:
         leftover.close()
 
 
-@pytest.fixture(scope="session")
-def driver(tmp_path_factory) -> Iterator:
-    require_libvirt()
-    from soko.compute.drivers.libvirt import LibvirtDriver
-
-    state_dir = tmp_path_factory.mktemp("compute-state")
-    sweep_dead_runs(state_dir)
-    driver = LibvirtDriver(state_dir, prefix=f"soko-test-{os.getpid()}-")
-    yield driver
-    for name in driver.reconcile():
-        driver.delete(name)
-    driver.close()
-
-
-def boot_disk(guest_image: Path, directory: Path) -> Path:  # noqa: F811
+def boot_disk(guest_image: Path, directory: Path) -> Path:
     """A private copy of the guest image: a guest writes to its boot disk."""
     copy = directory / f"boot-{uuid.uuid4().hex[:6]}.img"
     shutil.copyfile(guest_image, copy)
@@ -178,33 +160,6 @@ class Stack:
 
     def exported(self) -> dict[str, str]:
         return self.block.target.exported()
-
-
-@pytest.fixture(scope="session")
-def stack(real_block, driver) -> Iterator[Stack]:  # noqa: F811
-    """The compute service over real block storage; every domain it makes carries the
-    session driver's prefix, so the driver fixture removes any that a failed test left."""
-    from soko.block import api as block_api
-    from soko.block import wiring as block_wiring
-    from soko.common.config import Config
-    from soko.compute import api as compute_api
-    from soko.compute import wiring as compute_wiring
-    from soko.compute.service import ComputeConfig
-    from tests.block.fakes import FixedTokens
-
-    # One cloud: block knows compute (for guest-agent quiesce), compute knows block.
-    section = ComputeConfig(port=free_port(), domain_prefix=driver.prefix,
-                            reconcile_interval=0, stop_timeout=30)
-    config = Config(data_dir=real_block.data_dir,
-                    sections={"block": real_block.section("block"), "compute": section})
-    block_manager = block_wiring.make_manager(config)
-    with served(block_api.make_app(config, validator=FixedTokens(),
-                                   manager=block_manager)) as block_url:
-        section.block_url = block_url
-        manager = compute_wiring.make_manager(config, driver=driver)
-        app = compute_api.make_app(config, validator=FixedTokens(), manager=manager)
-        with served(app, section.port) as compute_url:
-            yield Stack(block_url, compute_url, block_manager, manager, driver)
 
 
 def compute_without_hypervisor(data_dir: Path):

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.allinone import allinone  # noqa: F401  (the session's soko up)
-
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 MiB = 1 << 20
 
@@ -31,7 +29,7 @@ def cron_run(up) -> str:
     return cron.stderr
 
 
-def test_backup_restore_and_cron_through_soko_up(allinone):  # noqa: F811
+def test_backup_restore_and_cron_through_soko_up(allinone):
     up = allinone
     volume = volume_cli(up, "create", "--name", "backup-e2e", "--metadata", "backup=daily", "1")
     path = up.data_dir / "block" / "pool" / "volumes" / f"volume-{volume['id']}"

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 
 from soko.image.guest_files import READY_MARKER
 from soko.tools.cli import cli
-from tests.compute.conftest import Stack, served, wait_console
-from tests.support import free_port
+from tests.compute.conftest import Stack, wait_console
+from tests.support import free_port, served
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 

@@ -12,19 +12,18 @@ import pytest
 from swiftclient import client as swift
 
 from tests.object.cluster import USERS
-from tests.object.conftest import cluster, xfs_root  # noqa: F401  (shared session fixtures)
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 USER = "test:tester"
 
 
 @pytest.fixture(scope="module")
-def conn(cluster):  # noqa: F811
+def conn(cluster):
     return swift.Connection(authurl=f"{cluster.proxy_url}/auth/v1.0", user=USER,
                             key=USERS[USER], retries=0)
 
 
-def run_swift(cluster, *args: str, cwd: Path | None = None) -> str:  # noqa: F811
+def run_swift(cluster, *args: str, cwd: Path | None = None) -> str:
     swift_cli = Path(sys.executable).with_name("swift")
     argv = [str(swift_cli), "-A", f"{cluster.proxy_url}/auth/v1.0", "-U", USER,
             "-K", USERS[USER], *args]
@@ -63,7 +62,7 @@ def test_library(conn):
     assert "x-account-bytes-used" in conn.head_account()
 
 
-def test_cli(cluster, tmp_path):  # noqa: F811
+def test_cli(cluster, tmp_path):
     folder = tmp_path / "site"
     (folder / "css").mkdir(parents=True)
     (folder / "index.html").write_text("<h1>hi</h1>")

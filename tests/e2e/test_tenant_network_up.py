@@ -16,14 +16,13 @@ import pytest
 from soko.identity.bootstrap import credentials_path, read_credentials
 from soko.image.guest_files import METADATA_MARKER, READY_MARKER
 from tests.compute.conftest import require_libvirt, wait_console
-from tests.e2e.allinone import allinone  # noqa: F401  (the session's soko up)
 from tests.support import require_tools, wait_for
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 
 
 def test_boot_on_private_floating_ip_and_ssh_as_the_demo_user(
-        allinone, guest_image, tmp_path):  # noqa: F811
+        allinone, guest_image, tmp_path):
     require_libvirt()
     require_tools("ssh", "qemu-img")
     up = allinone

@@ -22,8 +22,7 @@ import pytest
 from soko.common.db import session_scope
 from soko.compute.models import Instance
 from soko.image.guest_files import METADATA_MARKER, READY_MARKER
-from tests.compute.conftest import driver, wait_console  # noqa: F401 (libvirt, session)
-from tests.image.conftest import guest_image  # noqa: F401 (the test guest, session)
+from tests.compute.conftest import wait_console
 from tests.net.conftest import metadata_cloud
 from tests.net.plumbing import in_ns
 from tests.support import require_tools, wait_for
@@ -41,7 +40,7 @@ def call(client, method, path, body=None):
 
 
 @pytest.fixture(scope="module")
-def guest(tmp_path_factory, driver, guest_image):  # noqa: F811
+def guest(tmp_path_factory, driver, guest_image):
     require_tools("ssh", "curl")
     data_dir = tmp_path_factory.mktemp("netm-guest")
     with metadata_cloud(data_dir) as cloud:

@@ -1,29 +1,13 @@
-"""Object-store fixtures: a loop-backed XFS filesystem per test session, as devices live on."""
+"""Object-store fixtures: the session cluster's API and fresh directories and containers on it."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from soko.object.node.xfs import ensure_mounted, unmount
 from tests.support import require_tools
-
-
-@pytest.fixture(scope="session")
-def xfs_root(tmp_path_factory) -> Iterator[Path]:
-    """A mounted XFS filesystem (sparse 8 GiB image) shared by the session's tests."""
-    require_tools("mkfs.xfs", "mount", "umount")
-    base = tmp_path_factory.mktemp("xfs")
-    mount_point = base / "mnt"
-    ensure_mounted(base / "devices.img", mount_point, 8 << 30)
-    try:
-        yield mount_point
-    finally:
-        unmount(mount_point)
-        (base / "devices.img").unlink(missing_ok=True)
 
 
 @pytest.fixture
@@ -32,21 +16,6 @@ def xfs_dir(xfs_root: Path) -> Path:
     path = xfs_root / uuid.uuid4().hex[:12]
     path.mkdir()
     return path
-
-
-@pytest.fixture(scope="session")
-def cluster(xfs_root: Path):
-    """The session's 3-node cluster with a proxy (see ``tests/object/cluster.py``)."""
-    from tests.object.cluster import Cluster
-
-    data_dir = xfs_root / "cluster"
-    data_dir.mkdir()
-    cluster = Cluster(data_dir)
-    try:
-        cluster.setup()
-        yield cluster
-    finally:
-        cluster.teardown()
 
 
 @pytest.fixture(scope="session")
