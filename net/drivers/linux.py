@@ -14,6 +14,7 @@ The host end of every veth is ``tap<cloud><port8>``. Every name carries the clou
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import logging
 import os
@@ -120,6 +121,7 @@ class LinuxDriver:
         self.lease_seconds = lease_seconds
         self.metadata = metadata or MetadataProxy(state_dir / "metadata", "", None)
         self.metadata_port = metadata_port
+        self.shared: tuple[IPRoute, dict] | None = None  # see ``batch``
 
     def bridge_name(self, network_id: str) -> str:
         return self.names.bridge(network_id)
@@ -130,10 +132,33 @@ class LinuxDriver:
     def apply_firewall(self, ports: tuple[PortFirewall, ...], recheck: bool = False) -> None:
         self.firewall.apply(ports, recheck)
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Applies in a row (a reconcile) share one host netlink socket, and each bridge
+        is ensured once: apart, that was a socket per apply and a read of both its
+        bridges per router, a fifth of a 100-router reconcile's netlink calls."""
+        with IPRoute() as ipr:
+            self.shared = (ipr, {})
+            try:
+                yield
+            finally:
+                self.shared = None
+
+    @contextlib.contextmanager
+    def host_netlink(self) -> Iterator[IPRoute]:
+        if self.shared is not None:
+            yield self.shared[0]
+            return
+        with IPRoute() as ipr:
+            yield ipr
+
     # -- building blocks ----------------------------------------------------------------
 
     def ensure_bridge(self, ipr: IPRoute, network_id: str, mtu: int) -> int:
         name = self.names.bridge(network_id)
+        ensured = self.shared[1] if self.shared is not None else {}
+        if (name, mtu) in ensured:
+            return ensured[name, mtu]
         link = link_of(ipr, name)
         if link is None:
             with contextlib.suppress(NetlinkError):  # a racing apply made it first
@@ -142,6 +167,7 @@ class LinuxDriver:
             link = link_of(ipr, name)
         if not up_as(link, mtu):
             ipr.link("set", index=link["index"], mtu=mtu, state="up")
+        ensured[name, mtu] = link["index"]
         return link["index"]
 
     @contextlib.contextmanager
@@ -151,32 +177,29 @@ class LinuxDriver:
         fresh = namespace not in netns.listnetns()
         if fresh:
             create_namespace(namespace)
-        with IPRoute() as ipr, netlink_in(namespace, forwarding) as ns:
+        with self.host_netlink() as ipr, netlink_in(namespace, forwarding) as ns:
             if fresh:
                 ns.link("set", index=LOOPBACK, state="up")
             yield ipr, ns, fresh
 
     def plug(self, ipr: IPRoute, ns: IPRoute, namespace: str, leg: Leg, inner: str,
-             bridge: int, extra_addresses: tuple[str, ...] = (), fresh: bool = False) -> None:
+             bridge: int, extra_addresses: tuple[str, ...] = (), fresh: bool = False) -> int:
         """A veth pair: host end in the bridge, inner end in ``namespace`` with the port's
-        MAC and exactly the leg's addresses. ``fresh``: the namespace was just made, so
-        the inner end is not looked for."""
+        MAC and exactly the leg's addresses; returns the inner end's index. ``fresh``: the
+        namespace was just made, so the inner end is not looked for."""
         tap = self.names.tap(leg.port_id)
         inside = None if fresh else link_of(ns, inner)
         have = None  # unknown: read them
         if inside is None:
-            stale = link_of(ipr, tap)
-            if stale is not None:  # half a pair from an interrupted plug
-                ipr.link("del", index=stale["index"])
-            ipr.link("add", ifname=tap, kind="veth", master=bridge, mtu=leg.mtu, state="up",
-                     peer={"ifname": inner, "net_ns_fd": namespace, "address": leg.mac,
-                           "mtu": leg.mtu})
+            add_veth(ipr, tap, bridge, leg.mtu, peer={
+                "ifname": inner, "net_ns_fd": namespace, "address": leg.mac, "mtu": leg.mtu})
             inside, have = link_of(ns, inner), set()
         elif not up_as(link_of(ipr, tap), leg.mtu, master=bridge):
             ipr.link("set", ifname=tap, master=bridge, mtu=leg.mtu, state="up")
         if not up_as(inside, leg.mtu, address=leg.mac):
             ns.link("set", index=inside["index"], address=leg.mac, mtu=leg.mtu, state="up")
         sync_addresses(ns, inside["index"], (*leg.addresses, *extra_addresses), have)
+        return inside["index"]
 
     def remove_namespace(self, name: str) -> None:
         if name not in netns.listnetns():
@@ -194,7 +217,7 @@ class LinuxDriver:
         namespace = self.names.dhcp_namespace(spec.id)
         server = DhcpServer(self.dhcp_dir, spec.id, namespace, self.lease_seconds)
         if spec.dhcp is None:
-            with IPRoute() as ipr:
+            with self.host_netlink() as ipr:
                 bridge = self.ensure_bridge(ipr, spec.id, spec.mtu)
                 sync_addresses(ipr, bridge, (spec.host_address,) if spec.host_address else ())
             self.metadata.stop_serving(namespace)
@@ -256,7 +279,7 @@ class LinuxDriver:
 
     def apply_router(self, spec: RouterSpec) -> None:
         namespace = self.names.router_namespace(spec.id)
-        gateway_dev = None
+        gateway_dev = gateway_index = None
         with self.sockets(namespace, forwarding=True) as (ipr, ns, fresh):
             keep = set()
             for leg in spec.interfaces:
@@ -268,12 +291,12 @@ class LinuxDriver:
                 gateway_dev = inner_name("qg", spec.gateway.port_id)
                 floating = tuple(f"{p.floating_ip}/32" for p in spec.floating)
                 bridge = self.ensure_bridge(ipr, spec.gateway.network_id, spec.gateway.mtu)
-                self.plug(ipr, ns, namespace, spec.gateway, gateway_dev, bridge, floating,
-                          fresh)
+                gateway_index = self.plug(ipr, ns, namespace, spec.gateway, gateway_dev,
+                                          bridge, floating, fresh)
                 keep.add(gateway_dev)
             if not fresh:
                 unplug_others(ns, keep)
-            default_route(ns, gateway_dev, spec.gateway_nexthop)
+            default_route(ns, gateway_index, spec.gateway_nexthop)
         self.apply_nat(spec, gateway_dev)
 
     def apply_nat(self, spec: RouterSpec, gateway_dev: str | None) -> None:
@@ -352,6 +375,22 @@ class LinuxDriver:
                         ipr.link("del", index=index)
 
 
+def add_veth(ipr: IPRoute, tap: str, bridge: int, mtu: int, peer: dict) -> None:
+    """A veth pair, its host end ``tap`` up in ``bridge``, in one request. Made first and
+    looked at only when it clashes (a host end left by an interrupted plug, deleted
+    then): a lookup before every add was a netlink call per leg for a rare case."""
+    for attempt in (1, 2):
+        try:
+            ipr.link("add", ifname=tap, kind="veth", master=bridge, mtu=mtu, state="up",
+                     peer=peer)
+            return
+        except NetlinkError as e:
+            stale = link_of(ipr, tap) if e.code == errno.EEXIST and attempt == 1 else None
+            if stale is None:
+                raise
+            ipr.link("del", index=stale["index"])
+
+
 def unplug_others(ns: IPRoute, keep: set[str]) -> None:
     """Deletes the links in a namespace not in ``keep`` (a veth's pair goes with it)."""
     for link in ns.get_links():
@@ -377,9 +416,10 @@ def sync_addresses(ns, index: int, wanted: tuple[str, ...], have: set[str] | Non
             ns.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
 
 
-def default_route(ns, device: str | None, nexthop: str | None) -> None:
-    if device is None or nexthop is None:
+def default_route(ns, index: int | None, nexthop: str | None) -> None:
+    """Via the gateway leg (its index, None: there is none)."""
+    if index is None or nexthop is None:
         with contextlib.suppress(NetlinkError):
             ns.route("del", dst="0.0.0.0/0")
         return
-    ns.route("replace", dst="0.0.0.0/0", gateway=nexthop, oif=index_of(ns, device))
+    ns.route("replace", dst="0.0.0.0/0", gateway=nexthop, oif=index)
