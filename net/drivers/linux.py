@@ -21,7 +21,8 @@ import os
 import shutil
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -112,6 +113,16 @@ def up_as(link, mtu: int, master: int | None = None, address: str | None = None)
         and (address is None or link.get("address") == address)
 
 
+class Batch:
+    """What applies in a row share (see ``LinuxDriver.batch``)."""
+
+    def __init__(self, ipr: IPRoute, pool: ThreadPoolExecutor):
+        self.ipr = ipr
+        self.pool = pool
+        self.bridges: dict[tuple[str, int], int] = {}  # (name, MTU): index
+        self.runs: list[Future] = []
+
+
 class LinuxDriver:
     def __init__(self, cloud: str, state_dir: Path, lease_seconds: int = 86400,
                  metadata: MetadataProxy | None = None, metadata_port: int = 9697):
@@ -121,7 +132,7 @@ class LinuxDriver:
         self.lease_seconds = lease_seconds
         self.metadata = metadata or MetadataProxy(state_dir / "metadata", "", None)
         self.metadata_port = metadata_port
-        self.shared: tuple[IPRoute, dict] | None = None  # see ``batch``
+        self.shared: Batch | None = None
 
     def bridge_name(self, network_id: str) -> str:
         return self.names.bridge(network_id)
@@ -134,41 +145,55 @@ class LinuxDriver:
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
-        """Applies in a row (a reconcile) share one host netlink socket, and each bridge
-        is ensured once: apart, that was a socket per apply and a read of both its
-        bridges per router, a fifth of a 100-router reconcile's netlink calls."""
-        with IPRoute() as ipr:
-            self.shared = (ipr, {})
+        """Applies in a row (a reconcile) share one host netlink socket, ensure each
+        bridge once, and run their programs (dnsmasq, ``iptables-restore``, each in its
+        own namespace) on two threads while the next apply's netlink calls go on: apart,
+        that was a socket per apply, a read of both bridges per router (a fifth of a
+        100-router reconcile's netlink calls), and a wait per program run. The first
+        program that failed raises once all are done."""
+        with IPRoute() as ipr, ThreadPoolExecutor(2, thread_name_prefix="soko-net-run") as pool:
+            self.shared = Batch(ipr, pool)
             try:
                 yield
             finally:
-                self.shared = None
+                runs, self.shared = self.shared.runs, None
+        for run in runs:
+            run.result()
 
     @contextlib.contextmanager
     def host_netlink(self) -> Iterator[IPRoute]:
         if self.shared is not None:
-            yield self.shared[0]
+            yield self.shared.ipr
             return
         with IPRoute() as ipr:
             yield ipr
 
+    def run(self, program: Callable[..., None], *args) -> None:
+        """``program(*args)`` now, or in a batch on its threads."""
+        if self.shared is None:
+            program(*args)
+        else:
+            self.shared.runs.append(self.shared.pool.submit(program, *args))
+
     # -- building blocks ----------------------------------------------------------------
 
-    def ensure_bridge(self, ipr: IPRoute, network_id: str, mtu: int) -> int:
+    def ensure_bridge(self, ipr: IPRoute, network_id: str, mtu: int) -> tuple[int, bool]:
+        """The bridge's index, and whether it was just made (it has no addresses)."""
         name = self.names.bridge(network_id)
-        ensured = self.shared[1] if self.shared is not None else {}
+        ensured = self.shared.bridges if self.shared is not None else {}
         if (name, mtu) in ensured:
-            return ensured[name, mtu]
-        link = link_of(ipr, name)
+            return ensured[name, mtu], False
+        link, made = link_of(ipr, name), False
         if link is None:
             with contextlib.suppress(NetlinkError):  # a racing apply made it first
                 ipr.link("add", ifname=name, kind="bridge", br_stp_state=0,
                          br_forward_delay=0, mtu=mtu, state="up")
+                made = True
             link = link_of(ipr, name)
         if not up_as(link, mtu):
             ipr.link("set", index=link["index"], mtu=mtu, state="up")
         ensured[name, mtu] = link["index"]
-        return link["index"]
+        return link["index"], made
 
     @contextlib.contextmanager
     def sockets(self, namespace: str, forwarding: bool = False) -> Iterator[tuple]:
@@ -218,8 +243,7 @@ class LinuxDriver:
         server = DhcpServer(self.dhcp_dir, spec.id, namespace, self.lease_seconds)
         if spec.dhcp is None:
             with self.host_netlink() as ipr:
-                bridge = self.ensure_bridge(ipr, spec.id, spec.mtu)
-                sync_addresses(ipr, bridge, (spec.host_address,) if spec.host_address else ())
+                self.bridge_with_address(ipr, spec)
             self.metadata.stop_serving(namespace)
             server.stop()
             self.remove_namespace(namespace)
@@ -227,20 +251,27 @@ class LinuxDriver:
         device = inner_name("ns", spec.dhcp.port_id)
         serves_metadata = self.metadata.enabled and spec.metadata is not None
         with self.sockets(namespace) as (ipr, ns, fresh):
-            bridge = self.ensure_bridge(ipr, spec.id, spec.mtu)
-            sync_addresses(ipr, bridge, (spec.host_address,) if spec.host_address else ())
+            bridge = self.bridge_with_address(ipr, spec)
             self.plug(ipr, ns, namespace, spec.dhcp, device, bridge,
                       (f"{METADATA_IP}/32",) if serves_metadata else (), fresh)
             if not fresh:
                 unplug_others(ns, keep={device})
         self.serve_dhcp(spec, server, device)
 
+    def bridge_with_address(self, ipr: IPRoute, spec: NetworkSpec) -> int:
+        """The network's bridge, holding the host's address on it if it has one."""
+        bridge, made = self.ensure_bridge(ipr, spec.id, spec.mtu)
+        sync_addresses(ipr, bridge, (spec.host_address,) if spec.host_address else (),
+                       set() if made else None)
+        return bridge
+
     def serve_dhcp(self, spec: NetworkSpec, server: DhcpServer, device: str) -> None:
         """dnsmasq's entries, and the metadata map of a network without a router (its
         guests ask the DHCP namespace)."""
         namespace = self.names.dhcp_namespace(spec.id)
         serves_metadata = self.metadata.enabled and spec.metadata is not None
-        server.apply(spec if serves_metadata else replace(spec, metadata=None), device)
+        self.run(server.apply, spec if serves_metadata else replace(spec, metadata=None),
+                 device)
         if serves_metadata:
             self.metadata.serve(namespace, (METADATA_IP, 80), spec.metadata)
         else:
@@ -284,13 +315,13 @@ class LinuxDriver:
             keep = set()
             for leg in spec.interfaces:
                 inner = inner_name("qr", leg.port_id)
-                bridge = self.ensure_bridge(ipr, leg.network_id, leg.mtu)
+                bridge, _ = self.ensure_bridge(ipr, leg.network_id, leg.mtu)
                 self.plug(ipr, ns, namespace, leg, inner, bridge, fresh=fresh)
                 keep.add(inner)
             if spec.gateway is not None:
                 gateway_dev = inner_name("qg", spec.gateway.port_id)
                 floating = tuple(f"{p.floating_ip}/32" for p in spec.floating)
-                bridge = self.ensure_bridge(ipr, spec.gateway.network_id, spec.gateway.mtu)
+                bridge, _ = self.ensure_bridge(ipr, spec.gateway.network_id, spec.gateway.mtu)
                 gateway_index = self.plug(ipr, ns, namespace, spec.gateway, gateway_dev,
                                           bridge, floating, fresh)
                 keep.add(gateway_dev)
@@ -307,7 +338,7 @@ class LinuxDriver:
         serves_metadata = self.metadata.enabled and bool(spec.interfaces)
         if serves_metadata:
             rules = metadata_rules(self.metadata_port) + rules
-        restore_table(namespace, "nat", rules)
+        self.run(restore_table, namespace, "nat", rules)
         if serves_metadata:
             self.apply_metadata(spec.id, spec.metadata)
         else:
