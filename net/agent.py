@@ -317,10 +317,11 @@ class HostAgent:
                           s.scalars(select(Router)).all())
                 networks = [self.network_spec(s, n.id) for n in loaded[0]]
                 routers = [self.router_spec(s, r.id) for r in loaded[2]]
-            for network in networks:
-                self.driver.apply_network(network)
-            for router in routers:
-                self.driver.apply_router(router)
+            with self.driver.batch():
+                for network in networks:
+                    self.driver.apply_network(network)
+                for router in routers:
+                    self.driver.apply_router(router)
             self.apply_firewall(recheck=True)
             self.driver.remove_orphans({n.id for n in networks}, {r.id for r in routers})
         log.info("reconciled %d networks and %d routers in %.2f s", len(networks),

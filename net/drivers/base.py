@@ -8,6 +8,7 @@ restart. Multi-host comes in behind this seam (an RPC driver sending the specs t
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -133,6 +134,9 @@ class NetworkDriver(Protocol):
 
     def apply_metadata(self, router_id: str, entries: tuple[MetadataEntry, ...]) -> None:
         """Who the router's metadata proxy answers for (a port came, went or moved)."""
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Applies in a row (a reconcile) may share what each would open or read."""
 
     def remove_orphans(self, network_ids: set[str], router_ids: set[str]) -> None:
         """Removes this cloud's networks and routers that are not in the given sets."""

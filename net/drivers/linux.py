@@ -14,13 +14,15 @@ The host end of every veth is ``tap<cloud><port8>``. Every name carries the clou
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import logging
 import os
 import shutil
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -111,6 +113,16 @@ def up_as(link, mtu: int, master: int | None = None, address: str | None = None)
         and (address is None or link.get("address") == address)
 
 
+class Batch:
+    """What applies in a row share (see ``LinuxDriver.batch``)."""
+
+    def __init__(self, ipr: IPRoute, pool: ThreadPoolExecutor):
+        self.ipr = ipr
+        self.pool = pool
+        self.bridges: dict[tuple[str, int], int] = {}  # (name, MTU): index
+        self.runs: list[Future] = []
+
+
 class LinuxDriver:
     def __init__(self, cloud: str, state_dir: Path, lease_seconds: int = 86400,
                  metadata: MetadataProxy | None = None, metadata_port: int = 9697):
@@ -120,6 +132,7 @@ class LinuxDriver:
         self.lease_seconds = lease_seconds
         self.metadata = metadata or MetadataProxy(state_dir / "metadata", "", None)
         self.metadata_port = metadata_port
+        self.shared: Batch | None = None
 
     def bridge_name(self, network_id: str) -> str:
         return self.names.bridge(network_id)
@@ -130,19 +143,57 @@ class LinuxDriver:
     def apply_firewall(self, ports: tuple[PortFirewall, ...], recheck: bool = False) -> None:
         self.firewall.apply(ports, recheck)
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Applies in a row (a reconcile) share one host netlink socket, ensure each
+        bridge once, and run their programs (dnsmasq, ``iptables-restore``, each in its
+        own namespace) on two threads while the next apply's netlink calls go on: apart,
+        that was a socket per apply, a read of both bridges per router (a fifth of a
+        100-router reconcile's netlink calls), and a wait per program run. The first
+        program that failed raises once all are done."""
+        with IPRoute() as ipr, ThreadPoolExecutor(2, thread_name_prefix="soko-net-run") as pool:
+            self.shared = Batch(ipr, pool)
+            try:
+                yield
+            finally:
+                runs, self.shared = self.shared.runs, None
+        for run in runs:
+            run.result()
+
+    @contextlib.contextmanager
+    def host_netlink(self) -> Iterator[IPRoute]:
+        if self.shared is not None:
+            yield self.shared.ipr
+            return
+        with IPRoute() as ipr:
+            yield ipr
+
+    def run(self, program: Callable[..., None], *args) -> None:
+        """``program(*args)`` now, or in a batch on its threads."""
+        if self.shared is None:
+            program(*args)
+        else:
+            self.shared.runs.append(self.shared.pool.submit(program, *args))
+
     # -- building blocks ----------------------------------------------------------------
 
-    def ensure_bridge(self, ipr: IPRoute, network_id: str, mtu: int) -> int:
+    def ensure_bridge(self, ipr: IPRoute, network_id: str, mtu: int) -> tuple[int, bool]:
+        """The bridge's index, and whether it was just made (it has no addresses)."""
         name = self.names.bridge(network_id)
-        link = link_of(ipr, name)
+        ensured = self.shared.bridges if self.shared is not None else {}
+        if (name, mtu) in ensured:
+            return ensured[name, mtu], False
+        link, made = link_of(ipr, name), False
         if link is None:
             with contextlib.suppress(NetlinkError):  # a racing apply made it first
                 ipr.link("add", ifname=name, kind="bridge", br_stp_state=0,
                          br_forward_delay=0, mtu=mtu, state="up")
+                made = True
             link = link_of(ipr, name)
         if not up_as(link, mtu):
             ipr.link("set", index=link["index"], mtu=mtu, state="up")
-        return link["index"]
+        ensured[name, mtu] = link["index"]
+        return link["index"], made
 
     @contextlib.contextmanager
     def sockets(self, namespace: str, forwarding: bool = False) -> Iterator[tuple]:
@@ -151,32 +202,29 @@ class LinuxDriver:
         fresh = namespace not in netns.listnetns()
         if fresh:
             create_namespace(namespace)
-        with IPRoute() as ipr, netlink_in(namespace, forwarding) as ns:
+        with self.host_netlink() as ipr, netlink_in(namespace, forwarding) as ns:
             if fresh:
                 ns.link("set", index=LOOPBACK, state="up")
             yield ipr, ns, fresh
 
     def plug(self, ipr: IPRoute, ns: IPRoute, namespace: str, leg: Leg, inner: str,
-             bridge: int, extra_addresses: tuple[str, ...] = (), fresh: bool = False) -> None:
+             bridge: int, extra_addresses: tuple[str, ...] = (), fresh: bool = False) -> int:
         """A veth pair: host end in the bridge, inner end in ``namespace`` with the port's
-        MAC and exactly the leg's addresses. ``fresh``: the namespace was just made, so
-        the inner end is not looked for."""
+        MAC and exactly the leg's addresses; returns the inner end's index. ``fresh``: the
+        namespace was just made, so the inner end is not looked for."""
         tap = self.names.tap(leg.port_id)
         inside = None if fresh else link_of(ns, inner)
         have = None  # unknown: read them
         if inside is None:
-            stale = link_of(ipr, tap)
-            if stale is not None:  # half a pair from an interrupted plug
-                ipr.link("del", index=stale["index"])
-            ipr.link("add", ifname=tap, kind="veth", master=bridge, mtu=leg.mtu, state="up",
-                     peer={"ifname": inner, "net_ns_fd": namespace, "address": leg.mac,
-                           "mtu": leg.mtu})
+            add_veth(ipr, tap, bridge, leg.mtu, peer={
+                "ifname": inner, "net_ns_fd": namespace, "address": leg.mac, "mtu": leg.mtu})
             inside, have = link_of(ns, inner), set()
         elif not up_as(link_of(ipr, tap), leg.mtu, master=bridge):
             ipr.link("set", ifname=tap, master=bridge, mtu=leg.mtu, state="up")
         if not up_as(inside, leg.mtu, address=leg.mac):
             ns.link("set", index=inside["index"], address=leg.mac, mtu=leg.mtu, state="up")
         sync_addresses(ns, inside["index"], (*leg.addresses, *extra_addresses), have)
+        return inside["index"]
 
     def remove_namespace(self, name: str) -> None:
         if name not in netns.listnetns():
@@ -194,9 +242,8 @@ class LinuxDriver:
         namespace = self.names.dhcp_namespace(spec.id)
         server = DhcpServer(self.dhcp_dir, spec.id, namespace, self.lease_seconds)
         if spec.dhcp is None:
-            with IPRoute() as ipr:
-                bridge = self.ensure_bridge(ipr, spec.id, spec.mtu)
-                sync_addresses(ipr, bridge, (spec.host_address,) if spec.host_address else ())
+            with self.host_netlink() as ipr:
+                self.bridge_with_address(ipr, spec)
             self.metadata.stop_serving(namespace)
             server.stop()
             self.remove_namespace(namespace)
@@ -204,20 +251,27 @@ class LinuxDriver:
         device = inner_name("ns", spec.dhcp.port_id)
         serves_metadata = self.metadata.enabled and spec.metadata is not None
         with self.sockets(namespace) as (ipr, ns, fresh):
-            bridge = self.ensure_bridge(ipr, spec.id, spec.mtu)
-            sync_addresses(ipr, bridge, (spec.host_address,) if spec.host_address else ())
+            bridge = self.bridge_with_address(ipr, spec)
             self.plug(ipr, ns, namespace, spec.dhcp, device, bridge,
                       (f"{METADATA_IP}/32",) if serves_metadata else (), fresh)
             if not fresh:
                 unplug_others(ns, keep={device})
         self.serve_dhcp(spec, server, device)
 
+    def bridge_with_address(self, ipr: IPRoute, spec: NetworkSpec) -> int:
+        """The network's bridge, holding the host's address on it if it has one."""
+        bridge, made = self.ensure_bridge(ipr, spec.id, spec.mtu)
+        sync_addresses(ipr, bridge, (spec.host_address,) if spec.host_address else (),
+                       set() if made else None)
+        return bridge
+
     def serve_dhcp(self, spec: NetworkSpec, server: DhcpServer, device: str) -> None:
         """dnsmasq's entries, and the metadata map of a network without a router (its
         guests ask the DHCP namespace)."""
         namespace = self.names.dhcp_namespace(spec.id)
         serves_metadata = self.metadata.enabled and spec.metadata is not None
-        server.apply(spec if serves_metadata else replace(spec, metadata=None), device)
+        self.run(server.apply, spec if serves_metadata else replace(spec, metadata=None),
+                 device)
         if serves_metadata:
             self.metadata.serve(namespace, (METADATA_IP, 80), spec.metadata)
         else:
@@ -256,24 +310,24 @@ class LinuxDriver:
 
     def apply_router(self, spec: RouterSpec) -> None:
         namespace = self.names.router_namespace(spec.id)
-        gateway_dev = None
+        gateway_dev = gateway_index = None
         with self.sockets(namespace, forwarding=True) as (ipr, ns, fresh):
             keep = set()
             for leg in spec.interfaces:
                 inner = inner_name("qr", leg.port_id)
-                bridge = self.ensure_bridge(ipr, leg.network_id, leg.mtu)
+                bridge, _ = self.ensure_bridge(ipr, leg.network_id, leg.mtu)
                 self.plug(ipr, ns, namespace, leg, inner, bridge, fresh=fresh)
                 keep.add(inner)
             if spec.gateway is not None:
                 gateway_dev = inner_name("qg", spec.gateway.port_id)
                 floating = tuple(f"{p.floating_ip}/32" for p in spec.floating)
-                bridge = self.ensure_bridge(ipr, spec.gateway.network_id, spec.gateway.mtu)
-                self.plug(ipr, ns, namespace, spec.gateway, gateway_dev, bridge, floating,
-                          fresh)
+                bridge, _ = self.ensure_bridge(ipr, spec.gateway.network_id, spec.gateway.mtu)
+                gateway_index = self.plug(ipr, ns, namespace, spec.gateway, gateway_dev,
+                                          bridge, floating, fresh)
                 keep.add(gateway_dev)
             if not fresh:
                 unplug_others(ns, keep)
-            default_route(ns, gateway_dev, spec.gateway_nexthop)
+            default_route(ns, gateway_index, spec.gateway_nexthop)
         self.apply_nat(spec, gateway_dev)
 
     def apply_nat(self, spec: RouterSpec, gateway_dev: str | None) -> None:
@@ -284,7 +338,7 @@ class LinuxDriver:
         serves_metadata = self.metadata.enabled and bool(spec.interfaces)
         if serves_metadata:
             rules = metadata_rules(self.metadata_port) + rules
-        restore_table(namespace, "nat", rules)
+        self.run(restore_table, namespace, "nat", rules)
         if serves_metadata:
             self.apply_metadata(spec.id, spec.metadata)
         else:
@@ -352,6 +406,22 @@ class LinuxDriver:
                         ipr.link("del", index=index)
 
 
+def add_veth(ipr: IPRoute, tap: str, bridge: int, mtu: int, peer: dict) -> None:
+    """A veth pair, its host end ``tap`` up in ``bridge``, in one request. Made first and
+    looked at only when it clashes (a host end left by an interrupted plug, deleted
+    then): a lookup before every add was a netlink call per leg for a rare case."""
+    for attempt in (1, 2):
+        try:
+            ipr.link("add", ifname=tap, kind="veth", master=bridge, mtu=mtu, state="up",
+                     peer=peer)
+            return
+        except NetlinkError as e:
+            stale = link_of(ipr, tap) if e.code == errno.EEXIST and attempt == 1 else None
+            if stale is None:
+                raise
+            ipr.link("del", index=stale["index"])
+
+
 def unplug_others(ns: IPRoute, keep: set[str]) -> None:
     """Deletes the links in a namespace not in ``keep`` (a veth's pair goes with it)."""
     for link in ns.get_links():
@@ -377,9 +447,10 @@ def sync_addresses(ns, index: int, wanted: tuple[str, ...], have: set[str] | Non
             ns.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
 
 
-def default_route(ns, device: str | None, nexthop: str | None) -> None:
-    if device is None or nexthop is None:
+def default_route(ns, index: int | None, nexthop: str | None) -> None:
+    """Via the gateway leg (its index, None: there is none)."""
+    if index is None or nexthop is None:
         with contextlib.suppress(NetlinkError):
             ns.route("del", dst="0.0.0.0/0")
         return
-    ns.route("replace", dst="0.0.0.0/0", gateway=nexthop, oif=index_of(ns, device))
+    ns.route("replace", dst="0.0.0.0/0", gateway=nexthop, oif=index)

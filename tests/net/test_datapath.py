@@ -168,6 +168,11 @@ def test_reconcile_rebuilds_and_removes_only_this_clouds_orphans(real_net, netns
     # A crash: the router's namespace is gone; an orphan of this cloud is left; another
     # cloud on this host has a namespace that looks like ours but is not.
     real_net.driver.remove_router(router["id"])
+    # ... leaving half a veth pair of its interface on the host (an interrupted plug).
+    leg = call(client, "GET", f"/v2.0/ports?device_id={router['id']}", A)["ports"][0]
+    stale_peer = f"zz{names.cloud}stale"
+    subprocess.run(["ip", "link", "add", names.tap(leg["id"]), "type", "veth", "peer", "name",
+                    stale_peer], check=True)
     orphan = names.router_namespace("00000000-dead-beef-0000-000000000000")
     subprocess.run(["ip", "netns", "add", orphan], check=True)
     other = netns("qrouter-ffff")
@@ -176,6 +181,9 @@ def test_reconcile_rebuilds_and_removes_only_this_clouds_orphans(real_net, netns
     assert "10.0.0.1/24" in present
     assert in_ns(dhcp_ns, "ip", "-o", "-4", "addr").stdout.count("10.0.0.2/24") == 1
     assert orphan not in netns_list() and other in netns_list()
+    assert subprocess.run(["ip", "link", "show", stale_peer], capture_output=True).returncode
+    assert f"master {real_net.driver.bridge_name(net)}" in subprocess.run(
+        ["ip", "link", "show", names.tap(leg["id"])], capture_output=True, text=True).stdout
 
 
 def test_security_groups_and_anti_spoofing_on_the_tap(real_net, netns, plugs, tmp_path):
