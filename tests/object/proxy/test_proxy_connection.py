@@ -4,6 +4,7 @@ a good request keeps the connection alive."""
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from urllib.parse import urlsplit
@@ -78,3 +79,20 @@ def test_unauthenticated_body_closes_but_good_requests_keep_alive(cluster, conn)
     status, headers, _ = read_response(conn)
     assert status == 401 and headers["connection"] == "close"
     assert closed_by_server(conn)
+
+
+def test_large_body_and_a_pipelined_request_in_one_write(cluster, conn):
+    """The body's first bytes come with the head and the rest is read straight from the
+    socket: the object is the exact body, and the request behind it is served."""
+    container, auth = new_container(cluster, conn)
+    body = os.urandom(3 * 2**20 + 17)  # reads of 1 MiB and a rest
+    conn.sendall(f"PUT {container}/big HTTP/1.1\r\n{auth}Content-Length: {len(body)}\r\n\r\n"
+                 .encode() + body
+                 + f"GET {container}/big HTTP/1.1\r\n{auth}Connection: close\r\n\r\n".encode())
+    answers = b""
+    while chunk := conn.recv(1 << 20):
+        answers += chunk
+    put_head, _, get_answer = answers.partition(b"\r\n\r\n")  # the 201 has no body
+    get_head, _, stored = get_answer.partition(b"\r\n\r\n")
+    assert put_head.startswith(b"HTTP/1.1 201 ") and get_head.startswith(b"HTTP/1.1 200 ")
+    assert stored == body
