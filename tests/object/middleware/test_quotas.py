@@ -13,6 +13,7 @@ import uuid
 import pytest
 import requests
 
+from soko.object.shared.rings import load_rings
 from tests.object.test_cluster import Api
 from tests.support import wait_for
 
@@ -102,7 +103,16 @@ def accounts(cluster) -> tuple[Api, Api]:
     return owner, Api(owner.base, cluster.auth(RESELLER[0])[1])
 
 
-def test_account_quota_set_only_by_a_reseller_and_enforced(accounts):
+def usage_on_every_replica(cluster, owner: Api) -> int | None:
+    """The account's bytes used once all its replicas agree on a non-zero figure."""
+    account = owner.base.rsplit("/", 1)[1]
+    part, nodes = load_rings(cluster.config)["account"].get_nodes(account)
+    used = {requests.head(f"http://{n['ip']}:{n['port']}/account/{n['device']}/{part}/{account}",
+                          timeout=10).headers.get("X-Account-Bytes-Used") for n in nodes}
+    return int(used.pop()) if len(used) == 1 and None not in used and "0" not in used else None
+
+
+def test_account_quota_set_only_by_a_reseller_and_enforced(accounts, cluster):
     owner, reseller = accounts
     for header in ("X-Account-Meta-Quota-Bytes", "X-Account-Quota-Bytes",
                    "X-Remove-Account-Meta-Quota-Bytes"):
@@ -118,10 +128,11 @@ def test_account_quota_set_only_by_a_reseller_and_enforced(accounts):
     container = f"{owner.base}/q-{uuid.uuid4().hex[:6]}"
     assert owner.put(container).status_code == 201
     assert owner.put(f"{container}/first", data=b"x" * 40).status_code == 201
-    # The account's usage is reported by its containers after the write (as in Swift):
-    # the quota below is set against the usage once it counts the first object.
-    used = wait_for(lambda: int(owner.head(owner.base).headers["x-account-bytes-used"]) or None,
-                    what="the account's usage to count the first object")
+    # The account's usage is reported by its containers after the write, replica by replica
+    # (as in Swift), and a write's quota check reads whichever replica answers: the quota
+    # below is set against the usage once every replica counts the first object.
+    used = wait_for(lambda: usage_on_every_replica(cluster, owner),
+                    what="every account replica to count the first object")
     r = reseller.post(owner.base, headers={"X-Account-Quota-Bytes": str(used + 10)})
     assert r.status_code == 204
     head = owner.head(owner.base).headers
