@@ -21,8 +21,12 @@ pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 
 
 def soko(*args, env, check=True, timeout=120):
-    return subprocess.run([sys.executable, "-m", "soko.tools.cli", *args], env=env,
-                          capture_output=True, text=True, check=check, timeout=timeout)
+    done = subprocess.run([sys.executable, "-m", "soko.tools.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and done.returncode != 0:
+        pytest.fail(f"soko {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n"
+                    f"{done.stderr}")
+    return done
 
 
 @pytest.fixture
