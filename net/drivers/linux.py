@@ -113,6 +113,15 @@ def up_as(link, mtu: int, master: int | None = None, address: str | None = None)
         and (address is None or link.get("address") == address)
 
 
+def filtered(bridge) -> bool:
+    """Whether ``bridge`` hands its frames to iptables, which security groups need. Set on
+    each bridge rather than trusted to the host-wide ``net.bridge.bridge-nf-call-iptables``:
+    hosts that follow libvirt's advice set that to 0, and every port's rules would then be
+    silently skipped."""
+    data = bridge.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
+    return bool(data and data.get("IFLA_BR_NF_CALL_IPTABLES"))
+
+
 class Batch:
     """What applies in a row share (see ``LinuxDriver.batch``)."""
 
@@ -187,11 +196,13 @@ class LinuxDriver:
         if link is None:
             with contextlib.suppress(NetlinkError):  # a racing apply made it first
                 ipr.link("add", ifname=name, kind="bridge", br_stp_state=0,
-                         br_forward_delay=0, mtu=mtu, state="up")
+                         br_forward_delay=0, br_nf_call_iptables=1, mtu=mtu, state="up")
                 made = True
             link = link_of(ipr, name)
         if not up_as(link, mtu):
             ipr.link("set", index=link["index"], mtu=mtu, state="up")
+        if not filtered(link):  # a bridge made before soko set the flag itself
+            ipr.link("set", index=link["index"], kind="bridge", br_nf_call_iptables=1)
         ensured[name, mtu] = link["index"]
         return link["index"], made
 
