@@ -19,6 +19,7 @@ def test_bench_net_runs_and_cleans_up(tmp_path):
     require_tools("ip", "dnsmasq", "iptables-restore", "iperf3")
     before = set(netns.listnetns())
     result = CliRunner().invoke(bench_net, ["--count", "2", "--routers", "2", "--seconds", "1",
+                                            "--rounds", "2",
                                             "--json", str(tmp_path / "net.json")])
     assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "net.json").read_text())
