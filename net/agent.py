@@ -211,17 +211,17 @@ class HostAgent:
     def firewall_spec(self, s: Session) -> tuple[PortFirewall, ...]:
         """Every secured port's rules; a remote group stands for its members' addresses."""
         rows = s.execute(select(Port.id, Port.mac_address, Port.security_groups,
-                                IPAllocation.ip_address)
+                                Port.network_id, IPAllocation.ip_address)
                          .outerjoin(IPAllocation, IPAllocation.port_id == Port.id)
                          .where(Port.port_security_enabled.is_(True))
                          .order_by(Port.created_at, Port.id, IPAllocation.id)).all()
-        ports: dict[str, tuple[str, list, list[str]]] = {}  # plain rows, not ORM objects
-        for port_id, mac, groups, ip in rows:
-            ips = ports.setdefault(port_id, (mac, groups, []))[2]
+        ports: dict[str, tuple[str, list, str, list[str]]] = {}  # plain rows, not ORM
+        for port_id, mac, groups, network_id, ip in rows:
+            ips = ports.setdefault(port_id, (mac, groups, network_id, []))[3]
             if ip is not None:
                 ips.append(ip)
         members: dict[str, list[str]] = {}
-        for _, groups, ips in ports.values():
+        for _, groups, _, ips in ports.values():
             for group_id in groups:
                 members.setdefault(group_id, []).extend(f"{ip}/32" for ip in ips)
         groups = {g.id: g for g in s.scalars(select(SecurityGroup))}
@@ -241,8 +241,9 @@ class HostAgent:
                  for group_id, group in groups.items()}
         return tuple(PortFirewall(
             port_id=port_id, mac=mac, ips=tuple(ips),
-            rules=tuple(r for group_id in groups for r in rules.get(group_id, ())))
-            for port_id, (mac, groups, ips) in ports.items())
+            rules=tuple(r for group_id in groups for r in rules.get(group_id, ())),
+            network_id=network_id)
+            for port_id, (mac, groups, network_id, ips) in ports.items())
 
     # -- what the manager calls ---------------------------------------------------------
 

@@ -110,6 +110,7 @@ class PortFirewall:
     mac: str
     ips: tuple[str, ...]
     rules: tuple[FirewallRule, ...]
+    network_id: str = ""  # its network's frames are tracked in a zone of their own
 
 
 class NetworkDriver(Protocol):

@@ -28,13 +28,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import subprocess
 from pathlib import Path
 
 from soko.net.drivers.base import FirewallRule, PortFirewall
 from soko.net.drivers.dnsmasq import replace_file
-from soko.net.drivers.iptables import IptablesError
+from soko.net.drivers.iptables import IptablesError, host_rules, restore_noflush
 
 
 class Firewall:
@@ -139,7 +137,7 @@ class Firewall:
             text += [rule for c in changed for rule in wanted[c]]
             text += [f"-X {c}" for c in stale] + ["COMMIT", ""]
             self.record.unlink(missing_ok=True)  # a crash mid-restore: the next one rechecks
-            restore("\n".join(text))
+            restore_noflush("\n".join(text), "the security groups")
         with contextlib.suppress(OSError):  # no record: the next change reads the table
             self.record.parent.mkdir(parents=True, exist_ok=True)
             replace_file(self.record, json.dumps({"boot": boot_id(), "chains": wanted}))
@@ -154,9 +152,7 @@ class Firewall:
 
     def present(self) -> tuple[list[str], set[str]]:
         """This cloud's chains in the host's filter table, and FORWARD's rules."""
-        listing = subprocess.run(["iptables", "-w", "5", "-t", "filter", "-S"],
-                                 capture_output=True, text=True, check=True,
-                                 env={**os.environ, "LC_ALL": "C"}).stdout.splitlines()
+        listing = host_rules("filter")
         chains = [line.split()[1] for line in listing
                   if line.startswith(f"-N {self.prefix}")]
         forward = {line[len("-A "):] for line in listing if line.startswith("-A FORWARD ")}
@@ -186,11 +182,3 @@ def protocol_match(rule: FirewallRule) -> str:
             code = f"/{rule.port_max}" if rule.port_max is not None else ""
             parts.append(f"-m icmp --icmp-type {rule.port_min}{code}")
     return " ".join(parts)
-
-
-def restore(text: str) -> None:
-    proc = subprocess.run(["iptables-restore", "-w", "5", "--noflush"], input=text,
-                          capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"})
-    if proc.returncode != 0:
-        raise IptablesError(f"iptables-restore of the security groups failed "
-                            f"({proc.returncode}): {proc.stderr.strip()}\n{text}")

@@ -6,6 +6,9 @@ router is never seen with half its NAT rules, and applying the same rules twice 
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 from soko.net.drivers.namespaces import run_in
 
 BUILTIN_CHAINS = {
@@ -25,6 +28,23 @@ def table_text(table: str, rules: list[str], chains: tuple[str, ...] = ()) -> st
     lines += rules
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"
+
+
+def host_rules(table: str) -> list[str]:
+    """The host's ``table`` as ``iptables -S`` lists it (shared with everything else)."""
+    return subprocess.run(["iptables", "-w", "5", "-t", table, "-S"], capture_output=True,
+                          text=True, check=True,
+                          env={**os.environ, "LC_ALL": "C"}).stdout.splitlines()
+
+
+def restore_noflush(text: str, what: str) -> None:
+    """A ``--noflush`` restore into the host's tables: only the chains ``text`` declares
+    are replaced, everyone else's rules stay; the kernel commits each table at once."""
+    proc = subprocess.run(["iptables-restore", "-w", "5", "--noflush"], input=text,
+                          capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"})
+    if proc.returncode != 0:
+        raise IptablesError(f"iptables-restore of {what} failed "
+                            f"({proc.returncode}): {proc.stderr.strip()}\n{text}")
 
 
 def restore_table(namespace: str | None, table: str, rules: list[str],

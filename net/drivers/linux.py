@@ -41,6 +41,7 @@ from soko.net.drivers.firewall import Firewall
 from soko.net.drivers.iptables import metadata_rules, nat_rules, restore_table
 from soko.net.drivers.metadata import MetadataProxy
 from soko.net.drivers.namespaces import create_namespace
+from soko.net.drivers.zones import ConntrackZones
 
 log = logging.getLogger("soko.net.driver")
 
@@ -137,6 +138,7 @@ class LinuxDriver:
                  metadata: MetadataProxy | None = None, metadata_port: int = 9697):
         self.names = Names(cloud)
         self.firewall = Firewall(cloud, self.names.tap, state_dir / "firewall.json")
+        self.zones = ConntrackZones(cloud)
         self.dhcp_dir = state_dir / "dhcp"
         self.lease_seconds = lease_seconds
         self.metadata = metadata or MetadataProxy(state_dir / "metadata", "", None)
@@ -150,6 +152,7 @@ class LinuxDriver:
         return self.names.tap(port_id)
 
     def apply_firewall(self, ports: tuple[PortFirewall, ...], recheck: bool = False) -> None:
+        self.zones.apply({self.names.bridge(p.network_id) for p in ports}, recheck)
         self.firewall.apply(ports, recheck)
 
     @contextlib.contextmanager

@@ -4,6 +4,7 @@ configured by a real DHCP client) and for the world outside the external network
 
 from __future__ import annotations
 
+import random
 import subprocess
 import time
 from pathlib import Path
@@ -252,3 +253,61 @@ def test_security_groups_and_anti_spoofing_on_the_tap(real_net, netns, plugs, tm
     call(client, "PUT", f"/v2.0/ports/{port_b['id']}", A,
          {"port": {"security_groups": [], "port_security_enabled": False}})
     assert pings(inst_b, "10.0.0.1")
+
+
+UDP_SEND = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.sendto(b"x", (sys.argv[2], int(sys.argv[3])))
+"""
+UDP_RECEIVE = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", int(sys.argv[1])))
+s.settimeout(float(sys.argv[2]))
+print("ready", flush=True)
+try:
+    s.recvfrom(16); print("received")
+except socket.timeout:
+    print("nothing")
+"""
+
+
+def udp_reaches(sender: str, source_port: int, receiver: str, address: str, port: int) -> bool:
+    """Whether one datagram from ``sender``'s ``source_port`` reaches ``receiver``."""
+    listener = subprocess.Popen(["ip", "netns", "exec", receiver, "python3", "-c", UDP_RECEIVE,
+                                 str(port), "2"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout.readline().strip() == "ready"
+        in_ns(sender, "python3", "-c", UDP_SEND, str(source_port), address, str(port))
+        return listener.stdout.readline().strip() == "received"
+    finally:
+        listener.kill() if listener.poll() is None else None
+        listener.wait()
+
+
+def test_one_projects_flows_open_nothing_in_anothers_groups(real_net, netns, plugs):
+    """Two projects on 10.0.0.0/24 share the host's connection tracking: unless each
+    network tracks in a zone of its own, A's flow 10.0.0.5:near -> 10.0.0.7:far makes B's
+    datagram 10.0.0.7:far -> 10.0.0.5:near look like its reply, and B's closed group
+    lets it in (Neutron's conntrack zones, bug 1359523)."""
+    require_tools("python3")
+    client = real_net.client
+    net_a, _ = private_network(client, A)
+    net_b, _ = private_network(client, B)
+    closed = call(client, "POST", "/v2.0/security-groups", B,
+                  {"security_group": {"name": "closed"}})["security_group"]
+    spaces = {}
+    for who, headers, net, address, groups in (
+            ("a5", A, net_a, "10.0.0.5", None), ("a7", A, net_a, "10.0.0.7", None),
+            ("b5", B, net_b, "10.0.0.5", [closed["id"]]), ("b7", B, net_b, "10.0.0.7", None)):
+        extra = {"security_groups": groups} if groups else {}
+        port = port_on(client, headers, net, fixed_ips=[{"ip_address": address}], **extra)
+        spaces[who] = netns("soko-inst")
+        plugs.plug(spaces[who], real_net.driver.bridge_name(net), mac=port["mac_address"],
+                   address=f"{address}/24", host_end=real_net.driver.tap_name(port["id"]))
+
+    # Ports of this run's own: a tracked flow outlives the test that made it.
+    near, far = random.sample(range(20000, 60000), 2)
+    assert not udp_reaches(spaces["b7"], far, spaces["b5"], "10.0.0.5", near)  # closed
+    assert udp_reaches(spaces["a5"], near, spaces["a7"], "10.0.0.7", far)  # A's own flow
+    assert not udp_reaches(spaces["b7"], far, spaces["b5"], "10.0.0.5", near)
