@@ -16,6 +16,11 @@ them, added once:
   allowed traffic RETURNs so the receiver's ingress rules still apply.
 - ``sk<cloud>-in``: to a tap of this cloud: replies and DHCP answers, then the ingress
   rules; traffic to the network service's own legs (DHCP, routers) is accepted.
+- Both find the port's chains in two steps, by the first hex digit of the port's id
+  (``sk<cloud>-o<digit>``, ``sk<cloud>-i<digit>``), then by its tap: each frame is matched
+  against ~16 + N/16 taps rather than N. The legs of routers and DHCP share the taps'
+  prefix, so every routed frame used to pass all N ports' matches both ways: with 110
+  ports, 220 ``physdev`` matches on each 64 KiB frame.
 - ``sk<cloud>r<group8>``: a group's ingress rules, once, which the ingress chain of every
   port in the group jumps to; ``sk<cloud>g<group8>``: a group's members, where an ingress
   rule from that remote group jumps. Written into every port's chain, the default group's
@@ -60,11 +65,19 @@ class Firewall:
             chains.setdefault(chain, []).append(f"-A {chain} {spec}")
 
         group_rules: dict[str, list[FirewallRule]] = {}
+        for digit in sorted({port.port_id[0] for port in ports}):
+            taps = f"{self.tap_pattern[:-1]}{digit}+"
+            add(self.out, f"-m physdev --physdev-in {taps} --physdev-is-bridged "
+                          f"-j {self.prefix}-o{digit}")
+            add(self.into, f"-m physdev --physdev-out {taps} --physdev-is-bridged "
+                           f"-j {self.prefix}-i{digit}")
         for port in ports:
-            tap = self.tap_name(port.port_id)
+            tap, digit = self.tap_name(port.port_id), port.port_id[0]
             ingress, spoof, egress = (self.chain(k, port.port_id) for k in "iof")
-            add(self.out, f"-m physdev --physdev-in {tap} --physdev-is-bridged -j {spoof}")
-            add(self.into, f"-m physdev --physdev-out {tap} --physdev-is-bridged -j {ingress}")
+            add(f"{self.prefix}-o{digit}",
+                f"-m physdev --physdev-in {tap} --physdev-is-bridged -j {spoof}")
+            add(f"{self.prefix}-i{digit}",
+                f"-m physdev --physdev-out {tap} --physdev-is-bridged -j {ingress}")
             add(spoof, "-s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp "
                        "--sport 68 --dport 67 -j RETURN")
             for ip in port.ips:  # goto: the egress chain's RETURN leaves the port's chains
