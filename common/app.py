@@ -23,7 +23,7 @@ import falcon
 from falcon.stream import BoundedStream
 
 from soko.common.errors import SokoError
-from soko.common.log import current_trans_id
+from soko.common.log import current_trans_id, info_line
 from soko.common.validation import json_only_handlers
 
 access_log = logging.getLogger("soko.access")
@@ -87,9 +87,9 @@ def log_access(remote_addr: str | None, trans_id: str, method: str, uri: str, st
     [(source)]``: the body bytes received from the client and sent to it (in that order, as
     Swift's ``bytes_recvd bytes_sent``) where the layer writing it counted them, the source
     for a sub-request."""
-    access_log.info('%s %s "%s %s" %s %.4f%s%s', remote_addr, trans_id, method, uri, status,
-                    duration, "" if transferred is None else " {} {}".format(*transferred),
-                    "" if source is None else f" ({source})")
+    info_line(access_log, f'{remote_addr} {trans_id} "{method} {uri}" {status} {duration:.4f}'
+                          f'{"" if transferred is None else " {} {}".format(*transferred)}'
+                          f'{"" if source is None else f" ({source})"}')
 
 
 def error_body(status: int, title: str, message: str, trans_id: str | None) -> str:

@@ -8,6 +8,7 @@ logs only sub-requests, marked by their source (``common.app.ACCESS_LOGGED_KEY``
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Iterator
 from urllib.parse import parse_qsl, quote, urlencode
@@ -17,16 +18,27 @@ from soko.common.app import log_access
 # Query parameters that are credentials: logged cut short, as Swift's proxy_logging does.
 SENSITIVE_PARAMS = frozenset({"temp_url_sig"})
 REVEALED_PREFIX = 16
+PATH_SAFE = "/:@!$&'()*+,;=-._~"
+# A path of only the characters ``quote`` leaves alone (most are) is logged as it is, unquoted.
+UNQUOTED_PATH = re.compile(f"[A-Za-z0-9{re.escape(PATH_SAFE)}]*")
 
 
 def logged_uri(environ: dict) -> str:
-    path = quote(environ.get("PATH_INFO", "").encode("latin-1"), safe="/:@!$&'()*+,;=-._~")
+    """The request's path and query as the access line shows them: quoted, credentials cut
+    (their names may come percent-encoded: a query with ``%`` is parsed to be sure)."""
+    path = environ.get("PATH_INFO", "")
+    if not UNQUOTED_PATH.fullmatch(path):
+        path = quote(path.encode("latin-1"), safe=PATH_SAFE)
     query = environ.get("QUERY_STRING", "")
+    if not query:
+        return path
+    if "%" not in query and not any(name in query for name in SENSITIVE_PARAMS):
+        return f"{path}?{query}"
     pairs = parse_qsl(query, keep_blank_values=True)
     if any(name in SENSITIVE_PARAMS for name, _ in pairs):
         query = urlencode([(name, value[:REVEALED_PREFIX] + "..." if name in SENSITIVE_PARAMS
                             else value) for name, value in pairs], safe="/:")
-    return f"{path}?{query}" if query else path
+    return f"{path}?{query}"
 
 
 class AccessLine:
