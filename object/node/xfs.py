@@ -68,17 +68,20 @@ def _format(image: Path, size_bytes: int) -> None:
     fsync_dir(image.parent)
 
 
-def loop_devices_of(image: Path) -> list[str]:
-    """The loop devices backed by ``image`` (one left attached by a crash before its mount)."""
-    listing = json.loads(_run(["losetup", "--list", "--json", "--output", "NAME",
+def stray_loop_devices(image: Path) -> list[str]:
+    """The loop devices backed by ``image`` that will not go by themselves: not autoclear,
+    as one a crash left between its attach and its mount (an unmounted autoclear one is on
+    its way out and refuses a detach)."""
+    listing = json.loads(_run(["losetup", "--list", "--json", "--output", "NAME,AUTOCLEAR",
                                "--associated", str(image)]) or '{"loopdevices": []}')
-    return [dev["name"] for dev in listing["loopdevices"]]
+    return [dev["name"] for dev in listing["loopdevices"] if not dev["autoclear"]]
 
 
 def release(image: Path, mount_point: Path) -> None:
-    """Unmounts ``mount_point`` and detaches every loop device still backed by ``image``."""
+    """Unmounts ``mount_point`` (its loop device autoclears) and detaches any stray loop
+    device of ``image``."""
     unmount(mount_point)
-    for device in loop_devices_of(image):
+    for device in stray_loop_devices(image):
         _run(["losetup", "--detach", device])
 
 
