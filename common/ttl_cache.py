@@ -4,8 +4,10 @@ re-read by one thread at a time.
 When a hot entry expires, every thread serving it would otherwise miss at once and re-read
 it (a database row, a HEAD sub-request): with a worker's 16 threads on one key, one read per
 TTL became sixteen. Here the first thread to find the entry stale reads it and the others
-on that key wait for its answer. An entry expires ``ttl`` after its read began, so a value
-is never served longer than ``ttl`` plus one read past the moment it was read.
+on that key take its answer. An entry expires ``ttl`` after its read began, so a value is
+never served longer than ``ttl`` plus one read past the moment it was read. A key forgotten
+or put while it is being read is not overwritten by that read's older answer, and whoever
+asks after that waits for no read begun before it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,18 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 
+class _Read:
+    """One thread's read of a key, whose answer the threads asking meanwhile take."""
+
+    __slots__ = ("done", "value", "failed", "superseded")
+
+    def __init__(self):
+        self.done = threading.Event()
+        self.value: Any = None
+        self.failed = True  # until the read returns
+        self.superseded = False  # forgotten or put meanwhile: its answer is not cached
+
+
 class TtlCache:
     def __init__(self, ttl: float, *, limit: int = 10_000,
                  clock: Callable[[], float] = time.monotonic):
@@ -24,39 +38,59 @@ class TtlCache:
         self.clock = clock
         self._lock = threading.Lock()
         self._entries: dict[Hashable, tuple[float, Any]] = {}
-        self._reading: dict[Hashable, threading.Event] = {}
+        self._reading: dict[Hashable, _Read] = {}
 
-    def get(self, key: Hashable, read: Callable[[], Any]) -> Any:
-        """The cached value of ``key``, or ``read()``'s (an exception from it is not cached:
-        the next caller reads again)."""
+    def get(self, key: Hashable, read: Callable[[], Any],
+            keep: Callable[[Any], bool] | None = None) -> Any:
+        """The cached value of ``key``, or ``read()``'s, cached unless ``keep`` says not to
+        (the threads that waited for that read take it either way). An exception from
+        ``read`` is not cached: the next caller reads again."""
         while True:
             with self._lock:
                 entry = self._entries.get(key)
                 if entry is not None and entry[0] > self.clock():
                     return entry[1]
-                done = self._reading.get(key)
-                if done is None:
-                    done = self._reading[key] = threading.Event()
+                pending = self._reading.get(key)
+                if pending is None:
+                    pending = self._reading[key] = _Read()
                     break
-            done.wait()
+            pending.done.wait()
+            if not pending.failed:
+                return pending.value
         try:
             started = self.clock()
-            value = read()
-            self.put(key, value, started)
+            value = pending.value = read()
+            pending.failed = False
+            kept = keep is None or keep(value)
+            with self._lock:  # forgotten or put meanwhile: this answer may be older
+                if kept and not pending.superseded:
+                    self._store(key, value, started + self.ttl)
+                elif not pending.superseded:
+                    self._entries.pop(key, None)  # the expired entry this read replaced
             return value
         finally:
             with self._lock:
-                del self._reading[key]
-            done.set()
+                if self._reading.get(key) is pending:
+                    del self._reading[key]
+            pending.done.set()
 
-    def put(self, key: Hashable, value: Any, when: float | None = None) -> None:
-        """Caches ``value`` as read at ``when`` (now)."""
-        expires = (self.clock() if when is None else when) + self.ttl
+    def put(self, key: Hashable, value: Any) -> None:
+        """Caches ``value`` as read now."""
         with self._lock:
-            if len(self._entries) >= self.limit and key not in self._entries:
-                self._entries.clear()
-            self._entries[key] = (expires, value)
+            self._supersede(key)
+            self._store(key, value, self.clock() + self.ttl)
 
     def forget(self, key: Hashable) -> None:
         with self._lock:
+            self._supersede(key)
             self._entries.pop(key, None)
+
+    def _supersede(self, key: Hashable) -> None:
+        pending = self._reading.pop(key, None)
+        if pending is not None:
+            pending.superseded = True
+
+    def _store(self, key: Hashable, value: Any, expires: float) -> None:
+        if len(self._entries) >= self.limit and key not in self._entries:
+            self._entries.clear()
+        self._entries[key] = (expires, value)

@@ -83,9 +83,11 @@ def bootstrap(config: Config) -> list[str]:
 
 
 def teardown(config: Config) -> None:
-    """Removes every bridge, namespace, veth, dnsmasq and NAT rule of this cloud from the
-    host (``soko down``); the DB stays, and the next start rebuilds them."""
+    """Removes every bridge, namespace, veth, dnsmasq, NAT rule and security-group chain of
+    this cloud from the host (``soko down``); the DB stays, and the next start rebuilds them."""
     manager = make_manager(config)
     with manager.agent.locked():
-        manager.agent.driver.remove_orphans(set(), set())
-        manager.agent.driver.apply_firewall((), recheck=True)
+        try:
+            manager.agent.driver.remove_orphans(set(), set())
+        finally:  # the host's filter table outlives everything: its chains go whatever failed
+            manager.agent.driver.apply_firewall((), recheck=True)

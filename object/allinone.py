@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 from soko.common.config import Config
 from soko.common.service import Unit, serve_argv
-from soko.object.node.xfs import ensure_mounted, unmount
+from soko.object.node.xfs import ensure_mounted, release
 
 DEVICES_PER_NODE = 2
 PART_POWER = 10
@@ -33,10 +34,13 @@ def ring_devices(section) -> list[dict]:
     ]
 
 
+def device_image(config: Config, device: str) -> Path:
+    return config.data_dir / "object" / "images" / f"{device}.img"
+
+
 def prepare_devices(config: Config) -> list[str]:
     """Mounts (creating on first use) one XFS image per device; plain dirs without mount_check."""
     section = config.section("storage")
-    images = config.data_dir / "object" / "images"
     for node in range(section.nodes):
         for device in node_device_names(node):
             mount_point = section.node_devices(config.data_dir, node) / device
@@ -48,7 +52,7 @@ def prepare_devices(config: Config) -> list[str]:
                     "storage devices are loop-mounted XFS images, which needs root and "
                     "xfsprogs; run as root, or set `mount_check = false` in [storage] of "
                     "soko.toml to use plain directories (ext4 limits metadata to ~4 KiB)")
-            ensure_mounted(images / f"{device}.img", mount_point, section.device_size_gib << 30)
+            ensure_mounted(device_image(config, device), mount_point, section.device_size_gib << 30)
     kind = "loop-mounted XFS" if section.mount_check else "plain directories"
     return [f"object storage: {section.nodes} nodes x {DEVICES_PER_NODE} devices ({kind}) "
             f"under {section.node_devices(config.data_dir, 0).parent}"]
@@ -85,12 +89,11 @@ def storage_units(config: Config) -> list[Unit]:
 
 
 def teardown(config: Config) -> None:
-    """Unmounts the device images ``prepare_devices`` mounted (their loop devices autoclear)."""
+    """Unmounts the device images ``prepare_devices`` mounted and detaches their loop devices
+    (one a failed or killed start left attached but unmounted too)."""
     section = config.section("storage")
     if not section.mount_check:
         return
     for node in range(section.nodes):
         for device in node_device_names(node):
-            mount_point = section.node_devices(config.data_dir, node) / device
-            if os.path.ismount(mount_point):
-                unmount(mount_point)
+            release(device_image(config, device), section.node_devices(config.data_dir, node) / device)

@@ -99,8 +99,19 @@ class Supervisor:
             )
 
     def bootstrap(self) -> None:
+        """Runs each service's bootstrap; if one fails, every service's teardown undoes what
+        was set up on the host (mounts, loop devices, daemons), so a failed start leaves
+        nothing behind."""
         for spec in self.specs:
-            self.summary += spec.run_bootstrap(self.config)
+            try:
+                self.summary += spec.run_bootstrap(self.config)
+            except BaseException as exc:
+                run_teardowns(self.config, self.specs)
+                if isinstance(exc, Exception):
+                    raise SupervisorError(
+                        f"setting up {spec.name} failed: {exc}\n"
+                        "what soko up had set up on this host is undone") from exc
+                raise
 
     def start(self) -> None:
         """Starts every unit and waits until all are healthy; on failure stops what started."""

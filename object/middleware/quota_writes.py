@@ -13,9 +13,9 @@ it is stored); once the quota is reached, nothing more goes in.
 from __future__ import annotations
 
 import dataclasses
-import time
 
 from soko.common.errors import PayloadTooLarge
+from soko.common.ttl_cache import TtlCache
 from soko.object.middleware.copies import copy_request, object_url
 from soko.object.middleware.subrequest import object_path, query_value, subrequest
 from soko.object.proxy.access import INFO_READ_KEY, REFUSAL_KEY
@@ -24,6 +24,7 @@ HTML = "text/html; charset=UTF-8"
 EXCEEDED = "Upload exceeds quota."
 UPLOAD_KEY = "soko.quota.upload"
 REMEMBERED = 10_000  # paths without a quota one worker keeps at most
+NO_QUOTA = object()  # what a HEAD found of a path without a quota
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,30 +82,31 @@ def refuse(environ: dict, upload: Upload) -> None:
 class Usage:
     """Reads the usage and quotas of accounts or containers (HEAD, whatever the caller may
     read). Those found without any quota are remembered by this worker for ``ttl`` seconds,
-    so a write into one (the usual case) costs no HEAD; one with a quota is read afresh at
-    every write, so it holds exactly. A quota set through this worker is seen at once, one
-    set through another worker within ``ttl`` (Swift's cached info: 60 s)."""
+    so a write into one (the usual case) costs no HEAD; one with a quota is read afresh for
+    every write (writes at the same moment share one read), so it holds exactly. A quota set
+    through this worker is seen at once, one set through another worker within ``ttl``
+    (Swift's cached info: 60 s)."""
 
     def __init__(self, app, quota_headers: tuple[str, ...], ttl: float):
-        self.app, self.quota_headers, self.ttl = app, quota_headers, ttl
-        self.without_quota: dict[str, float] = {}
+        self.app, self.quota_headers = app, quota_headers
+        self.without_quota = TtlCache(ttl, limit=REMEMBERED)
 
     def read(self, environ: dict, url: str) -> dict[str, str] | None:
         """The headers of ``url`` (lower-case names), None if it has no quota or is not
         there (the core answers the write then)."""
-        if self.without_quota.get(url, 0) > time.monotonic():
-            return None
+        found = self.without_quota.get(url, lambda: self.head(environ, url),
+                                       keep=lambda found: found is NO_QUOTA)
+        return None if found is NO_QUOTA else found
+
+    def head(self, environ: dict, url: str) -> dict[str, str] | object | None:
         answer = subrequest(self.app, {**environ, INFO_READ_KEY: True}, "HEAD", url,
                             source="QUOTA")
         answer.close()
         if answer.status // 100 != 2:
             return None
         if not any(name in answer.headers for name in self.quota_headers):
-            if len(self.without_quota) >= REMEMBERED:
-                self.without_quota.clear()
-            self.without_quota[url] = time.monotonic() + self.ttl
-            return None
+            return NO_QUOTA
         return answer.headers
 
     def forget(self, url: str) -> None:
-        self.without_quota.pop(url, None)
+        self.without_quota.forget(url)

@@ -78,7 +78,7 @@ def client(tmp_path: Path, manager: NetManager) -> falcon.testing.TestClient:
 @pytest.fixture
 def real_net(tmp_path: Path):
     """The real Linux driver under a fresh cloud id; at the end every bridge, namespace,
-    veth, dnsmasq and NAT table of that cloud is gone (asserted)."""
+    veth, dnsmasq, NAT table and security-group chain of that cloud is gone (asserted)."""
     require_tools("ip", "dnsmasq", "iptables-restore", "sysctl")
     config = Config(data_dir=tmp_path, sections={"net": NetConfig(
         cloud_id=uuid.uuid4().hex[:4], public_cidr="")})  # tests plug their own outside at the gateway
@@ -96,6 +96,10 @@ def real_net(tmp_path: Path):
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert f"brq{cloud}" not in links and f"tap{cloud}" not in links, links
     assert not dnsmasq_pids(tmp_path), "a dnsmasq of this test still runs"
+    rules = "".join(subprocess.run(["iptables", "-t", table, "-S"], capture_output=True,
+                                   text=True).stdout for table in ("filter", "raw"))
+    left = [rule for rule in rules.splitlines() if f"sk{cloud}" in rule]
+    assert not left, f"security-group or conntrack-zone chains or their jumps left: {left}"
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from pyroute2.netns import listnetns as netns_list
 
+from soko.net import wiring
 from tests.net.plumbing import connects, dhcp, dnsmasq_pids, in_ns, pings, tcp_server
 from tests.support import require_tools, wait_for
 
@@ -185,6 +186,31 @@ def test_reconcile_rebuilds_and_removes_only_this_clouds_orphans(real_net, netns
     assert subprocess.run(["ip", "link", "show", stale_peer], capture_output=True).returncode
     assert f"master {real_net.driver.bridge_name(net)}" in subprocess.run(
         ["ip", "link", "show", names.tap(leg["id"])], capture_output=True, text=True).stdout
+
+
+def test_teardown_takes_the_chains_away_even_when_a_namespace_will_not_go(real_net):
+    """The host's filter table is shared and outlives the cloud: a teardown that fails on a
+    namespace (here a file that ``ip netns add`` left without its bind mount, which cannot be
+    entered) still removes the cloud's security-group chains and FORWARD jumps."""
+    client = real_net.client
+    net, _ = private_network(client, A)
+    port_on(client, A, net)
+    cloud = real_net.driver.names.cloud
+
+    def rules_of_this_cloud() -> list[str]:  # security groups (filter) and zones (raw)
+        rules = "".join(subprocess.run(["iptables", "-t", table, "-S"], capture_output=True,
+                                       text=True).stdout for table in ("filter", "raw"))
+        return [rule for rule in rules.splitlines() if f"sk{cloud}" in rule]
+
+    assert rules_of_this_cloud()
+    half_made = Path("/run/netns") / real_net.driver.names.dhcp_namespace("half-made")
+    half_made.touch()
+    try:
+        with pytest.raises(OSError):  # setns() on a file that is no namespace: EINVAL
+            wiring.teardown(real_net.config)
+        assert not rules_of_this_cloud()
+    finally:
+        half_made.unlink()
 
 
 @pytest.fixture

@@ -133,3 +133,21 @@ def test_detach_status_down(up_env, data_dir):
     status = soko("status", env=up_env, check=False)
     assert status.returncode != 0 and "nothing is running" in status.stderr
 
+
+
+def test_failed_start_undoes_what_it_set_up(up_env, data_dir):
+    """A ``soko up`` that fails while making the object devices (here: an image that is not
+    XFS for the fourth device, after three are mounted) says why and unmounts and detaches
+    what it had made, and the loop device an earlier start that crashed between attaching
+    and mounting left: a fresh-clone CI once saw a failed start leave 3 mounts behind."""
+    images = data_dir / "object" / "images"
+    images.mkdir(parents=True)
+    with open(images / "d3.img", "wb") as f:
+        f.truncate(64 << 20)  # all zeros: no filesystem mount knows
+    subprocess.run(["losetup", "--find", images / "d3.img"], check=True)
+    done = soko("up", env=up_env, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "setting up storage failed" in done.stderr and "d3.img" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert read_state(data_dir) is None
+    wait_nothing_left(data_dir)

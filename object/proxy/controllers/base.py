@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import falcon
 
 from soko.common.errors import BadRequest, ServiceUnavailable
+from soko.common.ttl_cache import TtlCache
 from soko.object.proxy.access import REFUSAL_KEY, Access, signed_grant
 from soko.object.proxy.cors import CorsRules
 from soko.object.proxy.replicas import Replicas
@@ -33,9 +33,7 @@ class ProxyState:
         self.accounts = Replicas("account", rings["account"], pool)
         self.containers = Replicas("container", rings["container"], pool)
         self.objects = Replicas("object", rings["object"], pool)
-        self.container_info_ttl = container_info_ttl
-        self.cache: dict[tuple[str, str], tuple[float, dict]] = {}
-        self.cache_lock = threading.Lock()
+        self.container_infos = TtlCache(container_info_ttl)
         self.last_timestamp = 0
         self.timestamp_lock = threading.Lock()
 
@@ -50,20 +48,26 @@ class ProxyState:
     def container_info(self, trans_id: str, account: str, container: str,
                        use_cache: bool) -> dict | None:
         """The container's ACLs, CORS settings and system metadata (None if it does not
-        exist)."""
+        exist, which is not cached: a container made through another worker is seen at
+        once). Without ``use_cache`` it is read afresh (and cached)."""
         key = (account, container)
         if use_cache:
-            with self.cache_lock:
-                cached = self.cache.get(key)
-            if cached and cached[0] > time.monotonic():
-                return cached[1]
+            return self.container_infos.get(key, lambda: self.read_container_info(trans_id, key),
+                                            keep=lambda info: info is not None)
+        info = self.read_container_info(trans_id, key)
+        if info is None:
+            self.container_infos.forget(key)
+        else:
+            self.container_infos.put(key, info)
+        return info
+
+    def read_container_info(self, trans_id: str, key: tuple[str, str]) -> dict | None:
         answer = self.containers.read("HEAD", key, {"X-Trans-Id": trans_id})
         if answer.status == 404:
-            self.forget_container(account, container)
             return None
         if answer.status // 100 != 2:
             raise ServiceUnavailable("the container's replicas did not answer")
-        info = {
+        return {
             "read": answer.headers.get("x-container-read"),
             "write": answer.headers.get("x-container-write"),
             "cors": {name: answer.headers.get(CORS_META + name)
@@ -71,9 +75,6 @@ class ProxyState:
             "sysmeta": {k[len(CONTAINER_SYSMETA_PREFIX):]: v for k, v in answer.headers.items()
                         if k.startswith(CONTAINER_SYSMETA_PREFIX.lower())},
         }
-        with self.cache_lock:
-            self.cache[key] = (time.monotonic() + self.container_info_ttl, info)
-        return info
 
     def account_acl(self, req: falcon.Request, account: str) -> str | None:
         """The stored account ACL, read afresh (asked only for callers who own nothing)."""
@@ -85,8 +86,7 @@ class ProxyState:
         return answer.headers.get(ACCOUNT_ACL_SYSMETA)
 
     def forget_container(self, account: str, container: str) -> None:
-        with self.cache_lock:
-            self.cache.pop((account, container), None)
+        self.container_infos.forget((account, container))
 
 
 def refuse_if_bad_request(responses: list, status: int) -> None:
