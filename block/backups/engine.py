@@ -140,10 +140,10 @@ class ChunkUploader:
         return digest
 
     def _put(self, digest: bytes, data: bytes | bytearray) -> None:
-        blob = codec.encode(data, self.settings.compression)
-        self.store.put(chunk_name(digest), blob)
+        header, payload = codec.encode_parts(data, self.settings.compression)
+        self.store.put(chunk_name(digest), header, payload)
         with self.lock:
-            self.stats.bytes_uploaded += len(blob)
+            self.stats.bytes_uploaded += len(header) + len(payload)
             self.stats.chunks_uploaded += 1
 
     def finish(self) -> None:

@@ -221,6 +221,14 @@ def test_codecs_round_trip_and_keep_incompressible_data_raw(name):
     assert blob[3] == codec.CODEC_IDS["none"] and codec.decode(blob, len(noise)) == noise
     with pytest.raises(codec.CorruptChunk):
         codec.decode(b"XYZ" + blob[3:], len(noise))
+    # chunk-sized: a chunk is tried whole only if samples over it shrink
+    mixed = random.Random(7).randbytes(MiB) + b"soko " * (MiB // 5)
+    blob = codec.encode(mixed, name)
+    assert blob[3] == codec.CODEC_IDS[name]
+    assert len(blob) < 0.7 * len(mixed) or name == "none"
+    assert codec.decode(blob, len(mixed)) == mixed
+    noise = random.Random(8).randbytes(2 * MiB)
+    assert codec.encode(noise, name)[3] == codec.CODEC_IDS["none"]
 
 
 writes = st.lists(st.tuples(st.integers(0, 4 * MiB - 1), st.integers(1, 300 * 1024),
