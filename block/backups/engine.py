@@ -10,9 +10,9 @@ in the parent's kept source (``fiemap.py``): an incremental of a reflink snapsho
 only what changed.
 
 Restore fetches each chunk the manifest names once, verifies its digest and length,
-and writes its extents in place (their writeback starts at once, so the closing fsync
-finds little left to do); zeros are left as holes (a truncated file) or written
-out on a block device. Any mismatch raises, so a wrong volume is never silently made.
+and writes its extents in place, with O_DIRECT where they are aligned (``fileio.py``: no
+copy through the page cache, and the closing fsync finds little left to do); zeros are
+left as holes (a truncated file) or written out on a block device. Any mismatch raises, so a wrong volume is never silently made.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import concurrent.futures
 import dataclasses
 import errno
 import os
-import stat
 import threading
 import time
 from collections.abc import Callable
@@ -31,7 +30,7 @@ import xxhash
 from soko.block.backups import codec
 from soko.block.backups.codec import CorruptChunk
 from soko.block.backups.fiemap import ExtentMap
-from soko.block.backups.fileio import data_runs, start_writeback
+from soko.block.backups.fileio import VolumeWriter, data_runs
 from soko.block.backups.manifest import (
     Extent,
     Manifest,
@@ -141,10 +140,10 @@ class ChunkUploader:
         return digest
 
     def _put(self, digest: bytes, data: bytes | bytearray) -> None:
-        blob = codec.encode(data, self.settings.compression)
-        self.store.put(chunk_name(digest), blob)
+        header, payload = codec.encode_parts(data, self.settings.compression)
+        self.store.put(chunk_name(digest), header, payload)
         with self.lock:
-            self.stats.bytes_uploaded += len(blob)
+            self.stats.bytes_uploaded += len(header) + len(payload)
             self.stats.chunks_uploaded += 1
 
     def finish(self) -> None:
@@ -330,24 +329,27 @@ def restore(manifest: Manifest, store: ObjectStore, target: str, *, settings: Se
     total = sum(e.length for e in manifest.extents if e.digest is not None) or 1
     done = 0
     lock = threading.Lock()
-    fd = os.open(target, os.O_WRONLY)
+    volume = VolumeWriter(target)
+    synced = False
     try:
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            keep = max(os.fstat(fd).st_size, manifest.size)
-            os.ftruncate(fd, 0)  # every old block goes; zeros stay holes
-            os.ftruncate(fd, keep)
+        if volume.is_file:
+            keep = max(os.fstat(volume.fd).st_size, manifest.size)
+            os.ftruncate(volume.fd, 0)  # every old block goes; zeros stay holes
+            os.ftruncate(volume.fd, keep)
         else:
-            write_zeros(fd, manifest)
+            write_zeros(volume, manifest)
 
         def restore_chunk(digest: bytes, extents: list[Extent]) -> None:
             nonlocal done
-            raw = memoryview(fetch_chunk(store, digest, manifest.chunk_sizes[digest]))
+            size = manifest.chunk_sizes[digest]
+            raw = fetch_chunk(store, digest, size)
+            buffer = volume.buffer(size)  # page-aligned, for O_DIRECT
+            buffer[:size] = raw
             for extent in extents:
-                os.pwrite(fd, raw[extent.chunk_offset:extent.chunk_offset + extent.length],
-                          extent.offset)
-                start_writeback(fd, extent.offset, extent.length)
+                volume.write(buffer, extent.chunk_offset, extent.chunk_offset + extent.length,
+                             extent.offset)
             with lock:
-                stats.bytes_read += len(raw)
+                stats.bytes_read += size
                 done += sum(e.length for e in extents)
                 progress(done / total)
 
@@ -360,9 +362,9 @@ def restore(manifest: Manifest, store: ObjectStore, target: str, *, settings: Se
             except BaseException:
                 pool.shutdown(cancel_futures=True)
                 raise
-        os.fsync(fd)
+        synced = True
     finally:
-        os.close(fd)
+        volume.close(sync=synced)
     stats.seconds = time.monotonic() - started
     return stats
 
@@ -382,10 +384,10 @@ def fetch_chunk(store: ObjectStore, digest: bytes, raw_length: int) -> bytes | m
     return raw
 
 
-def write_zeros(fd: int, manifest: Manifest) -> None:
+def write_zeros(volume: VolumeWriter, manifest: Manifest) -> None:
     """A block device has no holes: its zero extents are written out."""
-    zeros = bytes(manifest.chunk_size)
+    zeros = volume.buffer(manifest.chunk_size)  # a fresh anonymous mapping is all zeros
     for extent in manifest.extents:
         if extent.digest is None:
             for offset in range(extent.offset, extent.end, len(zeros)):
-                os.pwrite(fd, zeros[:min(len(zeros), extent.end - offset)], offset)
+                volume.write(zeros, 0, min(len(zeros), extent.end - offset), offset)

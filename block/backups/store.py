@@ -30,7 +30,8 @@ class MissingObject(StoreError):
 class ObjectStore(Protocol):
     def ensure_container(self) -> None: ...
 
-    def put(self, name: str, data: bytes) -> None: ...
+    def put(self, name: str, *parts: bytes | bytearray) -> None:
+        """Stores the parts, joined, as one object."""
 
     def get(self, name: str) -> bytes:
         """Raises ``MissingObject`` when there is no such object."""
@@ -53,6 +54,22 @@ def account_url(config: Config, project_id: str) -> str:
             return next(e["url"] for e in entry["endpoints"] if e["interface"] == "internal")
     raise StoreError("no object store is configured for backups: set [block] "
                      "backup_object_store_url, or run the object proxy in the same config")
+
+
+class Parts:
+    """A body sent part after part with its Content-Length (requests streams an iterable
+    that has a length): a chunk's header and its 16 MiB payload go out without being
+    joined into a copy, which cost a backup 0.2 s of CPU per GiB. Iterable again for a
+    retry."""
+
+    def __init__(self, parts: tuple):
+        self.parts = parts
+
+    def __len__(self) -> int:
+        return sum(len(part) for part in self.parts)
+
+    def __iter__(self):
+        return iter(self.parts)
 
 
 class SwiftStore:
@@ -96,8 +113,8 @@ class SwiftStore:
     def ensure_container(self) -> None:
         self.request("PUT", ok=(201, 202))
 
-    def put(self, name: str, data: bytes) -> None:
-        self.request("PUT", name, ok=(201,), data=data,
+    def put(self, name: str, *parts: bytes | bytearray) -> None:
+        self.request("PUT", name, ok=(201,), data=parts[0] if len(parts) == 1 else Parts(parts),
                      headers={"Content-Type": "application/octet-stream"})
 
     def get(self, name: str) -> bytes:

@@ -24,9 +24,9 @@ class MemoryStore:
     def ensure_container(self) -> None:
         pass
 
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, *parts: bytes) -> None:
         with self.lock:
-            self.objects[name] = bytes(data)
+            self.objects[name] = b"".join(parts)
             self.puts += 1
 
     def get(self, name: str) -> bytes:

@@ -145,10 +145,10 @@ def test_a_sweep_waits_for_a_running_backup(env):
     store = env.stores("proj-a", "tok-a")
     gate, real_put = threading.Event(), store.put
 
-    def slow_put(name, data):  # holds the new backup in the middle of its uploads
+    def slow_put(name, *parts):  # holds the new backup in the middle of its uploads
         if name.startswith("chunks/"):
             gate.wait(10)
-        real_put(name, data)
+        real_put(name, *parts)
 
     store.put = slow_put
     running = post_backup(env, volume_id=new_volume(env, data_at=(0, 8 * MiB), seed=5))
@@ -175,12 +175,12 @@ def test_a_failed_upload_leaves_the_backup_in_error_and_no_objects(env):
     store = env.stores("proj-a", "tok-a")
     before, real_put, sent = dict(store.objects), store.put, []
 
-    def failing_put(name, data):
+    def failing_put(name, *parts):
         if name.startswith("chunks/"):
             sent.append(name)
             if len(sent) == 3:
                 raise StoreError(f"PUT {name}: object store answered 503")
-        real_put(name, data)
+        real_put(name, *parts)
 
     store.put = failing_put
     volume_id = new_volume(env, data_at=(0, 8 * MiB), seed=10)
