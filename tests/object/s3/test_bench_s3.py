@@ -27,4 +27,7 @@ def test_bench_s3_reports_every_path_and_cleans_up(cluster, s3, tester_keys, tmp
         for figures in report[path].values():
             assert figures.get("ops_per_s", figures.get("mb_per_s")) > 0
     assert report["s3"]["PUT 4KiB"]["proxy_cpu_ms_per_op"] > 0
+    assert report["moto"]["PUT 4KiB"]["proxy_cpu_ms_per_op"] > 0  # moto's own server
+    assert all(figures["client_cpu_ms_per_op"] > 0 for path in ("s3", "swift", "moto")
+               for figures in report[path].values())
     assert {b["Name"] for b in s3.list_buckets()["Buckets"]} == before
