@@ -96,13 +96,24 @@ class BoundedChunkedReader(ChunkedReader):
 class SokoRequest(Request):
     """gunicorn's request with soko's rules: only the chunked transfer coding (Swift
     answers 501 to ``gzip, chunked``: the body would be stored still compressed), and raw
-    bytes over 0x7f in the request target taken, as Swift takes them."""
+    bytes over 0x7f in the request target taken, as Swift takes them. Heads are parsed by
+    gunicorn_h1c (C, a dependency: 30 to 45 % less CPU per head than the Python parser),
+    except a head whose request line has such bytes."""
 
     def parse_request_line(self, line_bytes):
         """gunicorn refuses a target with a byte outside printable ASCII; Swift serves a raw
         UTF-8 name and answers 412 to other bytes (its proxy's ``check_utf8``), so the app
         must see them. Percent-encoded they pass, and ``PATH_INFO`` (decoded) is the same."""
         return super().parse_request_line(HIGH_BYTE.sub(percent_encoded, line_bytes))
+
+    def _parse_fast(self, unreader, buf):
+        """gunicorn_h1c (the C parser gunicorn uses when it is installed) parses the whole
+        head without ``parse_request_line``, and gunicorn then refuses a byte over 0x7f in
+        its target: a head whose request line has one, or is not all there yet, goes to the
+        Python parser, which reads the rest of the line and takes it as before."""
+        if not ascii_request_line(buf):
+            return self._parse_python(unreader, buf)
+        return super()._parse_fast(unreader, buf)
 
     def _peer_is_trusted_proxy(self):
         """gunicorn parses ``forwarded_allow_ips`` against the peer's address on every
@@ -178,6 +189,14 @@ class DirectBody(Body):
 
 def percent_encoded(match: re.Match) -> bytes:
     return b"%%%02X" % match.group()[0]
+
+
+def ascii_request_line(head: bytearray) -> bool:
+    """The head holds its whole request line (after the one empty line RFC 9112 allows
+    before it), all ASCII."""
+    start = 2 if head[:2] == b"\r\n" else 0
+    end = head.find(b"\r\n", start)
+    return end >= 0 and head[start:end].isascii()
 
 
 class SokoResponse(wsgi.Response):

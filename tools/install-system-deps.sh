@@ -12,6 +12,8 @@ PACKAGES=(
   # ssh to the test guest, iperf3 for `soko bench net`; the test guest's ssh server
   udhcpc iputils-ping curl openssh-client iperf3 dropbear-bin
   python3-venv
+  # headers to build the C extensions PyPI has no wheel of here (gunicorn_h1c, libvirt-python)
+  python3-dev
   # shared libraries that the test guest's qemu-ga is linked against (image/guest_builder.py
   # copies them from the host into the image, as ldd resolves them)
   libglib2.0-0 libudev1 libnuma1 liburing2 libpcre2-8-0

@@ -98,8 +98,17 @@ def json_error(answer: bytes) -> tuple[int, dict]:
      417),
     (b"POST /v3/auth/tokens HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
      b"5\r\nhello\r\n0\r\n\r\n", 501),
-], ids=["bad-version", "bad-target", "line-too-long", "headers-too-large", "expect", "gzip"])
+    (b"GET /v3 HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", 400),
+    (b"POST /v3/auth/tokens HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+     b"Content-Length: 5\r\n\r\n0\r\n\r\n", 400),
+    (b"POST /v3/auth/tokens HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+     b"Content-Length: 3\r\n\r\n{}", 400),
+    (b"GET /v3/\xc3\xa9 HTTP/1.1\r\nHost: x\r\nX-A: a\x00\r\n\r\n", 400),
+], ids=["bad-version", "bad-target", "line-too-long", "headers-too-large", "expect", "gzip",
+        "obs-fold", "chunked-and-length", "two-lengths", "raw-utf8-target-nul-header"])
 def test_http_layer_refusals_are_soko_json_errors(identity, request_bytes, status):
+    """With gunicorn_h1c (ASCII request lines) as with gunicorn's Python parser (the
+    others: common/worker.py ``SokoRequest``)."""
     answer, seconds = raw_exchange(address(identity), request_bytes)
     assert json_error(answer)[0] == status
     assert seconds < 1.0
