@@ -15,12 +15,12 @@ import xml.etree.ElementTree as ET
 import pytest
 import requests
 from click.testing import CliRunner
-from pyroute2.netns import listnetns
 
 from soko.common.config import Config
 from soko.image.guest_files import READY_MARKER
 from soko.tools.cli import cli
 from tests.compute.conftest import wait_console
+from tests.net.plumbing import assert_cloud_gone
 from tests.support import free_port, require_tools, served, wait_for
 
 pytestmark = pytest.mark.privileged
@@ -102,10 +102,7 @@ def wired(stack, tmp_path_factory):
                     manager.tear_down(manager_caller(), server.id)
     finally:
         net_wiring.teardown(net_config)
-    cloud = net_config.section("net").cloud_id
-    assert not [n for n in listnetns() if f"-{cloud}-" in n]
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    assert f"brq{cloud}" not in links and f"tap{cloud}" not in links, links
+    assert_cloud_gone(net_config.section("net").cloud_id)
 
 
 def manager_caller():

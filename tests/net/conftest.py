@@ -4,14 +4,12 @@ what the host was told, and (privileged) the real Linux driver in namespaces."""
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
 import falcon.testing
 import pytest
-from pyroute2 import netns
 
 from soko.common.config import Config
 from soko.common.db import make_engine, make_sessionmaker
@@ -21,7 +19,7 @@ from soko.net.manager import NetManager, Quotas
 from soko.net.models import Base
 from soko.net.service import NetConfig, cloud_id
 from tests.block.fakes import FixedTokens
-from tests.net.plumbing import Plugs, dnsmasq_pids
+from tests.net.plumbing import Plugs, assert_cloud_gone, dnsmasq_pids
 from tests.support import require_tools, served
 
 
@@ -90,16 +88,8 @@ def real_net(tmp_path: Path):
                               driver=manager.agent.driver)
     finally:
         wiring.teardown(config)
-    cloud = cloud_id(config)
-    left = [n for n in netns.listnetns() if f"-{cloud}-" in n]
-    assert not left, f"namespaces left behind: {left}"
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    assert f"brq{cloud}" not in links and f"tap{cloud}" not in links, links
+    assert_cloud_gone(cloud_id(config))
     assert not dnsmasq_pids(tmp_path), "a dnsmasq of this test still runs"
-    rules = "".join(subprocess.run(["iptables", "-t", table, "-S"], capture_output=True,
-                                   text=True).stdout for table in ("filter", "raw"))
-    left = [rule for rule in rules.splitlines() if f"sk{cloud}" in rule]
-    assert not left, f"security-group or conntrack-zone chains or their jumps left: {left}"
 
 
 @contextlib.contextmanager

@@ -121,3 +121,18 @@ def proxy_pids(data_dir: Path) -> list[int]:
         if b"soko.net.metadata_proxy" in cmdline and str(data_dir).encode() in cmdline:
             found.append(int(entry.name))
     return found
+
+
+def assert_cloud_gone(cloud: str) -> None:
+    """Nothing of cloud ``cloud`` is left on the host: namespaces, bridges, veths, and the
+    security-group and conntrack-zone chains with their jumps."""
+    from pyroute2 import netns
+
+    left = [n for n in netns.listnetns() if f"-{cloud}-" in n]
+    assert not left, f"namespaces left behind: {left}"
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert f"brq{cloud}" not in links and f"tap{cloud}" not in links, links
+    rules = "".join(subprocess.run(["iptables", "-t", table, "-S"], capture_output=True,
+                                   text=True).stdout for table in ("filter", "raw"))
+    left = [rule for rule in rules.splitlines() if f"sk{cloud}" in rule]
+    assert not left, f"security-group or conntrack-zone chains or their jumps left: {left}"
