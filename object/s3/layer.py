@@ -16,11 +16,10 @@ from collections.abc import Callable
 from typing import Protocol
 from urllib.parse import quote
 
-from soko.common.app import REFUSAL_ENVIRON_KEY, access_log, new_trans_id
+from soko.common.app import REFUSAL_ENVIRON_KEY, log_access, new_trans_id
 from soko.common.auth import AuthContext
 from soko.common.config import Config
 from soko.common.errors import ServiceUnavailable
-from soko.common.log import info_line
 from soko.object.s3 import sigv4
 from soko.object.s3.buckets import BUCKET_NAME
 from soko.object.s3.dispatch import dispatch
@@ -107,9 +106,8 @@ class S3Layer:
                 headers.append(("Content-Length", str(len(body))))
             body = [body] if environ["REQUEST_METHOD"] != "HEAD" else []
         start_response(f"{resp.status} {HTTP_REASONS.get(resp.status, 'Unknown')}", headers)
-        info_line(access_log, f'{environ.get("REMOTE_ADDR")} {trans_id} '
-                              f'"{environ["REQUEST_METHOD"]} {resource}" {resp.status} '
-                              f'{time.monotonic() - started:.4f} (s3)')
+        log_access(environ.get("REMOTE_ADDR"), trans_id, environ["REQUEST_METHOD"], resource,
+                   resp.status, time.monotonic() - started, source="s3")
         return body
 
     def error(self, exc: S3Error, resource: str, trans_id: str, environ: dict) -> S3Response:
