@@ -42,8 +42,8 @@ class ConntrackZones:
             return
         listing = host_rules("raw")
         taken = {int(z) for line in listing for z in ZONE.findall(line)}
-        ours = {line.split()[3]: int(ZONE.findall(line)[0]) for line in listing
-                if line.startswith(f"-A {self.into} -i ") and ZONE.search(line)}
+        ours = {line.split()[3]: int(found[1]) for line in listing
+                if line.startswith(f"-A {self.into} -i ") and (found := ZONE.search(line))}
         zones = {b: ours[b] for b in bridges if b in ours}
         free = (z for z in range(1, MAX_ZONE + 1) if z not in taken)
         for bridge in sorted(bridges - set(zones)):
@@ -75,4 +75,3 @@ class ConntrackZones:
             lines += [f"-D {j}" for j in self.jumps() if j in present]
             lines += [f"-X {self.into}", f"-X {self.out}"]
         return "\n".join([*lines, "COMMIT", ""])
-

@@ -96,6 +96,37 @@ def connects(namespace: str, address: str, port: int, timeout: float = 2) -> boo
                  check=False, timeout=timeout + 5).returncode == 0
 
 
+UDP_SEND = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.sendto(b"x", (sys.argv[2], int(sys.argv[3])))
+"""
+UDP_RECEIVE = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", int(sys.argv[1])))
+s.settimeout(float(sys.argv[2]))
+print("ready", flush=True)
+try:
+    s.recvfrom(16); print("received")
+except socket.timeout:
+    print("nothing")
+"""
+
+
+def udp_reaches(sender: str, source_port: int, receiver: str, address: str, port: int) -> bool:
+    """Whether one datagram from ``sender``'s ``source_port`` reaches ``receiver``."""
+    listener = subprocess.Popen(["ip", "netns", "exec", receiver, "python3", "-c", UDP_RECEIVE,
+                                 str(port), "2"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout.readline().strip() == "ready"
+        in_ns(sender, "python3", "-c", UDP_SEND, str(source_port), address, str(port))
+        return listener.stdout.readline().strip() == "received"
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+        listener.wait()
+
+
 def dnsmasq_pids(data_dir: Path) -> list[int]:
     """The dnsmasq processes serving a cloud whose data dir is ``data_dir``."""
     from soko.common.procs import find_pids

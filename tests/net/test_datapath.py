@@ -13,7 +13,7 @@ import pytest
 from pyroute2.netns import listnetns as netns_list
 
 from soko.net import wiring
-from tests.net.plumbing import connects, dhcp, dnsmasq_pids, in_ns, pings, tcp_server
+from tests.net.plumbing import connects, dhcp, dnsmasq_pids, in_ns, pings, tcp_server, udp_reaches
 from tests.support import require_tools, wait_for
 
 pytestmark = pytest.mark.privileged
@@ -279,36 +279,6 @@ def test_security_groups_and_anti_spoofing_on_the_tap(real_net, netns, plugs, tm
     call(client, "PUT", f"/v2.0/ports/{port_b['id']}", A,
          {"port": {"security_groups": [], "port_security_enabled": False}})
     assert pings(inst_b, "10.0.0.1")
-
-
-UDP_SEND = """
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", int(sys.argv[1]))); s.sendto(b"x", (sys.argv[2], int(sys.argv[3])))
-"""
-UDP_RECEIVE = """
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", int(sys.argv[1])))
-s.settimeout(float(sys.argv[2]))
-print("ready", flush=True)
-try:
-    s.recvfrom(16); print("received")
-except socket.timeout:
-    print("nothing")
-"""
-
-
-def udp_reaches(sender: str, source_port: int, receiver: str, address: str, port: int) -> bool:
-    """Whether one datagram from ``sender``'s ``source_port`` reaches ``receiver``."""
-    listener = subprocess.Popen(["ip", "netns", "exec", receiver, "python3", "-c", UDP_RECEIVE,
-                                 str(port), "2"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert listener.stdout.readline().strip() == "ready"
-        in_ns(sender, "python3", "-c", UDP_SEND, str(source_port), address, str(port))
-        return listener.stdout.readline().strip() == "received"
-    finally:
-        listener.kill() if listener.poll() is None else None
-        listener.wait()
 
 
 def test_one_projects_flows_open_nothing_in_anothers_groups(real_net, netns, plugs):
