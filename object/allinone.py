@@ -96,4 +96,5 @@ def teardown(config: Config) -> None:
         return
     for node in range(section.nodes):
         for device in node_device_names(node):
-            release(device_image(config, device), section.node_devices(config.data_dir, node) / device)
+            release(device_image(config, device),
+                    section.node_devices(config.data_dir, node) / device)

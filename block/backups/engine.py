@@ -12,7 +12,8 @@ only what changed.
 Restore fetches each chunk the manifest names once, verifies its digest and length,
 and writes its extents in place, with O_DIRECT where they are aligned (``fileio.py``: no
 copy through the page cache, and the closing fsync finds little left to do); zeros are
-left as holes (a truncated file) or written out on a block device. Any mismatch raises, so a wrong volume is never silently made.
+left as holes (a truncated file) or written out on a block device. Any mismatch raises,
+so a wrong volume is never silently made.
 """
 
 from __future__ import annotations
