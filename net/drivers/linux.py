@@ -137,7 +137,7 @@ class LinuxDriver:
     def __init__(self, cloud: str, state_dir: Path, lease_seconds: int = 86400,
                  metadata: MetadataProxy | None = None, metadata_port: int = 9697):
         self.names = Names(cloud)
-        self.firewall = Firewall(cloud, self.names.tap, state_dir / "firewall.json")
+        self.firewall = Firewall(self.names, state_dir / "firewall.json")
         self.zones = ConntrackZones(cloud)
         self.dhcp_dir = state_dir / "dhcp"
         self.lease_seconds = lease_seconds
