@@ -46,9 +46,10 @@ from soko.net.drivers.iptables import IptablesError, host_rules, restore_noflush
 
 
 class Firewall:
-    def __init__(self, names, record: Path):
+    def __init__(self, names, record: Path, filtering):
         self.record = record  # the chains last restored, so a change restores only its own
         self.names = names
+        self.filtering = filtering  # (bridges with secured ports, the last ones or None)
         self.prefix = f"sk{names.cloud}"
         self.tap_pattern = f"tap{names.cloud}+"
         self.fwd, self.sg = f"{self.prefix}-fwd", f"{self.prefix}-sg"
@@ -141,12 +142,23 @@ class Firewall:
         last = None if recheck else self.last_applied()
         if last is not None:
             try:
+                self.filtering(self.secured(wanted), self.secured(last))
                 self.restore_changes(wanted, last, set(self.jumps()) if last else set())
                 return
             except IptablesError:
                 self.record.unlink(missing_ok=True)
         present_chains, forward = self.present()
+        self.filtering(self.secured(wanted), None)
         self.restore_changes(wanted, dict.fromkeys(present_chains), forward)
+
+    def secured(self, chains: dict[str, list[str]]) -> set[str]:
+        """The bridges with secured ports: those the forward chain sends on."""
+        return {rule.split()[3] for rule in chains.get(self.fwd) or ()}
+
+    def secured_bridges(self) -> set[str] | None:
+        """The bridges with secured ports as this host last got them (None: unknown)."""
+        last = self.last_applied()
+        return None if last is None else self.secured(last)
 
     def restore_changes(self, wanted: dict[str, list[str]], last: dict[str, list[str] | None],
                         forward: set[str]) -> None:

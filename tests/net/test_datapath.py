@@ -302,6 +302,28 @@ def test_security_groups_and_anti_spoofing_on_the_tap(real_net, netns, plugs, tm
          {"port": {"security_groups": [], "port_security_enabled": False}})
     assert pings(inst_b, "10.0.0.1")
 
+    # No secured port left: the bridge forwards without iptables. The next secured port
+    # turns that back on, and its group holds again (B is no member of A's).
+    bridge = real_net.driver.bridge_name(net)
+    assert bridge_filtered(bridge)
+    call(client, "PUT", f"/v2.0/ports/{port_a['id']}", A,
+         {"port": {"security_groups": [], "port_security_enabled": False}})
+    assert not bridge_filtered(bridge)
+    with tcp_server(inst_a, 2222):
+        assert connects(inst_b, lease_a["ip"], 2222)
+    call(client, "PUT", f"/v2.0/ports/{port_a['id']}", A,
+         {"port": {"port_security_enabled": True, "security_groups": port_a["security_groups"]}})
+    assert bridge_filtered(bridge)
+    with tcp_server(inst_a, 2222, timeout=3):
+        assert not connects(inst_b, lease_a["ip"], 2222, timeout=1)
+
+
+def bridge_filtered(bridge: str) -> bool:
+    """Whether the bridge hands its frames to iptables (its own br_netfilter flag)."""
+    details = subprocess.run(["ip", "-d", "link", "show", bridge], capture_output=True,
+                             text=True, check=True).stdout
+    return "nf_call_iptables 1" in details
+
 
 def test_one_projects_flows_open_nothing_in_anothers_groups(real_net, netns, plugs):
     """Two projects on 10.0.0.0/24 share the host's connection tracking: unless each
