@@ -29,6 +29,7 @@ from pathlib import Path
 from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
+from soko.net.drivers import bridge_netfilter
 from soko.net.drivers.base import (
     Leg,
     MetadataEntry,
@@ -141,6 +142,7 @@ class LinuxDriver:
         self.metadata = metadata or MetadataProxy(state_dir / "metadata", "", None)
         self.metadata_port = metadata_port
         self.shared: Batch | None = None
+        self.netfilter_ready = False  # br_netfilter checked (loaded, if need be)
 
     def bridge_name(self, network_id: str) -> str:
         return self.names.bridge(network_id)
@@ -149,6 +151,10 @@ class LinuxDriver:
         return self.names.tap(port_id)
 
     def apply_firewall(self, ports: tuple[PortFirewall, ...], recheck: bool = False) -> None:
+        if not self.netfilter_ready:
+            if bridge_netfilter.ensure_loaded():
+                log.info("loaded br_netfilter; its host-wide switches set to 0, as before it")
+            self.netfilter_ready = True
         self.zones.apply({self.names.bridge(p.network_id) for p in ports}, recheck)
         self.firewall.apply(ports, recheck)
 

@@ -13,6 +13,10 @@ how long a reconcile from scratch takes, and what a router costs in TCP throughp
   (each round in the other order) and the medians are compared: one pair of runs swings
   by a third on a shared host. With two CPUs or more, iperf3's client and server are each
   pinned to a CPU of their own, as the scheduler otherwise sometimes stacks both on one.
+  Neither of the router's bridges has a secured port, so soko leaves their frames out of
+  iptables; the host-wide ``net.bridge.bridge-nf-call-iptables`` (1 by the kernel's
+  default, 0 by libvirt's advice) puts every bridge's frames back in, so the row says
+  which it ran with.
 
 Each change is timed from the request to the moment it is observed in force (soko-net
 answers once the host has converged, so "after the answer" is the same instant). Runs
@@ -252,6 +256,14 @@ class Namespaces:
                            check=True)
 
 
+def host_bridge_netfilter() -> str:
+    """The host-wide switch that hands every bridge's frames to iptables."""
+    try:
+        return Path("/proc/sys/net/bridge/bridge-nf-call-iptables").read_text().strip()
+    except OSError:
+        return "absent"
+
+
 def pinned(cpu: int) -> list[str]:
     """iperf3's option to stay on ``cpu``, when the host has a CPU for each end."""
     return ["-A", str(cpu)] if (os.cpu_count() or 1) >= 2 else []
@@ -295,7 +307,8 @@ def run_bench(workdir: Path, count: int, routers: int, seconds: int,
                      **percentiles(bench.floating_times(count, ports, sub_id)),
                      "goal": GOALS["fip"]})
         routed, plain = bench.throughput(seconds, rounds)
-        rows.append({"case": f"TCP via router (SNAT), iperf3 {seconds} s, median",
+        rows.append({"case": f"TCP via router (SNAT), iperf3 {seconds} s, median, host "
+                             f"bridge-nf-call-iptables={host_bridge_netfilter()}",
                      "n": rounds,
                      "p50": f"{routed:.2f} Gbit/s", "p99": "",
                      "goal": f"{GOALS['throughput']}: {100 * routed / plain:.0f} % of "
