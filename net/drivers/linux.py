@@ -115,12 +115,6 @@ def up_as(link, mtu: int, master: int | None = None, address: str | None = None)
         and (address is None or link.get("address") == address)
 
 
-def filtered(bridge) -> bool:
-    """Whether ``bridge`` hands its frames to iptables (``br_netfilter``)."""
-    data = bridge.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
-    return bool(data and data.get("IFLA_BR_NF_CALL_IPTABLES"))
-
-
 class Batch:
     """What applies in a row share (see ``LinuxDriver.batch``)."""
 
@@ -166,20 +160,19 @@ class LinuxDriver:
         routers and DHCP only) then forwards without ``br_netfilter``, its connection
         tracking and a pass through the host's tables: 12 % of a routed TCP stream.
         ``before``: the bridges flagged last, so only the difference is set; None sets
-        every bridge of this cloud."""
-        with self.host_netlink() as ipr:
-            if before is None:
-                bridges = {link.get_attr("IFLA_IFNAME"): link for link in ipr.get_links()
-                           if (link.get_attr("IFLA_IFNAME") or "").startswith(
-                               self.names.bridge_prefix)}
-                changes = {name: name in secured for name, link in bridges.items()
-                           if filtered(link) != (name in secured)}
-            else:
-                changes = {**dict.fromkeys(before - secured, False),
-                           **dict.fromkeys(secured - before, True)}
-            for name, on in sorted(changes.items()):
-                if (index := index_of(ipr, name)) is not None:
-                    ipr.link("set", index=index, kind="bridge", br_nf_call_iptables=int(on))
+        every bridge of this cloud. Through sysfs: a netlink dump of the host's links to
+        find them cost a reconcile ~0.3 s of decoding."""
+        if before is None:
+            changes = {name: name in secured for _, name in socket.if_nameindex()
+                       if name.startswith(self.names.bridge_prefix)}
+        else:
+            changes = {**dict.fromkeys(before - secured, False),
+                       **dict.fromkeys(secured - before, True)}
+        for name, on in sorted(changes.items()):
+            flag = Path("/sys/class/net") / name / "bridge" / "nf_call_iptables"
+            with contextlib.suppress(FileNotFoundError):  # a bridge not made yet
+                if flag.read_text().strip() != str(int(on)):
+                    flag.write_text(str(int(on)))
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
