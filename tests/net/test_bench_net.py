@@ -24,6 +24,6 @@ def test_bench_net_runs_and_cleans_up(tmp_path):
     assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "net.json").read_text())
     assert [r["case"].split(" ")[0] for r in rows] == ["port", "security-group", "floating",
-                                                       "TCP", "reconcile"]
+                                                       "TCP", "TCP", "reconcile"]
     assert all(r["p50"] for r in rows)
     assert set(netns.listnetns()) <= before

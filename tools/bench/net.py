@@ -8,15 +8,17 @@ how long a reconcile from scratch takes, and what a router costs in TCP throughp
 - reconcile: 100 networks, each with a subnet and a router (interface and gateway), all
   in the DB and nothing on the host, until the host matches the DB;
 - throughput: TCP (iperf3, one stream) from a namespace on a tenant network through its
-  router (SNAT) to a namespace on the external network, against a plain veth pair between
-  two namespaces: the physical limit on this host. The two alternate over ``--rounds``
+  router (SNAT) to a namespace on the external network, and the same from a namespace on
+  a secured port (its tap and MAC as compute sets them, the default group: its frames go
+  through ``br_netfilter``, conntrack and the port's chains), against a plain veth pair
+  between two namespaces: the physical limit on this host. The three alternate over ``--rounds``
   (each round in the other order) and the medians are compared: one pair of runs swings
   by a third on a shared host. With two CPUs or more, iperf3's client and server are each
   pinned to a CPU of their own, as the scheduler otherwise sometimes stacks both on one.
-  Neither of the router's bridges has a secured port, so soko leaves their frames out of
-  iptables; the host-wide ``net.bridge.bridge-nf-call-iptables`` (1 by the kernel's
-  default, 0 by libvirt's advice) puts every bridge's frames back in, so the row says
-  which it ran with.
+  The secured port has a network and router of its own, so the first path's bridges have
+  no secured port and soko leaves their frames out of iptables; the host-wide
+  ``net.bridge.bridge-nf-call-iptables`` (1 by the kernel's default, 0 by libvirt's
+  advice) puts every bridge's frames back in, so the rows say which they ran with.
 
 Each change is timed from the request to the moment it is observed in force (soko-net
 answers once the host has converged, so "after the answer" is the same instant). Runs
@@ -187,24 +189,39 @@ class Bench:
         self.nets.agent.reconcile()
         return time.perf_counter() - started
 
-    def throughput(self, seconds: int, rounds: int) -> tuple[float, float]:
-        """Median (routed, plain veth) in Gbit/s over ``rounds`` alternated runs each."""
-        net_id, sub_id = self.network("10.40.0.0/24")
-        ext_id, _ = self.network("172.29.0.0/24", **{"router:external": True})
+    def routed_network(self, cidr: str, external_id: str) -> str:
+        """A network behind a router of its own with its gateway on ``external_id``."""
+        net_id, sub_id = self.network(cidr)
         router = self.routers.create_router(self.auth, {"router": {
-            "name": "tp", "external_gateway_info": {"network_id": ext_id}}})
+            "name": "tp", "external_gateway_info": {"network_id": external_id}}})
         self.routers.add_interface(self.auth, router.id, {"subnet_id": sub_id})
+        return net_id
+
+    def throughput(self, seconds: int, rounds: int) -> dict[str, float]:
+        """Median Gbit/s over ``rounds`` alternated runs each: through the router from a
+        plain namespace ("routed") and from one on a secured port ("secured", plugged as
+        compute plugs a tap: its name and MAC, the default group), and over a plain veth
+        pair ("plain")."""
+        ext_id, _ = self.network("172.29.0.0/24", **{"router:external": True})
+        plain_net, secured_net = (self.routed_network(cidr, ext_id)
+                                  for cidr in ("10.40.0.0/24", "10.41.0.0/24"))
+        port = self.port(secured_net)  # on a network of its own, whose bridge alone it filters
         with Namespaces() as spaces:
-            guest = spaces.plug(self.driver.bridge_name(net_id), "10.40.0.50/24", "10.40.0.1")
+            guest = spaces.plug(self.driver.bridge_name(plain_net), "10.40.0.50/24",
+                                "10.40.0.1")
+            secured = spaces.plug(self.driver.bridge_name(secured_net),
+                                  f"{port.fixed_ips[0].ip_address}/24", "10.41.0.1",
+                                  host_end=self.driver.tap_name(port.id), mac=port.mac_address)
             outside = spaces.plug(self.driver.bridge_name(ext_id), "172.29.0.200/24")
             left, right = spaces.pair("192.168.250.1/30", "192.168.250.2/30")
             runs = {"routed": (guest, outside, "172.29.0.200"),
+                    "secured": (secured, outside, "172.29.0.200"),
                     "plain": (left, right, "192.168.250.2")}
-            rates: dict[str, list[float]] = {"routed": [], "plain": []}
+            rates: dict[str, list[float]] = {kind: [] for kind in runs}
             for n in range(rounds):
                 for kind in sorted(runs, reverse=n % 2 == 1):
                     rates[kind].append(iperf(*runs[kind], seconds))
-        return statistics.median(rates["routed"]), statistics.median(rates["plain"])
+        return {kind: statistics.median(values) for kind, values in rates.items()}
 
 
 class Namespaces:
@@ -230,10 +247,12 @@ class Namespaces:
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
         return name
 
-    def plug(self, bridge: str, address: str, gateway: str | None = None) -> str:
-        name, host_end = self.new(), f"vb{uuid.uuid4().hex[:8]}"
-        subprocess.run(["ip", "link", "add", host_end, "type", "veth", "peer", "name", "eth0",
-                        "netns", name], check=True)
+    def plug(self, bridge: str, address: str, gateway: str | None = None,
+             host_end: str | None = None, mac: str | None = None) -> str:
+        name, host_end = self.new(), host_end or f"vb{uuid.uuid4().hex[:8]}"
+        peer = ["name", "eth0", *(["address", mac] if mac else []), "netns", name]
+        subprocess.run(["ip", "link", "add", host_end, "type", "veth", "peer", *peer],
+                       check=True)
         self.links.append(host_end)
         subprocess.run(["ip", "link", "set", host_end, "master", bridge, "up"], check=True)
         self.configure(name, "eth0", address, gateway)
@@ -306,13 +325,15 @@ def run_bench(workdir: Path, count: int, routers: int, seconds: int,
         rows.append({"case": "floating IP associated (DNAT in force)", "n": count,
                      **percentiles(bench.floating_times(count, ports, sub_id)),
                      "goal": GOALS["fip"]})
-        routed, plain = bench.throughput(seconds, rounds)
-        rows.append({"case": f"TCP via router (SNAT), iperf3 {seconds} s, median, host "
-                             f"bridge-nf-call-iptables={host_bridge_netfilter()}",
-                     "n": rounds,
-                     "p50": f"{routed:.2f} Gbit/s", "p99": "",
-                     "goal": f"{GOALS['throughput']}: {100 * routed / plain:.0f} % of "
-                             f"{plain:.2f} Gbit/s (plain veth pair)"})
+        rates = bench.throughput(seconds, rounds)
+        switch = host_bridge_netfilter()
+        for kind, guest in (("routed", "a namespace"), ("secured", "a secured port")):
+            rows.append({"case": f"TCP via router (SNAT) from {guest}, iperf3 {seconds} s, "
+                                 f"median, host bridge-nf-call-iptables={switch}",
+                         "n": rounds, "p50": f"{rates[kind]:.2f} Gbit/s", "p99": "",
+                         "goal": f"{GOALS['throughput']}: "
+                                 f"{100 * rates[kind] / rates['plain']:.0f} % of "
+                                 f"{rates['plain']:.2f} Gbit/s (plain veth pair)"})
         bench.teardown()  # the reconcile starts from an empty host
         seconds_taken = bench.reconcile_seconds(routers)
         rows.append({"case": f"reconcile {routers} networks with routers from scratch",
