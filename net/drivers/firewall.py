@@ -52,7 +52,8 @@ class Firewall:
     def __init__(self, names, record: Path, filtering):
         self.record = record  # the chains last restored, so a change restores only its own
         self.names = names
-        self.filtering = filtering  # (bridges with secured ports, the last ones or None)
+        self.filtering = filtering  # (bridges with secured ports, the last ones or None),
+        # called before each restore
         self.prefix = f"sk{names.cloud}"
         self.tap_pattern = f"tap{names.cloud}+"
         self.fwd, self.sg = f"{self.prefix}-fwd", f"{self.prefix}-sg"
@@ -67,6 +68,10 @@ class Firewall:
 
     def chain(self, kind: str, port_id: str) -> str:
         return f"{self.prefix}{kind}{port_id[:8]}"
+
+    def bucket(self, way: str, port_id: str) -> str:
+        """The dispatch chain of the ports whose ids start with ``port_id``'s first digit."""
+        return f"{self.prefix}-{way}{port_id[0]}"
 
     def wanted(self, ports: tuple[PortFirewall, ...]) -> dict[str, list[str]]:
         """Each chain this cloud's ports need, with the rules that fill it, in order."""
@@ -87,15 +92,15 @@ class Firewall:
         for digit in sorted({port.port_id[0] for port in ports}):
             taps = f"{self.tap_pattern[:-1]}{digit}+"
             add(self.out, f"-m physdev --physdev-in {taps} --physdev-is-bridged "
-                          f"-j {self.prefix}-o{digit}")
+                          f"-j {self.bucket('o', digit)}")
             add(self.into, f"-m physdev --physdev-out {taps} --physdev-is-bridged "
-                           f"-j {self.prefix}-i{digit}")
+                           f"-j {self.bucket('i', digit)}")
         for port in ports:
-            tap, digit = self.names.tap(port.port_id), port.port_id[0]
+            tap = self.names.tap(port.port_id)
             ingress, spoof, egress = (self.chain(k, port.port_id) for k in "iof")
-            add(f"{self.prefix}-o{digit}",
+            add(self.bucket("o", port.port_id),
                 f"-m physdev --physdev-in {tap} --physdev-is-bridged -j {spoof}")
-            add(f"{self.prefix}-i{digit}",
+            add(self.bucket("i", port.port_id),
                 f"-m physdev --physdev-out {tap} --physdev-is-bridged -j {ingress}")
             add(spoof, "-s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp "
                        "--sport 68 --dport 67 -j RETURN")
