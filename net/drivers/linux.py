@@ -129,7 +129,7 @@ class LinuxDriver:
     def __init__(self, cloud: str, state_dir: Path, lease_seconds: int = 86400,
                  metadata: MetadataProxy | None = None, metadata_port: int = 9697):
         self.names = Names(cloud)
-        self.firewall = Firewall(self.names, state_dir / "firewall.json", self.filter_bridges)
+        self.firewall = Firewall(self.names, state_dir / "firewall.json", self.secured_changed)
         self.zones = ConntrackZones(cloud)
         self.dhcp_dir = state_dir / "dhcp"
         self.lease_seconds = lease_seconds
@@ -145,12 +145,19 @@ class LinuxDriver:
         return self.names.tap(port_id)
 
     def apply_firewall(self, ports: tuple[PortFirewall, ...], recheck: bool = False) -> None:
-        if not self.netfilter_ready:
+        if ports and not self.netfilter_ready:  # none (soko down): nothing to load it for
             if bridge_netfilter.ensure_loaded():
                 log.info("loaded br_netfilter; its host-wide switches set to 0, as before it")
             self.netfilter_ready = True
-        self.zones.apply({self.names.bridge(p.network_id) for p in ports}, recheck)
         self.firewall.apply(ports, recheck)
+
+    def secured_changed(self, secured: set[str], before: set[str] | None) -> None:
+        """The bridges with secured ports, and those of the firewall's last restore (None:
+        unknown, so the host is read): their conntrack zones and ``br_netfilter`` flags
+        follow, before the restore."""
+        if before != secured:
+            self.zones.apply(secured)
+        self.filter_bridges(secured, before)
 
     def filter_bridges(self, secured: set[str], before: set[str] | None) -> None:
         """Only the bridges with secured ports hand their frames to iptables, each by its

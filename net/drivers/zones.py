@@ -14,8 +14,10 @@ own, set in the host's ``raw`` table before tracking starts:
 
 Zones are numbers shared by the whole host, so a new network takes the lowest one that no
 rule in the ``raw`` table uses (another cloud's included), and a network keeps its zone
-while it has secured ports. The table is read once, then only when a change's networks
-differ from the last restore's, or on a recheck (a reconcile).
+while it has secured ports. The driver applies them only when the set of bridges with
+secured ports differs from the firewall's record of the last restore (which all of the
+service's workers share), or on a reconcile: a memory of its own in each worker let one
+worker skip a zone another had since removed.
 """
 
 from __future__ import annotations
@@ -31,15 +33,12 @@ MAX_ZONE = 65535
 class ConntrackZones:
     def __init__(self, cloud: str):
         self.into, self.out = f"sk{cloud}-zone", f"sk{cloud}-zout"
-        self.applied: dict[str, int] | None = None  # bridge: zone, as last restored
 
     def jumps(self) -> list[str]:
         return [f"PREROUTING -j {self.into}", f"OUTPUT -j {self.out}"]
 
-    def apply(self, bridges: set[str], recheck: bool = False) -> None:
+    def apply(self, bridges: set[str]) -> None:
         """Each of ``bridges`` tracked in its zone; this cloud's other zones gone."""
-        if not recheck and self.applied is not None and set(self.applied) == bridges:
-            return
         listing = host_rules("raw")
         taken = {int(z) for line in listing for z in ZONE.findall(line)}
         ours = {line.split()[3]: int(found[1]) for line in listing
@@ -56,7 +55,6 @@ class ConntrackZones:
             not set(self.jumps()) & present
         if sorted(have) != sorted(self.rules(zones)) or not jumps_right:
             restore_noflush(self.text(zones, present), "the conntrack zones")
-        self.applied = zones
 
     def rules(self, zones: dict[str, int]) -> list[str]:
         lines = []

@@ -7,13 +7,25 @@ from __future__ import annotations
 import random
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 from pyroute2.netns import listnetns as netns_list
 
 from soko.net import wiring
-from tests.net.plumbing import connects, dhcp, dnsmasq_pids, in_ns, pings, tcp_server, udp_reaches
+from soko.net.drivers.base import PortFirewall
+from soko.net.drivers.linux import LinuxDriver
+from tests.net.plumbing import (
+    assert_cloud_gone,
+    connects,
+    dhcp,
+    dnsmasq_pids,
+    in_ns,
+    pings,
+    tcp_server,
+    udp_reaches,
+)
 from tests.support import require_tools, wait_for
 
 pytestmark = pytest.mark.privileged
@@ -351,3 +363,27 @@ def test_one_projects_flows_open_nothing_in_anothers_groups(real_net, netns, plu
     assert not udp_reaches(spaces["b7"], far, spaces["b5"], "10.0.0.5", near)  # closed
     assert udp_reaches(spaces["a5"], near, spaces["a7"], "10.0.0.7", far)  # A's own flow
     assert not udp_reaches(spaces["b7"], far, spaces["b5"], "10.0.0.5", near)
+
+
+def test_a_zone_one_worker_removed_comes_back_through_another(tmp_path):
+    """gunicorn's workers share the host: each one's driver judges what is there by the
+    record of the last restore they share, not by what it did last itself (a worker that
+    remembered giving network y a zone skipped it after another worker had removed it)."""
+    require_tools("iptables-restore")
+    cloud = uuid.uuid4().hex[:4]
+    first, second = (LinuxDriver(cloud, tmp_path) for _ in range(2))
+    x, y = (PortFirewall(port_id=uuid.uuid4().hex, mac=f"fa:16:3e:00:00:0{n}",
+                         ips=(f"10.9.0.{n}",), rules=(), network_id=uuid.uuid4().hex)
+            for n in (2, 3))
+    zone_of_y = f"-i {first.bridge_name(y.network_id)} -j CT --zone"
+    try:
+        first.apply_firewall((x, y))
+        second.apply_firewall((x,))  # y's last secured port went through the other worker
+        assert zone_of_y not in subprocess.run(["iptables", "-t", "raw", "-S"],
+                                               capture_output=True, text=True).stdout
+        first.apply_firewall((x, y))  # and y has one again, through the first
+        assert zone_of_y in subprocess.run(["iptables", "-t", "raw", "-S"],
+                                           capture_output=True, text=True).stdout
+    finally:
+        first.apply_firewall((), recheck=True)
+    assert_cloud_gone(cloud)
