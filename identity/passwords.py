@@ -53,8 +53,12 @@ def verify_password(password: str, stored: str) -> bool:
 
 
 def generate_password(nbytes: int = 18) -> str:
-    """A random password for bootstrap accounts (URL-safe, no shell metacharacters)."""
-    return secrets.token_urlsafe(nbytes)
+    """A random password for bootstrap accounts (URL-safe, no shell metacharacters), never
+    starting with ``-``: one in 64 did, and ``swift -K <it>`` or ``--os-password <it>``
+    then read it as an option."""
+    while (password := secrets.token_urlsafe(nbytes)).startswith("-"):
+        pass
+    return password
 
 
 @functools.cache

@@ -20,6 +20,13 @@ def test_password_hash_round_trip_and_format():
     assert passwords.hash_password("correct horse", log2_n=10) != stored  # salted
 
 
+def test_generated_passwords_can_follow_a_cli_option():
+    """A password given as ``swift -K <password>`` must not look like an option itself."""
+    generated = [passwords.generate_password() for _ in range(2000)]  # 1 in 64 began "-"
+    assert not [p for p in generated if p.startswith("-")]
+    assert len(set(generated)) == len(generated) and all(len(p) == 24 for p in generated)
+
+
 @pytest.mark.parametrize("stored", ["", "md5$abc", "scrypt$10$8$1$!!$??", "scrypt$x$8$1$a$b"])
 def test_malformed_hash_never_verifies(stored):
     assert not passwords.verify_password("anything", stored)
